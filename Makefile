@@ -1,0 +1,49 @@
+# crusader-mail: two commands on a fresh machine (Python 3.11 and pip).
+#   make demo   set up .venv and run the main job on the bundled example (offline, no secrets)
+#   make test   set up .venv with the dev extras and run every check
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest workflows services golden bench clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=python3" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/crusader-mail run --dry-run
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict src
+
+workflows: $(STAMP)
+	$(BIN)/actionlint .github/workflows/*.yml
+	$(BIN)/zizmor --offline .github/workflows
+
+services:
+	@bash scripts/install-test-services.sh
+
+pytest: $(STAMP) services
+	$(BIN)/pytest
+
+test: lint typecheck workflows pytest
+
+golden: $(STAMP)
+	$(BIN)/python -m tests.golden_regen
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) preview outbox .pytest_cache .mypy_cache .ruff_cache

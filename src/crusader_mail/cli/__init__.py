@@ -1,0 +1,74 @@
+"""The command line: parses arguments, calls the library, maps errors to exit codes.
+
+Only this package turns a :class:`~crusader_mail.errors.CrusaderMailError` into one line on
+stderr and its ``exit_code``; nothing below it prints tracebacks for expected failures.
+Exit codes: 0 done, 1 failure, 2 configuration or usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from crusader_mail import __version__
+from crusader_mail.cli.context import AppContext
+from crusader_mail.errors import CrusaderMailError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="CRUSADER_MAIL_CONFIG",
+    help="Settings file (default: ./crusader-mail.toml).",
+)
+@click.version_option(__version__, prog_name="crusader-mail")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None) -> None:
+    """Turn a blog's feed into an email newsletter and deliver it through SendGrid."""
+    app = ctx.ensure_object(AppContext)
+    if config is not None:
+        app.config = config
+
+
+def main(argv: list[str] | None = None, obj: AppContext | None = None) -> None:
+    """Console entry point: run the CLI and map library errors to exit codes."""
+    try:
+        cli.main(args=argv, prog_name="crusader-mail", standalone_mode=False, obj=obj)
+    except CrusaderMailError as error:
+        click.echo(f"crusader-mail: error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.Abort:
+        click.echo("crusader-mail: aborted", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("crusader-mail: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(0)
+
+
+def _register() -> None:
+    from crusader_mail.cli import config, fetch, inbox, preview, run, send, serve, subscribers
+
+    for command in (
+        config.config,
+        fetch.fetch,
+        preview.preview,
+        subscribers.subscribers,
+        send.send,
+        inbox.inbox,
+        serve.serve,
+        run.run,
+    ):
+        cli.add_command(command)
+
+
+_register()

@@ -1,0 +1,180 @@
+"""Typed values passed between the stages.
+
+    reader  --Post-->  archive  --Post-->  related/composer  --RenderedIssue-->  sender
+    subscribers  --Subscriber-->  sender / inbox / server
+    every stage  --*Report-->  cli (printed as a table or JSON)
+
+Models are immutable pydantic models; a stage returns new values, it never edits its input.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# --- posts ------------------------------------------------------------------------------------
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Image(Frozen):
+    url: str
+    alt: str = ""
+
+
+class Post(Frozen):
+    """One feed entry, sanitized and normalized. Every URL in it is absolute."""
+
+    id: str  # guid, else link, else "sha256:" + hash of title and content
+    title: str  # plain text, never empty
+    link: str  # absolute
+    published: datetime  # timezone-aware UTC; first_seen when the feed has no date
+    updated: datetime  # timezone-aware UTC
+    author: str = ""
+    categories: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    summary_html: str = ""  # sanitized HTML
+    content_html: str = ""  # sanitized HTML (summary_html when the feed has no full content)
+    excerpt: str = ""  # plain text: first 55 words + " […]" (whole when shorter)
+    image: Image | None = None  # lead image
+    feed: str  # the feed URL or path it came from
+    first_seen: datetime
+
+
+class ArchivedPost(Post):
+    """A post as the archive keeps it: which issue carried it (``None``: new)."""
+
+    issue: str | None = None  # issue id, or BACKLOG for posts present at installation
+
+
+BACKLOG = "backlog"
+
+
+# --- fetching ---------------------------------------------------------------------------------
+
+FeedStatus = Literal["ok", "not_modified", "error"]
+
+
+class FeedReport(Frozen):
+    url: str
+    status: FeedStatus
+    entries: int = 0
+    new: int = 0
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+    permanent_redirect: str | None = None  # the new URL, when the feed moved for good
+
+
+# --- issues -----------------------------------------------------------------------------------
+
+
+class Placeholder(StrEnum):
+    """Per-reader values. They survive Jinja, premailer and escaping untouched, and are filled
+    in at send time by plain string substitution (SendGrid ``substitutions``)."""
+
+    UNSUBSCRIBE_URL = "[[unsubscribe_url]]"
+    EMAIL = "[[email]]"
+    NAME = "[[name]]"
+
+
+class RenderedIssue(Frozen):
+    """The composer's product: one finished newsletter, the same for every reader."""
+
+    issue_id: str
+    subject: str
+    preheader: str
+    html: str  # CSS inlined, placeholders intact
+    text: str
+    placeholders: tuple[Placeholder, ...]
+    post_ids: tuple[str, ...]
+    related_ids: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # e.g. "switched 2 long posts to excerpts (HTML over 102 KB)"
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+
+IssueStatus = Literal["composed", "sending", "sent"]
+
+
+class IssueRecord(Frozen):
+    """One line of the issue history (``state_dir/issues.jsonl``)."""
+
+    issue_id: str
+    created_at: datetime
+    subject: str
+    post_ids: tuple[str, ...]
+    related_ids: tuple[str, ...]
+    status: IssueStatus
+    sent_at: datetime | None = None
+    recipients: int = 0
+
+
+# --- subscribers ------------------------------------------------------------------------------
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class Source(StrEnum):
+    IMPORT = "import"
+    CLI = "cli"
+    EMAIL = "email"
+    WEB = "web"
+    SENDGRID = "sendgrid"  # suppressions and event webhook
+
+
+class Subscriber(Frozen):
+    """One reader and the consent record: when, how and from where they joined and left."""
+
+    email: str  # normalized (email-validator, no DNS)
+    name: str = ""
+    status: Status
+    subscribed_at: datetime | None = None
+    subscribed_via: Source | None = None
+    confirmed_at: datetime | None = None
+    confirmed_via: Source | None = None
+    left_at: datetime | None = None
+    left_via: Source | None = None
+    ref: str = ""  # the message id, IP-free request id or file that made the last change
+    updated_at: datetime | None = None
+
+
+# --- outgoing mail ----------------------------------------------------------------------------
+
+
+class OutgoingMessage(Frozen):
+    """One transactional message (confirmation, welcome, goodbye, help) to one reader."""
+
+    to_email: str
+    to_name: str = ""
+    subject: str
+    text: str
+    html: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    category: str = "transactional"
+
+
+class SendReport(Frozen):
+    issue: str
+    dry_run: bool
+    recipients: int = 0
+    delivered: int = 0
+    skipped: dict[str, int] = Field(
+        default_factory=lambda: {"unsubscribed": 0, "bounced": 0, "complained": 0, "pending": 0}
+    )
+    requests: int = 0
+    retries: int = 0
+    failed: int = 0
+    uncertain: int = 0

@@ -1,0 +1,39 @@
+"""Shared fixtures. Real peers (HTTP feed server, SendGrid-like server, IMAP) live in
+``tests/peers/``; each test starts what it needs on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from crusader_mail.clock import FixedClock
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip("../shared/corpus is not here")
+    return CORPUS
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """No CRUSADER_MAIL_* or SENDGRID_* from the developer's shell; cwd in a temp folder."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("CRUSADER_MAIL_", "SENDGRID_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
