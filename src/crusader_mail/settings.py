@@ -166,7 +166,7 @@ class Settings(BaseSettings):
         return (
             env_settings,
             _KnownKeysOnly(settings_cls, dotenv_settings),
-            _SendGridKeySource(settings_cls),
+            _SendGridKeySource(settings_cls, getattr(dotenv_settings, "env_file", None)),
             init_settings,
         )
 
@@ -216,18 +216,17 @@ class _KnownKeysOnly(PydanticBaseSettingsSource):
 class _SendGridKeySource(PydanticBaseSettingsSource):
     """The conventional ``SENDGRID_API_KEY`` (environment, then ``.env``)."""
 
-    def __init__(self, settings_cls: type[BaseSettings], dotenv: Path | None = None) -> None:
+    def __init__(self, settings_cls: type[BaseSettings], dotenv: object = None) -> None:
         super().__init__(settings_cls)
-        self.dotenv = dotenv
+        self.dotenv = dotenv if isinstance(dotenv, str | Path) else None
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # pragma: no cover - __call__ does the work
 
     def __call__(self) -> dict[str, Any]:
         value = os.environ.get("SENDGRID_API_KEY")
-        env_file = self.config.get("env_file")
-        if value is None and env_file:
-            value = dotenv_values(str(env_file)).get("SENDGRID_API_KEY")
+        if value is None and self.dotenv is not None and Path(self.dotenv).is_file():
+            value = dotenv_values(self.dotenv).get("SENDGRID_API_KEY")
         return {"sendgrid": {"api_key": value}} if value else {}
 
 
