@@ -33,7 +33,7 @@ def test_toml_then_dotenv_then_environment(
     assert s.sendgrid.api_key.get_secret_value() == "SG.dotenv"
     assert loaded.sources["fetch.timeout"] == str(clean_env / ".env")
     assert loaded.sources["fetch.max_bytes"] == "env CRUSADER_MAIL_FETCH__MAX_BYTES"
-    assert loaded.sources["feeds"] == str(clean_env / "crusader-mail.toml")
+    assert loaded.sources["feeds"] == "crusader-mail.toml"
 
 
 def test_feeds_as_json_list_from_environment(
