@@ -9,7 +9,9 @@ Models are immutable pydantic models; a stage returns new values, it never edits
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+from collections.abc import Sequence
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -178,3 +180,9 @@ class SendReport(Frozen):
     retries: int = 0
     failed: int = 0
     uncertain: int = 0
+
+
+def issue_id_for(post_ids: Sequence[str], day: date) -> str:
+    """A stable id for the issue carrying ``post_ids``: ``2026-11-23-1a2b3c4d``."""
+    digest = hashlib.sha256("\n".join(sorted(post_ids)).encode("utf-8")).hexdigest()[:8]
+    return f"{day.isoformat()}-{digest}"
