@@ -6,13 +6,20 @@ need=()
 command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+sudo=()
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install-test-services: need ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
-  exit 1
+  if command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo -n)
+  else
+    echo "install-test-services: need ${need[*]} (run as root: apt-get install ${need[*]})" >&2
+    exit 1
+  fi
 fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # The packaged service is not wanted: tests run their own instance.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now dovecot >/dev/null 2>&1 || true; fi
-pkill -x dovecot >/dev/null 2>&1 || true
+if command -v systemctl >/dev/null 2>&1; then
+  "${sudo[@]}" systemctl disable --now dovecot >/dev/null 2>&1 || true
+fi
+"${sudo[@]}" pkill -x dovecot >/dev/null 2>&1 || true
