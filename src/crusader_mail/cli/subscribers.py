@@ -1,11 +1,216 @@
-"""`crusader-mail subscribers` (not built yet: replaced by the stage that owns it)."""
+"""``crusader-mail subscribers``: add, remove, list, import, export, stats, tidy.
+
+Contract: a thin layer over :mod:`crusader_mail.subscribers`. ``add``, ``remove`` and
+``import`` print addresses masked (their output lands in logs); ``list`` and ``export`` print
+them whole, because there the user asked for the list itself. Failures are raised as
+:class:`~crusader_mail.errors.SubscriberError` subclasses; ``cli.main`` prints their one line.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from crusader_mail.cli.context import AppContext
+from crusader_mail.errors import ImportRejected, SubscriberError
+from crusader_mail.masking import mask_email
+from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.subscriber_csv import HEADER, format_time, read_import
+from crusader_mail.subscribers import SubscriberList, import_readers, other_traces
+
+STATUS_CHOICE = click.Choice([status.value for status in Status])
 
 
-@click.command()
+def _readers(app: AppContext) -> SubscriberList:
+    return SubscriberList(app.settings.subscribers_dir, app.clock)
+
+
+@click.group()
 def subscribers() -> None:
-    """Not built yet."""
-    raise click.UsageError("'subscribers' is not built yet")
+    """Manage the subscriber list (subscribers_dir/subscribers.csv)."""
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--name", default="", help="The reader's name.")
+@click.option(
+    "--status", type=STATUS_CHOICE, default=Status.ACTIVE.value, show_default=True, help="Status."
+)
+@click.pass_obj
+def add(app: AppContext, email: str, name: str, status: str) -> None:
+    """Add EMAIL to the list. A reader already there is left as they are."""
+    with _readers(app).edit() as roster:
+        before = roster.get(email)
+        after = roster.add(email, name=name, status=Status(status), via=Source.CLI, ref="cli add")
+    shown = mask_email(after.email)
+    if before is None:
+        click.echo(f"added {shown} ({after.status.value})")
+    elif before.status in (Status.UNSUBSCRIBED, Status.COMPLAINED):
+        click.echo(
+            f"{shown} is already on the list ({before.status.value}): unchanged; a reader who "
+            "left comes back only by subscribing again themselves"
+        )
+    else:
+        named = " (name added)" if after.name != before.name else ""
+        click.echo(f"{shown} is already on the list ({before.status.value}): unchanged{named}")
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option(
+    "--forget", is_flag=True, help="Erase every trace of the address (a privacy request)."
+)
+@click.pass_obj
+def remove(app: AppContext, email: str, forget: bool) -> None:
+    """Unsubscribe EMAIL now, or with --forget erase it from the list entirely."""
+    shown = mask_email(email.strip())
+    if forget:
+        with _readers(app).edit() as roster:
+            erased = roster.forget(email)
+        click.echo(f"erased {shown}" if erased else f"{shown} is not on the list: nothing to erase")
+        settings = app.settings
+        click.echo("other places to check:")
+        for trace in other_traces(settings.state_dir, settings.outbox_dir):
+            click.echo(f"  - {trace}")
+        return
+    with _readers(app).edit() as roster:
+        before = roster.get(email)
+        after = roster.unsubscribe(email, via=Source.CLI, ref="cli remove")
+    if before is None or after is None:
+        raise SubscriberError(f"{shown} is not on the list")
+    if before.status is Status.UNSUBSCRIBED:
+        click.echo(f"{mask_email(after.email)} was already unsubscribed")
+    else:
+        click.echo(f"unsubscribed {mask_email(after.email)} (was {before.status.value})")
+
+
+def _as_json(sub: Subscriber) -> dict[str, str | None]:
+    return {
+        "email": sub.email,
+        "name": sub.name,
+        "status": sub.status.value,
+        "subscribed_at": format_time(sub.subscribed_at) or None,
+        "subscribed_via": sub.subscribed_via.value if sub.subscribed_via else None,
+        "confirmed_at": format_time(sub.confirmed_at) or None,
+        "confirmed_via": sub.confirmed_via.value if sub.confirmed_via else None,
+        "left_at": format_time(sub.left_at) or None,
+        "left_via": sub.left_via.value if sub.left_via else None,
+        "ref": sub.ref,
+        "updated_at": format_time(sub.updated_at) or None,
+    }
+
+
+@subscribers.command("list")
+@click.option("--status", type=STATUS_CHOICE, help="Only readers with this status.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def list_(app: AppContext, status: str | None, as_json: bool) -> None:
+    """Print the readers with their full addresses."""
+    wanted = Status(status) if status else None
+    readers = _readers(app).iter(wanted)
+    if as_json:
+        rows = [_as_json(sub) for sub in readers]
+        click.echo(json.dumps({"count": len(rows), "subscribers": rows}, indent=2))
+        return
+    table = Table(title=f"subscribers ({status or 'all'})")
+    table.add_column("email", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("since", no_wrap=True)
+    count = 0
+    for sub in readers:
+        since = sub.left_at or sub.confirmed_at or sub.subscribed_at or sub.updated_at
+        table.add_row(sub.email, Text(sub.name), sub.status.value, format_time(since)[:10])
+        count += 1
+    table.caption = f"{count} reader{'s' if count != 1 else ''}"
+    Console().print(table)
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--status",
+    type=click.Choice([Status.PENDING.value, Status.ACTIVE.value]),
+    default=Status.ACTIVE.value,
+    show_default=True,
+    help="Status of the readers added.",
+)
+@click.option("--skip-invalid", is_flag=True, help="Import the good rows even if some are bad.")
+@click.pass_obj
+def import_(app: AppContext, file: Path, status: str, skip_invalid: bool) -> None:
+    """Import FILE (CSV with an `email` column, optional `name`; other columns ignored).
+
+    Bad rows stop the import, each named, unless --skip-invalid. Readers already on the list
+    keep their status: an import never brings back a reader who left."""
+    parsed = read_import(file)
+    if parsed.bad and not skip_invalid:
+        raise ImportRejected(
+            f"{file}: {len(parsed.bad)} bad row{'s' if len(parsed.bad) != 1 else ''}, nothing "
+            f"imported (--skip-invalid imports the {len(parsed.rows)} good ones): "
+            + "; ".join(parsed.bad)
+        )
+    with _readers(app).edit() as roster:
+        report = import_readers(roster, parsed.rows, status=Status(status), ref=file.name)
+    for problem in parsed.bad:
+        click.echo(f"skipped {problem}")
+    click.echo(f"added {report.added} reader{'s' if report.added != 1 else ''} ({status})")
+    if parsed.duplicates:
+        click.echo(f"merged {parsed.duplicates} repeated row(s) of the same address")
+    if report.unchanged:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(report.unchanged.items()))
+        click.echo(f"already on the list, status unchanged: {counts}")
+    if report.kept_away:
+        click.echo(
+            f"{report.kept_away} of them had left (unsubscribed, bounced or complained) and "
+            "were not re-activated"
+        )
+    if report.names_filled:
+        click.echo(f"filled in {report.names_filled} missing name(s)")
+    if parsed.bad:
+        click.echo(f"skipped {len(parsed.bad)} bad row(s)")
+
+
+@subscribers.command()
+@click.pass_obj
+def export(app: AppContext) -> None:
+    """Print the whole list as CSV (every column) on stdout."""
+    chunk = [HEADER]
+    for line in _readers(app).lines():
+        chunk.append(line)
+        if len(chunk) >= 1000:
+            click.echo("\n".join(chunk))
+            chunk = []
+    if chunk:
+        click.echo("\n".join(chunk))
+
+
+@subscribers.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def stats(app: AppContext, as_json: bool) -> None:
+    """Count the readers by status."""
+    counts = _readers(app).counts()
+    total = sum(counts.values())
+    if as_json:
+        click.echo(json.dumps({"counts": {s.value: n for s, n in counts.items()}, "total": total}))
+        return
+    table = Table(title="subscribers")
+    table.add_column("status")
+    table.add_column("readers", justify="right")
+    for status, count in counts.items():
+        table.add_row(status.value, str(count))
+    table.add_row("total", str(total), style="bold")
+    Console().print(table)
+
+
+@subscribers.command()
+@click.pass_obj
+def tidy(app: AppContext) -> None:
+    """Sort a hand-edited list file by address (it is checked first)."""
+    changed = _readers(app).tidy()
+    click.echo("sorted the list" if changed else "the list is already in order")

@@ -1,0 +1,261 @@
+"""``crusader-mail subscribers ...`` through click's runner, and once through a real process."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from crusader_mail.cli import cli
+from crusader_mail.cli.context import AppContext
+from crusader_mail.clock import FixedClock
+from crusader_mail.errors import ImportRejected, InvalidAddress, SubscriberError
+from crusader_mail.models import Source, Status
+from crusader_mail.subscriber_csv import COLUMNS
+from crusader_mail.subscribers import SubscriberList
+
+JANE = "jane.doe@example.com"
+
+
+@pytest.fixture
+def app(clean_env: Path, clock: FixedClock) -> AppContext:
+    config = clean_env / "crusader-mail.toml"
+    config.write_text('subscribers_dir = "people"\noutbox_dir = "out"\n', encoding="utf-8")
+    return AppContext(config=config, clock=clock)
+
+
+@pytest.fixture
+def readers(app: AppContext, clock: FixedClock) -> SubscriberList:
+    assert app.config is not None
+    return SubscriberList(app.config.parent / "people", clock)
+
+
+def run(app: AppContext, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["subscribers", *args], obj=app)
+
+
+def ok(app: AppContext, *args: str) -> str:
+    result = run(app, *args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.stdout
+
+
+def test_add_masks_the_address_and_saves_the_reader(
+    app: AppContext, readers: SubscriberList
+) -> None:
+    out = ok(app, "add", JANE, "--name", "Jane Doe")
+    assert out == "added j•••@example.com (active)\n"
+    (jane,) = readers.iter()
+    assert (jane.email, jane.name, jane.status, jane.subscribed_via) == (
+        JANE,
+        "Jane Doe",
+        Status.ACTIVE,
+        Source.CLI,
+    )
+    out = ok(app, "add", "jane.doe@EXAMPLE.com", "--status", "pending")
+    assert out == "j•••@example.com is already on the list (active): unchanged\n"
+    assert JANE not in out
+
+
+def test_add_does_not_bring_back_a_reader_who_left(app: AppContext) -> None:
+    ok(app, "add", JANE, "--status", "unsubscribed")
+    out = ok(app, "add", JANE)
+    assert "already on the list (unsubscribed): unchanged" in out
+    assert "subscribing again themselves" in out
+
+
+def test_add_rejects_a_bad_address(app: AppContext, readers: SubscriberList) -> None:
+    result = run(app, "add", "jane.doe@example")
+    assert isinstance(result.exception, InvalidAddress)
+    assert "jane.doe@example" not in str(result.exception)
+    assert not readers.path.exists()
+
+
+def test_remove_unsubscribes(app: AppContext, readers: SubscriberList) -> None:
+    ok(app, "add", JANE)
+    out = ok(app, "remove", JANE)
+    assert out == "unsubscribed j•••@example.com (was active)\n"
+    assert readers.counts()[Status.UNSUBSCRIBED] == 1
+    assert ok(app, "remove", JANE) == "j•••@example.com was already unsubscribed\n"
+    result = run(app, "remove", "who@example.com")
+    assert isinstance(result.exception, SubscriberError)
+    assert str(result.exception) == "w•••@example.com is not on the list"
+
+
+def test_remove_forget_erases_and_names_other_places(
+    app: AppContext, readers: SubscriberList
+) -> None:
+    ok(app, "add", JANE, "--name", "Jane Doe")
+    ok(app, "add", "other@example.com")
+    out = ok(app, "remove", JANE, "--forget")
+    assert out.startswith("erased j•••@example.com\nother places to check:\n")
+    assert "hashed addresses only" in out
+    assert JANE not in out
+    assert "jane" not in readers.path.read_text().lower()
+    assert "not on the list: nothing to erase" in ok(app, "remove", JANE, "--forget")
+
+
+def test_list_shows_full_addresses(app: AppContext) -> None:
+    ok(app, "add", JANE, "--name", "Jane Doe")
+    ok(app, "add", "bob@example.org", "--status", "pending")
+    table = ok(app, "list")
+    assert JANE in table
+    assert "bob@example.org" in table
+    assert "2 readers" in table
+    pending = ok(app, "list", "--status", "pending")
+    assert "bob@example.org" in pending
+    assert JANE not in pending
+    data = json.loads(ok(app, "list", "--json"))
+    assert data["count"] == 2
+    assert data["subscribers"][1] == {
+        "email": JANE,
+        "name": "Jane Doe",
+        "status": "active",
+        "subscribed_at": "2026-11-23T09:00:00Z",
+        "subscribed_via": "cli",
+        "confirmed_at": "2026-11-23T09:00:00Z",
+        "confirmed_via": "cli",
+        "left_at": None,
+        "left_via": None,
+        "ref": "cli add",
+        "updated_at": "2026-11-23T09:00:00Z",
+    }
+
+
+def test_export_prints_every_column(app: AppContext) -> None:
+    ok(app, "add", JANE, "--name", 'Jane "JD", Doe')
+    ok(app, "add", "bob@example.org", "--status", "bounced")
+    rows = list(csv.DictReader(io.StringIO(ok(app, "export"))))
+    assert [tuple(r) for r in rows] == [COLUMNS, COLUMNS]
+    assert [(r["email"], r["name"], r["status"]) for r in rows] == [
+        ("bob@example.org", "", "bounced"),
+        (JANE, 'Jane "JD", Doe', "active"),
+    ]
+    assert rows[0]["left_at"] == "2026-11-23T09:00:00Z"
+
+
+def test_stats_counts_by_status(app: AppContext) -> None:
+    for email, status in [("a@example.com", "active"), ("b@example.com", "active")]:
+        ok(app, "add", email, "--status", status)
+    ok(app, "add", "c@example.com", "--status", "complained")
+    data = json.loads(ok(app, "stats", "--json"))
+    assert data == {
+        "counts": {"pending": 0, "active": 2, "unsubscribed": 0, "bounced": 0, "complained": 1},
+        "total": 3,
+    }
+    table = ok(app, "stats")
+    assert "complained" in table
+    assert "total" in table
+
+
+def write_import(app: AppContext, text: str) -> Path:
+    assert app.config is not None
+    path = app.config.parent / "new-readers.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+BAD_IMPORT = (
+    "Email,Name,Company\n"
+    "ann@example.com,Ann,A Ltd\n"
+    "bob.smith@example,Bob,B Ltd\n"
+    "cat@example.com,Cat,C Ltd\n"
+    ",Nobody,N Ltd\n"
+    "ANN@example.com,Ann again,A Ltd\n"
+    "ann@EXAMPLE.COM,,A Ltd\n"
+)
+
+
+def test_import_with_bad_rows_imports_nothing(app: AppContext, readers: SubscriberList) -> None:
+    source = write_import(app, BAD_IMPORT)
+    result = run(app, "import", str(source))
+    assert isinstance(result.exception, ImportRejected)
+    message = str(result.exception)
+    assert "\n" not in message
+    assert message.startswith(f"{source}: 2 bad rows, nothing imported")
+    assert "line 3: b•••@example: " in message
+    assert "line 5: no address in the email column" in message
+    assert "bob.smith" not in message
+    assert not readers.path.exists()
+
+
+def test_import_skip_invalid_takes_the_good_rows(app: AppContext, readers: SubscriberList) -> None:
+    source = write_import(app, BAD_IMPORT)
+    out = ok(app, "import", str(source), "--skip-invalid")
+    assert "skipped line 3: b•••@example: " in out
+    assert "added 3 readers (active)" in out
+    assert "merged 1 repeated row(s)" in out
+    for secret in ("ann@", "ANN@", "cat@", "bob.smith"):
+        assert secret not in out
+    found = {s.email: (s.name, s.status, s.subscribed_via, s.ref) for s in readers.iter()}
+    assert found == {
+        "ANN@example.com": ("Ann again", Status.ACTIVE, Source.IMPORT, "new-readers.csv"),
+        "ann@example.com": ("Ann", Status.ACTIVE, Source.IMPORT, "new-readers.csv"),
+        "cat@example.com": ("Cat", Status.ACTIVE, Source.IMPORT, "new-readers.csv"),
+    }
+
+
+def test_import_never_reactivates_and_can_make_readers_pending(
+    app: AppContext, readers: SubscriberList
+) -> None:
+    ok(app, "add", "gone@example.com", "--status", "unsubscribed")
+    source = write_import(app, "email\ngone@example.com\nnew@example.com\n")
+    out = ok(app, "import", str(source), "--status", "pending")
+    assert "added 1 reader (pending)" in out
+    assert "already on the list, status unchanged: 1 unsubscribed" in out
+    assert "1 of them had left" in out
+    statuses = {s.email: s.status for s in readers.iter()}
+    assert statuses == {"gone@example.com": Status.UNSUBSCRIBED, "new@example.com": Status.PENDING}
+
+
+def test_import_of_a_missing_file_is_one_line(app: AppContext) -> None:
+    result = run(app, "import", "nowhere.csv")
+    assert isinstance(result.exception, ImportRejected)
+    assert str(result.exception) == "nowhere.csv: no such file"
+
+
+def test_tidy_sorts_a_hand_edited_list(app: AppContext, readers: SubscriberList) -> None:
+    ok(app, "add", "b@example.com")
+    with readers.path.open("a") as out:
+        out.write("a@example.com,,active,,,,,,,,\n")
+    assert "out of order" in str(run(app, "stats").exception)
+    assert ok(app, "tidy") == "sorted the list\n"
+    assert json.loads(ok(app, "stats", "--json"))["total"] == 2
+    assert ok(app, "tidy") == "the list is already in order\n"
+
+
+def test_a_real_process(app: AppContext) -> None:
+    assert app.config is not None
+    exe = Path(sys.executable).with_name("crusader-mail")
+    base = [str(exe), "--config", str(app.config), "subscribers"]
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*base, *args], capture_output=True, text=True, timeout=60, check=False
+        )
+
+    added = call("add", JANE, "--name", "Jane")
+    assert (added.returncode, added.stdout, added.stderr) == (
+        0,
+        "added j•••@example.com (active)\n",
+        "",
+    )
+    stats = call("stats", "--json")
+    assert json.loads(stats.stdout)["counts"]["active"] == 1
+    bad = write_import(app, "email\nnot-an-address\n")
+    rejected = call("import", str(bad))
+    assert rejected.returncode == 1
+    assert rejected.stdout == ""
+    assert rejected.stderr.startswith("crusader-mail: error: ")
+    assert rejected.stderr.count("\n") == 1
+    assert "line 2: •••: " in rejected.stderr
+    assert "not-an-address" not in rejected.stderr
+    assert "Traceback" not in rejected.stderr
+    exported = call("export")
+    assert exported.stdout.splitlines()[1].startswith(f"{JANE},Jane,active,")
