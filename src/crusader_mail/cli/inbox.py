@@ -1,11 +1,81 @@
-"""`crusader-mail inbox` (not built yet: replaced by the stage that owns it)."""
+"""`crusader-mail inbox process [PATH ...] [--imap] [--json]`: handle subscribe/unsubscribe mail.
+
+Reads ``.eml`` files, mbox files and Maildir folders given as paths, and with ``--imap`` the
+configured IMAP folder (each handled message moved or flagged afterwards). Replies go out
+through SendGrid. Output: a table, or with ``--json`` exactly one object
+``{"processed", "actions": [{"message_id", "command", "result"}]}``; addresses are masked.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
 import click
+from rich.console import Console
+from rich.table import Table
+
+from crusader_mail.cli.context import AppContext
+from crusader_mail.errors import ConfigError
+from crusader_mail.inbox import InboxContext, InboxReport, process_messages
+from crusader_mail.mailsource import ImapSource, RawMessage, read_paths
+from crusader_mail.sender import Mailer, SendGridMailer, client_factory
+from crusader_mail.settings import Settings
 
 
-@click.command()
+@click.group()
 def inbox() -> None:
-    """Not built yet."""
-    raise click.UsageError("'inbox' is not built yet")
+    """Subscribe and unsubscribe readers who write in."""
+
+
+@inbox.command("process")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--imap", "use_imap", is_flag=True, help="Also read the configured IMAP folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def process(app: AppContext, paths: tuple[Path, ...], use_imap: bool, as_json: bool) -> None:
+    """Handle every message in PATHS (.eml, mbox, Maildir) and/or the IMAP folder."""
+    if not paths and not use_imap:
+        raise click.UsageError("give PATHS to .eml/mbox/Maildir, or --imap")
+    settings = app.settings
+    ctx = InboxContext.create(settings, app.clock, make_mailer(settings))
+    report = InboxReport()
+    if paths:
+        _merge(report, process_messages(read_paths(list(paths), ctx.max_bytes), ctx))
+    if use_imap:
+        with ImapSource(settings.imap, ctx.max_bytes) as source:
+            _merge(report, process_messages(_each(source), ctx))
+            source.mark_handled()
+    if as_json:
+        click.echo(json.dumps(report.as_json(), ensure_ascii=False))
+    else:
+        _table(report)
+
+
+def make_mailer(settings: Settings) -> Mailer:
+    if settings.sendgrid.api_key is None or not settings.sendgrid.api_key.get_secret_value():
+        raise ConfigError(
+            "sendgrid.api_key is not set: set SENDGRID_API_KEY (replies go out through SendGrid)"
+        )
+    return SendGridMailer(settings, client_factory(settings))
+
+
+def _each(source: ImapSource) -> Iterator[RawMessage]:
+    yield from source.messages()
+
+
+def _merge(into: InboxReport, more: InboxReport) -> None:
+    into.processed += more.processed
+    into.actions.extend(more.actions)
+
+
+def _table(report: InboxReport) -> None:
+    console = Console()
+    table = Table(title=f"Inbox: {report.processed} message(s)")
+    table.add_column("where")
+    table.add_column("command")
+    table.add_column("result")
+    for action in report.actions:
+        table.add_row(action.origin, action.command, action.result)
+    console.print(table)

@@ -1,0 +1,146 @@
+"""`crusader-mail inbox process` and `crusader-mail serve` as the user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from crusader_mail.cli import cli
+from crusader_mail.cli.context import AppContext
+from crusader_mail.clock import FixedClock
+from tests.peers.sendgrid_server import SendGridServer, sendgrid_server
+from tests.test_inbox_helpers import FIXTURES, REPO, SECRET
+
+__all__ = ["sendgrid_server"]
+
+
+def write_config(folder: Path, api_url: str) -> Path:
+    config = folder / "crusader-mail.toml"
+    config.write_text(
+        f"""
+state_dir = "state"
+subscribers_dir = "subscribers"
+templates_dir = "{REPO / "templates"}"
+[newsletter]
+name = "Biz Crusader"
+from_email = "news@bizcrusader.example"
+[sendgrid]
+api_url = "{api_url}"
+"""
+    )
+    return config
+
+
+@pytest.fixture
+def app(
+    clean_env: Path,
+    tmp_path: Path,
+    clock: FixedClock,
+    sendgrid_server: SendGridServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AppContext:
+    monkeypatch.setenv("CRUSADER_MAIL_SECRET_KEY", SECRET)
+    monkeypatch.setenv("SENDGRID_API_KEY", sendgrid_server.api_key)
+    return AppContext(config=write_config(tmp_path, sendgrid_server.url), clock=clock)
+
+
+def test_process_paths_json(app: AppContext, sendgrid_server: SendGridServer) -> None:
+    names = ["subscribe-by-address.eml", "other.eml", "dsn-hard.eml"]
+    args = ["inbox", "process", "--json", *(str(FIXTURES / n) for n in names)]
+    result = CliRunner().invoke(cli, args, obj=app, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["processed"] == 3
+    assert [a["command"] for a in report["actions"]] == ["subscribe", "none", "bounce"]
+    assert set(report["actions"][0]) == {"message_id", "command", "result"}
+    assert "jane@reader.example" not in result.stdout
+    assert len(sendgrid_server.to("jane@reader.example")) == 1
+
+
+def test_process_table(app: AppContext) -> None:
+    result = CliRunner().invoke(
+        cli, ["inbox", "process", str(FIXTURES / "loop.eml")], obj=app, catch_exceptions=False
+    )
+    assert result.exit_code == 0
+    assert "loop" in result.stdout
+    assert "1 message" in result.stdout
+
+
+def test_process_needs_something_to_read(app: AppContext) -> None:
+    result = CliRunner().invoke(cli, ["inbox", "process"], obj=app)
+    assert result.exit_code == 2
+    assert "PATHS" in result.output
+
+
+def test_imap_without_settings_is_one_clear_error(tmp_path: Path, app: AppContext) -> None:
+    from crusader_mail.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["inbox", "process", "--imap"], obj=app)
+    assert done.value.code == 1
+
+
+def test_missing_api_key_is_a_configuration_error(
+    app: AppContext, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crusader_mail.cli import main
+
+    monkeypatch.delenv("SENDGRID_API_KEY")
+    with pytest.raises(SystemExit) as done:
+        main(["inbox", "process", str(FIXTURES / "other.eml")], obj=app)
+    assert done.value.code == 2
+    assert "sendgrid.api_key is not set" in capsys.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_serve_in_a_subprocess(
+    clean_env: Path, tmp_path: Path, sendgrid_server: SendGridServer
+) -> None:
+    config = write_config(tmp_path, sendgrid_server.url)
+    env = {
+        **{
+            k: v for k, v in os.environ.items() if not k.startswith(("CRUSADER_MAIL_", "SENDGRID_"))
+        },
+        "CRUSADER_MAIL_SECRET_KEY": SECRET,
+        "SENDGRID_API_KEY": sendgrid_server.api_key,
+    }
+    port = free_port()
+    binary = str(Path(sys.executable).parent / "crusader-mail")
+    process = subprocess.Popen(
+        [binary, "--config", str(config), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            for _ in range(200):
+                try:
+                    response = client.get("/unsubscribe", params={"token": "nonsense"})
+                    break
+                except httpx.TransportError:
+                    assert process.poll() is None, "serve exited"
+                    time.sleep(0.05)
+            else:
+                pytest.fail("serve did not answer")
+        assert response.status_code == 400
+        assert "Biz Crusader" in response.text
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=20)
+    assert b"serving Biz Crusader" in err

@@ -1,0 +1,73 @@
+"""Shared set-up for the inbox, mail and server tests (no tests here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from crusader_mail.clock import Clock
+from crusader_mail.inbox import InboxContext, InboxReport, process_messages
+from crusader_mail.mailsource import RawMessage, read_paths
+from crusader_mail.sender import Mailer, RecordingMailer
+from crusader_mail.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures" / "mail"
+SECRET = "test-secret-key-0123456789abcdef"
+TRUSTED = "mx.bizcrusader.example"
+
+
+def make_settings(tmp_path: Path, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "state_dir": tmp_path / "state",
+        "subscribers_dir": tmp_path / "subscribers",
+        "templates_dir": REPO / "templates",
+        "outbox_dir": tmp_path / "outbox",
+        "secret_key": SECRET,
+        "newsletter": {
+            "name": "Biz Crusader",
+            "site_url": "https://bizcrusader.example",
+            "from_email": "news@bizcrusader.example",
+            "from_name": "Biz Crusader",
+            "unsubscribe_url": "https://mail.bizcrusader.example/unsubscribe",
+            "confirm_url": "https://mail.bizcrusader.example/confirm",
+        },
+        "server": {"trusted_authserv_id": TRUSTED},
+    }
+    values.update(extra)
+    return Settings(**values)
+
+
+def make_ctx(settings: Settings, clock: Clock, mailer: Mailer | None = None) -> InboxContext:
+    return InboxContext.create(settings, clock, mailer or RecordingMailer())
+
+
+def fixture(name: str) -> RawMessage:
+    return next(read_paths([FIXTURES / name]))
+
+
+def mail(
+    *,
+    sender: str = "Jane <jane@reader.example>",
+    to: str = "news@bizcrusader.example",
+    subject: str = "",
+    body: str = "",
+    message_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> RawMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    if message_id is not None:
+        message["Message-ID"] = message_id
+    for key, value in (headers or {}).items():
+        message[key] = value
+    message.set_content(body or "\n")
+    return RawMessage(message.as_bytes(), origin="test")
+
+
+def run(ctx: InboxContext, messages: Iterable[RawMessage]) -> InboxReport:
+    return process_messages(list(messages), ctx)

@@ -1,0 +1,421 @@
+"""The web endpoints over real HTTP (uvicorn on 127.0.0.1), replies through the loopback
+SendGrid-like server and the real sendgrid client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from crusader_mail.clock import FixedClock
+from crusader_mail.models import Source, Status
+from crusader_mail.sender import SendGridMailer, client_factory
+from crusader_mail.server import build_app
+from crusader_mail.settings import Settings
+from crusader_mail.subscribers import SubscriberList
+from crusader_mail.tokens import Purpose, Signer
+from tests.peers.sendgrid_server import SendGridServer, sendgrid_server
+from tests.test_inbox_helpers import SECRET, make_settings
+
+__all__ = ["sendgrid_server"]
+
+JANE = "jane@reader.example"
+INBOUND_SECRET = "inbound-secret-abc123"
+
+
+@contextmanager
+def serving(settings: Settings, clock: FixedClock) -> Iterator[str]:
+    mailer = SendGridMailer(settings, client_factory(settings), clock, sleep=lambda _s: None)
+    app = build_app(settings, clock, mailer)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test")
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            thread.join(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
+@pytest.fixture
+def event_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture
+def settings(
+    clean_env: Path,
+    tmp_path: Path,
+    sendgrid_server: SendGridServer,
+    event_key: ec.EllipticCurvePrivateKey,
+) -> Settings:
+    public = event_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return make_settings(
+        tmp_path,
+        sendgrid={"api_key": sendgrid_server.api_key, "api_url": sendgrid_server.url},
+        server={
+            "trusted_authserv_id": "mx.bizcrusader.example",
+            "inbound_secret": INBOUND_SECRET,
+            "event_public_key": base64.b64encode(public).decode(),
+        },
+    )
+
+
+@pytest.fixture
+def base(settings: Settings, clock: FixedClock) -> Iterator[str]:
+    with serving(settings, clock) as url:
+        yield url
+
+
+@pytest.fixture
+def http(base: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base, timeout=10, follow_redirects=False) as client:
+        yield client
+
+
+def readers(settings: Settings, clock: FixedClock) -> SubscriberList:
+    return SubscriberList(settings.subscribers_dir, clock)
+
+
+def add(settings: Settings, clock: FixedClock, email: str, status: Status = Status.ACTIVE) -> None:
+    with readers(settings, clock).edit() as roster:
+        roster.add(email, status=status, via=Source.CLI)
+
+
+def token(purpose: Purpose, email: str, clock: FixedClock) -> str:
+    return Signer(SECRET).make(purpose, email, clock.now())
+
+
+def snapshot(settings: Settings) -> dict[str, bytes]:
+    found = {}
+    for folder in (settings.subscribers_dir, settings.state_dir):
+        if folder.exists():
+            for path in folder.rglob("*"):
+                if path.is_file() and not path.name.endswith(".lock"):
+                    found[str(path)] = path.read_bytes()
+    return found
+
+
+def check_page(html: str) -> None:
+    assert '<html lang="en">' in html
+    assert len(re.findall(r"<h1[ >]", html)) == 1
+    assert "Biz Crusader" in html
+    assert "<script" not in html
+    assert JANE not in html
+
+
+# --- unsubscribe ------------------------------------------------------------------------------
+
+
+def test_get_unsubscribe_shows_a_button_and_changes_nothing(
+    http: httpx.Client, settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer
+) -> None:
+    add(settings, clock, JANE)
+    before = snapshot(settings)
+    leave = token(Purpose.UNSUBSCRIBE, JANE, clock)
+    for _ in range(3):  # mail scanners follow links, several times
+        response = http.get("/unsubscribe", params={"token": leave})
+        assert response.status_code == 200
+    check_page(response.text)
+    assert 'method="post"' in response.text
+    assert "<button" in response.text
+    assert "j•••@reader.example" in response.text
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert snapshot(settings) == before
+    assert sendgrid_server.deliveries == []
+
+
+def test_post_unsubscribe_from_the_page(
+    http: httpx.Client, settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer
+) -> None:
+    add(settings, clock, JANE)
+    leave = token(Purpose.UNSUBSCRIBE, JANE, clock)
+    response = http.post("/unsubscribe", data={"token": leave})
+    assert response.status_code == 200
+    check_page(response.text)
+    reader = readers(settings, clock).get(JANE)
+    assert reader is not None
+    assert reader.status is Status.UNSUBSCRIBED
+    assert reader.left_via is Source.WEB
+    [goodbye] = sendgrid_server.to(JANE)
+    assert goodbye.subject == "You have left Biz Crusader"
+    assert goodbye.headers["Auto-Submitted"] == "auto-replied"
+    assert goodbye.to == (JANE,)
+    # again: still 200, no second goodbye
+    assert http.post("/unsubscribe", data={"token": leave}).status_code == 200
+    assert len(sendgrid_server.to(JANE)) == 1
+
+
+def test_rfc8058_one_click(
+    http: httpx.Client, settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer
+) -> None:
+    add(settings, clock, JANE)
+    add(settings, clock, "bob@reader.example")
+    leave = token(Purpose.UNSUBSCRIBE, JANE, clock)
+    response = http.post(
+        f"/unsubscribe?token={leave}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200
+    assert readers(settings, clock).counts()[Status.UNSUBSCRIBED] == 1
+    bob = readers(settings, clock).get("bob@reader.example")
+    assert bob is not None
+    assert bob.status is Status.ACTIVE
+
+
+def test_bad_tokens_change_nothing(
+    http: httpx.Client, settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer
+) -> None:
+    add(settings, clock, JANE)
+    before = snapshot(settings)
+    confirm_token = token(Purpose.CONFIRM, JANE, clock)  # the wrong purpose
+    for bad in ["", "nonsense", "a" * 29, confirm_token]:
+        response = http.post("/unsubscribe", data={"token": bad})
+        assert response.status_code == 400, bad
+        check_page(response.text)
+        assert http.get("/unsubscribe", params={"token": bad}).status_code == 400
+    after = snapshot(settings)
+    list_file = str(readers(settings, clock).path)
+    assert after[list_file] == before[list_file]
+    assert sendgrid_server.deliveries == []
+
+
+# --- confirm ----------------------------------------------------------------------------------
+
+
+def test_confirm_page_then_button(
+    http: httpx.Client, settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer
+) -> None:
+    add(settings, clock, JANE, Status.PENDING)
+    yes = token(Purpose.CONFIRM, JANE, clock)
+    page = http.get("/confirm", params={"token": yes})
+    assert page.status_code == 200
+    check_page(page.text)
+    assert 'action="/confirm"' in page.text
+    pending = readers(settings, clock).get(JANE)
+    assert pending is not None
+    assert pending.status is Status.PENDING
+    done = http.post("/confirm", data={"token": yes})
+    assert done.status_code == 200
+    check_page(done.text)
+    reader = readers(settings, clock).get(JANE)
+    assert reader is not None
+    assert reader.status is Status.ACTIVE
+    assert reader.confirmed_via is Source.WEB
+    [welcome] = sendgrid_server.to(JANE)
+    assert welcome.subject == "Welcome to Biz Crusader"
+    assert welcome.headers["List-Unsubscribe"].startswith("<mailto:news+unsubscribe-")
+    http.post("/confirm", data={"token": yes})  # replayed: no second welcome
+    assert len(sendgrid_server.to(JANE)) == 1
+
+
+def test_expired_confirmation_link(
+    http: httpx.Client, settings: Settings, clock: FixedClock
+) -> None:
+    add(settings, clock, JANE, Status.PENDING)
+    old = token(Purpose.CONFIRM, JANE, clock)
+    clock.advance(timedelta(days=8))
+    response = http.post("/confirm", data={"token": old})
+    assert response.status_code == 400
+    assert "expired" in response.text
+    reader = readers(settings, clock).get(JANE)
+    assert reader is not None
+    assert reader.status is Status.PENDING
+
+
+# --- SendGrid Inbound Parse -------------------------------------------------------------------
+
+
+def raw_subscribe(sender: str = JANE) -> bytes:
+    message = EmailMessage()
+    message["From"] = f"Jane <{sender}>"
+    message["To"] = "news+subscribe@bizcrusader.example"
+    message["Subject"] = "hello"
+    message["Message-ID"] = "<inbound-1@reader.example>"
+    message.set_content("sign me up")
+    return message.as_bytes()
+
+
+def test_inbound_raw_mode(
+    http: httpx.Client, settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer
+) -> None:
+    fields = {
+        "email": raw_subscribe().decode(),
+        "to": "news+subscribe@bizcrusader.example",
+        "from": JANE,
+        "envelope": json.dumps({"to": ["news+subscribe@bizcrusader.example"], "from": JANE}),
+        "SPF": "pass",
+    }
+    response = http.post(f"/inbound/{INBOUND_SECRET}", files=_multipart(fields))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["processed"] == 1
+    assert body["actions"][0]["command"] == "subscribe"
+    assert JANE not in response.text
+    reader = readers(settings, clock).get(JANE)
+    assert reader is not None
+    assert reader.status is Status.PENDING
+    [confirmation] = sendgrid_server.to(JANE)
+    assert "[confirm " in confirmation.subject
+    # SendGrid retries a post: handled once
+    again = http.post(f"/inbound/{INBOUND_SECRET}", files=_multipart(fields))
+    assert again.json()["actions"][0]["command"] == "duplicate"
+    assert len(sendgrid_server.to(JANE)) == 1
+
+
+def test_inbound_default_mode_with_basic_auth_and_spf(
+    http: httpx.Client, settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer
+) -> None:
+    add(settings, clock, JANE)
+    headers = (
+        "Received: from mx.reader.example\n"
+        "From: Jane <jane@reader.example>\n"
+        "To: news@bizcrusader.example\n"
+        "Subject: unsubscribe\n"
+        "Message-ID: <inbound-default-1@reader.example>\n"
+        'Content-Type: multipart/alternative; boundary="x"\n'
+        "MIME-Version: 1.0\n"
+    )
+    fields = {
+        "headers": headers,
+        "text": "unsubscribe\n",
+        "html": "<p>unsubscribe</p>",
+        "from": "Jane <jane@reader.example>",
+        "to": "news@bizcrusader.example",
+        "subject": "unsubscribe",
+        "envelope": json.dumps({"to": ["news@bizcrusader.example"], "from": JANE}),
+        "SPF": "pass",
+        "dkim": "{@reader.example : pass}",
+    }
+    response = http.post("/inbound", files=_multipart(fields), auth=("sendgrid", INBOUND_SECRET))
+    assert response.status_code == 200, response.text
+    reader = readers(settings, clock).get(JANE)
+    assert reader is not None
+    assert reader.status is Status.UNSUBSCRIBED  # SendGrid's SPF/DKIM verdict, aligned
+    assert [d.subject for d in sendgrid_server.to(JANE)] == ["You have left Biz Crusader"]
+
+
+def test_inbound_refuses_wrong_secrets(
+    http: httpx.Client, settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer
+) -> None:
+    fields = {"email": raw_subscribe().decode()}
+    assert http.post("/inbound/wrong", files=_multipart(fields)).status_code == 401
+    unauthorized = http.post("/inbound", files=_multipart(fields), auth=("sendgrid", "nope"))
+    assert unauthorized.status_code == 401
+    assert unauthorized.headers["www-authenticate"] == "Basic"
+    assert http.post("/inbound", files=_multipart(fields)).status_code == 401
+    assert readers(settings, clock).get(JANE) is None
+    assert sendgrid_server.deliveries == []
+
+
+def _multipart(fields: dict[str, str]) -> dict[str, tuple[None, str]]:
+    return {name: (None, value) for name, value in fields.items()}
+
+
+# --- SendGrid Event Webhook -------------------------------------------------------------------
+
+
+def signed(key: ec.EllipticCurvePrivateKey, events: list[dict[str, Any]]) -> dict[str, Any]:
+    body = json.dumps(events).encode()
+    timestamp = "1795440000"
+    signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    return {
+        "content": body,
+        "headers": {
+            "Content-Type": "application/json",
+            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+        },
+    }
+
+
+def test_event_webhook_records_and_is_idempotent(
+    http: httpx.Client,
+    settings: Settings,
+    clock: FixedClock,
+    event_key: ec.EllipticCurvePrivateKey,
+) -> None:
+    people = ["a@r.example", "b@r.example", "c@r.example", "d@r.example", "e@r.example"]
+    people += ["f@r.example"]
+    for person in people:
+        add(settings, clock, person)
+    events = [
+        {"email": "a@r.example", "event": "bounce", "type": "bounce", "sg_event_id": "e1"},
+        {"email": "b@r.example", "event": "spamreport", "sg_event_id": "e2"},
+        {"email": "c@r.example", "event": "group_unsubscribe", "sg_event_id": "e3"},
+        {
+            "email": "d@r.example",
+            "event": "dropped",
+            "reason": "Bounced Address",
+            "sg_event_id": "e4",
+        },
+        {"email": "e@r.example", "event": "bounce", "type": "blocked", "sg_event_id": "e5"},
+        {"email": "f@r.example", "event": "delivered", "sg_event_id": "e6"},
+        {"email": "f@r.example", "event": "open"},
+    ]
+    response = http.post("/events", **signed(event_key, events))
+    assert response.status_code == 200
+    assert response.json() == {"recorded": 4, "duplicates": 0, "ignored": 3}
+    list_ = readers(settings, clock)
+    statuses = {p: s.status for p in people if (s := list_.get(p)) is not None}
+    assert statuses == {
+        "a@r.example": Status.BOUNCED,
+        "b@r.example": Status.COMPLAINED,
+        "c@r.example": Status.UNSUBSCRIBED,
+        "d@r.example": Status.BOUNCED,
+        "e@r.example": Status.ACTIVE,
+        "f@r.example": Status.ACTIVE,
+    }
+    a = list_.get("a@r.example")
+    assert a is not None
+    assert a.left_via is Source.SENDGRID
+    before = snapshot(settings)
+    again = http.post("/events", **signed(event_key, events[:4]))
+    assert again.json() == {"recorded": 0, "duplicates": 4, "ignored": 0}
+    assert snapshot(settings) == before
+
+
+def test_event_webhook_rejects_bad_signatures(
+    http: httpx.Client, settings: Settings, clock: FixedClock, event_key: ec.EllipticCurvePrivateKey
+) -> None:
+    add(settings, clock, JANE)
+    events = [{"email": JANE, "event": "spamreport", "sg_event_id": "x1"}]
+    good = signed(event_key, events)
+    tampered = dict(good, content=good["content"].replace(b"spamreport", b"bounce"))
+    assert http.post("/events", **tampered).status_code == 403
+    other = signed(ec.generate_private_key(ec.SECP256R1()), events)
+    assert http.post("/events", **other).status_code == 403
+    unsigned = {"content": good["content"], "headers": {"Content-Type": "application/json"}}
+    assert http.post("/events", **unsigned).status_code == 403
+    reader = readers(settings, clock).get(JANE)
+    assert reader is not None
+    assert reader.status is Status.ACTIVE
+
+
+def test_home_page_is_accessible(http: httpx.Client) -> None:
+    response = http.get("/")
+    assert response.status_code == 200
+    check_page(response.text)
