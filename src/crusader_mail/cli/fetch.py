@@ -1,11 +1,112 @@
-"""`crusader-mail fetch` (not built yet: replaced by the stage that owns it)."""
+"""`crusader-mail fetch [--json] [--include-backlog N] [--backfill]`: read the feeds into the archive.
+
+Prints a table of feeds (url, status, entries, new, error or warning) and the new posts; with
+``--json`` exactly one object on stdout::
+
+    {"feeds": [{"url", "status", "entries", "new", "error"}],
+     "new_posts": [{"id", "title", "link", "published"}]}
+
+Each failed feed is also one line on stderr. Exit 1 when every feed failed, else 0.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+
 import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from crusader_mail.cli.context import AppContext
+from crusader_mail.models import ArchivedPost, FeedReport
+from crusader_mail.pipeline import fetch_stage
 
 
 @click.command()
-def fetch() -> None:
-    """Not built yet."""
-    raise click.UsageError("'fetch' is not built yet")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option(
+    "--include-backlog",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Make the newest N posts that predate the installation new (they go in the next issue).",
+)
+@click.option(
+    "--backfill",
+    is_flag=True,
+    help="Follow paged feeds (?paged=2, RFC 5005 links) to fill the archive with older posts.",
+)
+@click.pass_obj
+def fetch(app: AppContext, as_json: bool, include_backlog: int, backfill: bool) -> None:
+    """Fetch every feed and add its posts to the archive."""
+    result = fetch_stage(
+        app.settings,
+        app.clock,
+        app.http_transport,
+        include_backlog=include_backlog,
+        backfill_archive=backfill,
+    )
+    for report in result.reports:
+        if report.status == "error":
+            click.echo(f"crusader-mail: feed error: {report.url}: {report.error}", err=True)
+    if as_json:
+        click.echo(json.dumps(_as_json(result.reports, result.new_posts), ensure_ascii=False))
+    else:
+        _print_tables(result.reports, result.new_posts)
+    if result.reports and all(report.status == "error" for report in result.reports):
+        sys.exit(1)
+
+
+def _as_json(reports: list[FeedReport], new_posts: list[ArchivedPost]) -> dict[str, object]:
+    return {
+        "feeds": [
+            {
+                "url": r.url,
+                "status": r.status,
+                "entries": r.entries,
+                "new": r.new,
+                "error": r.error,
+            }
+            for r in reports
+        ],
+        "new_posts": [
+            {
+                "id": post.id,
+                "title": post.title,
+                "link": post.link,
+                "published": post.published.isoformat(),
+            }
+            for post in new_posts
+        ],
+    }
+
+
+def _print_tables(reports: list[FeedReport], new_posts: list[ArchivedPost]) -> None:
+    console = Console(soft_wrap=False)
+    feeds = Table(title="Feeds", title_justify="left")
+    for name in ("feed", "status", "entries", "new", "error / warning"):
+        feeds.add_column(name, justify="right" if name in ("entries", "new") else "left")
+    style = {"ok": "green", "not_modified": "cyan", "error": "red"}
+    for r in reports:
+        note = r.error or "; ".join(r.warnings)
+        if r.permanent_redirect:
+            note = f"moved permanently to {r.permanent_redirect}" + (f"; {note}" if note else "")
+        feeds.add_row(
+            Text(r.url),
+            Text(r.status, style=style[r.status]),
+            str(r.entries),
+            str(r.new),
+            Text(note),
+        )
+    console.print(feeds)
+    if not new_posts:
+        console.print("No new posts.")
+        return
+    posts = Table(title=f"New posts ({len(new_posts)})", title_justify="left")
+    for name in ("published", "title", "link"):
+        posts.add_column(name)
+    for post in new_posts:
+        posts.add_row(post.published.strftime("%Y-%m-%d %H:%M"), Text(post.title), Text(post.link))
+    console.print(posts)
