@@ -1,0 +1,310 @@
+"""The composer: new posts + related posts -> one finished newsletter (:class:`RenderedIssue`).
+
+Contract::
+
+    Composer(settings).compose(posts, related, issue_id, now) -> RenderedIssue
+    fill_placeholders(text, values, *, html=False) -> str
+
+- One Jinja environment per :class:`Composer`, loading ``settings.templates_dir``
+  (``newsletter.html`` and ``newsletter.txt`` and what they include). Autoescape for ``.html``;
+  ``StrictUndefined``; a broken template raises :class:`TemplateError` naming file and line.
+- Subject and preheader are Jinja strings from ``settings.compose`` (plain text, one line).
+- CSS is inlined with premailer ONCE per issue (:func:`inline_css`; never once per reader). The
+  rules it cannot inline (the phones' ``@media`` query) stay in a ``<style>`` block. Network and
+  external files are off; cssutils' log noise is silenced.
+- Per-reader values stay placeholders (``[[unsubscribe_url]]``, ``[[email]]``, ``[[name]]``):
+  nothing in Jinja, premailer or URL handling changes them, and the ones used are listed in
+  ``RenderedIssue.placeholders``. Text from feeds can never forge one: ``[[`` and Jinja's
+  ``{{ {% {#`` in post fields get an invisible WORD JOINER (U+2060) between the two characters.
+- The guards (:mod:`crusader_mail.guards`) run before the issue is returned: too big -> long posts
+  become excerpts and the issue is rendered again with a note; still too big or unsafe ->
+  :class:`GuardError`.
+
+Placeholder values and escaping: the templates put ``[[unsubscribe_url]]`` only in an ``href``
+and ``[[email]]``/``[[name]]`` only in element text. ``fill_placeholders(html, values, html=True)``
+HTML-escapes each value, which is safe in both places. SendGrid ``substitutions`` use ONE value
+for text and HTML alike: pass each value through :func:`substitution_value`, which drops the only
+characters that could break out of HTML text or a double-quoted attribute (``< > "``) and line
+breaks, and leaves the value readable in the text version.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import logging
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+from premailer import Premailer
+
+from crusader_mail import guards
+from crusader_mail.errors import ComposeError, GuardError, TemplateError
+from crusader_mail.models import Image, Placeholder, Post, RenderedIssue
+from crusader_mail.settings import Settings
+from crusader_mail.textmail import html_to_text, wrap_text
+
+HTML_TEMPLATE = "newsletter.html"
+TEXT_TEMPLATE = "newsletter.txt"
+WORD_JOINER = "\u2060"
+_FORGEABLE = re.compile(r"([\[{])(?=[\[{%#])")
+
+Inliner = Callable[[str], str]
+
+
+def inline_css(html: str) -> str:
+    """Inline the ``<style>`` rules into ``style=""`` attributes (premailer, no network)."""
+    inliner = Premailer(
+        html,
+        base_url=None,
+        disable_link_rewrites=True,
+        allow_network=False,
+        allow_loading_external_files=False,
+        keep_style_tags=False,  # leftovers (@media) are kept in a <style> block
+        strip_important=False,  # the @media rules need !important to beat inline styles
+        remove_classes=False,  # the @media rules select by class
+        exclude_pseudoclasses=True,
+        disable_validation=True,
+        disable_basic_attributes=["width", "height"],  # keep the templates' pixel widths
+        cssutils_logging_level=logging.CRITICAL,
+    )
+    out: str = inliner.transform()
+    if not out.lstrip()[:9].lower().startswith("<!doctype"):
+        out = "<!DOCTYPE html>\n" + out  # lxml drops it; without it clients use quirks mode
+    return out
+
+
+def fill_placeholders(text: str, values: Mapping[Placeholder, str], *, html: bool = False) -> str:
+    """Replace each placeholder by its value (plain substitution, as SendGrid does).
+
+    ``html=True`` HTML-escapes the values first (for filling a rendered HTML issue)."""
+    for placeholder, value in values.items():
+        text = text.replace(placeholder.value, html_lib.escape(value) if html else value)
+    return text
+
+
+def substitution_value(value: str) -> str:
+    """A per-reader value safe to substitute into the text AND the HTML of an issue unescaped."""
+    return re.sub(r'[<>"\r\n\t\x00-\x1f]', "", value)
+
+
+def defuse(text: str) -> str:
+    """Make ``[[``, ``{{``, ``{%``, ``{#`` from a feed inert (invisible U+2060 in between)."""
+    return _FORGEABLE.sub(lambda m: m.group(1) + WORD_JOINER, text)
+
+
+def _direction(text: str) -> str:
+    for char in text:
+        kind = unicodedata.bidirectional(char)
+        if kind in ("R", "AL"):
+            return "rtl"
+        if kind == "L":
+            return "ltr"
+    return "ltr"
+
+
+def _date_text(when: datetime) -> str:
+    return f"{when.day} {when:%B %Y}"
+
+
+@dataclass(frozen=True)
+class PostView:
+    """What the templates see of a post (every text field defused; ``content`` is Markup)."""
+
+    id: str
+    title: str
+    link: str
+    published: datetime
+    date: str
+    author: str
+    image: Image | None
+    excerpt: str
+    content: Markup
+    full: bool
+    show_image: bool
+    dir: str
+    categories: tuple[str, ...]
+    tags: tuple[str, ...]
+
+
+def post_view(post: Post, full: bool) -> PostView:
+    content = defuse(post.content_html or post.summary_html)
+    full = full and bool(content.strip())
+    image = None
+    if post.image is not None:
+        image = Image(url=defuse(post.image.url), alt=defuse(post.image.alt))
+    show_image = image is not None and not (full and image.url in content)
+    return PostView(
+        id=post.id,
+        title=defuse(post.title),
+        link=defuse(post.link),
+        published=post.published,
+        date=_date_text(post.published),
+        author=defuse(post.author),
+        image=image,
+        excerpt=defuse(post.excerpt),
+        content=Markup(content),  # noqa: S704 - sanitized by the reader (nh3)
+        full=full,
+        show_image=show_image,
+        dir=_direction(post.title + post.excerpt),
+        categories=tuple(defuse(c) for c in post.categories),
+        tags=tuple(defuse(t) for t in post.tags),
+    )
+
+
+class Composer:
+    """Renders issues from ``settings.templates_dir``; one Jinja environment for its lifetime."""
+
+    def __init__(self, settings: Settings, *, inliner: Inliner | None = None) -> None:
+        self.settings = settings
+        self.templates_dir = Path(settings.templates_dir)
+        self.inline = inliner or inline_css
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(self.templates_dir)),
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("html", "htm"), default_for_string=False, default=False
+            ),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters["html_to_text"] = html_to_text
+
+    # -- public ----------------------------------------------------------------------------------
+
+    def compose(
+        self, posts: Sequence[Post], related: Sequence[Post], issue_id: str, now: datetime
+    ) -> RenderedIssue:
+        """Render the issue (posts in the order given), inline its CSS once, run the guards."""
+        if not posts:
+            raise ComposeError(f"issue {issue_id}: no posts to compose")
+        full = self.settings.compose.full_content
+        limit = self.settings.compose.max_html_bytes
+        shortened: set[str] = set()
+        related_views = [post_view(post, full=False) for post in related]
+        base = self._context(posts, related_views, issue_id, now, full, shortened)
+        subject = self._render_setting("compose.subject", self.settings.compose.subject, base)
+        preheader = self._render_setting("compose.preheader", self.settings.compose.preheader, base)
+        if not subject:
+            raise ComposeError(f"issue {issue_id}: the subject (setting compose.subject) is empty")
+        while True:
+            context = self._context(posts, related_views, issue_id, now, full, shortened)
+            context.update(subject=subject, preheader=preheader)
+            html = self.inline(self._render(HTML_TEMPLATE, context))
+            over = guards.size_overshoot(html, limit)
+            if over <= 0:
+                break
+            switched = _posts_to_shorten(context["posts"], over)
+            if not switched:
+                raise GuardError(
+                    f"issue {issue_id}: the HTML is {guards.html_size(html)} bytes, over "
+                    f"compose.max_html_bytes ({limit}; Gmail clips longer messages) even with "
+                    "every post as an excerpt: fewer posts per issue (cadence.max_posts) or "
+                    "smaller templates"
+                )
+            shortened.update(switched)
+        text = wrap_text(self._render(TEXT_TEMPLATE, context))
+        notes: tuple[str, ...] = ()
+        if shortened:
+            notes = (
+                f"switched {len(shortened)} long post(s) to excerpts "
+                f"(HTML over {limit // 1024} KB, which Gmail clips)",
+            )
+        used = tuple(
+            p for p in Placeholder if p.value in html or p.value in text or p.value in subject
+        )
+        issue = RenderedIssue(
+            issue_id=issue_id,
+            subject=subject,
+            preheader=preheader,
+            html=html,
+            text=text,
+            placeholders=used,
+            post_ids=tuple(post.id for post in posts),
+            related_ids=tuple(post.id for post in related),
+            notes=notes,
+        )
+        guards.check_issue(issue, limit)
+        return issue
+
+    # -- rendering -------------------------------------------------------------------------------
+
+    def _context(
+        self,
+        posts: Sequence[Post],
+        related: list[PostView],
+        issue_id: str,
+        now: datetime,
+        full: bool,
+        shortened: set[str],
+    ) -> dict[str, Any]:
+        news = self.settings.newsletter
+        return {
+            "newsletter": {
+                "name": news.name,
+                "site_url": news.site_url,
+                "postal_address": news.postal_address,
+                "from_name": news.from_name or news.name,
+            },
+            "issue": {"id": issue_id, "date": now, "date_text": _date_text(now)},
+            "posts": [post_view(post, full and post.id not in shortened) for post in posts],
+            "related": related,
+            "shortened": len(shortened),
+            "unsubscribe_url": Placeholder.UNSUBSCRIBE_URL.value,
+            "email": Placeholder.EMAIL.value,
+            "name": Placeholder.NAME.value,
+        }
+
+    def _render(self, name: str, context: Mapping[str, Any]) -> str:
+        try:
+            return self.env.get_template(name).render(context)
+        except jinja2.TemplateNotFound as error:
+            raise TemplateError(
+                f"{self.templates_dir}: template {error.name!r} not found"
+            ) from None
+        except jinja2.TemplateSyntaxError as error:
+            where = f"{error.filename or error.name}:{error.lineno}"
+            raise TemplateError(f"{where}: {error.message}") from None
+        except jinja2.TemplateError as error:
+            where = _template_frame(error.__traceback__, self.templates_dir) or name
+            raise TemplateError(f"{where}: {error.message or error}") from None
+
+    def _render_setting(self, key: str, source: str, context: Mapping[str, Any]) -> str:
+        try:
+            rendered = self.env.from_string(source).render(context)
+        except jinja2.TemplateError as error:
+            raise TemplateError(f"setting {key}: {error.message or error}") from None
+        return " ".join(rendered.split())  # one line: a header must not break
+
+
+def _template_frame(tb: TracebackType | None, folder: Path) -> str | None:
+    """``file:line`` of the innermost template frame (Jinja rewrites tracebacks that way)."""
+    found = None
+    root = str(folder.resolve())
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith((root, str(folder))):
+            found = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
+def _posts_to_shorten(views: Sequence[PostView], overshoot: int) -> list[str]:
+    """The longest full posts whose excerpts save about ``overshoot`` bytes (at least one)."""
+    full = sorted((v for v in views if v.full), key=lambda v: (-len(v.content), v.id))
+    chosen: list[str] = []
+    saved = 0
+    for view in full:
+        chosen.append(view.id)
+        saved += len(view.content.encode("utf-8")) - len(view.excerpt.encode("utf-8"))
+        if saved >= overshoot:
+            break
+    return chosen
