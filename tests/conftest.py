@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.clock import FixedClock
+from tests.peers.feed_server import feed_server  # noqa: F401  (the loopback feed server)
+from tests.peers.sendgrid_server import sendgrid_server  # noqa: F401  (loopback SendGrid v3)
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"

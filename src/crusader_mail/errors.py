@@ -84,7 +84,8 @@ class TokenExpired(TokenError):
 
 
 class SendError(CrusaderMailError):
-    pass
+    #: The partial ``models.SendReport`` when a send stopped midway (set by the sender).
+    report: object | None = None
 
 
 class SendRejected(SendError):

@@ -9,7 +9,6 @@ through SendGrid. Output: a table, or with ``--json`` exactly one object
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -18,8 +17,8 @@ from rich.table import Table
 
 from crusader_mail.cli.context import AppContext
 from crusader_mail.errors import ConfigError
-from crusader_mail.inbox import InboxContext, InboxReport, process_messages
-from crusader_mail.mailsource import ImapSource, RawMessage, read_paths
+from crusader_mail.inbox import InboxReport
+from crusader_mail.pipeline import inbox_stage
 from crusader_mail.sender import Mailer, SendGridMailer, client_factory
 from crusader_mail.settings import Settings
 
@@ -39,14 +38,7 @@ def process(app: AppContext, paths: tuple[Path, ...], use_imap: bool, as_json: b
     if not paths and not use_imap:
         raise click.UsageError("give PATHS to .eml/mbox/Maildir, or --imap")
     settings = app.settings
-    ctx = InboxContext.create(settings, app.clock, make_mailer(settings))
-    report = InboxReport()
-    if paths:
-        _merge(report, process_messages(read_paths(list(paths), ctx.max_bytes), ctx))
-    if use_imap:
-        with ImapSource(settings.imap, ctx.max_bytes) as source:
-            _merge(report, process_messages(_each(source), ctx))
-            source.mark_handled()
+    report = inbox_stage(settings, app.clock, make_mailer(settings), list(paths), use_imap=use_imap)
     if as_json:
         click.echo(json.dumps(report.as_json(), ensure_ascii=False))
     else:
@@ -59,15 +51,6 @@ def make_mailer(settings: Settings) -> Mailer:
             "sendgrid.api_key is not set: set SENDGRID_API_KEY (replies go out through SendGrid)"
         )
     return SendGridMailer(settings, client_factory(settings))
-
-
-def _each(source: ImapSource) -> Iterator[RawMessage]:
-    yield from source.messages()
-
-
-def _merge(into: InboxReport, more: InboxReport) -> None:
-    into.processed += more.processed
-    into.actions.extend(more.actions)
 
 
 def _table(report: InboxReport) -> None:

@@ -1,11 +1,161 @@
-"""`crusader-mail run` (not built yet: replaced by the stage that owns it)."""
+"""``crusader-mail run``: the scheduled job."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import click
+
+from crusader_mail.cli.context import AppContext
+from crusader_mail.pipeline import RunReport
+from crusader_mail.pipeline import run as run_pipeline
+from crusader_mail.sender import SendGridMailer, client_factory
 
 
 @click.command()
-def run() -> None:
-    """Not built yet."""
-    raise click.UsageError("'run' is not built yet")
+@click.option("--dry-run", is_flag=True, help="Do everything but send; change no state.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON report on stdout.")
+@click.option(
+    "--include-backlog",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Treat the N newest already-archived posts as new (first run, demo).",
+)
+@click.option(
+    "--resend-uncertain",
+    is_flag=True,
+    help="Also send to the one batch whose acceptance is in doubt after a crash.",
+)
+@click.option(
+    "--summary",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Append a Markdown summary (no addresses) to this file, e.g. $GITHUB_STEP_SUMMARY.",
+)
+@click.pass_obj
+def run(
+    app: AppContext,
+    dry_run: bool,
+    as_json: bool,
+    include_backlog: int,
+    resend_uncertain: bool,
+    summary: Path | None,
+) -> None:
+    """Process the inbox, sync suppressions, fetch the feeds, and send what is new.
+
+    Nothing new means nothing is sent (exit 0). Exit 1 on failure, 2 on a configuration
+    error. A dry run needs no secrets and writes the newsletter and the outbox.
+    """
+    settings = app.settings
+    factory = None
+    mailer = None
+    if not dry_run:
+        settings.require_secret_key()
+        settings.require_api_key()
+        factory = client_factory(settings)
+        mailer = SendGridMailer(settings, factory)
+    report = run_pipeline(
+        settings,
+        app.clock,
+        app.http_transport,
+        factory,
+        dry_run=dry_run,
+        include_backlog=include_backlog,
+        resend_uncertain=resend_uncertain,
+        progress=not as_json and sys.stderr.isatty(),
+        mailer=mailer,
+    )
+    for problem in report.problems:
+        click.echo(f"crusader-mail: warning: {problem}", err=True)
+    if report.send is not None and report.send.uncertain:
+        click.echo(
+            f"crusader-mail: warning: {report.send.uncertain} readers are in doubt (a run died "
+            "between SendGrid's answer and the ledger); check SendGrid's activity feed and run "
+            "'crusader-mail send --resend-uncertain' if they did not get the issue",
+            err=True,
+        )
+    if summary is not None:
+        with summary.open("a", encoding="utf-8") as handle:
+            handle.write(markdown_summary(report))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, default=str))
+    else:
+        click.echo(text_summary(report))
+    if report.error is not None:
+        click.echo(f"crusader-mail: error: {report.error}", err=True)
+    if report.failed:
+        raise click.exceptions.Exit(1)
+
+
+def text_summary(report: RunReport) -> str:
+    lines = []
+    ok = sum(1 for feed in report.feeds if feed.status != "error")
+    lines.append(f"feeds: {ok} of {len(report.feeds)} read")
+    if report.inbox is not None:
+        lines.append(f"inbox: {report.inbox.get('processed', 0)} messages processed")
+    if report.suppressions is not None:
+        lines.append(f"suppressions: {sum(report.suppressions.values())} synced from SendGrid")
+    if report.issue is None:
+        lines.append("nothing new: no issue sent")
+        return "\n".join(lines)
+    issue = report.issue
+    verb = "resumed" if issue.resumed else "composed"
+    lines.append(f"issue {issue.issue_id} {verb}: {issue.subject!r}")
+    lines.append(
+        f"  {len(issue.posts)} posts, {len(issue.related)} related, {issue.html_bytes:,} bytes"
+        + (f", {issue.waiting} posts wait for the next issue" if issue.waiting else "")
+    )
+    lines.extend(f"  note: {note}" for note in issue.notes)
+    if report.send is not None:
+        send = report.send
+        action = "would go to" if send.dry_run else "delivered to"
+        lines.append(
+            f"  {action} {send.delivered if not send.dry_run else send.recipients} readers"
+            f" in {send.requests} requests"
+            + (f", {send.uncertain} in doubt" if send.uncertain else "")
+            + (f", {send.failed} failed" if send.failed else "")
+        )
+    if report.newsletter:
+        lines.append(f"newsletter: {report.newsletter}")
+    if report.outbox:
+        lines.append(f"outbox: {report.outbox}")
+    return "\n".join(lines)
+
+
+def markdown_summary(report: RunReport) -> str:
+    """The job summary an editor reads on GitHub: what went out, never who it went to."""
+    title = "Newsletter dry run" if report.dry_run else "Newsletter run"
+    out = [f"## {title}", ""]
+    out.append("| feed | status | entries | new |")
+    out.append("| --- | --- | ---: | ---: |")
+    for feed in report.feeds:
+        status = feed.status if not feed.error else f"{feed.status}: {feed.error}"
+        out.append(f"| {feed.url} | {status} | {feed.entries} | {feed.new} |")
+    out.append("")
+    if report.issue is None:
+        out.append("Nothing new: no issue was sent.")
+    else:
+        issue = report.issue
+        out.append(
+            f"**{issue.subject}** (`{issue.issue_id}`)" + (" (resumed)" if issue.resumed else "")
+        )
+        out.append("")
+        out.append(f"- posts: {len(issue.posts)}, related posts: {len(issue.related)}")
+        if report.send is not None:
+            send = report.send
+            out.append(f"- readers: {send.recipients}, delivered: {send.delivered}")
+            skipped = ", ".join(f"{k} {v}" for k, v in send.skipped.items() if v)
+            if skipped:
+                out.append(f"- not sent to: {skipped}")
+            if send.uncertain or send.failed:
+                out.append(f"- in doubt: {send.uncertain}, failed: {send.failed}")
+        out.extend(f"- note: {note}" for note in issue.notes)
+    if report.error:
+        out.extend(["", f"**The send failed:** {report.error}"])
+    if report.problems:
+        out.append("")
+        out.append("Problems:")
+        out.extend(f"- {problem}" for problem in report.problems)
+    out.append("")
+    return "\n".join(out)

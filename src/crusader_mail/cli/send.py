@@ -1,11 +1,121 @@
-"""`crusader-mail send` (not built yet: replaced by the stage that owns it)."""
+"""``crusader-mail send [--dry-run] [--to EMAIL] [--resend-uncertain] [--json]``.
+
+Sends the composed issue (``pipeline.send_stage`` finds or composes it, pulls suppressions and
+calls :func:`crusader_mail.sender.deliver` or :func:`~crusader_mail.sender.send_test`). A rich
+progress bar goes to stderr when it is a terminal and ``--json`` is off; a summary follows.
+``--json`` prints exactly one object: ``{"issue", "dry_run", "recipients", "delivered",
+"skipped": {"unsubscribed", "bounced", "complained", "pending", "already_delivered"},
+"requests", "retries", "failed", "uncertain"}`` — also when the send stops midway (then the
+error line follows on stderr and the exit code is 1). No address is ever printed in full.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
 import click
+from rich.console import Console
+from rich.table import Table
+
+from crusader_mail import pipeline
+from crusader_mail.cli.context import AppContext
+from crusader_mail.errors import SendError
+from crusader_mail.models import SendReport
+from crusader_mail.outbox import SUMMARY, THROWAWAY_NOTE
+from crusader_mail.sender import client_factory
 
 
 @click.command()
-def send() -> None:
-    """Not built yet."""
-    raise click.UsageError("'send' is not built yet")
+@click.option("--dry-run", is_flag=True, help="Do everything but send; write outbox/.")
+@click.option("--to", "to", metavar="EMAIL", help="Test send to this one address ([TEST] subject).")
+@click.option(
+    "--resend-uncertain",
+    is_flag=True,
+    help="Send again to the readers of a batch left in doubt by a crash.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def send(
+    app: AppContext, dry_run: bool, to: str | None, resend_uncertain: bool, as_json: bool
+) -> None:
+    """Send the composed issue to every active reader (exactly once)."""
+    settings = app.settings
+    factory = None if dry_run else client_factory(settings)
+    try:
+        report = pipeline.send_stage(
+            settings,
+            app.clock,
+            app.http_transport,
+            factory,
+            dry_run=dry_run,
+            to=to,
+            resend_uncertain=resend_uncertain,
+            progress=not as_json and sys.stderr.isatty(),
+        )
+    except SendError as error:
+        if as_json and isinstance(error.report, SendReport):
+            click.echo(json.dumps(error.report.model_dump(mode="json")))
+        raise
+    if as_json:
+        click.echo(json.dumps(_as_json(report)))
+        return
+    _print(report, settings.outbox_dir if dry_run else None, test_to=bool(to))
+
+
+def _as_json(report: SendReport | None) -> dict[str, Any]:
+    if report is None:  # nothing to send
+        return SendReport(issue="", dry_run=False).model_dump(mode="json") | {"issue": None}
+    return report.model_dump(mode="json")
+
+
+def _print(report: SendReport | None, outbox: Path | None, *, test_to: bool) -> None:
+    console = Console()
+    if report is None:
+        console.print("nothing to send: no composed issue is waiting")
+        return
+    mode = "dry run" if report.dry_run else ("test send" if test_to else "sent")
+    table = Table(title=f"issue {report.issue} ({mode})", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows = [
+        ("active readers", report.recipients),
+        ("would be delivered" if report.dry_run else "delivered now", report.delivered),
+        *((f"skipped: {name.replace('_', ' ')}", count) for name, count in report.skipped.items()),
+        ("requests", report.requests),
+        ("retries", report.retries),
+        ("failed", report.failed),
+        ("uncertain", report.uncertain),
+    ]
+    for name, count in rows:
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    if report.uncertain:
+        console.print(
+            f"[yellow]{report.uncertain:,} readers were in a batch left in doubt by an "
+            "interrupted send: they may or may not have it. `send --resend-uncertain` sends "
+            "it to them again.[/yellow]"
+        )
+    if outbox is not None:
+        _print_outbox(console, outbox)
+
+
+def _print_outbox(console: Console, outbox: Path) -> None:
+    path = outbox / SUMMARY
+    if not path.is_file():
+        return
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    console.print(f"subject: {summary['subject']}")
+    console.print(f"from: {summary['from']}")
+    sample = ", ".join(summary["sample_recipients"])
+    console.print(f"first recipients: {sample or '(none)'}")
+    files = [*summary["request_files"], *([summary["eml"]] if summary["eml"] else []), SUMMARY]
+    console.print(f"written to {outbox}: {', '.join(files)}")
+    for note in summary["notes"]:
+        console.print(f"[yellow]note: {note}[/yellow]")
+    for problem in summary["problems"]:
+        console.print(f"[red]problem: {problem}[/red]")
+    if THROWAWAY_NOTE in summary["notes"]:
+        console.print("set CRUSADER_MAIL_SECRET_KEY to sign real unsubscribe links")

@@ -1,0 +1,630 @@
+"""A loopback SendGrid v3 look-alike, for tests and benches (127.0.0.1 only).
+
+It behaves as ``../shared/sendgrid`` (README + mail-send-schema.json) documents the v3 API:
+
+- ``POST /v3/mail/send``: ``Authorization: Bearer <api_key>`` or 401 (a key in
+  ``forbidden_keys``: 403); over ``max_body`` bytes (30 MB): 413; not JSON or invalid: 400 with
+  ``{"errors": [{"message", "field", "help"}]}``. Checked: the schema's required fields, types,
+  ``maxItems``/``minLength``/``maxLength``/``uniqueItems`` (read from the schema file when it
+  is there; the README's quirk: top-level ``custom_args`` is an object), and the documented
+  limits: at most 1000 recipients, no address twice in a request, a subject (top level or in
+  every personalization), ``text/plain`` first, ``substitutions`` ≤ 10,000 bytes and string
+  values, ``custom_args`` < 10,000 bytes, a ``from``. Accepted: 202 with ``X-Message-Id``;
+  with ``mail_settings.sandbox_mode.enable``: 200, nothing delivered.
+- ``GET /v3/suppression/{unsubscribes,bounces,spam_reports,invalid_emails}?limit=&offset=``
+  (limit 1..500) and ``GET /v3/asm/groups/{id}/suppressions`` (an array of addresses).
+- Faults for the next requests (:meth:`SendGridServer.fail`): a status (429 with
+  ``X-RateLimit-Reset``, 500, 503 …), ``"drop"`` (read the request, close without an answer)
+  or ``"drop_after_accept"`` (deliver, then close without an answer); ``delay`` slows every
+  mail send down (for kill tests).
+
+What was accepted is kept per personalization (:class:`Delivery`), so tests can check that each
+reader got one message and saw no other address (:meth:`Delivery.rendered`). With
+``record=False`` (benches) only counts are kept.
+
+Use the ``sendgrid_server`` fixture, or run ``python -m tests.peers.sendgrid_server`` (prints
+``PORT <n>``; the bench runs it in its own process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+SCHEMA_PATH = Path(__file__).resolve().parents[3] / "shared" / "sendgrid" / "mail-send-schema.json"
+API_KEY = "SG.loopback-test-key"
+MAX_BODY = 30 * 1024 * 1024
+MAX_RECIPIENTS = 1000
+MAX_SUBSTITUTIONS = 10_000
+MAX_CUSTOM_ARGS = 10_000
+SUPPRESSION_LISTS = ("unsubscribes", "bounces", "spam_reports", "invalid_emails")
+HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
+
+
+def error_body(message: str, field: str | None = None, help_url: str | None = HELP) -> bytes:
+    return json.dumps({"errors": [{"message": message, "field": field, "help": help_url}]}).encode()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One personalization SendGrid accepted: the message one envelope gets."""
+
+    message_id: str
+    request: int  # index of the accepted request
+    recipients: tuple[str, ...]  # to + cc + bcc of this personalization
+    to: tuple[str, ...]
+    subject: str
+    headers: dict[str, str]
+    substitutions: dict[str, str]
+    content: tuple[tuple[str, str], ...]  # (type, value) in order
+    categories: tuple[str, ...]
+    custom_args: dict[str, str]
+    asm: dict[str, Any] | None
+
+    def _fill(self, text: str) -> str:
+        for key, value in self.substitutions.items():
+            text = text.replace(key, value)
+        return text
+
+    def rendered(self) -> str:
+        """Everything the recipient can see: headers (To, Subject, extra) and the bodies."""
+        lines = [f"To: {', '.join(self.to)}", f"Subject: {self._fill(self.subject)}"]
+        lines += [f"{name}: {value}" for name, value in self.headers.items()]
+        lines += [self._fill(value) for _type, value in self.content]
+        return "\n".join(lines)
+
+
+@dataclass
+class Fault:
+    kind: str  # "status", "drop", "drop_after_accept"
+    status: int = 0
+    reset: int | None = None
+    paths: str = "/v3/"  # applies to requests whose path starts with this
+
+
+@dataclass
+class Logged:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    status: int  # 0: dropped
+
+
+@dataclass
+class SendGridServer:
+    api_key: str = API_KEY
+    record: bool = True
+    max_body: int = MAX_BODY
+    schema_path: Path | None = SCHEMA_PATH
+    forbidden_keys: tuple[str, ...] = ()
+    delay: float = 0.0  # seconds per mail send (kill tests)
+    deliveries: list[Delivery] = field(default_factory=list)
+    log: list[Logged] = field(default_factory=list)
+    accepted_requests: int = 0
+    in_flight: int = 0  # mail sends being handled now
+    max_in_flight: int = 0  # the most ever handled at once
+    accepted_recipients: int = 0
+    sandboxed_requests: int = 0
+    suppressions: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {name: [] for name in SUPPRESSION_LISTS}
+    )
+    groups: dict[int, list[str]] = field(default_factory=dict)
+    _faults: list[Fault] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _httpd: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+    _schema: dict[str, Any] | None = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> SendGridServer:
+        self._schema = load_schema(self.schema_path)
+        handler = type("Handler", (_Handler,), {"peer": self})
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = False  # server_close() joins every handler thread
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="sendgrid-loopback"
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> SendGridServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("the server is not running")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- faults and queries --------------------------------------------------------------------
+
+    def fail(
+        self, kind: str | int, count: int = 1, *, reset: int | None = None, paths: str = "/v3/"
+    ) -> None:
+        """Make the next ``count`` matching requests fail: a status code, "drop" or
+        "drop_after_accept"."""
+        fault = (
+            Fault("status", status=kind, reset=reset, paths=paths)
+            if isinstance(kind, int)
+            else Fault(kind, paths=paths)
+        )
+        with self._lock:
+            self._faults.extend([fault] * count)
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            for index, fault in enumerate(self._faults):
+                if path.startswith(fault.paths):
+                    return self._faults.pop(index)
+        return None
+
+    def per_address(self) -> Counter[str]:
+        """How many messages each address received."""
+        with self._lock:
+            return Counter(addr.lower() for d in self.deliveries for addr in d.recipients)
+
+    def to(self, email: str) -> list[Delivery]:
+        with self._lock:
+            return [d for d in self.deliveries if email.lower() in (a.lower() for a in d.to)]
+
+    def mail_requests(self) -> list[Logged]:
+        with self._lock:
+            return [entry for entry in self.log if entry.path == "/v3/mail/send"]
+
+    def add_suppressions(self, name: str, emails: list[str], created: int = 1_700_000_000) -> None:
+        items: list[dict[str, Any]] = []
+        for email in emails:
+            item: dict[str, Any] = {"created": created, "email": email}
+            if name == "bounces":
+                item.update(reason="550 5.1.1 user unknown", status="5.1.1")
+            elif name == "spam_reports":
+                item["ip"] = "10.0.0.1"
+            elif name == "invalid_emails":
+                item["reason"] = "Mail domain mentioned in email address is unknown"
+            items.append(item)
+        with self._lock:
+            self.suppressions[name].extend(items)
+
+    # -- handling (called from handler threads) ------------------------------------------------
+
+    def handle_mail(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        problems = validate_mail(body, self._schema)
+        if problems:
+            errors = [{"message": m, "field": f, "help": HELP} for m, f in problems]
+            return 400, {}, json.dumps({"errors": errors}).encode()
+        if body.get("mail_settings", {}).get("sandbox_mode", {}).get("enable") is True:
+            with self._lock:
+                self.sandboxed_requests += 1
+            return 200, {}, b""
+        message_id = secrets.token_urlsafe(16)
+        people = body["personalizations"]
+        with self._lock:
+            index = self.accepted_requests
+            self.accepted_requests += 1
+            self.accepted_recipients += sum(len(_recipients(p)) for p in people)
+            if self.record:
+                self.deliveries.extend(_delivery(body, p, message_id, index) for p in people)
+        return 202, {"X-Message-Id": message_id}, b""
+
+    def handle_suppressions(self, path: str, query: dict[str, list[str]]) -> tuple[int, bytes]:
+        parts = path.strip("/").split("/")
+        if parts[:3] == ["v3", "asm", "groups"] and len(parts) == 5 and parts[4] == "suppressions":
+            try:
+                group = self.groups.get(int(parts[3]))
+            except ValueError:
+                group = None
+            if group is None:
+                return 404, error_body("Unsubscribe Group ID does not exist", "group_id", None)
+            return 200, json.dumps(group).encode()
+        if parts[:2] == ["v3", "suppression"] and len(parts) == 3 and parts[2] in self.suppressions:
+            try:
+                limit = int(query.get("limit", ["500"])[0])
+                offset = int(query.get("offset", ["0"])[0])
+            except ValueError:
+                return 400, error_body("limit and offset must be integers", "limit", None)
+            if not 1 <= limit <= 500 or offset < 0:
+                return 400, error_body("limit must be between 1 and 500", "limit", None)
+            with self._lock:
+                page = self.suppressions[parts[2]][offset : offset + limit]
+            return 200, json.dumps(page).encode()
+        return 404, error_body("not found", None, None)
+
+
+def _recipients(person: dict[str, Any]) -> list[str]:
+    return [r["email"] for kind in ("to", "cc", "bcc") for r in person.get(kind, [])]
+
+
+def _delivery(body: dict[str, Any], person: dict[str, Any], mid: str, index: int) -> Delivery:
+    return Delivery(
+        message_id=mid,
+        request=index,
+        recipients=tuple(_recipients(person)),
+        to=tuple(r["email"] for r in person.get("to", [])),
+        subject=person.get("subject") or body.get("subject", ""),
+        headers={**body.get("headers", {}), **person.get("headers", {})},
+        substitutions=dict(person.get("substitutions", {})),
+        content=tuple((c["type"], c["value"]) for c in body.get("content", [])),
+        categories=tuple(body.get("categories", [])),
+        custom_args={**body.get("custom_args", {}), **person.get("custom_args", {})},
+        asm=body.get("asm"),
+    )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    peer: SendGridServer
+    server_version = "loopback-sendgrid/1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+        self.close_connection = True
+
+    def _log(self, status: int) -> None:
+        url = urlsplit(self.path)
+        with self.peer._lock:
+            self.peer.log.append(Logged(self.command, url.path, parse_qs(url.query), status))
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        chunks, left = [], length
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def _authorized(self) -> int:
+        given = self.headers.get("Authorization", "")
+        key = given.removeprefix("Bearer ")
+        if not given.startswith("Bearer ") or key not in (
+            self.peer.api_key,
+            *self.peer.forbidden_keys,
+        ):
+            return 401
+        return 403 if key in self.peer.forbidden_keys else 0
+
+    def _fault(self, path: str) -> Fault | None:
+        fault = self.peer._take_fault(path)
+        if fault is None:
+            return None
+        if fault.kind == "status":
+            headers = {}
+            if fault.reset is not None:
+                headers = {"X-RateLimit-Reset": str(fault.reset), "X-RateLimit-Limit": "600"}
+                headers["X-RateLimit-Remaining"] = "0"
+            message = {429: "too many requests", 400: "Bad Request", 403: "access forbidden"}.get(
+                fault.status, "internal server error"
+            )
+            self._send(fault.status, error_body(message, None, None), headers)
+            self._log(fault.status)
+        elif fault.kind == "drop":
+            self.close_connection = True
+            self._log(0)
+        return fault
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        length = int(self.headers.get("Content-Length") or 0)
+        too_big = length > self.peer.max_body
+        raw = b"" if too_big else self._read_body()
+        if too_big:  # drain it, so the client gets to read the answer
+            left = length
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        auth = self._authorized()
+        if auth:
+            message = "The provided authorization grant is invalid, expired, or revoked"
+            if auth == 403:
+                message = "access forbidden"
+            self._send(auth, error_body(message, None, None))
+            self._log(auth)
+            return
+        fault = self._fault(path)
+        if fault is not None and fault.kind != "drop_after_accept":
+            return
+        if path != "/v3/mail/send":
+            self._send(404, error_body("not found", None, None))
+            self._log(404)
+            return
+        if too_big:
+            self._send(413, error_body("Payload Too Large", None, None))
+            self._log(413)
+            return
+        with self.peer._lock:
+            self.peer.in_flight += 1
+            self.peer.max_in_flight = max(self.peer.max_in_flight, self.peer.in_flight)
+        try:
+            if self.peer.delay:
+                time.sleep(self.peer.delay)
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            status, headers, answer = (
+                self.peer.handle_mail(body)
+                if isinstance(body, dict)
+                else (400, {}, error_body("Bad Request", None, None))
+            )
+        finally:
+            with self.peer._lock:
+                self.peer.in_flight -= 1
+        if fault is not None:  # drop_after_accept
+            self.close_connection = True
+            self._log(0)
+            return
+        self._send(status, answer, headers)
+        self._log(status)
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        auth = self._authorized()
+        if auth:
+            self._send(auth, error_body("authorization required", None, None))
+            self._log(auth)
+            return
+        if self._fault(url.path) is not None:
+            return
+        status, body = self.peer.handle_suppressions(url.path, parse_qs(url.query))
+        self._send(status, body)
+        self._log(status)
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def load_schema(path: Path | None) -> dict[str, Any] | None:
+    """The request-body schema from the reference file, with the README's documented quirk."""
+    if path is None or not path.is_file():
+        return None
+    schema = json.loads(path.read_text(encoding="utf-8"))["mail_send"]["request_body_schema"]
+    schema["properties"]["custom_args"] = {"type": "object"}  # the live API takes an object
+    return dict(schema)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+def schema_problems(
+    value: Any, schema: dict[str, Any], where: str = ""
+) -> Iterator[tuple[str, str]]:
+    """(message, field) for each way ``value`` breaks ``schema`` (the subset the v3 spec uses)."""
+    kind = schema.get("type")
+    if kind in _TYPES:
+        ok = isinstance(value, _TYPES[kind]) and not (
+            kind in ("integer", "number") and isinstance(value, bool)
+        )
+        if value is None and schema.get("nullable"):
+            return
+        if not ok:
+            yield f"The {where or 'request body'} field must be of type {kind}.", where
+            return
+    if "enum" in schema and value not in schema["enum"]:
+        yield f"The {where} field must be one of {schema['enum']}.", where
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            yield f"The {where} field is required and must have at least one character.", where
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            yield f"The {where} field must be at most {schema['maxLength']} characters.", where
+    if isinstance(value, dict):
+        for name in schema.get("required", []):
+            if name not in value:
+                yield _missing(where, name)
+        for name, sub in schema.get("properties", {}).items():
+            if name in value:
+                yield from schema_problems(value[name], sub, f"{where}.{name}" if where else name)
+    if isinstance(value, list):
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            yield f"The {where} field must have at most {schema['maxItems']} items.", where
+        if schema.get("uniqueItems") and len({json.dumps(v, sort_keys=True) for v in value}) < len(
+            value
+        ):
+            yield f"The {where} field must not contain duplicates.", where
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for index, item in enumerate(value):
+                yield from schema_problems(item, items, f"{where}.{index}")
+
+
+def _missing(where: str, name: str) -> tuple[str, str]:
+    path = f"{where}.{name}" if where else name
+    if path == "from":
+        return (
+            "The from object must be provided for every email send. It is an object that "
+            "requires the email parameter, but may also contain a name parameter.",
+            "from",
+        )
+    if path == "personalizations":
+        return (
+            "The personalizations field is required and must have at least one personalization.",
+            "personalizations",
+        )
+    return f"The {path} field is required.", path
+
+
+def validate_mail(body: dict[str, Any], schema: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Every documented reason SendGrid gives a 400 for this body, as (message, field)."""
+    problems = list(schema_problems(body, schema)) if schema is not None else []
+    if schema is None:
+        for name in ("personalizations", "from"):
+            if name not in body:
+                problems.append(_missing("", name))
+    people = body.get("personalizations")
+    if not isinstance(people, list) or not people:
+        if not any(f == "personalizations" for _m, f in problems):
+            problems.append(_missing("", "personalizations"))
+        return problems
+    problems += _limits(body, people)
+    return problems
+
+
+def _limits(body: dict[str, Any], people: list[Any]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    total = 0
+    for index, person in enumerate(people):
+        if not isinstance(person, dict):
+            continue
+        for kind in ("to", "cc", "bcc"):
+            for recipient in person.get(kind) or []:
+                email = (
+                    str(recipient.get("email", "")).lower() if isinstance(recipient, dict) else ""
+                )
+                total += 1
+                if email in seen:
+                    problems.append(
+                        (
+                            "Each email address in the personalization block should be unique "
+                            "between to, cc, and bcc. We found the first duplicate instance of "
+                            f"[{email}] in the personalizations.{index}.{kind} field.",
+                            f"personalizations.{index}.{kind}",
+                        )
+                    )
+                seen.setdefault(email, index)
+        subs = person.get("substitutions") or {}
+        if isinstance(subs, dict):
+            if any(not isinstance(v, str) for v in subs.values()):
+                problems.append(
+                    (
+                        "Substitutions must be strings.",
+                        f"personalizations.{index}.substitutions",
+                    )
+                )
+            size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in subs.items())
+            if size > MAX_SUBSTITUTIONS:
+                problems.append(
+                    (
+                        "The total size of your substitutions must be less than 10000 bytes "
+                        "per personalization object.",
+                        f"personalizations.{index}.substitutions",
+                    )
+                )
+    if total > MAX_RECIPIENTS:
+        problems.append(
+            (
+                "The personalizations field may contain at most 1000 recipients in total "
+                "(to, cc and bcc across all personalizations).",
+                "personalizations",
+            )
+        )
+    if not body.get("subject") and not all(
+        isinstance(p, dict) and p.get("subject") for p in people
+    ):
+        problems.append(
+            (
+                "The subject is required. You can get around this requirement if you use a "
+                "template with a subject defined or if every personalization has a subject defined.",
+                "subject",
+            )
+        )
+    content = body.get("content")
+    if not body.get("template_id"):
+        if not content:
+            problems.append(
+                (
+                    "Unless a valid template_id is provided, the content parameter is required. "
+                    "There must be at least one defined content block.",
+                    "content",
+                )
+            )
+        elif isinstance(content, list):
+            types = [c.get("type") for c in content if isinstance(c, dict)]
+            if "text/plain" in types and types[0] != "text/plain":
+                problems.append(
+                    (
+                        "If present, text/plain content must be first, followed by text/html, "
+                        "followed by any other content.",
+                        "content",
+                    )
+                )
+    args = body.get("custom_args")
+    if args is not None and len(json.dumps(args).encode()) >= MAX_CUSTOM_ARGS:
+        problems.append(("custom_args must be under 10,000 bytes.", "custom_args"))
+    return problems
+
+
+# --- fixture and process entry point ----------------------------------------------------------
+
+
+@pytest.fixture
+def sendgrid_server() -> Iterator[SendGridServer]:
+    """A running loopback SendGrid (``.url``, ``.api_key``), stopped after the test."""
+    with SendGridServer() as server:
+        yield server
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--no-record", action="store_true", help="keep counts only")
+    parser.add_argument("--api-key", default=API_KEY)
+    args = parser.parse_args(argv)
+    server = SendGridServer(api_key=args.api_key, record=not args.no_record).start()
+    print(f"PORT {server.port}", flush=True)
+    try:
+        for line in sys.stdin:  # "stats" prints counts; end of input stops the server
+            if line.strip() == "stats":
+                stats = {
+                    "requests": server.accepted_requests,
+                    "recipients": server.accepted_recipients,
+                    "sandboxed": server.sandboxed_requests,
+                    "log": len(server.log),
+                }
+                print(json.dumps(stats), flush=True)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Helpers shared by the sender's tests (no tests here): settings pointing at the loopback
+SendGrid, a fixed issue that uses every placeholder, and a subscriber list on disk."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from crusader_mail.clock import Clock
+from crusader_mail.models import Placeholder, RenderedIssue, Source, Status
+from crusader_mail.settings import NewsletterSettings, SendGridSettings, Settings
+from crusader_mail.subscribers import SubscriberList
+from tests.peers.sendgrid_server import SendGridServer
+
+SECRET = "test-secret-key-0123456789abcdef"
+ISSUE_ID = "2026-11-23-1a2b3c4d"
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+
+
+def make_settings(
+    tmp: Path,
+    server: SendGridServer | None = None,
+    *,
+    secret: str | None = SECRET,
+    sendgrid: dict[str, Any] | None = None,
+    newsletter: dict[str, Any] | None = None,
+) -> Settings:
+    sg: dict[str, Any] = {"backoff_base": 0.5, "backoff_max": 8.0, "max_retries": 3}
+    if server is not None:
+        sg.update(api_key=SecretStr(server.api_key), api_url=server.url)
+    sg.update(sendgrid or {})
+    news: dict[str, Any] = {
+        "name": "Biz Crusader",
+        "from_email": "news@bizcrusader.example",
+        "from_name": "Biz Crusader",
+        "unsubscribe_url": "https://mail.bizcrusader.example/unsubscribe",
+    }
+    news.update(newsletter or {})
+    return Settings(
+        state_dir=tmp / "state",
+        subscribers_dir=tmp / "subscribers",
+        outbox_dir=tmp / "outbox",
+        secret_key=SecretStr(secret) if secret else None,
+        sendgrid=SendGridSettings(**sg),
+        newsletter=NewsletterSettings(**news),
+    )
+
+
+def make_issue(subject: str = "Sell more this winter", issue_id: str = ISSUE_ID) -> RenderedIssue:
+    html = (
+        "<html><body><p>Hello [[name]],</p><p>This week: how to sell more.</p>"
+        '<p>Sent to [[email]]. <a href="[[unsubscribe_url]]">Unsubscribe</a></p></body></html>'
+    )
+    text = "Hello [[name]],\n\nThis week: how to sell more.\n\nSent to [[email]].\nUnsubscribe: [[unsubscribe_url]]\n"
+    return RenderedIssue(
+        issue_id=issue_id,
+        subject=subject,
+        preheader="How to sell more",
+        html=html,
+        text=text,
+        placeholders=tuple(Placeholder),
+        post_ids=("https://bizcrusader.example/?p=1",),
+        related_ids=(),
+    )
+
+
+def reader_address(index: int) -> str:
+    return f"reader{index:05d}@example.com"
+
+
+def make_readers(
+    settings: Settings,
+    clock: Clock,
+    active: int,
+    *,
+    others: dict[Status, int] | None = None,
+) -> SubscriberList:
+    """A list with ``active`` readers reader00000@… and a few of each other status."""
+    readers = SubscriberList(settings.subscribers_dir, clock)
+    with readers.edit() as roster:
+        for index in range(active):
+            roster.add(reader_address(index), name=f"Reader {index}", via=Source.IMPORT)
+        for status, count in (others or {}).items():
+            for index in range(count):
+                roster.add(f"{status.value}{index}@example.org", status=status, via=Source.IMPORT)
+    return readers
+
+
+def addresses_in(text: str) -> set[str]:
+    return {match.lower() for match in EMAIL_RE.findall(text)}
+
+
+class Sleeps:
+    """An injected sleep that records instead of waiting."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
