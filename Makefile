@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/crusader-mail run --dry-run
+	$(BIN)/crusader-mail run --dry-run --include-backlog 3
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -1,7 +1,7 @@
 """``crusader-mail send``: options, --json, summaries without addresses, exit codes.
 
-``pipeline.send_stage`` (the lead's: finds the composed issue) is replaced here by one that
-hands a fixed issue to the real :func:`crusader_mail.sender.send_issue`.
+
+
 """
 
 from __future__ import annotations

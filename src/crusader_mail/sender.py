@@ -537,7 +537,10 @@ def deliver(
             try:
                 response = retrier.call(what, partial(post_mail, client, batch.body, timeout))
             except (SendError, KeyboardInterrupt) as error:
-                if isinstance(error, RetriesExhausted) and error.answered:
+                if isinstance(error, SendRejected) or (
+                    isinstance(error, RetriesExhausted) and error.answered
+                ):
+                    # SendGrid answered and accepted nothing: the next run sends it again.
                     writer.failed(batch.number, str(error))
                 elif not isinstance(error, SendRejected):
                     tally.lost += len(batch.readers)  # may or may not have gone out

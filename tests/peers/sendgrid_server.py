@@ -289,6 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self._log(status)  # before answering: a client that got its answer sees it logged
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -339,7 +340,6 @@ class _Handler(BaseHTTPRequestHandler):
                 fault.status, "internal server error"
             )
             self._send(fault.status, error_body(message, None, None), headers)
-            self._log(fault.status)
         elif fault.kind == "drop":
             self.close_connection = True
             self._log(0)
@@ -363,18 +363,15 @@ class _Handler(BaseHTTPRequestHandler):
             if auth == 403:
                 message = "access forbidden"
             self._send(auth, error_body(message, None, None))
-            self._log(auth)
             return
         fault = self._fault(path)
         if fault is not None and fault.kind != "drop_after_accept":
             return
         if path != "/v3/mail/send":
             self._send(404, error_body("not found", None, None))
-            self._log(404)
             return
         if too_big:
             self._send(413, error_body("Payload Too Large", None, None))
-            self._log(413)
             return
         with self.peer._lock:
             self.peer.in_flight += 1
@@ -399,20 +396,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._log(0)
             return
         self._send(status, answer, headers)
-        self._log(status)
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         auth = self._authorized()
         if auth:
             self._send(auth, error_body("authorization required", None, None))
-            self._log(auth)
             return
         if self._fault(url.path) is not None:
             return
         status, body = self.peer.handle_suppressions(url.path, parse_qs(url.query))
         self._send(status, body)
-        self._log(status)
 
 
 # --- validation -------------------------------------------------------------------------------
