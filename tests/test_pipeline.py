@@ -31,15 +31,15 @@ EXAMPLE = REPO / "examples" / "biz-crusader" / "feed.xml"
 CLI = Path(sys.executable).with_name("crusader-mail")
 ACTIVE = sorted(
     s.email.lower()
-    for s in SubscriberList(REPO / "subscribers", FixedClock(datetime(2026, 1, 1, tzinfo=UTC))).iter(
-        Status.ACTIVE
-    )
+    for s in SubscriberList(
+        REPO / "subscribers", FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
+    ).iter(Status.ACTIVE)
 )
 SECRET = "pipeline-test-secret-key-0123456789"
 
 
 def items(feed: bytes) -> list[bytes]:
-    head, _, rest = feed.partition(b"<item>")
+    rest = feed.partition(b"<item>")[2]
     return [b"<item>" + part for part in rest.split(b"<item>")]
 
 
@@ -121,7 +121,7 @@ def test_dry_run_needs_no_secrets_and_changes_no_byte(site: Site) -> None:
     report = json.loads(result.stdout)
     assert site.state_bytes() == before
     assert len(site.api.log) == calls  # no request at all, not even for suppressions
-    assert report["issue"]["posts"] and len(report["issue"]["posts"]) == 2
+    assert len(report["issue"]["posts"]) == 2
     assert report["send"]["recipients"] == len(ACTIVE)
     outbox = site.root / "outbox"
     assert (outbox / "newsletter.html").is_file()
@@ -145,9 +145,10 @@ def test_preview_of_the_real_plan_changes_no_byte(site: Site) -> None:
     record = json.loads(history[-1])
     assert record["post_ids"] == shown["posts"]
     assert record["related_ids"] == shown["related"]
-    assert site.api.deliveries[0].subject == (site.root / "preview" / "subject.txt").read_text(
-        encoding="utf-8"
-    ).strip()
+    assert (
+        site.api.deliveries[0].subject
+        == (site.root / "preview" / "subject.txt").read_text(encoding="utf-8").strip()
+    )
 
 
 def test_send_delivers_once_then_has_nothing_to_send(site: Site) -> None:

@@ -1,7 +1,8 @@
 """``crusader-mail send``: options, --json, summaries without addresses, exit codes.
 
-
-
+Here ``pipeline.send_stage`` hands a fixed issue to the real
+:func:`crusader_mail.sender.send_issue`, so the command's output can be checked against known
+numbers; ``tests/test_pipeline.py`` runs the real stage end to end.
 """
 
 from __future__ import annotations
