@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest workflows services golden bench clean
+.PHONY: demo test lint typecheck pytest workflows services golden docs bench clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=python3" >&2; exit 2; }
@@ -41,6 +41,9 @@ test: lint typecheck workflows pytest
 
 golden: $(STAMP)
 	$(BIN)/python -m tests.golden_regen
+
+docs: $(STAMP)
+	$(BIN)/python -m tests.cli_docs
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -41,7 +41,13 @@ from crusader_mail.sender import client_factory
 def send(
     app: AppContext, dry_run: bool, to: str | None, resend_uncertain: bool, as_json: bool
 ) -> None:
-    """Send the composed issue to every active reader (exactly once)."""
+    """Send the next issue to every active reader, exactly once.
+
+    Fetches the feeds and plans the issue as `run` does (an interrupted issue first), pulls
+    SendGrid's suppressions, then delivers through the ledger. --dry-run writes outbox/ and
+    changes nothing. --to sends the issue to one address with a [TEST] subject, without
+    ledger or state change; with nothing new it test-sends the newest post.
+    """
     settings = app.settings
     factory = None if dry_run else client_factory(settings)
     try:
