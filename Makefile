@@ -46,7 +46,11 @@ docs: $(STAMP)
 	$(BIN)/python -m tests.cli_docs
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/bench_reader.py
+	$(BIN)/python bench/bench_compose.py
+	$(BIN)/python bench/related_eval.py
+	$(BIN)/python bench/bench_subscribers.py
+	$(BIN)/python bench/bench_send.py
 
 clean:
 	rm -rf $(VENV) preview outbox .pytest_cache .mypy_cache .ruff_cache
