@@ -36,6 +36,7 @@ def test_dry_run_writes_exact_bodies_a_summary_and_one_eml_and_changes_no_state(
     outbox = settings.outbox_dir
     names = sorted(p.name for p in outbox.iterdir())
     assert names == [
+        ".gitignore",
         "first-reader.eml",
         "request-0001.json",
         "request-0002.json",
@@ -95,7 +96,13 @@ def test_a_second_dry_run_replaces_the_old_request_files(tmp_path: Path, clock: 
     small = make_settings(tmp_path, sendgrid={"batch_size": 10})
     deliver(make_issue(), readers, small, clock, None, dry_run=True)
     names = sorted(p.name for p in settings.outbox_dir.iterdir())
-    assert names == ["first-reader.eml", "newsletter.html", "request-0001.json", "summary.json"]
+    assert names == [
+        ".gitignore",
+        "first-reader.eml",
+        "newsletter.html",
+        "request-0001.json",
+        "summary.json",
+    ]
 
 
 def test_dry_run_honours_the_ledger_of_a_partial_send(

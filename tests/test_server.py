@@ -6,10 +6,11 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from crusader_mail.clock import FixedClock
 from crusader_mail.models import Source, Status
 from crusader_mail.sender import SendGridMailer, client_factory
-from crusader_mail.server import build_app
+from crusader_mail.server import MAX_EVENT_AGE, MAX_FORM_BODY, build_app
 from crusader_mail.settings import Settings
 from crusader_mail.subscribers import SubscriberList
 from crusader_mail.tokens import Purpose, Signer
@@ -338,9 +339,11 @@ def _multipart(fields: dict[str, str]) -> dict[str, tuple[None, str]]:
 # --- SendGrid Event Webhook -------------------------------------------------------------------
 
 
-def signed(key: ec.EllipticCurvePrivateKey, events: list[dict[str, Any]]) -> dict[str, Any]:
+def signed(
+    key: ec.EllipticCurvePrivateKey, events: list[dict[str, Any]], at: datetime
+) -> dict[str, Any]:
     body = json.dumps(events).encode()
-    timestamp = "1795440000"
+    timestamp = str(int(at.timestamp()))
     signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     return {
         "content": body,
@@ -376,7 +379,7 @@ def test_event_webhook_records_and_is_idempotent(
         {"email": "f@r.example", "event": "delivered", "sg_event_id": "e6"},
         {"email": "f@r.example", "event": "open"},
     ]
-    response = http.post("/events", **signed(event_key, events))
+    response = http.post("/events", **signed(event_key, events, clock.now()))
     assert response.status_code == 200
     assert response.json() == {"recorded": 4, "duplicates": 0, "ignored": 3}
     list_ = readers(settings, clock)
@@ -393,7 +396,7 @@ def test_event_webhook_records_and_is_idempotent(
     assert a is not None
     assert a.left_via is Source.SENDGRID
     before = snapshot(settings)
-    again = http.post("/events", **signed(event_key, events[:4]))
+    again = http.post("/events", **signed(event_key, events[:4], clock.now()))
     assert again.json() == {"recorded": 0, "duplicates": 4, "ignored": 0}
     assert snapshot(settings) == before
 
@@ -403,10 +406,10 @@ def test_event_webhook_rejects_bad_signatures(
 ) -> None:
     add(settings, clock, JANE)
     events = [{"email": JANE, "event": "spamreport", "sg_event_id": "x1"}]
-    good = signed(event_key, events)
+    good = signed(event_key, events, clock.now())
     tampered = dict(good, content=good["content"].replace(b"spamreport", b"bounce"))
     assert http.post("/events", **tampered).status_code == 403
-    other = signed(ec.generate_private_key(ec.SECP256R1()), events)
+    other = signed(ec.generate_private_key(ec.SECP256R1()), events, clock.now())
     assert http.post("/events", **other).status_code == 403
     unsigned = {"content": good["content"], "headers": {"Content-Type": "application/json"}}
     assert http.post("/events", **unsigned).status_code == 403
@@ -419,3 +422,107 @@ def test_home_page_is_accessible(http: httpx.Client) -> None:
     response = http.get("/")
     assert response.status_code == 200
     check_page(response.text)
+
+
+def test_event_webhook_refuses_a_replayed_old_batch(
+    http: httpx.Client, settings: Settings, clock: FixedClock, event_key: ec.EllipticCurvePrivateKey
+) -> None:
+    add(settings, clock, JANE)
+    events = [{"email": JANE, "event": "spamreport", "sg_event_id": "old-1"}]
+    too_old = clock.now() - timedelta(seconds=MAX_EVENT_AGE + 60)
+    too_new = clock.now() + timedelta(seconds=MAX_EVENT_AGE + 60)
+    for stamp in (too_old, too_new):
+        response = http.post("/events", **signed(event_key, events, stamp))
+        assert response.status_code == 403
+    missing = signed(event_key, events, clock.now())
+    del missing["headers"]["X-Twilio-Email-Event-Webhook-Timestamp"]
+    assert http.post("/events", **missing).status_code == 403
+    reader = readers(settings, clock).get(JANE)
+    assert reader is not None
+    assert reader.status is Status.ACTIVE
+    recent = clock.now() - timedelta(seconds=MAX_EVENT_AGE - 60)
+    assert http.post("/events", **signed(event_key, events, recent)).status_code == 200
+    reader = readers(settings, clock).get(JANE)
+    assert reader is not None
+    assert reader.status is Status.COMPLAINED
+
+
+def _declared_too_big(base: str, path: str, length: int) -> bytes:
+    """Announce ``length`` bytes, send a few: the answer must come before the body does."""
+    host, _, port = base.removeprefix("http://").partition(":")
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {length}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n\r\nx"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request.encode())
+        return conn.recv(4096)
+
+
+def _file_part_head(boundary: str) -> bytes:
+    return (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="attachment1"; '
+        'filename="big.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
+
+
+def _chunks(total: int, head: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
+    yield head
+    sent = 0
+    while sent < total:
+        piece = min(size, total - sent)
+        sent += piece
+        yield b"a" * piece
+
+
+@pytest.mark.parametrize("path", ["/unsubscribe", "/confirm", "/events", "/inbound/{secret}"])
+def test_oversized_bodies_are_refused_while_streaming(
+    base: str, http: httpx.Client, settings: Settings, clock: FixedClock, path: str
+) -> None:
+    url = path.format(secret=INBOUND_SECRET)
+    big = 60 * 1024 * 1024  # over every cap, and never sent whole
+    assert _declared_too_big(base, url, big).startswith(b"HTTP/1.1 413 ")
+    # no Content-Length: an attachment (Inbound Parse spools those, unbounded per part) or a
+    # form field that never ends
+    boundary = "b0undary"
+    kind, head = (
+        (f"multipart/form-data; boundary={boundary}", _file_part_head(boundary))
+        if url.startswith("/inbound")
+        else ("application/x-www-form-urlencoded", b"token=")
+    )
+    chunked = http.post(url, content=_chunks(big, head), headers={"Content-Type": kind})
+    assert chunked.status_code == 413
+    assert chunked.headers["x-content-type-options"] == "nosniff"
+    assert snapshot(settings) == {}
+
+
+def test_small_form_cap_still_takes_a_one_click_unsubscribe(
+    http: httpx.Client, settings: Settings, clock: FixedClock
+) -> None:
+    add(settings, clock, JANE)
+    url = "/unsubscribe?token=" + token(Purpose.UNSUBSCRIBE, JANE, clock)
+    padded = "List-Unsubscribe=One-Click&pad=" + "p" * (MAX_FORM_BODY + 1)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert http.post(url, content=padded, headers=form).status_code == 413
+    reader = readers(settings, clock).get(JANE)
+    assert reader is not None
+    assert reader.status is Status.ACTIVE
+    done = http.post(url, content="List-Unsubscribe=One-Click", headers=form)
+    assert done.status_code == 200
+    reader = readers(settings, clock).get(JANE)
+    assert reader is not None
+    assert reader.status is Status.UNSUBSCRIBED
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/nowhere"), ("GET", "/inbound"), ("POST", "/inbound/wrong"), ("POST", "/events")],
+)
+def test_every_response_carries_the_security_headers(
+    http: httpx.Client, method: str, path: str
+) -> None:
+    response = http.request(method, path, content=b"[]")
+    assert response.status_code >= 400
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in response.headers["content-security-policy"]

@@ -50,7 +50,7 @@ from crusader_mail.errors import (
 )
 from crusader_mail.mailclass import Kind
 from crusader_mail.mailsource import MAX_MESSAGE_BYTES, RawMessage
-from crusader_mail.masking import mask_email
+from crusader_mail.masking import mask_addresses, mask_email
 from crusader_mail.models import Source, Status
 from crusader_mail.replies import Replies, ReplyKind
 from crusader_mail.sender import Mailer, list_headers
@@ -442,7 +442,8 @@ class InboxActions:
         except Exception as error:
             command, result = "error", f"could not handle this message ({type(error).__name__})"
         self.state.remember(key, self.ctx.clock.now())
-        return Action(message_id, command, result, raw.origin)
+        # results quote headers and error messages: no address may pass unmasked
+        return Action(message_id, command, mask_addresses(result), raw.origin)
 
     def _identity(self, message: Message, data: bytes) -> tuple[str, str]:
         message_id = mailclass.header(message, "Message-ID")[:200]

@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from crusader_mail.addresses import lower_domain
 from crusader_mail.clock import Clock
 from crusader_mail.errors import StateError
-from crusader_mail.statefile import locked
+from crusader_mail.statefile import fsync_dir, locked
 
 FORMAT = "crusader-mail/ledger"
 VERSION = 1
@@ -66,8 +67,7 @@ def send_lock(state_dir: Path, timeout: float = 2.0) -> AbstractContextManager[N
 
 
 def _norm(email: str) -> bytes:
-    local, _, domain = email.strip().rpartition("@")
-    return f"{local}@{domain.lower()}".encode()
+    return lower_domain(email).encode()
 
 
 @dataclass
@@ -168,7 +168,7 @@ class Ledger:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             if created:
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
             else:
                 _repair_tail(fd)
             writer = Writer(fd, clock)
@@ -304,11 +304,3 @@ def _repair_tail(fd: int) -> None:
             os.fsync(fd)
             return
         tail_start = max(0, tail_start - 65536)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

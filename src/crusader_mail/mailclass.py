@@ -29,6 +29,7 @@ from email.message import Message
 from email.utils import getaddresses
 from enum import StrEnum
 
+from crusader_mail.addresses import lower_domain
 from crusader_mail.settings import Settings
 
 __all__ = [
@@ -97,8 +98,7 @@ def addresses(message: Message, *names: str) -> list[str]:
     for _display, address in getaddresses(raw):
         address = address.strip().strip("<>").strip()
         if "@" in address and not any(ch.isspace() for ch in address):
-            local, _, domain = address.rpartition("@")
-            found.append(f"{local}@{domain.lower()}")
+            found.append(lower_domain(address))
     return found
 
 
@@ -348,12 +348,7 @@ def _field_address(value: str | None) -> str:
     _kind, _, address = value.partition(";")
     address = (address or value).strip().strip("<>").strip()
     match = _ADDRESS.search(address)
-    return _lower_domain(match.group(0)) if match else ""
-
-
-def _lower_domain(address: str) -> str:
-    local, _, domain = address.rpartition("@")
-    return f"{local}@{domain.lower()}"
+    return lower_domain(match.group(0)) if match else ""
 
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:
@@ -385,7 +380,7 @@ def _prose_bounce(message: Message) -> Classification | None:
     if not recipients:
         own = set(addresses(message, "From", "To", "Cc", "Delivered-To", "X-Original-To"))
         recipients = [
-            _lower_domain(a) for a in _ADDRESS.findall(notice) if _lower_domain(a) not in own
+            lower_domain(a) for a in _ADDRESS.findall(notice) if lower_domain(a) not in own
         ]
     if permanent:
         return Classification(Kind.BOUNCE, "bounce notice (permanent)", hard=_unique(recipients))

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 from crusader_mail.errors import InboxError
+from crusader_mail.masking import mask_addresses
 from crusader_mail.settings import ImapSettings
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
@@ -257,7 +258,7 @@ class ImapSource:
             raise InboxError(f"{self.where}: {args[0]} failed: {_one_line(error)}") from None
         if status != "OK":
             detail = b" ".join(d for d in data if isinstance(d, bytes)).decode(errors="replace")
-            raise InboxError(f"{self.where}: {args[0]} refused: {detail[:200]}")
+            raise InboxError(f"{self.where}: {args[0]} refused: {mask_addresses(detail[:200])}")
         return list(data)
 
 
@@ -269,4 +270,4 @@ def _one_line(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     if isinstance(error, imaplib.IMAP4.error) and text.startswith("b'"):
         text = text[2:-1]
-    return " ".join(text.split())[:300]
+    return mask_addresses(" ".join(text.split())[:300])

@@ -13,7 +13,9 @@ request body exactly as a real send would and hand each to :class:`Outbox`, whic
 
 The outbox is output, not state: earlier ``request-*.json``, ``summary.json`` and
 ``first-reader.eml`` are replaced; other files (``newsletter.html`` from ``run``) are left alone.
-These files hold real addresses and belong in ``.gitignore`` (``/outbox/`` is).
+These files hold real addresses and must never be committed: ``/outbox/`` is in the project's
+``.gitignore``, and the folder also carries its own ``.gitignore`` (``*``), so it stays out of git
+wherever ``outbox_dir`` points (even inside a committed ``state_dir``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ EML = "first-reader.eml"
 MAX_REQUEST_BYTES = 30 * 1024 * 1024
 MAX_SUBSTITUTION_BYTES = 10_000
 SAMPLE = 5
+GITIGNORE = ".gitignore"
 THROWAWAY_NOTE = (
     "secret_key is not set: unsubscribe tokens were signed with a throwaway key "
     "(the links in this outbox will not work)"
@@ -79,6 +82,11 @@ class Outbox:
         self.problems: list[str] = []
         self.eml: Path | None = None
         folder.mkdir(parents=True, exist_ok=True)
+        ignore = folder / GITIGNORE
+        if not ignore.exists():
+            atomic_write(
+                ignore, "# dry-run output holds subscriber addresses: never commit it\n*\n"
+            )
         for stale in [*folder.glob("request-*.json"), folder / SUMMARY, folder / EML]:
             stale.unlink(missing_ok=True)
 

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 
+from crusader_mail import addresses
 from crusader_mail.errors import TemplateError
 from crusader_mail.models import OutgoingMessage
 from crusader_mail.settings import Settings
@@ -32,8 +33,7 @@ class ReplyKind(StrEnum):
 
 def plus_address(settings: Settings, tag: str) -> str:
     """``news@example.com`` + ``subscribe`` -> ``news+subscribe@example.com``."""
-    local, _, domain = settings.command_address.rpartition("@")
-    return f"{local}+{tag}@{domain}"
+    return addresses.plus_address(settings.command_address, tag)
 
 
 def link(base: str | None, token: str) -> str:

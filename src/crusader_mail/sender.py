@@ -34,7 +34,6 @@ import http.client
 import json
 import queue
 import random
-import re
 import secrets
 import threading
 import time
@@ -49,10 +48,11 @@ from typing import Any, Protocol
 import sendgrid
 from python_http_client.exceptions import HTTPError
 
+from crusader_mail.addresses import plus_address
 from crusader_mail.clock import Clock
 from crusader_mail.errors import InvalidAddress, SendError, SendRejected
 from crusader_mail.ledger import Ledger, ledger_path, send_lock
-from crusader_mail.masking import mask_email
+from crusader_mail.masking import mask_addresses, mask_email
 from crusader_mail.models import OutgoingMessage, Placeholder, RenderedIssue, SendReport, Status
 from crusader_mail.settings import SendGridSettings, Settings
 from crusader_mail.tokens import Purpose, Signer
@@ -123,8 +123,6 @@ class RetriesExhausted(SendError):
         self.answered = answered
 
 
-_EMAIL_RE = re.compile(r"[^\s<>\"'\[\]():,;]+@[^\s<>\"'\[\]():,;]+")
-
 _HINTS = {
     401: "check sendgrid.api_key (SENDGRID_API_KEY): the key is wrong or revoked",
     403: "check the scope of sendgrid.api_key: it needs Mail Send (and Suppressions read)",
@@ -141,11 +139,6 @@ _FIELD_SETTINGS = {
     "personalizations": "sendgrid.batch_size and the subscriber list",
     "content": "the templates (templates_dir)",
 }
-
-
-def mask_addresses(text: str) -> str:
-    """Mask every address in ``text`` (SendGrid's error messages may quote one)."""
-    return _EMAIL_RE.sub(lambda match: mask_email(match.group(0)), text)
 
 
 def rejection(status: int, body: bytes | str | None, what: str) -> SendRejected:
@@ -258,8 +251,7 @@ class Links:
 
 def unsubscribe_links(settings: Settings, signer: Signer, email: str, now: datetime) -> Links:
     token = signer.make(Purpose.UNSUBSCRIBE, email, now)
-    local, _, domain = settings.command_address.rpartition("@")
-    mailto = f"mailto:{local}+unsubscribe-{token}@{domain}"
+    mailto = "mailto:" + plus_address(settings.command_address, f"unsubscribe-{token}")
     base = settings.newsletter.unsubscribe_url
     https = f"{base}{'&' if '?' in base else '?'}token={token}" if base else None
     return Links(mailto=mailto, https=https)
@@ -748,7 +740,7 @@ def send_test(
     try:
         email = validate_email(to_email, check_deliverability=False).normalized
     except EmailNotValidError as error:
-        raise InvalidAddress(f"--to {mask_email(to_email)}: {error}") from None
+        raise InvalidAddress(f"--to {mask_email(to_email)}: {mask_addresses(str(error))}") from None
     signer, throwaway = _signer(settings, dry_run=True)
     builder = BodyBuilder(issue, settings, signer, clock.now(), subject_prefix=TEST_PREFIX)
     body = builder.body([builder.personalization(email, name)])

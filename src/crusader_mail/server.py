@@ -12,9 +12,13 @@ Contract: ``build_app(settings, clock, mailer) -> Starlette`` with
 - ``POST /events``: SendGrid Event Webhook, ECDSA-signed (``X-Twilio-Email-Event-Webhook-
   Signature`` over timestamp + body, key ``server.event_public_key``): bounce, dropped,
   spamreport, unsubscribe, group_unsubscribe are recorded; idempotent on ``sg_event_id``.
+  A timestamp more than ``MAX_EVENT_AGE`` seconds from now (a replay) is refused like a bad
+  signature.
 
 Secrets are compared with :func:`hmac.compare_digest`. Pages are plain HTML from
-``templates_dir/web``, with the newsletter's name, no scripts, and a strict CSP.
+``templates_dir/web``, with the newsletter's name, no scripts, and a strict CSP. Every response
+carries the security headers, and every request body is capped while it streams (``413``):
+``MAX_BODY`` for Inbound Parse, ``MAX_EVENTS_BODY`` for events, ``MAX_FORM_BODY`` elsewhere.
 """
 
 from __future__ import annotations
@@ -36,9 +40,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crusader_mail import mailclass
 from crusader_mail.clock import Clock
@@ -67,6 +75,8 @@ from crusader_mail.tokens import Purpose
 
 MAX_BODY = 4 * MAX_MESSAGE_BYTES  # an Inbound Parse post: the message plus its parsed copies
 MAX_EVENTS_BODY = 5 * 1024 * 1024
+MAX_FORM_BODY = 64 * 1024  # /unsubscribe, /confirm: a token and a word or two
+MAX_EVENT_AGE = 600  # seconds between a signed event batch's timestamp and now (either way)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -89,7 +99,58 @@ def build_app(settings: Settings, clock: Clock, mailer: Mailer) -> Starlette:
         Route("/inbound/{secret}", web.inbound, methods=["POST"]),
         Route("/events", web.events, methods=["POST"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(_Guard)])
+
+
+def body_limit(path: str) -> int:
+    """The largest request body accepted on ``path``."""
+    if path == "/inbound" or path.startswith("/inbound/"):
+        return MAX_BODY
+    if path == "/events":
+        return MAX_EVENTS_BODY
+    return MAX_FORM_BODY
+
+
+class _Guard:
+    """ASGI middleware: the security headers on every response (JSON and errors too), and
+    request bodies capped as they stream: a declared ``Content-Length`` over the cap is refused
+    before anything is read, and a chunked body is cut off (``413``) once it grows past it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = body_limit(scope["path"])
+
+        async def send_guarded(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await JSONResponse({"error": "too large"}, status_code=413)(
+                scope, receive, send_guarded
+            )
+            return
+        received = 0
+
+        async def receive_capped() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # Starlette's exception middleware answers 413
+                    raise HTTPException(413, "too large")
+            return message
+
+        await self.app(scope, receive_capped, send_guarded)
 
 
 @dataclass(frozen=True)
@@ -156,17 +217,7 @@ class _Web:
         current = self.ctx.readers.get(email)
         if current is None or current.status not in {Status.ACTIVE, Status.PENDING}:
             return _Outcome(200, "done.html", _left(email))
-        return _Outcome(
-            200,
-            "ask.html",
-            {
-                "heading": "Unsubscribe",
-                "text": f"Stop sending the newsletter to {mask_email(email)}?",
-                "action": "/unsubscribe",
-                "token": token,
-                "button": "Unsubscribe",
-            },
-        )
+        return _ask("Unsubscribe", f"Stop sending the newsletter to {mask_email(email)}?", token)
 
     async def unsubscribe(self, request: Request) -> Response:
         token = await _token(request)
@@ -200,17 +251,8 @@ class _Web:
             return _Outcome(200, "done.html", _joined(email))
         if current is None or current.status is not Status.PENDING:
             return _invalid_link()
-        return _Outcome(
-            200,
-            "ask.html",
-            {
-                "heading": "Confirm your subscription",
-                "text": f"Send the newsletter to {mask_email(email)}?",
-                "action": "/confirm",
-                "token": token,
-                "button": "Yes, subscribe me",
-            },
-        )
+        question = f"Send the newsletter to {mask_email(email)}?"
+        return _ask("Confirm your subscription", question, token, confirm=True)
 
     async def confirm(self, request: Request) -> Response:
         token = await _token(request)
@@ -249,8 +291,6 @@ class _Web:
         if not self._inbound_allowed(request):
             headers = {} if "secret" in request.path_params else {"WWW-Authenticate": "Basic"}
             return JSONResponse({"error": "not allowed"}, status_code=401, headers=headers)
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
-            return JSONResponse({"error": "too large"}, status_code=413)
         async with request.form(
             max_files=100, max_fields=200, max_part_size=MAX_MESSAGE_BYTES + 1
         ) as form:
@@ -267,11 +307,11 @@ class _Web:
     async def events(self, request: Request) -> Response:
         if self.event_key is None:
             return JSONResponse({"error": "events are not configured"}, status_code=404)
-        if int(request.headers.get("content-length") or 0) > MAX_EVENTS_BODY:
-            return JSONResponse({"error": "too large"}, status_code=413)
         body = await request.body()
         signature = request.headers.get("x-twilio-email-event-webhook-signature", "")
         timestamp = request.headers.get("x-twilio-email-event-webhook-timestamp", "")
+        if not fresh_timestamp(timestamp, self.ctx.clock.now().timestamp()):
+            return JSONResponse({"error": "stale or missing timestamp"}, status_code=403)
         if not verify_event_signature(self.event_key, signature, timestamp, body):
             return JSONResponse({"error": "bad signature"}, status_code=403)
         try:
@@ -316,6 +356,13 @@ class _Web:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _ask(heading: str, text: str, token: str, *, confirm: bool = False) -> _Outcome:
+    """The page behind a link: one button that POSTs the token back (GET changes nothing)."""
+    action, button = ("/confirm", "Yes, subscribe me") if confirm else ("/unsubscribe", heading)
+    values = {"heading": heading, "text": text, "action": action, "token": token, "button": button}
+    return _Outcome(200, "ask.html", values)
 
 
 def _invalid_link() -> _Outcome:
@@ -396,6 +443,15 @@ def _event_key(value: str | None) -> ec.EllipticCurvePublicKey | None:
             "(copy it from SendGrid's Signed Event Webhook settings)"
         )
     return key
+
+
+def fresh_timestamp(timestamp: str, now: float, max_age: int = MAX_EVENT_AGE) -> bool:
+    """Is the webhook's Unix timestamp within ``max_age`` seconds of ``now``? Bounds replays of
+    a captured, validly signed batch (the signature covers the timestamp)."""
+    value = timestamp.strip()
+    if not value.isdigit() or len(value) > 12:
+        return False
+    return abs(now - int(value)) <= max_age
 
 
 def verify_event_signature(

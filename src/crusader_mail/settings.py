@@ -35,6 +35,7 @@ from pydantic_settings import (
 from crusader_mail.errors import ConfigError
 
 ENV_PREFIX = "CRUSADER_MAIL_"
+MIN_SECRET_KEY = 16  # tokens, ledger and inbox-state hashes are keyed with it
 CONFIG_ENV = "CRUSADER_MAIL_CONFIG"
 DEFAULT_CONFIG = "crusader-mail.toml"
 
@@ -70,6 +71,24 @@ class NewsletterSettings(Section):
     )
     unsubscribe_url: str | None = Field(None, description="https URL of serve's /unsubscribe")
     confirm_url: str | None = Field(None, description="https URL of serve's /confirm")
+
+    @field_validator(
+        "name",
+        "from_email",
+        "from_name",
+        "reply_to",
+        "list_id",
+        "command_address",
+        "unsubscribe_url",
+        "confirm_url",
+    )
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        """These end up in mail headers (From, Reply-To, List-Id, List-Unsubscribe): a line
+        break or other control character there would split or forge a header."""
+        if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("must be one line, without control characters (it goes in a header)")
+        return value
 
 
 class ComposeSettings(Section):
@@ -177,7 +196,13 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "secret_key is not set: set CRUSADER_MAIL_SECRET_KEY (a long random string)"
             )
-        return self.secret_key.get_secret_value()
+        value = self.secret_key.get_secret_value()
+        if len(value) < MIN_SECRET_KEY:
+            raise ConfigError(
+                f"secret_key is too short: CRUSADER_MAIL_SECRET_KEY needs at least "
+                f"{MIN_SECRET_KEY} characters (a long random string)"
+            )
+        return value
 
     def require_api_key(self) -> str:
         if self.sendgrid.api_key is None or not self.sendgrid.api_key.get_secret_value():

@@ -31,7 +31,7 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 
 from crusader_mail.errors import ImportRejected, InvalidAddress, StateError
-from crusader_mail.masking import mask_email
+from crusader_mail.masking import mask_addresses, mask_email
 from crusader_mail.models import Source, Status, Subscriber
 
 FORMAT_VERSION = 1
@@ -74,7 +74,7 @@ def normalize_email(raw: str) -> str:
     try:
         info = validate_email(text, check_deliverability=False)
     except EmailNotValidError as error:
-        raise InvalidAddress(f"{mask_email(text)}: {error}") from None
+        raise InvalidAddress(f"{mask_email(text)}: {mask_addresses(str(error))}") from None
     return f"{info.local_part}@{info.ascii_domain}"
 
 
@@ -360,7 +360,7 @@ def read_import(path: Path) -> ImportFile:
     reader = csv.reader(lines, delimiter=delimiter)
     header = [name.strip().lower() for name in next(reader)]
     if "email" not in header:
-        shown = ", ".join(repr(name) for name in header[:10])
+        shown = ", ".join(repr(mask_addresses(name)) for name in header[:10])
         raise ImportRejected(f"{path}, line 1: no 'email' column (found {shown})")
     email_at = header.index("email")
     name_at = header.index("name") if "name" in header else None

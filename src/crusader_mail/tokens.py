@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from crusader_mail.addresses import lower_domain
 from crusader_mail.errors import TokenError, TokenExpired
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -97,8 +98,7 @@ class Signer:
 
 
 def _norm(email: str) -> bytes:
-    local, _, domain = email.strip().rpartition("@")
-    return f"{local}@{domain.lower()}".encode()
+    return lower_domain(email).encode()
 
 
 def _day(now: datetime) -> int:

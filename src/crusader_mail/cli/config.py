@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from crusader_mail.cli.context import AppContext
+from crusader_mail.cli.output import console as make_console
 from crusader_mail.settings import effective_settings
 
 
@@ -38,11 +38,11 @@ def check(app: AppContext, as_json: bool) -> None:
             )
         )
         return
-    console = Console()
+    console = make_console()
     table = Table(title=f"settings ({loaded.config_file or 'no config file'})")
     for column in ("key", "value", "source"):
         table.add_column(column, overflow="fold")
     for key, value, source in rows:
         table.add_row(key, value, source)
     console.print(table)
-    console.print("[green]settings are valid[/green]")
+    console.print("settings are valid", style="green")

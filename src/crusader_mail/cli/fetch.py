@@ -15,11 +15,11 @@ import json
 import sys
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from crusader_mail.cli.context import AppContext
+from crusader_mail.cli.output import console as make_console
 from crusader_mail.models import ArchivedPost, FeedReport
 from crusader_mail.pipeline import fetch_stage
 
@@ -84,7 +84,7 @@ def _as_json(reports: list[FeedReport], new_posts: list[ArchivedPost]) -> dict[s
 
 
 def _print_tables(reports: list[FeedReport], new_posts: list[ArchivedPost]) -> None:
-    console = Console(soft_wrap=False)
+    console = make_console()
     feeds = Table(title="Feeds", title_justify="left")
     for name in ("feed", "status", "entries", "new", "error / warning"):
         feeds.add_column(name, justify="right" if name in ("entries", "new") else "left")

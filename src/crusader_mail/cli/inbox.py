@@ -12,11 +12,10 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from crusader_mail.cli.context import AppContext
-from crusader_mail.errors import ConfigError
+from crusader_mail.cli.output import console as make_console
 from crusader_mail.inbox import InboxReport
 from crusader_mail.pipeline import inbox_stage
 from crusader_mail.sender import Mailer, SendGridMailer, client_factory
@@ -46,15 +45,12 @@ def process(app: AppContext, paths: tuple[Path, ...], use_imap: bool, as_json: b
 
 
 def make_mailer(settings: Settings) -> Mailer:
-    if settings.sendgrid.api_key is None or not settings.sendgrid.api_key.get_secret_value():
-        raise ConfigError(
-            "sendgrid.api_key is not set: set SENDGRID_API_KEY (replies go out through SendGrid)"
-        )
+    settings.require_api_key()  # replies go out through SendGrid (ConfigError, exit 2)
     return SendGridMailer(settings, client_factory(settings))
 
 
 def _table(report: InboxReport) -> None:
-    console = Console()
+    console = make_console()
     table = Table(title=f"Inbox: {report.processed} message(s)")
     table.add_column("where")
     table.add_column("command")

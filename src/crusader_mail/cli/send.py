@@ -22,6 +22,7 @@ from rich.table import Table
 
 from crusader_mail import pipeline
 from crusader_mail.cli.context import AppContext
+from crusader_mail.cli.output import console as make_console
 from crusader_mail.errors import SendError
 from crusader_mail.models import SendReport
 from crusader_mail.outbox import SUMMARY, THROWAWAY_NOTE
@@ -78,7 +79,7 @@ def _as_json(report: SendReport | None) -> dict[str, Any]:
 
 
 def _print(report: SendReport | None, outbox: Path | None, *, test_to: bool) -> None:
-    console = Console()
+    console = make_console()
     if report is None:
         console.print("nothing to send: no composed issue is waiting")
         return
@@ -100,9 +101,10 @@ def _print(report: SendReport | None, outbox: Path | None, *, test_to: bool) -> 
     console.print(table)
     if report.uncertain:
         console.print(
-            f"[yellow]{report.uncertain:,} readers were in a batch left in doubt by an "
+            f"{report.uncertain:,} readers were in a batch left in doubt by an "
             "interrupted send: they may or may not have it. `send --resend-uncertain` sends "
-            "it to them again.[/yellow]"
+            "it to them again.",
+            style="yellow",
         )
     if outbox is not None:
         _print_outbox(console, outbox)
@@ -120,8 +122,8 @@ def _print_outbox(console: Console, outbox: Path) -> None:
     files = [*summary["request_files"], *([summary["eml"]] if summary["eml"] else []), SUMMARY]
     console.print(f"written to {outbox}: {', '.join(files)}")
     for note in summary["notes"]:
-        console.print(f"[yellow]note: {note}[/yellow]")
+        console.print(f"note: {note}", style="yellow")
     for problem in summary["problems"]:
-        console.print(f"[red]problem: {problem}[/red]")
+        console.print(f"problem: {problem}", style="red")
     if THROWAWAY_NOTE in summary["notes"]:
         console.print("set CRUSADER_MAIL_SECRET_KEY to sign real unsubscribe links")

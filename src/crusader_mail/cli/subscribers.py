@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from crusader_mail.cli.context import AppContext
+from crusader_mail.cli.output import console
 from crusader_mail.errors import ImportRejected, SubscriberError
 from crusader_mail.masking import mask_email
 from crusader_mail.models import Source, Status, Subscriber
@@ -128,7 +128,7 @@ def list_(app: AppContext, status: str | None, as_json: bool) -> None:
         table.add_row(sub.email, Text(sub.name), sub.status.value, format_time(since)[:10])
         count += 1
     table.caption = f"{count} reader{'s' if count != 1 else ''}"
-    Console().print(table)
+    console().print(table)
 
 
 @subscribers.command("import")
@@ -205,7 +205,7 @@ def stats(app: AppContext, as_json: bool) -> None:
     for status, count in counts.items():
         table.add_row(status.value, str(count))
     table.add_row("total", str(total), style="bold")
-    Console().print(table)
+    console().print(table)
 
 
 @subscribers.command()
