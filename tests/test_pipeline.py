@@ -253,3 +253,35 @@ def test_demo_command_on_a_copy_of_the_repository(tmp_path: Path) -> None:
     assert "outbox: " in done.stdout
     assert (copy / "outbox" / "newsletter.html").is_file()
     assert not (copy / "state").exists() or not any((copy / "state").iterdir())
+
+
+def test_job_summary_escapes_what_feeds_control() -> None:
+    from crusader_mail.cli.run import markdown_summary, text_summary
+    from crusader_mail.models import FeedReport, SendReport
+    from crusader_mail.pipeline import IssueSummary, RunReport
+
+    report = RunReport(
+        dry_run=False,
+        feeds=[FeedReport(url="https://a.example/feed|x", status="error", error="bad\n| row")],
+        issue=IssueSummary(
+            issue_id="2026-11-24-abcdef12",
+            subject="Prices | <script>alert(1)</script>\nnew line",
+            posts=["p1"],
+            related=[],
+            html_bytes=100,
+            resumed=False,
+            waiting=0,
+            notes=[],
+        ),
+        send=SendReport(
+            issue="2026-11-24-abcdef12", dry_run=False, recipients=1, delivered=1, requests=1
+        ),
+    )
+    summary = markdown_summary(report)
+    table_rows = [line for line in summary.splitlines() if line.startswith("| https")]
+    assert len(table_rows) == 1
+    assert table_rows[0].count(" | ") == 3  # four cells: the pipes in the URL and error are escaped
+    assert "<script>" not in summary
+    assert "Prices \\| &lt;script&gt;alert(1)&lt;/script&gt; new line" in summary
+    text = text_summary(report)
+    assert "delivered to 1 reader in 1 request" in text

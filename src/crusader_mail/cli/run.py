@@ -110,9 +110,9 @@ def text_summary(report: RunReport) -> str:
     if report.send is not None:
         send = report.send
         action = "would go to" if send.dry_run else "delivered to"
+        readers = send.delivered if not send.dry_run else send.recipients
         lines.append(
-            f"  {action} {send.delivered if not send.dry_run else send.recipients} readers"
-            f" in {send.requests} requests"
+            f"  {action} {_count(readers, 'reader')} in {_count(send.requests, 'request')}"
             + (f", {send.uncertain} in doubt" if send.uncertain else "")
             + (f", {send.failed} failed" if send.failed else "")
         )
@@ -123,6 +123,16 @@ def text_summary(report: RunReport) -> str:
     return "\n".join(lines)
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
+def _cell(text: object) -> str:
+    """Text made safe for one Markdown table cell or line: no pipes, breaks or HTML."""
+    flat = " ".join(str(text).split())
+    return flat.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def markdown_summary(report: RunReport) -> str:
     """The job summary an editor reads on GitHub: what went out, never who it went to."""
     title = "Newsletter dry run" if report.dry_run else "Newsletter run"
@@ -131,14 +141,14 @@ def markdown_summary(report: RunReport) -> str:
     out.append("| --- | --- | ---: | ---: |")
     for feed in report.feeds:
         status = feed.status if not feed.error else f"{feed.status}: {feed.error}"
-        out.append(f"| {feed.url} | {status} | {feed.entries} | {feed.new} |")
+        out.append(f"| {_cell(feed.url)} | {_cell(status)} | {feed.entries} | {feed.new} |")
     out.append("")
     if report.issue is None:
         out.append("Nothing new: no issue was sent.")
     else:
         issue = report.issue
         out.append(
-            f"**{issue.subject}** (`{issue.issue_id}`)" + (" (resumed)" if issue.resumed else "")
+            f"**{_cell(issue.subject)}** (`{issue.issue_id}`)" + (" (resumed)" if issue.resumed else "")
         )
         out.append("")
         out.append(f"- posts: {len(issue.posts)}, related posts: {len(issue.related)}")
@@ -150,12 +160,12 @@ def markdown_summary(report: RunReport) -> str:
                 out.append(f"- not sent to: {skipped}")
             if send.uncertain or send.failed:
                 out.append(f"- in doubt: {send.uncertain}, failed: {send.failed}")
-        out.extend(f"- note: {note}" for note in issue.notes)
+        out.extend(f"- note: {_cell(note)}" for note in issue.notes)
     if report.error:
-        out.extend(["", f"**The send failed:** {report.error}"])
+        out.extend(["", f"**The send failed:** {_cell(report.error)}"])
     if report.problems:
         out.append("")
         out.append("Problems:")
-        out.extend(f"- {problem}" for problem in report.problems)
+        out.extend(f"- {_cell(problem)}" for problem in report.problems)
     out.append("")
     return "\n".join(out)
