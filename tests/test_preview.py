@@ -29,6 +29,8 @@ from crusader_mail.models import Post, RenderedIssue
 from crusader_mail.settings import LoadedSettings, Settings
 from tests.golden_regen import NOW, REPO, TEMPLATES, golden_posts, golden_settings
 
+DEMO_LIST = Path(__file__).resolve().parent.parent / "subscribers" / "subscribers.csv"
+
 
 @dataclass
 class FakePlan:
@@ -140,14 +142,14 @@ def test_preview_changes_no_state(setup: tuple[AppContext, FakePlanner]) -> None
     files = {
         settings.state_dir / "archive.jsonl": '{"id": "x"}\n',
         settings.state_dir / "issues.jsonl": "",
-        settings.subscribers_dir / "subscribers.csv": "# v1\nemail,name\n",
+        settings.subscribers_dir / "subscribers.csv": DEMO_LIST.read_text(encoding="utf-8"),
     }
     for path, content in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
     listing = sorted(str(p) for p in settings.state_dir.rglob("*"))
-    assert invoke(app, "--as", "jane@example.com", "--json").exit_code == 0
+    assert invoke(app, "--as", "ada.lovelace@example.com", "--json").exit_code == 0
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files} == before
     assert sorted(str(p) for p in settings.state_dir.rglob("*")) == listing
 

@@ -15,7 +15,7 @@ from start to end, so two runs never interleave.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ import httpx
 
 from crusader_mail.archive import Archive
 from crusader_mail.clock import Clock
-from crusader_mail.composer import Composer
+from crusader_mail.composer import Composer, fill_placeholders
 from crusader_mail.errors import ComposeError, ConfigError, SendError
 from crusader_mail.inbox import InboxContext, InboxReport, process_messages
 from crusader_mail.mailsource import ImapSource, read_paths
@@ -32,6 +32,7 @@ from crusader_mail.models import (
     ArchivedPost,
     FeedReport,
     IssueRecord,
+    Placeholder,
     Post,
     RenderedIssue,
     SendReport,
@@ -292,12 +293,30 @@ def _summary(plan: Plan) -> IssueSummary:
     )
 
 
-def write_newsletter(issue: RenderedIssue, folder: Path) -> Path:
-    """The rendered issue as files an editor can open (placeholders left as they are)."""
-    atomic_write(folder / "newsletter.html", issue.html)
-    atomic_write(folder / "newsletter.txt", issue.text)
-    atomic_write(folder / "subject.txt", issue.subject + "\n")
-    return folder / "newsletter.html"
+@dataclass(frozen=True)
+class NewsletterFiles:
+    html: Path
+    text: Path
+    subject: Path
+
+
+def write_newsletter(
+    issue: RenderedIssue, folder: Path, values: Mapping[Placeholder, str] | None = None
+) -> NewsletterFiles:
+    """The rendered issue as files an editor can open: ``newsletter.html``, ``newsletter.txt``
+    and ``subject.txt``, with the per-reader ``values`` filled in when given."""
+    html, text, subject = issue.html, issue.text, issue.subject
+    if values:
+        html = fill_placeholders(html, values, html=True)
+        text = fill_placeholders(text, values)
+        subject = fill_placeholders(subject, values)
+    files = NewsletterFiles(
+        folder / "newsletter.html", folder / "newsletter.txt", folder / "subject.txt"
+    )
+    atomic_write(files.html, html)
+    atomic_write(files.text, text)
+    atomic_write(files.subject, subject + "\n")
+    return files
 
 
 def inbox_stage(
@@ -323,6 +342,36 @@ def inbox_stage(
 def _add_inbox(into: InboxReport, more: InboxReport) -> None:
     into.processed += more.processed
     into.actions.extend(more.actions)
+
+
+def _send_plan(
+    archive: Archive,
+    plan: Plan,
+    settings: Settings,
+    clock: Clock,
+    factory: ClientFactory | None,
+    *,
+    dry_run: bool,
+    resend_uncertain: bool,
+    progress: bool,
+) -> SendReport:
+    """Deliver a planned issue: for real through the ledger, or as a dry run that writes the
+    newsletter and the outbox and changes nothing."""
+    if dry_run:
+        write_newsletter(plan.issue, settings.outbox_dir)
+        readers = SubscriberList(settings.subscribers_dir, clock)
+        return deliver(plan.issue, readers, settings, clock, None, dry_run=True, progress=progress)
+    if factory is None:
+        raise ConfigError("sending needs sendgrid.api_key (set SENDGRID_API_KEY)")
+    return _deliver_plan(
+        archive,
+        plan,
+        settings,
+        clock,
+        factory,
+        resend_uncertain=resend_uncertain,
+        progress=progress,
+    )
 
 
 def _deliver_plan(
@@ -403,19 +452,16 @@ def send_stage(
             return send_test(plan.issue, to, settings, clock, factory, dry_run=dry_run)
         if plan is None:
             return None
-        if dry_run:
-            write_newsletter(plan.issue, settings.outbox_dir)
+        if not dry_run and factory is not None:
             readers = SubscriberList(settings.subscribers_dir, clock)
-            return deliver(plan.issue, readers, settings, clock, None, dry_run=True)
-        if factory is None:
-            raise ConfigError("sending needs sendgrid.api_key (set SENDGRID_API_KEY)")
-        sync_suppressions(settings, SubscriberList(settings.subscribers_dir, clock), clock, factory)
-        return _deliver_plan(
+            sync_suppressions(settings, readers, clock, factory)
+        return _send_plan(
             archive,
             plan,
             settings,
             clock,
             factory,
+            dry_run=dry_run,
             resend_uncertain=resend_uncertain,
             progress=progress,
         )
@@ -461,22 +507,16 @@ def run(
             return report
         report.issue = _summary(plan)
         if dry_run:
-            report.newsletter = str(write_newsletter(plan.issue, settings.outbox_dir))
-            readers = SubscriberList(settings.subscribers_dir, clock)
-            report.send = deliver(
-                plan.issue, readers, settings, clock, None, dry_run=True, progress=progress
-            )
+            report.newsletter = str(settings.outbox_dir / "newsletter.html")
             report.outbox = str(settings.outbox_dir)
-            return report
-        if factory is None:
-            raise ConfigError("sending needs sendgrid.api_key (set SENDGRID_API_KEY)")
         try:
-            report.send = _deliver_plan(
+            report.send = _send_plan(
                 archive,
                 plan,
                 settings,
                 clock,
                 factory,
+                dry_run=dry_run,
                 resend_uncertain=resend_uncertain,
                 progress=progress,
             )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import html
-import importlib
 import json
 import threading
 import webbrowser
@@ -25,18 +24,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import click
 
+from crusader_mail import pipeline
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import Clock
-from crusader_mail.composer import Composer, fill_placeholders
+from crusader_mail.composer import Composer
 from crusader_mail.errors import CrusaderMailError
 from crusader_mail.masking import mask_email
 from crusader_mail.models import Placeholder, Post, RenderedIssue
+from crusader_mail.sender import personal_values
 from crusader_mail.settings import Settings, load_settings
-from crusader_mail.statefile import atomic_write
+from crusader_mail.subscribers import SubscriberList
+from crusader_mail.tokens import Signer
 
 FAKE_UNSUBSCRIBE_URL = "https://preview.invalid/unsubscribe?this-is-a-preview"
 
@@ -64,8 +66,7 @@ class Planner(Protocol):
 
 def load_planner() -> Planner:
     """``pipeline.plan_preview`` (a seam: tests replace this function)."""
-    module = importlib.import_module("crusader_mail.pipeline")
-    return cast(Planner, module.plan_preview)
+    return pipeline.plan_preview
 
 
 @dataclass(frozen=True)
@@ -89,28 +90,15 @@ class Written:
 
 
 def reader_values(settings: Settings, clock: Clock, email: str) -> dict[Placeholder, str]:
-    """Per-reader values for ``--as``: the sender's real ones when a secret key is set."""
-    name = ""
-    try:
-        subscribers: Any = importlib.import_module("crusader_mail.subscribers")
-        found = subscribers.SubscriberList(settings.subscribers_dir, clock).get(email)
-    except (ImportError, AttributeError, CrusaderMailError):
-        found = None
-    if found is not None:
-        name = found.name
-        email = found.email
-    if settings.secret_key is not None and found is not None:
-        try:
-            sender: Any = importlib.import_module("crusader_mail.sender")
-            tokens: Any = importlib.import_module("crusader_mail.tokens")
-            signer = tokens.Signer(settings.require_secret_key())
-            values = sender.personal_values(settings, signer, found, clock.now())
-            return cast(dict[Placeholder, str], values)
-        except (ImportError, AttributeError, ValueError):
-            pass
+    """Per-reader values for ``--as``: the sender's real ones for a reader on the list when a
+    secret key is set; otherwise the address and a clearly fake unsubscribe URL."""
+    found = SubscriberList(settings.subscribers_dir, clock).get(email)
+    if found is not None and settings.secret_key is not None:
+        signer = Signer(settings.require_secret_key())
+        return dict(personal_values(settings, signer, found, clock.now()))
     return {
-        Placeholder.EMAIL: email,
-        Placeholder.NAME: name,
+        Placeholder.EMAIL: found.email if found else email,
+        Placeholder.NAME: found.name if found else "",
         Placeholder.UNSUBSCRIBE_URL: FAKE_UNSUBSCRIBE_URL,
     }
 
@@ -122,20 +110,12 @@ def write_preview(
     out: Path,
     values: dict[Placeholder, str] | None,
 ) -> Written:
-    page, text, subject = issue.html, issue.text, issue.subject
-    if values:
-        page = fill_placeholders(page, values, html=True)
-        text = fill_placeholders(text, values)
-        subject = fill_placeholders(subject, values)
-    paths = (out / "newsletter.html", out / "newsletter.txt", out / "subject.txt")
-    atomic_write(paths[0], page)
-    atomic_write(paths[1], text)
-    atomic_write(paths[2], subject + "\n")
+    files = pipeline.write_newsletter(issue, out, values)
     return Written(
         issue=issue,
-        html=paths[0],
-        text=paths[1],
-        subject=paths[2],
+        html=files.html,
+        text=files.text,
+        subject=files.subject,
         posts=tuple(p.id for p in posts),
         related=tuple(p.id for p in related),
     )

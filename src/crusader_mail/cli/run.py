@@ -148,7 +148,8 @@ def markdown_summary(report: RunReport) -> str:
     else:
         issue = report.issue
         out.append(
-            f"**{_cell(issue.subject)}** (`{issue.issue_id}`)" + (" (resumed)" if issue.resumed else "")
+            f"**{_cell(issue.subject)}** (`{issue.issue_id}`)"
+            + (" (resumed)" if issue.resumed else "")
         )
         out.append("")
         out.append(f"- posts: {len(issue.posts)}, related posts: {len(issue.related)}")
