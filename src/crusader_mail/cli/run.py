@@ -117,9 +117,11 @@ def text_summary(report: RunReport) -> str:
             + (f", {send.failed} failed" if send.failed else "")
         )
     if report.newsletter:
-        lines.append(f"newsletter: {report.newsletter}")
+        lines.append(f"newsletter: {report.newsletter} (open it in a browser)")
     if report.outbox:
-        lines.append(f"outbox: {report.outbox}")
+        lines.append(f"outbox: {report.outbox} (SendGrid request bodies and one complete .eml)")
+    if report.dry_run:
+        lines.append("dry run: nothing was sent and no state was changed")
     return "\n".join(lines)
 
 
