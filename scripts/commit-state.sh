@@ -7,7 +7,8 @@ set -euo pipefail
 paths=("$@")
 [ ${#paths[@]} -gt 0 ] || { echo "usage: commit-state.sh PATH..." >&2; exit 2; }
 
-git add --all -- "${paths[@]}"
+# Lock files and temporary files are run-time only: never committed, whatever .gitignore says.
+git add --all -- "${paths[@]}" ':(exclude,glob)**/*.lock' ':(exclude,glob)**/.*.tmp'
 if git diff --cached --quiet; then
   echo "state unchanged: nothing to commit"
   exit 0

@@ -94,6 +94,7 @@ class Site:
         self.root.mkdir()
         (self.root / "scripts").mkdir()
         shutil.copy(REPO / "scripts" / "commit-state.sh", self.root / "scripts")
+        shutil.copy(REPO / ".gitignore", self.root / ".gitignore")
         (self.root / "crusader-mail.toml").write_text(
             f'feeds = ["{self.feeds.url("/feed.xml")}"]\n'
             f'templates_dir = "{REPO / "templates"}"\n'
@@ -187,8 +188,11 @@ def test_weekly_runs_send_each_new_post_once(site: Site) -> None:
     fourth = site.workflow_run()
     assert fourth.returncode == 0, fourth.stderr
     assert sum(site.api.per_address().values()) == len(READERS)  # nothing sent twice
-    # What the runs committed is what a fresh checkout resumes from.
-    assert "state" in site.git("ls-tree", "--name-only", "main", cwd=site.remote)
+    # What the runs committed is what a fresh checkout resumes from, and nothing run-time.
+    committed = site.git("ls-tree", "-r", "--name-only", "main", cwd=site.remote).split()
+    assert "state/archive.jsonl" in committed
+    assert any(name.startswith("state/ledger/") for name in committed)
+    assert not [name for name in committed if name.endswith((".lock", ".tmp"))]
 
 
 def test_a_run_killed_mid_send_resumes_and_delivers_exactly_once(site: Site) -> None:
@@ -239,3 +243,35 @@ def test_state_commit_rebases_when_the_branch_moved(site: Site, tmp_path: Path) 
     files = site.git("ls-tree", "-r", "--name-only", "main", cwd=site.remote)
     assert "NOTES.md" in files
     assert "state/archive.jsonl" in files
+
+
+def test_commit_state_never_commits_run_time_files(tmp_path: Path) -> None:
+    """Even in a repository without the project's .gitignore, locks and temp files stay out."""
+    remote, work = tmp_path / "remote.git", tmp_path / "work"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    (work / "state" / "ledger").mkdir(parents=True)
+    for name in (
+        "archive.jsonl",
+        "archive.jsonl.lock",
+        ".archive.jsonl.x1.tmp",
+        "ledger/send.lock",
+    ):
+        (work / "state" / name).write_text("x\n")
+    env = {**os.environ, "PUSH_REMOTE": str(remote), "BRANCH": "main"}
+    env.pop("GITHUB_TOKEN", None)
+    subprocess.run(
+        ["bash", str(REPO / "scripts" / "commit-state.sh"), "state"],
+        cwd=work,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    listed = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", "main"],
+        cwd=remote,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert listed == ["state/archive.jsonl"]
