@@ -285,3 +285,50 @@ def test_job_summary_escapes_what_feeds_control() -> None:
     assert "Prices \\| &lt;script&gt;alert(1)&lt;/script&gt; new line" in summary
     text = text_summary(report)
     assert "delivered to 1 reader in 1 request" in text
+
+
+@pytest.mark.imap
+def test_run_processes_the_imap_inbox_first(site: Site) -> None:
+    """The weekly run reads the mailbox: a subscribe request gets its confirmation mail."""
+    import imaplib
+
+    from tests.peers import dovecot
+
+    if not dovecot.available():
+        pytest.skip("dovecot is not installed (make services)")
+    server = dovecot.start_dovecot()
+    try:
+        message = (REPO / "tests" / "fixtures" / "mail" / "subscribe-by-address.eml").read_bytes()
+        with imaplib.IMAP4_SSL(
+            server.host, server.port, ssl_context=server.ssl_context(), timeout=10
+        ) as client:
+            client.login(server.user, server.password)
+            client.append("INBOX", None, None, message)
+            client.logout()
+        with site.config.open("a", encoding="utf-8") as handle:
+            handle.write(
+                f'[imap]\nhost = "{server.host}"\nport = {server.port}\n'
+                f'user = "{server.user}"\nca_file = "{server.ca_file}"\n'
+            )
+        site.publish(hidden=0)
+        app = AppContext(config=site.config, clock=site.clock)
+        env = {
+            "SENDGRID_API_KEY": API_KEY,
+            "CRUSADER_MAIL_SECRET_KEY": SECRET,
+            "CRUSADER_MAIL_IMAP__PASSWORD": server.password,
+        }
+        result = CliRunner().invoke(cli, ["run", "--json"], obj=app, env=env)
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["inbox"]["processed"] == 1
+        assert [a["command"] for a in report["inbox"]["actions"]] == ["subscribe"]
+        assert "jane@reader.example" not in result.stdout  # masked in the report
+        [confirmation] = site.api.to("jane@reader.example")
+        assert "confirm" in confirmation.subject.lower()
+        pending = SubscriberList(site.root / "subscribers", site.clock).get("jane@reader.example")
+        assert pending is not None
+        assert pending.status is Status.PENDING
+        again = CliRunner().invoke(cli, ["run", "--json"], obj=app, env=env)
+        assert json.loads(again.stdout)["inbox"]["processed"] == 0  # handled once
+    finally:
+        server.stop()
