@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.errors import LockTimeout
-from crusader_mail.statefile import atomic_write, locked
+from crusader_mail.statefile import atomic_write, atomic_writer, locked
 from crusader_mail.tokens import Purpose, Signer
 
 
@@ -31,6 +31,40 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Mon
         atomic_write(target, "new\n")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["archive.jsonl"]
+
+
+def test_atomic_writer_streams_then_renames(tmp_path: Path) -> None:
+    target = tmp_path / "list.csv"
+    atomic_write(target, "old\n")
+    target.chmod(0o600)
+    with atomic_writer(target) as replacement:
+        for i in range(3):
+            replacement.text.write(f"r{i}\u00e9\r\n")
+        assert target.read_text() == "old\n"  # readers see the old file until the rename
+    assert target.read_bytes() == "r0\u00e9\r\nr1\u00e9\r\nr2\u00e9\r\n".encode()
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["list.csv"]
+
+
+def test_atomic_writer_discard_or_error_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "list.csv"
+    atomic_write(target, "old\n")
+    before = target.stat()
+    with atomic_writer(target) as replacement:
+        replacement.text.write("new\n")
+        replacement.discard()
+
+    def fail_halfway() -> None:
+        with atomic_writer(target) as replacement:
+            replacement.text.write("new\n")
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        fail_halfway()
+    after = target.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["list.csv"]
 
 
 def _hold(

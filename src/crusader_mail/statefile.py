@@ -3,32 +3,72 @@
 Every file crusader-mail keeps (archive, feed cache, issue history, delivery ledgers, the
 subscriber list) is written through :func:`atomic_write`: a temporary file in the same folder,
 flushed and fsynced, then renamed over the old one, then the folder fsynced. A reader never
-sees half a file. Writers take :func:`locked` first, an ``fcntl`` lock on a ``.lock`` file beside
-the state file, so two runs never interleave their read-modify-write.
+sees half a file. :func:`atomic_writer` is the streaming form of the same thing (a text handle
+for a file too big to build in memory; ``discard()`` leaves the old file as it was). Writers
+take :func:`locked` first, an ``fcntl`` lock on a ``.lock`` file beside the state file, so two
+runs never interleave their read-modify-write.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from crusader_mail.errors import LockTimeout
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Replace ``path`` with ``data`` so that it is either all old or all new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else data
+    with _replacing(path) as replacement:
+        replacement.write(raw)
+
+
+class Replacement:
+    """The new version of a file, being written beside it by :func:`atomic_writer`."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+        self.discarded = False
+
+    def discard(self) -> None:
+        """Throw the new version away when the block ends: the old file stays as it was."""
+        self.discarded = True
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[Replacement]:
+    """Stream a new version of ``path``: write UTF-8 text to ``.text`` of the yielded
+    :class:`Replacement` (a temporary file in the same folder). When the block ends normally
+    it is fsynced and renamed over ``path``, as :func:`atomic_write` does; when the block
+    raises, or called ``discard()``, the temporary file is removed and ``path`` is untouched."""
+    with _replacing(path) as handle:
+        replacement = Replacement(handle)
+        yield replacement
+        replacement.text.flush()
+        if replacement.discarded:
+            raise _Discard
+
+
+class _Discard(Exception):
+    """Internal: end :func:`_replacing` without renaming (not an error for the caller)."""
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[BinaryIO]:
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(raw)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         if path.exists():
@@ -36,6 +76,9 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         else:
             os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except _Discard:
+        tmp.unlink(missing_ok=True)
+        return
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -165,6 +165,12 @@ def render(lines: Iterable[str]) -> bytes:
     return text.encode("utf-8")
 
 
+def file_head() -> str:
+    """The first two lines of a list file (a streaming writer then writes ``row + "\\n"``
+    for each row: the same bytes as :func:`render`)."""
+    return f"{MARKER}\n{HEADER}\n"
+
+
 def row_email(line: str) -> str:
     """The address of a row line (the first field, never quoted)."""
     return line[: line.index(",")]

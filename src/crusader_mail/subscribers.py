@@ -8,6 +8,13 @@ Contract (issue 4, ``contracts.md``)::
     readers.counts() / readers.get(email)
     with readers.edit() as roster:                    # lock; load; yield; save on success only
         roster.add / request / confirm / unsubscribe / mark / forget
+    readers.update_many(wanted, change, match=None)   # lock; stream; change matching rows only
+
+``edit`` holds the whole list in memory (fine for a few interactive changes). ``update_many``
+is for bulk changes on a big list (the suppression sync): it streams the file row by row into
+a temporary file and renames it, so its memory grows with the number of changes, not readers;
+each matching reader is changed through the same :class:`Roster` methods (a roster holding
+just that row), so the status rules and consent stamps are the ones ``edit`` applies.
 
 The file format lives in :mod:`crusader_mail.subscriber_csv`. Status changes:
 
@@ -34,7 +41,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,12 +52,13 @@ from crusader_mail.clock import Clock
 from crusader_mail.errors import StateError, SubscriberError
 from crusader_mail.masking import mask_email
 from crusader_mail.models import Source, Status, Subscriber
-from crusader_mail.statefile import atomic_write, locked
+from crusader_mail.statefile import atomic_write, atomic_writer, locked
 from crusader_mail.subscriber_csv import (
     MAX_NAME,
     MAX_REF,
     build,
     clean_text,
+    file_head,
     format_row,
     normalize_email,
     parse_line,
@@ -61,8 +69,10 @@ from crusader_mail.subscriber_csv import (
 
 __all__ = [
     "LIST_FILE",
+    "BulkReport",
     "ImportReport",
     "Roster",
+    "RowChange",
     "SubscriberList",
     "import_readers",
     "normalize_email",
@@ -71,6 +81,19 @@ __all__ = [
 
 LIST_FILE = "subscribers.csv"
 LEFT = frozenset({Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED})
+
+RowChange = Callable[["Roster", str], None]
+"""What :meth:`SubscriberList.update_many` does to one matching reader: called with a roster
+holding that reader and their stored address; it may change or forget only that reader."""
+
+
+@dataclass
+class BulkReport:
+    """What :meth:`SubscriberList.update_many` did."""
+
+    matched: int = 0  # readers offered to the change
+    changed: int = 0  # readers it changed or forgot
+    written: bool = False  # the file was replaced (False: not a byte of it was touched)
 
 
 class SubscriberList:
@@ -121,15 +144,85 @@ class SubscriberList:
         """Lock the list, load it, yield a :class:`Roster`, and save it atomically when the
         block ends without an exception and something changed. A damaged file raises
         :class:`StateError` before the block runs and is left as it is."""
+        with locked(self.path), self._loaded() as roster:
+            yield roster
+
+    def update_many(
+        self,
+        wanted: Collection[str],
+        change: RowChange,
+        *,
+        match: Callable[[str], str] | None = None,
+    ) -> BulkReport:
+        """Apply ``change`` to every reader in ``wanted``, streaming: memory grows with the
+        number of matches, not with the list.
+
+        Without ``match``, ``wanted`` holds addresses in any spelling (normalized here; one
+        that is not an address matches nobody). With ``match``, a reader is offered when
+        ``match(stored address)`` is in ``wanted`` as given (``str.lower``: ignore case).
+        ``change(roster, email)`` gets a :class:`Roster` holding just that reader, so the
+        roster's rules and stamps apply; touching another address raises
+        :class:`SubscriberError` and writes nothing.
+
+        Under the list's lock the file is read row by row and written to a temporary file
+        beside it, which replaces it atomically only if a reader changed. A damaged file
+        raises :class:`StateError` naming the line and is left as it is. A hand-edited file
+        whose rows are out of order is sorted in memory, as :meth:`edit` does."""
+        if match is None:
+            keys = {key for key in map(_normal_or_none, wanted) if key is not None}
+        else:
+            keys = set(wanted)
+        key_of = match or _same
         with locked(self.path):
-            lines, tidied = self._load()
-            roster = Roster(lines, self.clock, tidied=tidied)
-            try:
-                yield roster
-                if roster.changed:
-                    atomic_write(self.path, render(roster.lines()))
-            finally:
-                roster.close()
+            report = self._stream_update(keys, change, key_of)
+            if report is None:  # rows out of order: sort them in memory, as edit() does
+                with self._loaded() as roster:
+                    report = _update_in_memory(roster, keys, change, key_of, self.clock)
+                    report.written = roster.changed
+        return report
+
+    def _stream_update(
+        self, keys: Collection[str], change: RowChange, key_of: Callable[[str], str]
+    ) -> BulkReport | None:
+        """The streaming pass of :meth:`update_many` (lock held); ``None`` when a row is out of
+        order or repeated (nothing written: the caller falls back to the in-memory path)."""
+        report = BulkReport()
+        with atomic_writer(self.path) as replacement:
+            write = replacement.text.write
+            write(file_head())
+            previous = ""
+            for _line_no, line, fields, _status in scan(self.path, ordered=False):
+                email = fields[0]
+                if email <= previous:
+                    replacement.discard()
+                    return None
+                previous = email
+                if key_of(email) in keys:
+                    report.matched += 1
+                    lines = _change_row(line, email, change, self.clock)
+                    if lines is not None:
+                        report.changed += 1
+                        for new in lines:
+                            write(new + "\n")
+                        continue
+                write(line + "\n")
+            if report.changed:
+                report.written = True
+            else:
+                replacement.discard()
+        return report
+
+    @contextmanager
+    def _loaded(self) -> Iterator[Roster]:
+        """The body of :meth:`edit`, for a caller that holds the lock."""
+        lines, tidied = self._load()
+        roster = Roster(lines, self.clock, tidied=tidied)
+        try:
+            yield roster
+            if roster.changed:
+                atomic_write(self.path, render(roster.lines()))
+        finally:
+            roster.close()
 
     def tidy(self) -> bool:
         """Sort a hand-edited file; ``True`` if it was out of order."""
@@ -156,6 +249,57 @@ class SubscriberList:
             seen[fields[0]] = line_no
         lines.sort(key=row_email)
         return lines, True
+
+
+def _same(email: str) -> str:
+    return email
+
+
+def _normal_or_none(raw: str) -> str | None:
+    try:
+        return normalize_email(raw)
+    except SubscriberError:
+        return None
+
+
+def _change_row(line: str, email: str, change: RowChange, clock: Clock) -> list[str] | None:
+    """Run ``change`` on a roster of one row; the row's new lines (``[]``: forgotten), or
+    ``None`` when it changed nothing."""
+    roster = Roster([line], clock)
+    try:
+        change(roster, email)
+        if not roster.changed:
+            return None
+        lines = list(roster.lines())
+    finally:
+        roster.close()
+    if any(row_email(new) != email for new in lines):
+        raise SubscriberError(
+            f"a bulk update offered {mask_email(email)} and changed another address: "
+            "it may change only the reader it is given"
+        )
+    return lines
+
+
+def _update_in_memory(
+    roster: Roster,
+    keys: Collection[str],
+    change: RowChange,
+    key_of: Callable[[str], str],
+    clock: Clock,
+) -> BulkReport:
+    """:meth:`SubscriberList.update_many` on a loaded roster (a file that needed sorting),
+    each reader changed exactly as the streaming pass changes them."""
+    report = BulkReport()
+    found = [line for line in roster.lines() if key_of(row_email(line)) in keys]
+    for line in found:
+        email = row_email(line)
+        report.matched += 1
+        lines = _change_row(line, email, change, clock)
+        if lines is not None:
+            report.changed += 1
+            roster._take_row(email, lines)
+    return report
 
 
 class Roster:
@@ -392,6 +536,13 @@ class Roster:
         if new == old:
             return old
         return self._store(old.email, new)
+
+    def _take_row(self, key: str, lines: list[str]) -> None:
+        """Put a reader's new row (``[]``: forgotten) from :func:`_change_row`."""
+        if lines:
+            self._store(key, parse_line(lines[0]))
+        else:
+            self.forget(key)
 
     def _store(self, key: str, new: Subscriber) -> Subscriber:
         self._changes[key] = new

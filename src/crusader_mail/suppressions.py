@@ -13,9 +13,11 @@ Lists pulled (each a SendGrid v3 ``GET``), and what a reader on it becomes:
 The ``/v3/suppression/*`` lists are paged with ``limit`` (500, the documented maximum) and
 ``offset`` until a short page; the group list is one array of addresses (the API documents no
 paging for it). The lists are fetched concurrently, ``sendgrid.concurrency`` at a time, one
-client per thread; faults are retried as for sending. Then ONE ``SubscriberList.edit()`` applies
-them with ``via=Source.SENDGRID`` (a reader who already left keeps the status they have; see
-``Roster.unsubscribe``/``mark``). Addresses SendGrid knows but the list does not are ignored; case is ignored when matching.
+client per thread; faults are retried as for sending. Then ONE ``SubscriberList.update_many()``
+applies them with ``via=Source.SENDGRID`` (a reader who already left keeps the status they have;
+see ``Roster.unsubscribe``/``mark``): it streams the list, so a million-reader list costs memory
+for the suppressions only. Addresses SendGrid knows but the list does not are ignored; case is
+ignored when matching.
 
 The result counts what each list held (``group``, ``unsubscribes``, ``bounces``,
 ``spam_reports``, ``invalid_emails``) and how many readers changed (``unsubscribed``,
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +38,7 @@ from crusader_mail.errors import SendError
 from crusader_mail.models import Source, Status
 from crusader_mail.sender import ClientFactory, PerThreadClients, Retrier
 from crusader_mail.settings import Settings
-from crusader_mail.subscribers import SubscriberList
+from crusader_mail.subscribers import Roster, SubscriberList
 
 PAGE = 500  # the documented maximum page size
 _STAYING = (Status.ACTIVE, Status.PENDING)
@@ -104,21 +106,36 @@ def _page(response: Any, name: str) -> list[str]:
     return addresses
 
 
-def _matches(
-    lines: Iterable[str], lists: list[SuppressionList], fetched: list[list[str]]
-) -> list[tuple[SuppressionList, str]]:
-    """(list, reader's address) for every reader on a list; SendGrid compares addresses
+def apply_suppressions(
+    readers: SubscriberList, lists: list[SuppressionList], fetched: list[list[str]]
+) -> dict[str, int]:
+    """Apply the fetched lists to the subscriber list in one streaming update; how many readers
+    became ``unsubscribed``, ``bounced``, ``complained``. SendGrid compares addresses
     case-insensitively (and lowercases them), so the match ignores case."""
     wanted: dict[str, list[SuppressionList]] = {}
     for what, found in zip(lists, fetched, strict=True):
         for email in found:
             wanted.setdefault(email.strip().lower(), []).append(what)
-    matches = []
-    for line in lines:
-        email = line[: line.index(",")]
-        for what in wanted.get(email.lower(), ()):
-            matches.append((what, email))
-    return matches
+    changed = {"unsubscribed": 0, "bounced": 0, "complained": 0}
+
+    def apply(roster: Roster, email: str) -> None:
+        for what in wanted[email.lower()]:
+            before = roster.get(email)
+            if before is None or before.status == what.status:
+                continue
+            if what.status == Status.UNSUBSCRIBED and before.status not in _STAYING:
+                continue  # already left (bounced/complained): keep that reason
+            ref = f"sendgrid:{what.name}"
+            if what.status == Status.UNSUBSCRIBED:
+                after = roster.unsubscribe(email, via=Source.SENDGRID, ref=ref)
+            else:
+                after = roster.mark(email, what.status, via=Source.SENDGRID, ref=ref)
+            if after is not None and after.status != before.status:
+                changed[after.status.value] += 1
+
+    if wanted:
+        readers.update_many(wanted, apply, match=str.lower)
+    return changed
 
 
 def sync_suppressions(
@@ -140,20 +157,4 @@ def sync_suppressions(
     with ThreadPoolExecutor(workers, thread_name_prefix="crusader-mail-suppressions") as pool:
         fetched = list(pool.map(lambda what: fetch_list(clients, what, retrier), lists))
     result = {what.name: len(found) for what, found in zip(lists, fetched, strict=True)}
-    changed = {"unsubscribed": 0, "bounced": 0, "complained": 0}
-    if any(fetched):
-        with readers.edit() as roster:
-            for what, email in _matches(roster.lines(), lists, fetched):
-                before = roster.get(email)
-                if before is None or before.status == what.status:
-                    continue
-                if what.status == Status.UNSUBSCRIBED and before.status not in _STAYING:
-                    continue  # already left (bounced/complained): keep that reason
-                ref = f"sendgrid:{what.name}"
-                if what.status == Status.UNSUBSCRIBED:
-                    after = roster.unsubscribe(email, via=Source.SENDGRID, ref=ref)
-                else:
-                    after = roster.mark(email, what.status, via=Source.SENDGRID, ref=ref)
-                if after is not None and after.status != before.status:
-                    changed[after.status.value] += 1
-    return {**result, **changed}
+    return {**result, **apply_suppressions(readers, lists, fetched)}
