@@ -27,13 +27,13 @@ from crusader_mail.models import Post, SendReport
 from crusader_mail.outbox import GITIGNORE
 from crusader_mail.reader import make_client, read_feed
 from crusader_mail.sanitize import sanitize_html
-from crusader_mail.sender import ClientFactory, deliver, send_issue
+from crusader_mail.sender import ClientFactory, deliver
 from crusader_mail.settings import LoadedSettings, Settings, load_settings
 from crusader_mail.subscriber_csv import read_import
 from crusader_mail.subscribers import SubscriberList
 from tests.test_inbox_helpers import mail, make_ctx, run
 from tests.test_inbox_helpers import make_settings as inbox_settings
-from tests.test_sender_support import make_issue, make_readers, make_settings
+from tests.test_sender_support import make_issue, make_readers, make_settings, send_issue
 
 REPO = Path(__file__).resolve().parent.parent
 BRACKETS = "[/bold] Ten [red]tips"  # rich would read these as markup and crash (MarkupError)

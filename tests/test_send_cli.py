@@ -1,8 +1,8 @@
 """``crusader-mail send``: options, --json, summaries without addresses, exit codes.
 
-Here ``pipeline.send_stage`` hands a fixed issue to the real
-:func:`crusader_mail.sender.send_issue`, so the command's output can be checked against known
-numbers; ``tests/test_pipeline.py`` runs the real stage end to end.
+Here ``pipeline.send_stage`` is replaced by :func:`tests.test_sender_support.send_issue`, which
+hands a fixed issue to the real ``deliver``/``send_test``, so the command's output can be
+checked against known numbers; ``tests/test_pipeline.py`` runs the real stage end to end.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import Clock, FixedClock
 from crusader_mail.errors import SendRejected
 from crusader_mail.models import SendReport, Status
-from crusader_mail.sender import ClientFactory, send_issue
+from crusader_mail.sender import ClientFactory
 from crusader_mail.settings import LoadedSettings, Settings
 from tests.peers.sendgrid_server import SendGridServer
-from tests.test_sender_support import make_issue, make_readers, make_settings
+from tests.test_sender_support import make_issue, make_readers, make_settings, send_issue
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {

@@ -10,9 +10,12 @@ from typing import Any
 from pydantic import SecretStr
 
 from crusader_mail.clock import Clock
-from crusader_mail.models import Placeholder, RenderedIssue, Source, Status
+from crusader_mail.errors import SendError
+from crusader_mail.models import Placeholder, RenderedIssue, SendReport, Source, Status
+from crusader_mail.sender import ClientFactory, deliver, send_test
 from crusader_mail.settings import NewsletterSettings, SendGridSettings, Settings
 from crusader_mail.subscribers import SubscriberList
+from crusader_mail.suppressions import sync_suppressions
 from tests.peers.sendgrid_server import SendGridServer
 
 SECRET = "test-secret-key-0123456789abcdef"
@@ -101,3 +104,36 @@ class Sleeps:
 
     def __call__(self, seconds: float) -> None:
         self.calls.append(seconds)
+
+
+def send_issue(
+    issue: RenderedIssue,
+    settings: Settings,
+    clock: Clock,
+    factory: ClientFactory | None,
+    *,
+    dry_run: bool,
+    to: str | None = None,
+    resend_uncertain: bool = False,
+    progress: bool = False,
+) -> SendReport:
+    """What ``pipeline.send_stage`` does once the issue is planned, for a fixed issue: a test
+    send (``to``), or pull the suppressions (not in a dry run) and deliver to the list. The CLI
+    tests use it in place of the stage so their figures are known."""
+    if to is not None:
+        return send_test(issue, to, settings, clock, factory, dry_run=dry_run)
+    readers = SubscriberList(settings.subscribers_dir, clock)
+    if not dry_run:
+        if factory is None:
+            raise SendError("a real send needs a SendGrid client factory (sendgrid.api_key)")
+        sync_suppressions(settings, readers, clock, factory)
+    return deliver(
+        issue,
+        readers,
+        settings,
+        clock,
+        factory,
+        dry_run=dry_run,
+        resend_uncertain=resend_uncertain,
+        progress=progress,
+    )
