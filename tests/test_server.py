@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from crusader_mail.clock import FixedClock
+from crusader_mail.mailsource import MAX_MESSAGE_BYTES
 from crusader_mail.models import Source, Status
 from crusader_mail.sender import SendGridMailer, client_factory
 from crusader_mail.server import MAX_EVENT_AGE, MAX_FORM_BODY, build_app
@@ -287,6 +288,22 @@ def test_inbound_raw_mode(
     assert len(sendgrid_server.to(JANE)) == 1
 
 
+def test_inbound_message_over_the_size_cap_is_refused_and_changes_nothing(
+    http: httpx.Client, settings: Settings, sendgrid_server: SendGridServer
+) -> None:
+    # under the whole-post cap, so the per-message field cap is what answers
+    padding = "x" * (MAX_MESSAGE_BYTES + 1)
+    fields = {
+        "email": raw_subscribe().decode() + padding,
+        "to": "news+subscribe@bizcrusader.example",
+    }
+    response = http.post(f"/inbound/{INBOUND_SECRET}", files=_multipart(fields))
+    assert response.status_code == 400
+    assert "exceeded maximum size" in response.text
+    assert snapshot(settings) == {}
+    assert sendgrid_server.to(JANE) == []
+
+
 def test_inbound_default_mode_with_basic_auth_and_spf(
     http: httpx.Client, settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer
 ) -> None:
@@ -475,9 +492,10 @@ def _chunks(total: int, head: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
         yield b"a" * piece
 
 
+@pytest.mark.parametrize("chunk", [1024, 64 * 1024], ids=["small-chunks", "large-chunks"])
 @pytest.mark.parametrize("path", ["/unsubscribe", "/confirm", "/events", "/inbound/{secret}"])
 def test_oversized_bodies_are_refused_while_streaming(
-    base: str, http: httpx.Client, settings: Settings, clock: FixedClock, path: str
+    base: str, http: httpx.Client, settings: Settings, clock: FixedClock, path: str, chunk: int
 ) -> None:
     url = path.format(secret=INBOUND_SECRET)
     big = 60 * 1024 * 1024  # over every cap, and never sent whole
@@ -490,7 +508,10 @@ def test_oversized_bodies_are_refused_while_streaming(
         if url.startswith("/inbound")
         else ("application/x-www-form-urlencoded", b"token=")
     )
-    chunked = http.post(url, content=_chunks(big, head), headers={"Content-Type": kind})
+    # the chunk size decides how the server's reads fall: whatever they are, the body cap
+    # answers (413), never a form parser's own field limit (400)
+    body = _chunks(big, head, chunk)
+    chunked = http.post(url, content=body, headers={"Content-Type": kind})
     assert chunked.status_code == 413
     assert chunked.headers["x-content-type-options"] == "nosniff"
     assert snapshot(settings) == {}

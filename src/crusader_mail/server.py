@@ -414,7 +414,9 @@ async def _token(request: Request) -> str:
     token = request.query_params.get("token", "")
     if token:
         return token
-    async with request.form(max_files=0, max_fields=10, max_part_size=4096) as form:
+    # the field cap is the body cap: an oversized body is always refused by ``_Guard`` (413),
+    # however the reads fall, never first by the form parser's own field limit (400)
+    async with request.form(max_files=0, max_fields=10, max_part_size=MAX_FORM_BODY) as form:
         value = form.get("token")
     return value if isinstance(value, str) else ""
 
