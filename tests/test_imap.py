@@ -21,7 +21,7 @@ from crusader_mail.models import Source, Status
 from crusader_mail.settings import Settings
 from tests.peers import dovecot
 from tests.peers.sendgrid_server import SendGridServer, sendgrid_server
-from tests.test_inbox_helpers import FIXTURES, REPO, SECRET, make_ctx, make_settings
+from tests.test_inbox_helpers import FIXTURES, SECRET, make_ctx, make_settings, write_config
 
 __all__ = ["sendgrid_server"]
 
@@ -143,17 +143,7 @@ def test_cli_inbox_process_imap_json(
     tmp_path: Path,
 ) -> None:
     """The real command in a subprocess: IMAP in, replies out through the SendGrid look-alike."""
-    config = tmp_path / "crusader-mail.toml"
-    config.write_text(
-        f"""
-state_dir = "state"
-subscribers_dir = "subscribers"
-templates_dir = "{REPO / "templates"}"
-[newsletter]
-name = "Biz Crusader"
-from_email = "news@bizcrusader.example"
-[sendgrid]
-api_url = "{sendgrid_server.url}"
+    imap = f"""
 [imap]
 host = "{imap_server.host}"
 port = {imap_server.port}
@@ -162,7 +152,7 @@ ca_file = "{imap_server.ca_file}"
 [server]
 trusted_authserv_id = "mx.bizcrusader.example"
 """
-    )
+    config = write_config(tmp_path, sendgrid_server.url, imap)
     env = {
         **{
             k: v for k, v in os.environ.items() if not k.startswith(("CRUSADER_MAIL_", "SENDGRID_"))

@@ -18,26 +18,9 @@ from crusader_mail.cli import cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
 from tests.peers.sendgrid_server import SendGridServer, sendgrid_server
-from tests.test_inbox_helpers import FIXTURES, REPO, SECRET
+from tests.test_inbox_helpers import FIXTURES, SECRET, write_config
 
 __all__ = ["sendgrid_server"]
-
-
-def write_config(folder: Path, api_url: str) -> Path:
-    config = folder / "crusader-mail.toml"
-    config.write_text(
-        f"""
-state_dir = "state"
-subscribers_dir = "subscribers"
-templates_dir = "{REPO / "templates"}"
-[newsletter]
-name = "Biz Crusader"
-from_email = "news@bizcrusader.example"
-[sendgrid]
-api_url = "{api_url}"
-"""
-    )
-    return config
 
 
 @pytest.fixture

@@ -40,6 +40,26 @@ def make_settings(tmp_path: Path, **extra: Any) -> Settings:
     return Settings(**values)
 
 
+def write_config(folder: Path, api_url: str, extra: str = "") -> Path:
+    """A config file for the real command: the repository's templates, state under ``folder``,
+    SendGrid at ``api_url``, and ``extra`` TOML sections appended."""
+    config = folder / "crusader-mail.toml"
+    config.write_text(
+        f"""
+state_dir = "state"
+subscribers_dir = "subscribers"
+templates_dir = "{REPO / "templates"}"
+[newsletter]
+name = "Biz Crusader"
+from_email = "news@bizcrusader.example"
+[sendgrid]
+api_url = "{api_url}"
+"""
+        + extra
+    )
+    return config
+
+
 def make_ctx(settings: Settings, clock: Clock, mailer: Mailer | None = None) -> InboxContext:
     return InboxContext.create(settings, clock, mailer or RecordingMailer())
 
