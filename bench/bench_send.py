@@ -33,7 +33,7 @@ NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
 
 
 def write_list(folder: Path, count: int) -> None:
-    from crusader_mail.subscriber_csv import HEADER, MARKER
+    from crusader_mail.storage.files.list_format import HEADER, MARKER
 
     folder.mkdir(parents=True, exist_ok=True)
     stamp = "2026-11-01T00:00:00Z"
@@ -52,10 +52,10 @@ def one(size: int, mode: str, folder: Path, url: str | None, key: str | None) ->
     from pydantic import SecretStr
     from tests.test_sender_support import make_issue, make_settings
 
-    from crusader_mail import composer
     from crusader_mail.clock import FixedClock
-    from crusader_mail.sender import client_factory, deliver
-    from crusader_mail.subscribers import SubscriberList
+    from crusader_mail.compose import composer
+    from crusader_mail.delivery.sender import client_factory, deliver
+    from crusader_mail.storage.files.subscribers import SubscriberList
 
     calls = {"compose": 0, "premailer": 0}
     real_compose, real_transform = composer.Composer.compose, premailer.transform

@@ -34,10 +34,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from crusader_mail.clock import FixedClock
+from crusader_mail.delivery.suppressions import SuppressionList, apply_suppressions
 from crusader_mail.models import Source, Status
-from crusader_mail.subscriber_csv import HEADER, MARKER
-from crusader_mail.subscribers import LIST_FILE, SubscriberList
-from crusader_mail.suppressions import SuppressionList, apply_suppressions
+from crusader_mail.storage.files.list_format import HEADER, MARKER
+from crusader_mail.storage.files.subscribers import LIST_FILE, SubscriberList
 
 LISTS = [
     SuppressionList("unsubscribes", ("suppression", "unsubscribes"), Status.UNSUBSCRIBED),

@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from crusader_mail.clock import FixedClock  # noqa: E402
+from crusader_mail.compose.related import choose_related  # noqa: E402
+from crusader_mail.feeds.reader import make_client, read_feed  # noqa: E402
 from crusader_mail.models import Post  # noqa: E402
-from crusader_mail.reader import make_client, read_feed  # noqa: E402
-from crusader_mail.related import choose_related  # noqa: E402
 from crusader_mail.settings import FetchSettings  # noqa: E402
 
 ALL_FEED = "archive/pybites_pybites.github.io__feeds_all.rss.xml"

@@ -16,7 +16,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from crusader_mail.composer import Composer
+from crusader_mail.compose.composer import Composer
 from crusader_mail.models import Image, Post, RenderedIssue
 from crusader_mail.settings import NewsletterSettings, Settings
 

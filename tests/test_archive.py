@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from crusader_mail.archive import ARCHIVE_FILE, FEEDS_FILE, ISSUES_FILE, Archive
 from crusader_mail.errors import StateError
+from crusader_mail.feeds.reader import FeedCache
 from crusader_mail.models import BACKLOG, Image, IssueRecord, Post
-from crusader_mail.reader import FeedCache
+from crusader_mail.storage.files.archive import ARCHIVE_FILE, FEEDS_FILE, ISSUES_FILE, Archive
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -256,7 +256,7 @@ def test_save_writes_only_changed_files_atomically(tmp_path: Path) -> None:
 def test_save_writes_under_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import contextlib
 
-    from crusader_mail import archive as archive_module
+    from crusader_mail.storage.files import archive as archive_module
 
     events: list[str] = []
     real_locked, real_write = archive_module.locked, archive_module.atomic_write

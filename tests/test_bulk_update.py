@@ -15,12 +15,16 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.clock import FixedClock
+from crusader_mail.delivery.sender import client_factory
+from crusader_mail.delivery.suppressions import (
+    SuppressionList,
+    apply_suppressions,
+    sync_suppressions,
+)
 from crusader_mail.errors import StateError, SubscriberError
 from crusader_mail.models import Source, Status
-from crusader_mail.sender import client_factory
-from crusader_mail.subscriber_csv import HEADER, MARKER
-from crusader_mail.subscribers import LIST_FILE, Roster, SubscriberList
-from crusader_mail.suppressions import SuppressionList, apply_suppressions, sync_suppressions
+from crusader_mail.storage.files.list_format import HEADER, MARKER
+from crusader_mail.storage.files.subscribers import LIST_FILE, Roster, SubscriberList
 from tests.peers.sendgrid_server import SendGridServer
 from tests.test_sender_support import make_readers, make_settings, reader_address
 from tests.test_subscribers import DAMAGE, row

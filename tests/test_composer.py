@@ -8,8 +8,8 @@ from pathlib import Path
 import premailer
 import pytest
 
-from crusader_mail import composer as composer_module
-from crusader_mail.composer import (
+from crusader_mail.compose import composer as composer_module
+from crusader_mail.compose.composer import (
     WORD_JOINER,
     Composer,
     fill_placeholders,

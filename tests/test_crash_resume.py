@@ -25,9 +25,9 @@ import pytest
 from pydantic import SecretStr
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.ledger import Ledger, ledger_path
-from crusader_mail.sender import client_factory, deliver
-from crusader_mail.subscribers import SubscriberList
+from crusader_mail.delivery.sender import client_factory, deliver
+from crusader_mail.storage.files.ledger import Ledger, ledger_path
+from crusader_mail.storage.files.subscribers import SubscriberList
 from tests.peers.sendgrid_server import SendGridServer
 from tests.test_sender_support import (
     ISSUE_ID,

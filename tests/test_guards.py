@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from crusader_mail.errors import GuardError
-from crusader_mail.guards import (
+from crusader_mail.compose.guards import (
     PLACEHOLDER_ROOM,
     check_issue,
     find_problems,
     html_size,
     url_problem,
 )
+from crusader_mail.errors import GuardError
 from crusader_mail.models import RenderedIssue
 
 GOOD_BODY = (

@@ -18,19 +18,19 @@ from crusader_mail.cli import cli
 from crusader_mail.cli import inbox as inbox_cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import Clock, FixedClock
-from crusader_mail.composer import Composer
+from crusader_mail.compose.composer import Composer
+from crusader_mail.delivery.dry_run import GITIGNORE
+from crusader_mail.delivery.sender import ClientFactory, deliver
 from crusader_mail.errors import ConfigError, ImportRejected, InboxError
-from crusader_mail.inbox import Action, InboxReport
-from crusader_mail.mailsource import _one_line
-from crusader_mail.masking import mask_addresses
+from crusader_mail.feeds.reader import make_client, read_feed
+from crusader_mail.feeds.sanitize import sanitize_html
+from crusader_mail.inbox.process import Action, InboxReport
+from crusader_mail.inbox.sources import _one_line
 from crusader_mail.models import Post, SendReport
-from crusader_mail.outbox import GITIGNORE
-from crusader_mail.reader import make_client, read_feed
-from crusader_mail.sanitize import sanitize_html
-from crusader_mail.sender import ClientFactory, deliver
 from crusader_mail.settings import LoadedSettings, Settings, load_settings
-from crusader_mail.subscriber_csv import read_import
-from crusader_mail.subscribers import SubscriberList
+from crusader_mail.storage.files.list_format import read_import
+from crusader_mail.storage.files.subscribers import SubscriberList
+from crusader_mail.util.masking import mask_addresses
 from tests.test_inbox_helpers import mail, make_ctx, run
 from tests.test_inbox_helpers import make_settings as inbox_settings
 from tests.test_sender_support import make_issue, make_readers, make_settings, send_issue

@@ -15,8 +15,8 @@ import pytest
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.errors import InboxError
-from crusader_mail.inbox import process_messages
-from crusader_mail.mailsource import ImapSource
+from crusader_mail.inbox.process import process_messages
+from crusader_mail.inbox.sources import ImapSource
 from crusader_mail.models import Source, Status
 from crusader_mail.settings import Settings
 from tests.peers import dovecot

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.clock import FixedClock
+from crusader_mail.delivery.sender import RecordingMailer
 from crusader_mail.errors import SendError
-from crusader_mail.inbox import InboxContext, parse_words
-from crusader_mail.mailsource import RawMessage, read_paths
+from crusader_mail.inbox.process import InboxContext, parse_words
+from crusader_mail.inbox.sources import RawMessage, read_paths
 from crusader_mail.models import OutgoingMessage, Source, Status
-from crusader_mail.sender import RecordingMailer
-from crusader_mail.subscribers import SubscriberList
-from crusader_mail.tokens import Purpose
+from crusader_mail.storage.files.subscribers import SubscriberList
+from crusader_mail.util.tokens import Purpose
 from tests.test_inbox_helpers import FIXTURES, fixture, mail, make_ctx, make_settings, run
 
 JANE = "jane@reader.example"

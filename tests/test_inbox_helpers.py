@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from crusader_mail.clock import Clock
-from crusader_mail.inbox import InboxContext, InboxReport, process_messages
-from crusader_mail.mailsource import RawMessage, read_paths
-from crusader_mail.sender import Mailer, RecordingMailer
+from crusader_mail.delivery.sender import Mailer, RecordingMailer
+from crusader_mail.inbox.process import InboxContext, InboxReport, process_messages
+from crusader_mail.inbox.sources import RawMessage, read_paths
 from crusader_mail.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import pytest
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.errors import LockTimeout, StateError
-from crusader_mail.ledger import FORMAT, Ledger, ledger_path, send_lock
+from crusader_mail.storage.files.ledger import FORMAT, Ledger, ledger_path, send_lock
 
 SECRET = "ledger-secret-0123456789abcdef"
 ISSUE = "2026-11-23-1a2b3c4d"

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.inbox import Command
-from crusader_mail.mailclass import Kind, classify, parse
-from crusader_mail.mailsource import read_paths
+from crusader_mail.delivery.sender import RecordingMailer
+from crusader_mail.inbox.classify import Kind, classify, parse
+from crusader_mail.inbox.process import Command
+from crusader_mail.inbox.sources import read_paths
 from crusader_mail.models import Source, Status
-from crusader_mail.sender import RecordingMailer
 from tests.test_inbox_helpers import make_ctx, make_settings, run
 
 pytestmark = pytest.mark.corpus

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.errors import InboxError
-from crusader_mail.mailclass import Kind, classify, header, parse
-from crusader_mail.mailsource import read_paths
+from crusader_mail.inbox.classify import Kind, classify, header, parse
+from crusader_mail.inbox.sources import read_paths
 from tests.test_inbox_helpers import FIXTURES, make_settings
 
 ONE = b"From: a@reader.example\nSubject: one\nMessage-ID: <1@r>\n\nFrom here on, hello\n"

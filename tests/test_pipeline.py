@@ -22,7 +22,7 @@ from crusader_mail.cli import cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
 from crusader_mail.models import Status
-from crusader_mail.subscribers import SubscriberList
+from crusader_mail.storage.files.subscribers import SubscriberList
 from tests.peers.feed_server import FeedServer
 from tests.peers.sendgrid_server import API_KEY, SendGridServer
 

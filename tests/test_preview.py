@@ -24,7 +24,7 @@ from crusader_mail.cli import cli
 from crusader_mail.cli import preview as preview_cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import Clock, FixedClock
-from crusader_mail.composer import Composer
+from crusader_mail.compose.composer import Composer
 from crusader_mail.models import Post, RenderedIssue
 from crusader_mail.settings import LoadedSettings, Settings
 from tests.golden_regen import NOW, REPO, TEMPLATES, golden_posts, golden_settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from crusader_mail.related import choose_related, plain_text, tokenize
+from crusader_mail.compose.related import choose_related, plain_text, tokenize
 from tests.golden_regen import make_post
 
 PRICING = "<p>How to price your services, raise prices and avoid discounts when clients negotiate the price.</p>"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crusader_mail.sanitize import absolute_url, first_image, sanitize_html
+from crusader_mail.feeds.sanitize import absolute_url, first_image, sanitize_html
 
 BASE = "https://blog.example/posts/one/"
 

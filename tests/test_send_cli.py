@@ -20,9 +20,9 @@ from crusader_mail import pipeline
 from crusader_mail.cli import cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import Clock, FixedClock
+from crusader_mail.delivery.sender import ClientFactory
 from crusader_mail.errors import SendRejected
 from crusader_mail.models import SendReport, Status
-from crusader_mail.sender import ClientFactory
 from crusader_mail.settings import LoadedSettings, Settings
 from tests.peers.sendgrid_server import SendGridServer
 from tests.test_sender_support import make_issue, make_readers, make_settings, send_issue

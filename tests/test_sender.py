@@ -11,10 +11,7 @@ from typing import Any
 import pytest
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.errors import InvalidAddress, LockTimeout, SendRejected
-from crusader_mail.ledger import ledger_path, send_lock
-from crusader_mail.models import OutgoingMessage, Placeholder, SendReport, Status
-from crusader_mail.sender import (
+from crusader_mail.delivery.sender import (
     TEST_PREFIX,
     BodyBuilder,
     RecordingMailer,
@@ -28,7 +25,10 @@ from crusader_mail.sender import (
     post_mail,
     send_test,
 )
-from crusader_mail.tokens import Purpose, Signer
+from crusader_mail.errors import InvalidAddress, LockTimeout, SendRejected
+from crusader_mail.models import OutgoingMessage, Placeholder, SendReport, Status
+from crusader_mail.storage.files.ledger import ledger_path, send_lock
+from crusader_mail.util.tokens import Purpose, Signer
 from tests.peers.sendgrid_server import SCHEMA_PATH, SendGridServer, load_schema, validate_mail
 from tests.test_sender_support import (
     ISSUE_ID,

@@ -8,8 +8,8 @@ from email import policy
 from pathlib import Path
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.outbox import THROWAWAY_NOTE
-from crusader_mail.sender import client_factory, deliver, send_test
+from crusader_mail.delivery.dry_run import THROWAWAY_NOTE
+from crusader_mail.delivery.sender import client_factory, deliver, send_test
 from tests.peers.sendgrid_server import SCHEMA_PATH, SendGridServer, load_schema, validate_mail
 from tests.test_sender_support import make_issue, make_readers, make_settings, reader_address
 

@@ -10,12 +10,12 @@ from typing import Any
 from pydantic import SecretStr
 
 from crusader_mail.clock import Clock
+from crusader_mail.delivery.sender import ClientFactory, deliver, send_test
+from crusader_mail.delivery.suppressions import sync_suppressions
 from crusader_mail.errors import SendError
 from crusader_mail.models import Placeholder, RenderedIssue, SendReport, Source, Status
-from crusader_mail.sender import ClientFactory, deliver, send_test
 from crusader_mail.settings import NewsletterSettings, SendGridSettings, Settings
-from crusader_mail.subscribers import SubscriberList
-from crusader_mail.suppressions import sync_suppressions
+from crusader_mail.storage.files.subscribers import SubscriberList
 from tests.peers.sendgrid_server import SendGridServer
 
 SECRET = "test-secret-key-0123456789abcdef"

@@ -22,13 +22,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.mailsource import MAX_MESSAGE_BYTES
+from crusader_mail.delivery.sender import SendGridMailer, client_factory
+from crusader_mail.inbox.sources import MAX_MESSAGE_BYTES
 from crusader_mail.models import Source, Status
-from crusader_mail.sender import SendGridMailer, client_factory
-from crusader_mail.server import MAX_EVENT_AGE, MAX_FORM_BODY, build_app
 from crusader_mail.settings import Settings
-from crusader_mail.subscribers import SubscriberList
-from crusader_mail.tokens import Purpose, Signer
+from crusader_mail.storage.files.subscribers import SubscriberList
+from crusader_mail.util.tokens import Purpose, Signer
+from crusader_mail.web.app import MAX_EVENT_AGE, MAX_FORM_BODY, build_app
 from tests.peers.sendgrid_server import SendGridServer, sendgrid_server
 from tests.test_inbox_helpers import SECRET, make_settings
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.errors import LockTimeout
-from crusader_mail.statefile import atomic_write, atomic_writer, locked
-from crusader_mail.tokens import Purpose, Signer
+from crusader_mail.util.statefile import atomic_write, atomic_writer, locked
+from crusader_mail.util.tokens import Purpose, Signer
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path: Path) -> None:

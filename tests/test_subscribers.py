@@ -13,8 +13,8 @@ import pytest
 from crusader_mail.clock import FixedClock
 from crusader_mail.errors import InvalidAddress, StateError, SubscriberError
 from crusader_mail.models import Source, Status, Subscriber
-from crusader_mail.subscriber_csv import HEADER, MARKER, read_import
-from crusader_mail.subscribers import (
+from crusader_mail.storage.files.list_format import HEADER, MARKER, read_import
+from crusader_mail.storage.files.subscribers import (
     LIST_FILE,
     SubscriberList,
     import_readers,

@@ -17,8 +17,8 @@ from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
 from crusader_mail.errors import ImportRejected, InvalidAddress, SubscriberError
 from crusader_mail.models import Source, Status
-from crusader_mail.subscriber_csv import COLUMNS
-from crusader_mail.subscribers import SubscriberList
+from crusader_mail.storage.files.list_format import COLUMNS
+from crusader_mail.storage.files.subscribers import SubscriberList
 
 JANE = "jane.doe@example.com"
 

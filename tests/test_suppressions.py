@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.clock import FixedClock
+from crusader_mail.delivery.sender import client_factory, deliver
+from crusader_mail.delivery.suppressions import sync_suppressions
 from crusader_mail.errors import SendRejected
 from crusader_mail.models import Source, Status
-from crusader_mail.sender import client_factory, deliver
-from crusader_mail.suppressions import sync_suppressions
 from tests.peers.sendgrid_server import SendGridServer
 from tests.test_sender_support import (
     Sleeps,

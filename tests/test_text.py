@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crusader_mail.text import MORE, excerpt, first_words, html_to_text, inline_text
+from crusader_mail.util.text import MORE, excerpt, first_words, html_to_text, inline_text
 
 
 def words(count: int) -> str:

@@ -22,12 +22,15 @@ from pathlib import Path
 
 import httpx
 
-from crusader_mail.archive import Archive
 from crusader_mail.clock import Clock
-from crusader_mail.composer import Composer, fill_placeholders
+from crusader_mail.compose.composer import Composer, fill_placeholders
+from crusader_mail.compose.related import choose_related
+from crusader_mail.delivery.sender import ClientFactory, Mailer, deliver, send_test
+from crusader_mail.delivery.suppressions import sync_suppressions
 from crusader_mail.errors import ComposeError, ConfigError, SendError
-from crusader_mail.inbox import InboxContext, InboxReport, process_messages
-from crusader_mail.mailsource import ImapSource, read_paths
+from crusader_mail.feeds.reader import FetchOutcome, backfill, make_client, read_feeds
+from crusader_mail.inbox.process import InboxContext, InboxReport, process_messages
+from crusader_mail.inbox.sources import ImapSource, read_paths
 from crusader_mail.models import (
     ArchivedPost,
     FeedReport,
@@ -38,13 +41,10 @@ from crusader_mail.models import (
     SendReport,
     issue_id_for,
 )
-from crusader_mail.reader import FetchOutcome, backfill, make_client, read_feeds
-from crusader_mail.related import choose_related
-from crusader_mail.sender import ClientFactory, Mailer, deliver, send_test
 from crusader_mail.settings import CadenceSettings, Settings
-from crusader_mail.statefile import atomic_write, locked
-from crusader_mail.subscribers import SubscriberList
-from crusader_mail.suppressions import sync_suppressions
+from crusader_mail.storage.files.archive import Archive
+from crusader_mail.storage.files.subscribers import SubscriberList
+from crusader_mail.util.statefile import atomic_write, locked
 
 
 @contextmanager

@@ -16,9 +16,9 @@ from rich.table import Table
 
 from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.output import console as make_console
-from crusader_mail.inbox import InboxReport
+from crusader_mail.delivery.sender import Mailer, SendGridMailer, client_factory
+from crusader_mail.inbox.process import InboxReport
 from crusader_mail.pipeline import inbox_stage
-from crusader_mail.sender import Mailer, SendGridMailer, client_factory
 from crusader_mail.settings import Settings
 
 

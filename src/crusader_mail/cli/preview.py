@@ -31,14 +31,14 @@ import click
 from crusader_mail import pipeline
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import Clock
-from crusader_mail.composer import Composer
+from crusader_mail.compose.composer import Composer
+from crusader_mail.delivery.sender import personal_values
 from crusader_mail.errors import CrusaderMailError
-from crusader_mail.masking import mask_email
 from crusader_mail.models import Placeholder, Post, RenderedIssue
-from crusader_mail.sender import personal_values
 from crusader_mail.settings import Settings, load_settings
-from crusader_mail.subscribers import SubscriberList
-from crusader_mail.tokens import Signer
+from crusader_mail.storage.files.subscribers import SubscriberList
+from crusader_mail.util.masking import mask_email
+from crusader_mail.util.tokens import Signer
 
 FAKE_UNSUBSCRIBE_URL = "https://preview.invalid/unsubscribe?this-is-a-preview"
 

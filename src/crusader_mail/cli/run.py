@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from crusader_mail.cli.context import AppContext
+from crusader_mail.delivery.sender import SendGridMailer, client_factory
 from crusader_mail.pipeline import RunReport
 from crusader_mail.pipeline import run as run_pipeline
-from crusader_mail.sender import SendGridMailer, client_factory
 
 
 @click.command()

@@ -23,10 +23,10 @@ from rich.table import Table
 from crusader_mail import pipeline
 from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.output import console as make_console
+from crusader_mail.delivery.dry_run import SUMMARY, THROWAWAY_NOTE
+from crusader_mail.delivery.sender import client_factory
 from crusader_mail.errors import SendError
 from crusader_mail.models import SendReport
-from crusader_mail.outbox import SUMMARY, THROWAWAY_NOTE
-from crusader_mail.sender import client_factory
 
 
 @click.command()

@@ -15,7 +15,7 @@ import uvicorn
 from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.inbox import make_mailer
 from crusader_mail.errors import CrusaderMailError
-from crusader_mail.server import build_app
+from crusader_mail.web.app import build_app
 
 
 @click.command()

@@ -1,6 +1,6 @@
 """``crusader-mail subscribers``: add, remove, list, import, export, stats, tidy.
 
-Contract: a thin layer over :mod:`crusader_mail.subscribers`. ``add``, ``remove`` and
+Contract: a thin layer over :mod:`crusader_mail.storage.files.subscribers`. ``add``, ``remove`` and
 ``import`` print addresses masked (their output lands in logs); ``list`` and ``export`` print
 them whole, because there the user asked for the list itself. Failures are raised as
 :class:`~crusader_mail.errors.SubscriberError` subclasses; ``cli.main`` prints their one line.
@@ -18,10 +18,10 @@ from rich.text import Text
 from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.output import console
 from crusader_mail.errors import ImportRejected, SubscriberError
-from crusader_mail.masking import mask_email
 from crusader_mail.models import Source, Status, Subscriber
-from crusader_mail.subscriber_csv import HEADER, format_time, read_import
-from crusader_mail.subscribers import SubscriberList, import_readers, other_traces
+from crusader_mail.storage.files.list_format import HEADER, format_time, read_import
+from crusader_mail.storage.files.subscribers import SubscriberList, import_readers, other_traces
+from crusader_mail.util.masking import mask_email
 
 STATUS_CHOICE = click.Choice([status.value for status in Status])
 

@@ -8,7 +8,7 @@ A message is a command by its address (``news+subscribe@``, ``+unsubscribe@``,
 ``+confirm-<token>@``, ``+unsubscribe-<token>@`` in To/Cc/Delivered-To/X-Original-To) or its
 words (Subject or first non-quoted body line: subscribe/join, unsubscribe/leave/stop/remove,
 ``confirm <token>``, ``unsubscribe <token>``). Loops, auto-replies, bounces and complaints are
-sorted out first (:mod:`crusader_mail.mailclass`) and are never commands.
+sorted out first (:mod:`crusader_mail.inbox.classify`) and are never commands.
 
 - Subscribe is double opt-in: the From address becomes pending and gets a CONFIRM token
   (7 days). The token alone confirms: only the mailbox it was sent to holds it, so the From
@@ -39,8 +39,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from crusader_mail import mailclass
 from crusader_mail.clock import Clock
+from crusader_mail.delivery.sender import Mailer, list_headers
 from crusader_mail.errors import (
     CrusaderMailError,
     InvalidAddress,
@@ -48,16 +48,16 @@ from crusader_mail.errors import (
     TokenError,
     TokenExpired,
 )
-from crusader_mail.mailclass import Kind
-from crusader_mail.mailsource import MAX_MESSAGE_BYTES, RawMessage
-from crusader_mail.masking import mask_addresses, mask_email
+from crusader_mail.inbox import classify
+from crusader_mail.inbox.classify import Kind
+from crusader_mail.inbox.sources import MAX_MESSAGE_BYTES, RawMessage
 from crusader_mail.models import Source, Status
-from crusader_mail.replies import Replies, ReplyKind
-from crusader_mail.sender import Mailer, list_headers
 from crusader_mail.settings import Settings
-from crusader_mail.statefile import atomic_write, locked
-from crusader_mail.subscribers import Roster, SubscriberList, normalize_email
-from crusader_mail.tokens import Purpose, Signer
+from crusader_mail.storage.files.subscribers import Roster, SubscriberList, normalize_email
+from crusader_mail.subscriptions.notices import Replies, ReplyKind
+from crusader_mail.util.masking import mask_addresses, mask_email
+from crusader_mail.util.statefile import atomic_write, locked
+from crusader_mail.util.tokens import Purpose, Signer
 
 CONFIRM_DAYS = 7
 REPLY_WINDOW = timedelta(hours=24)
@@ -80,7 +80,7 @@ class ParsedCommand:
 @dataclass(frozen=True)
 class Action:
     message_id: str
-    command: str  # a Command, a mailclass.Kind, "none", "duplicate" or "skipped"
+    command: str  # a Command, a classify.Kind, "none", "duplicate" or "skipped"
     result: str  # addresses in it are masked
     origin: str = ""
 
@@ -145,8 +145,8 @@ def parse_command(
     by_address = _by_address(message, settings, envelope_to)
     if by_address is not None:
         return by_address
-    subject = mailclass.header(message, "Subject")
-    for line in (subject, first_line(mailclass.body_text(message))):
+    subject = classify.header(message, "Subject")
+    for line in (subject, first_line(classify.body_text(message))):
         found = parse_words(line)
         if found is not None:
             return found
@@ -158,7 +158,7 @@ def _by_address(
 ) -> ParsedCommand | None:
     local, _, domain = settings.command_address.lower().rpartition("@")
     found: list[ParsedCommand] = []
-    targets = mailclass.addresses(message, "To", "Cc", "Delivered-To", "X-Original-To")
+    targets = classify.addresses(message, "To", "Cc", "Delivered-To", "X-Original-To")
     for address in [*targets, *envelope_to]:
         their_local, _, their_domain = address.lower().rpartition("@")
         if their_domain != domain or not their_local.startswith(local + "+"):
@@ -220,7 +220,7 @@ def authenticated(message: Message, settings: Settings, sender: str) -> bool:
     if not trusted:
         return False
     from_domain = sender.rpartition("@")[2].lower()
-    for value in mailclass.headers(message, "Authentication-Results"):
+    for value in classify.headers(message, "Authentication-Results"):
         authserv = value.split(";", 1)[0].strip().split()[0].lower() if value.strip() else ""
         if authserv != trusted:
             continue
@@ -356,7 +356,7 @@ def _stamp(now: datetime) -> str:
 
 
 def token_hint(token: str) -> bytes | None:
-    """The address hint inside a token (see :mod:`crusader_mail.tokens`), None when malformed."""
+    """The address hint inside a token (see :mod:`crusader_mail.util.tokens`), None when malformed."""
     cleaned = token.strip().upper()
     try:
         raw = base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
@@ -431,7 +431,7 @@ class InboxActions:
         if raw.size > self.ctx.max_bytes or len(raw.data) > self.ctx.max_bytes:
             mib = self.ctx.max_bytes // (1024 * 1024)
             return Action("", "skipped", f"over {mib} MB ({raw.size} bytes): not read", raw.origin)
-        message = mailclass.parse(raw.data)
+        message = classify.parse(raw.data)
         message_id, key = self._identity(message, raw.data)
         if self.state.seen(key):
             return Action(message_id, "duplicate", "handled before: nothing to do", raw.origin)
@@ -446,14 +446,14 @@ class InboxActions:
         return Action(message_id, command, mask_addresses(result), raw.origin)
 
     def _identity(self, message: Message, data: bytes) -> tuple[str, str]:
-        message_id = mailclass.header(message, "Message-ID")[:200]
+        message_id = classify.header(message, "Message-ID")[:200]
         if message_id:
             return message_id, "mid:" + message_id
         digest = hashlib.sha256(data).hexdigest()
         return f"sha256:{digest[:16]}", "sha256:" + digest
 
     def _dispatch(self, message: Message, ref: str, raw: RawMessage) -> tuple[str, str]:
-        sort = mailclass.classify(message, self.settings)
+        sort = classify.classify(message, self.settings)
         if sort.kind in {Kind.LOOP, Kind.AUTO_REPLY}:
             return sort.kind.value, f"ignored: {sort.reason}"
         if sort.kind is Kind.BOUNCE:
@@ -471,7 +471,7 @@ class InboxActions:
         if sender is None:
             return parsed.command.value, "ignored: no valid From address"
         if parsed.command is Command.SUBSCRIBE:
-            name = mailclass.display_name(message)
+            name = classify.display_name(message)
             return parsed.command.value, self.subscribe(sender, name, ref, Source.EMAIL)
         if parsed.command is Command.UNSUBSCRIBE:
             proven = raw.authenticated or authenticated(message, self.settings, sender)
@@ -479,7 +479,7 @@ class InboxActions:
         return parsed.command.value, self._help(sender)
 
     def _sender(self, message: Message) -> str | None:
-        found = mailclass.addresses(message, "From")
+        found = classify.addresses(message, "From")
         if len(found) != 1:
             return None
         try:

@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from crusader_mail.addresses import lower_domain
 from crusader_mail.clock import Clock
 from crusader_mail.errors import StateError
-from crusader_mail.statefile import fsync_dir, locked
+from crusader_mail.util.addresses import lower_domain
+from crusader_mail.util.statefile import fsync_dir, locked
 
 FORMAT = "crusader-mail/ledger"
 VERSION = 1

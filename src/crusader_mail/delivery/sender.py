@@ -2,8 +2,8 @@
 
 Contract (``contracts.md``, sender): :func:`client_factory`, :class:`Mailer`,
 :class:`SendGridMailer`, :class:`RecordingMailer`, :func:`personal_values`, :func:`list_headers`,
-:func:`deliver`, :func:`send_test`; suppressions live in :mod:`crusader_mail.suppressions`, the
-delivery ledger in :mod:`crusader_mail.ledger`, the dry-run output in :mod:`crusader_mail.outbox`.
+:func:`deliver`, :func:`send_test`; suppressions live in :mod:`crusader_mail.delivery.suppressions`, the
+delivery ledger in :mod:`crusader_mail.storage.files.ledger`, the dry-run output in :mod:`crusader_mail.delivery.dry_run`.
 
 How a send works:
 
@@ -48,14 +48,14 @@ from typing import Any, Protocol
 import sendgrid
 from python_http_client.exceptions import HTTPError
 
-from crusader_mail.addresses import plus_address
 from crusader_mail.clock import Clock
 from crusader_mail.errors import InvalidAddress, SendError, SendRejected
-from crusader_mail.ledger import Ledger, ledger_path, send_lock
-from crusader_mail.masking import mask_addresses, mask_email
 from crusader_mail.models import OutgoingMessage, Placeholder, RenderedIssue, SendReport, Status
 from crusader_mail.settings import SendGridSettings, Settings
-from crusader_mail.tokens import Purpose, Signer
+from crusader_mail.storage.files.ledger import Ledger, ledger_path, send_lock
+from crusader_mail.util.addresses import plus_address
+from crusader_mail.util.masking import mask_addresses, mask_email
+from crusader_mail.util.tokens import Purpose, Signer
 
 ClientFactory = Callable[[], sendgrid.SendGridAPIClient]
 #: Called as ``hook(event, batch)`` with "pending" (ledger written), "accepted" (SendGrid said
@@ -469,7 +469,7 @@ def deliver(
 
     ``dry_run``: everything but the network and the ledger; writes ``settings.outbox_dir``.
     """
-    from crusader_mail.outbox import Outbox  # the dry-run writer
+    from crusader_mail.delivery.dry_run import Outbox  # the dry-run writer
 
     signer, throwaway = _signer(settings, dry_run)
     counts = readers.counts()
@@ -735,7 +735,7 @@ def send_test(
     """Send the issue to one address, subject prefixed ``[TEST] ``; no ledger, no list change."""
     from email_validator import EmailNotValidError, validate_email
 
-    from crusader_mail.outbox import Outbox
+    from crusader_mail.delivery.dry_run import Outbox
 
     try:
         email = validate_email(to_email, check_deliverability=False).normalized

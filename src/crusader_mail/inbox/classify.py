@@ -29,8 +29,8 @@ from email.message import Message
 from email.utils import getaddresses
 from enum import StrEnum
 
-from crusader_mail.addresses import lower_domain
 from crusader_mail.settings import Settings
+from crusader_mail.util.addresses import lower_domain
 
 __all__ = [
     "Classification",

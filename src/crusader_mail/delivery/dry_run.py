@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from crusader_mail.clock import Clock
-from crusader_mail.masking import mask_email
 from crusader_mail.models import RenderedIssue, SendReport
 from crusader_mail.settings import Settings
-from crusader_mail.statefile import atomic_write
+from crusader_mail.util.masking import mask_email
+from crusader_mail.util.statefile import atomic_write
 
 KEEP_REQUESTS = 3
 SUMMARY = "summary.json"

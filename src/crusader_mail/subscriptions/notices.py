@@ -16,10 +16,10 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 
-from crusader_mail import addresses
 from crusader_mail.errors import TemplateError
 from crusader_mail.models import OutgoingMessage
 from crusader_mail.settings import Settings
+from crusader_mail.util import addresses
 
 
 class ReplyKind(StrEnum):

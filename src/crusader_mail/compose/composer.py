@@ -16,7 +16,7 @@ Contract::
   nothing in Jinja, premailer or URL handling changes them, and the ones used are listed in
   ``RenderedIssue.placeholders``. Text from feeds can never forge one: ``[[`` and Jinja's
   ``{{ {% {#`` in post fields get an invisible WORD JOINER (U+2060) between the two characters.
-- The guards (:mod:`crusader_mail.guards`) run before the issue is returned: too big -> long posts
+- The guards (:mod:`crusader_mail.compose.guards`) run before the issue is returned: too big -> long posts
   become excerpts and the issue is rendered again with a note; still too big or unsafe ->
   :class:`GuardError`.
 
@@ -45,11 +45,11 @@ import jinja2
 from markupsafe import Markup
 from premailer import Premailer
 
-from crusader_mail import guards
+from crusader_mail.compose import guards
+from crusader_mail.compose.plaintext import html_to_text, wrap_text
 from crusader_mail.errors import ComposeError, GuardError, TemplateError
 from crusader_mail.models import Image, Placeholder, Post, RenderedIssue
 from crusader_mail.settings import Settings
-from crusader_mail.textmail import html_to_text, wrap_text
 
 HTML_TEMPLATE = "newsletter.html"
 TEXT_TEMPLATE = "newsletter.txt"

@@ -31,9 +31,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from crusader_mail.errors import StateError
+from crusader_mail.feeds.reader import FeedCache
 from crusader_mail.models import BACKLOG, ArchivedPost, IssueRecord, Post
-from crusader_mail.reader import FeedCache
-from crusader_mail.statefile import atomic_write, locked
+from crusader_mail.util.statefile import atomic_write, locked
 
 FORMAT_VERSION = 1
 ARCHIVE_FILE = "archive.jsonl"

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from crusader_mail.clock import Clock
+from crusader_mail.delivery.sender import ClientFactory, PerThreadClients, Retrier
 from crusader_mail.errors import SendError
 from crusader_mail.models import Source, Status
-from crusader_mail.sender import ClientFactory, PerThreadClients, Retrier
 from crusader_mail.settings import Settings
-from crusader_mail.subscribers import Roster, SubscriberList
+from crusader_mail.storage.files.subscribers import Roster, SubscriberList
 
 PAGE = 500  # the documented maximum page size
 _STAYING = (Status.ACTIVE, Status.PENDING)

@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from crusader_mail.addresses import lower_domain
 from crusader_mail.errors import TokenError, TokenExpired
+from crusader_mail.util.addresses import lower_domain
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HINT = 6

@@ -31,8 +31,8 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 
 from crusader_mail.errors import ImportRejected, InvalidAddress, StateError
-from crusader_mail.masking import mask_addresses, mask_email
 from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.util.masking import mask_addresses, mask_email
 
 FORMAT_VERSION = 1
 MARKER_PREFIX = "# crusader-mail subscribers v"

@@ -48,8 +48,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crusader_mail import mailclass
 from crusader_mail.clock import Clock
+from crusader_mail.delivery.sender import Mailer
 from crusader_mail.errors import (
     ConfigError,
     CrusaderMailError,
@@ -57,7 +57,8 @@ from crusader_mail.errors import (
     TokenError,
     TokenExpired,
 )
-from crusader_mail.inbox import (
+from crusader_mail.inbox import classify
+from crusader_mail.inbox.process import (
     CONFIRM_DAYS,
     AddressIndex,
     InboxActions,
@@ -65,13 +66,12 @@ from crusader_mail.inbox import (
     ctx_state,
     process_messages,
 )
-from crusader_mail.mailsource import MAX_MESSAGE_BYTES, RawMessage
-from crusader_mail.masking import mask_email
+from crusader_mail.inbox.sources import MAX_MESSAGE_BYTES, RawMessage
 from crusader_mail.models import Source, Status
-from crusader_mail.sender import Mailer
 from crusader_mail.settings import Settings
-from crusader_mail.subscribers import normalize_email
-from crusader_mail.tokens import Purpose
+from crusader_mail.storage.files.subscribers import normalize_email
+from crusader_mail.util.masking import mask_email
+from crusader_mail.util.tokens import Purpose
 
 MAX_BODY = 4 * MAX_MESSAGE_BYTES  # an Inbound Parse post: the message plus its parsed copies
 MAX_EVENTS_BODY = 5 * 1024 * 1024
@@ -526,8 +526,8 @@ def inbound_message(fields: Mapping[str, str]) -> RawMessage:
         data = fields["email"].encode("utf-8", errors="surrogateescape")
     else:
         data = _rebuild(fields.get("headers", ""), fields.get("text", "") or fields.get("html", ""))
-    message = mailclass.parse(data)
-    senders = mailclass.addresses(message, "From")
+    message = classify.parse(data)
+    senders = classify.addresses(message, "From")
     from_domain = senders[0].rpartition("@")[2].lower() if senders else ""
     mail_from = str(envelope.get("from", "")).rpartition("@")[2].lower()
     spf_pass = fields.get("SPF", "").strip().lower() == "pass" and mail_from == from_domain

@@ -12,7 +12,7 @@ while the body streams; a size cap on the decoded bytes, checked while streaming
 followed by hand (at most ``max_redirects``) so that a permanent one (301/308 from the start of
 the chain) is reported and remembered; conditional GET with the remembered ETag/Last-Modified
 (304 parses nothing). Parsing: feedparser over the bytes with the response headers (charset,
-base URL). feedparser's own sanitizer and URL resolver are off: :mod:`crusader_mail.sanitize`
+base URL). feedparser's own sanitizer and URL resolver are off: :mod:`crusader_mail.feeds.sanitize`
 does both once, with nh3. A DOCTYPE that declares external, parameter or nested entities is
 removed before parsing (no entity expansion, no file or network read).
 
@@ -41,10 +41,10 @@ import httpx
 from crusader_mail import USER_AGENT
 from crusader_mail.clock import Clock
 from crusader_mail.errors import FeedError
+from crusader_mail.feeds.sanitize import absolute_url, first_image, is_http, sanitize_html
 from crusader_mail.models import FeedReport, Image, Post
-from crusader_mail.sanitize import absolute_url, first_image, is_http, sanitize_html
 from crusader_mail.settings import FetchSettings
-from crusader_mail.text import excerpt, first_words, html_to_text, inline_text
+from crusader_mail.util.text import excerpt, first_words, html_to_text, inline_text
 
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "

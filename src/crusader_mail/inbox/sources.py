@@ -25,8 +25,8 @@ from pathlib import Path
 from types import TracebackType
 
 from crusader_mail.errors import InboxError
-from crusader_mail.masking import mask_addresses
 from crusader_mail.settings import ImapSettings
+from crusader_mail.util.masking import mask_addresses
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 HANDLED_KEYWORD = "CrusaderMailHandled"

@@ -16,7 +16,7 @@ a temporary file and renames it, so its memory grows with the number of changes,
 each matching reader is changed through the same :class:`Roster` methods (a roster holding
 just that row), so the status rules and consent stamps are the ones ``edit`` applies.
 
-The file format lives in :mod:`crusader_mail.subscriber_csv`. Status changes:
+The file format lives in :mod:`crusader_mail.storage.files.list_format`. Status changes:
 
 - ``add`` puts a *new* reader on the list with the given status (cli, import). A reader already
   there keeps their status; only a missing name is filled in. A reader who left is never
@@ -50,10 +50,8 @@ from typing import Any
 
 from crusader_mail.clock import Clock
 from crusader_mail.errors import StateError, SubscriberError
-from crusader_mail.masking import mask_email
 from crusader_mail.models import Source, Status, Subscriber
-from crusader_mail.statefile import atomic_write, atomic_writer, locked
-from crusader_mail.subscriber_csv import (
+from crusader_mail.storage.files.list_format import (
     MAX_NAME,
     MAX_REF,
     build,
@@ -66,6 +64,8 @@ from crusader_mail.subscriber_csv import (
     row_email,
     scan,
 )
+from crusader_mail.util.masking import mask_email
+from crusader_mail.util.statefile import atomic_write, atomic_writer, locked
 
 __all__ = [
     "LIST_FILE",

@@ -1,0 +1,1 @@
+"""Composing an issue: related posts, Jinja2 templates, premailer, guards, plain text."""

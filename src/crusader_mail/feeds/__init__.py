@@ -1,0 +1,1 @@
+"""Reading feeds: fetch over HTTP, defuse, parse with feedparser, sanitize, excerpt."""

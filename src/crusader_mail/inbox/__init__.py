@@ -1,0 +1,1 @@
+"""Mail from readers: sources (files, IMAP), classification, commands."""

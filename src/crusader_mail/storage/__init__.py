@@ -1,0 +1,1 @@
+"""Where state lives: the storage contract and the stores behind it."""

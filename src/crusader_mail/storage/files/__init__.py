@@ -1,0 +1,1 @@
+"""The files store: text files in the repository (CSV list, JSON Lines archive and ledgers)."""

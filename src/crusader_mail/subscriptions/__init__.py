@@ -1,0 +1,1 @@
+"""The reader-facing subscription service shared by email and web."""

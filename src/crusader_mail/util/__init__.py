@@ -1,0 +1,1 @@
+"""Small helpers every subsystem may use: atomic state files, masking, addresses, tokens, text."""
