@@ -34,7 +34,7 @@ import os
 import secrets
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,3 +304,26 @@ def _repair_tail(fd: int) -> None:
             os.fsync(fd)
             return
         tail_start = max(0, tail_start - 65536)
+
+
+class FileLedgerStore:
+    """The files store's ledgers: ``state_dir/ledger/<issue_id>.jsonl`` (see the module docstring).
+
+    ``secret_key`` gives the key of the readers' hashes when a ledger is read (it raises
+    :class:`ConfigError` when none is set, so a dry run without secrets reads no ledger)."""
+
+    def __init__(self, state_dir: Path, secret_key: Callable[[], str]) -> None:
+        self.state_dir = state_dir
+        self._secret_key = secret_key
+
+    def path(self, issue_id: str, *, sandbox: bool = False) -> Path:
+        return ledger_path(self.state_dir, issue_id, sandbox=sandbox)
+
+    def exists(self, issue_id: str, *, sandbox: bool = False) -> bool:
+        return self.path(issue_id, sandbox=sandbox).exists()
+
+    def load(self, issue_id: str, *, sandbox: bool = False) -> Ledger:
+        return Ledger.load(self.path(issue_id, sandbox=sandbox), issue_id, self._secret_key())
+
+    def send_lock(self) -> AbstractContextManager[None]:
+        return send_lock(self.state_dir)

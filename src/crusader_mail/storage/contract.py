@@ -1,0 +1,231 @@
+"""The storage contract: everything crusader-mail remembers, behind one set of Protocols.
+
+Every subsystem reaches state only through these types; a store implements all of them and
+:func:`crusader_mail.storage.open_store` is the only place one is constructed. The files store
+(:mod:`crusader_mail.storage.files`) keeps text files in the repository.
+
+::
+
+    Store
+    ├── roster      Roster          the readers and their consent records
+    │                 iter / counts / get / candidates          reading, no lock
+    │                 edit() -> RosterChanges                   one unit of change (lock or transaction)
+    │                 update_many(wanted, change, match)        streaming bulk change (suppression sync)
+    │                 lines / restore / tidy                    export, import of a full export
+    ├── memory()    -> Memory       handled messages, reply limits, webhook event ids (a unit of change)
+    ├── archive     ArchiveStore    load() -> Archive; save(archive): posts, issue records, feed cache
+    ├── ledgers     LedgerStore     load(issue) -> Ledger; send_lock(); per-issue delivery ledgers
+    └── run_lock()                  one state-changing run at a time
+
+The roster's rules (who may become what, and the consent stamps) are pure functions in
+:mod:`crusader_mail.storage.rules`; every store applies exactly those, so a reader's status
+changes the same way whichever store holds them.
+
+Units of change: ``with store.memory() as memory, store.roster.edit() as changes:`` is the lock
+order everywhere (memory first, then the roster). A block that raises writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from crusader_mail.clock import Clock
+from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.storage.files.archive import Archive
+
+# --- the roster -------------------------------------------------------------------------------
+
+
+class RosterChanges(Protocol):
+    """The readers during one unit of change. Reads see the changes made so far; every change
+    follows :mod:`crusader_mail.storage.rules` and stamps the consent record from the store's
+    clock. Addresses are accepted in any spelling and normalized."""
+
+    def get(self, email: str) -> Subscriber | None: ...
+
+    def add(
+        self,
+        email: str,
+        *,
+        name: str = "",
+        status: Status = Status.ACTIVE,
+        via: Source,
+        ref: str = "",
+    ) -> Subscriber: ...
+
+    def request(self, email: str, *, name: str = "", via: Source, ref: str = "") -> Subscriber: ...
+
+    def confirm(self, email: str, *, via: Source, ref: str = "") -> Subscriber: ...
+
+    def unsubscribe(self, email: str, *, via: Source, ref: str = "") -> Subscriber | None: ...
+
+    def mark(
+        self, email: str, status: Status, *, via: Source, ref: str = ""
+    ) -> Subscriber | None: ...
+
+    def forget(self, email: str) -> bool: ...
+
+
+RowChange = Callable[[RosterChanges, str], None]
+"""What :meth:`Roster.update_many` does to one matching reader: called with changes holding
+that reader and their stored address; it may change or forget only that reader."""
+
+
+@dataclass
+class BulkReport:
+    """What :meth:`Roster.update_many` did."""
+
+    matched: int = 0  # readers offered to the change
+    changed: int = 0  # readers it changed or forgot
+    written: bool = False  # something was stored (False: nothing was touched)
+
+
+class Roster(Protocol):
+    """The readers and their consent records."""
+
+    def iter(self, status: Status | None = None) -> Iterator[Subscriber]:
+        """Every reader (or those with ``status``) in address order, streamed: memory stays
+        flat whatever the size of the list. Damage raises :class:`StateError` naming where."""
+        ...
+
+    def counts(self) -> dict[Status, int]:
+        """How many readers have each status (every status present, zero when none)."""
+        ...
+
+    def get(self, email: str) -> Subscriber | None:
+        """The reader with this address (any spelling of it), or ``None``."""
+        ...
+
+    def candidates(self, hint: bytes, hint_of: Callable[[str], bytes]) -> list[str]:
+        """The stored addresses whose ``hint_of(address)`` is ``hint`` (a token's keyed address
+        hint, see :mod:`crusader_mail.util.tokens`), found without a scan per token."""
+        ...
+
+    def edit(self) -> AbstractContextManager[RosterChanges]:
+        """One unit of change: stored when the block ends without an exception and something
+        changed; nothing at all is stored otherwise."""
+        ...
+
+    def update_many(
+        self,
+        wanted: Collection[str],
+        change: RowChange,
+        *,
+        match: Callable[[str], str] | None = None,
+    ) -> BulkReport:
+        """Apply ``change`` to every reader in ``wanted`` (addresses in any spelling; with
+        ``match``, a reader is offered when ``match(stored address)`` is in ``wanted`` as
+        given). Memory grows with the number of matches, not with the list."""
+        ...
+
+    def lines(self) -> Iterator[str]:
+        """Every reader as one CSV row of the export format (``list_format.HEADER``), in
+        address order: the full consent record."""
+        ...
+
+    def tidy(self) -> bool:
+        """Put a hand-edited list in order; ``True`` if it needed it."""
+        ...
+
+
+# --- what the inbox and the web remember ------------------------------------------------------
+
+
+class Memory(Protocol):
+    """Which messages and webhook events were handled, and when each address last got a
+    rate-limited reply. Stored as keyed hashes only, never addresses or ids in the clear."""
+
+    def seen(self, message_key: str) -> bool: ...
+
+    def remember(self, message_key: str, now: datetime) -> None: ...
+
+    def event_seen(self, event_id: str) -> bool: ...
+
+    def remember_event(self, event_id: str, now: datetime) -> None: ...
+
+    def may_reply(self, kind: str, email: str, now: datetime, window: timedelta) -> bool: ...
+
+    def replied(self, kind: str, email: str, now: datetime) -> None: ...
+
+
+# --- the archive ------------------------------------------------------------------------------
+
+
+class ArchiveStore(Protocol):
+    """Every post ever seen, the issue records and the per-feed HTTP cache."""
+
+    def load(self) -> Archive:
+        """The archive as stored now (empty when nothing is stored)."""
+        ...
+
+    def save(self, archive: Archive) -> None:
+        """Store what changed since ``archive`` was loaded. Refuses (:class:`StateError`) when
+        the stored archive changed meanwhile, and never leaves it half-written."""
+        ...
+
+
+# --- delivery ledgers -------------------------------------------------------------------------
+
+
+class LedgerWriter(Protocol):
+    """Appends to one issue's ledger; each record is durable before the call returns."""
+
+    def pending(self, batch: int, readers: Iterable[int]) -> None: ...
+
+    def accepted(self, batch: int, message_id: str | None) -> None: ...
+
+    def failed(self, batch: int, error: str) -> None: ...
+
+    def release(self, batches: Iterable[int]) -> None: ...
+
+
+class Ledger(Protocol):
+    """What one issue's delivery ledger says: readers (keyed hashes) accepted or in doubt."""
+
+    issue_id: str
+    next_batch: int
+    in_doubt_batches: list[int]
+
+    def reader_hash(self, email: str) -> int: ...
+
+    def was_accepted(self, reader: int) -> bool: ...
+
+    def is_in_doubt(self, reader: int) -> bool: ...
+
+    def release_in_doubt(self) -> None: ...
+
+    def writer(self, clock: Clock) -> AbstractContextManager[LedgerWriter]: ...
+
+
+class LedgerStore(Protocol):
+    def load(self, issue_id: str, *, sandbox: bool = False) -> Ledger:
+        """The ledger of ``issue_id`` (an empty one when there is none yet)."""
+        ...
+
+    def exists(self, issue_id: str, *, sandbox: bool = False) -> bool: ...
+
+    def send_lock(self) -> AbstractContextManager[None]:
+        """Held for a whole send: a second send fails fast with :class:`LockTimeout`."""
+        ...
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+class Store(Protocol):
+    roster: Roster
+    archive: ArchiveStore
+    ledgers: LedgerStore
+
+    def memory(self) -> AbstractContextManager[Memory]:
+        """The inbox memory for one unit of change: stored when the block ends without an
+        exception (entries past their keeping time are dropped then)."""
+        ...
+
+    def run_lock(self) -> AbstractContextManager[None]:
+        """Held for a whole state-changing run: one at a time."""
+        ...
