@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs the real servers the tests talk to, when missing: Debian's dovecot-imapd (IMAP tests).
-# The tests start each server themselves on 127.0.0.1 with a temporary configuration.
+# Installs the real servers the tests talk to, when missing: Debian's dovecot-imapd (IMAP tests)
+# and postgresql (the PostgreSQL store's tests). The tests start each server themselves on
+# 127.0.0.1 with a temporary configuration (PostgreSQL as a throwaway cluster owned by the
+# `postgres` user, since it refuses to run as root); the packaged services are stopped.
 set -euo pipefail
 need=()
 command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
@@ -21,5 +25,11 @@ fi
 # The packaged service is not wanted: tests run their own instance.
 if command -v systemctl >/dev/null 2>&1; then
   "${sudo[@]}" systemctl disable --now dovecot >/dev/null 2>&1 || true
+  "${sudo[@]}" systemctl disable --now postgresql >/dev/null 2>&1 || true
 fi
 "${sudo[@]}" pkill -x dovecot >/dev/null 2>&1 || true
+if command -v pg_ctlcluster >/dev/null 2>&1; then
+  for version in /usr/lib/postgresql/*; do
+    "${sudo[@]}" pg_ctlcluster "$(basename "$version")" main stop >/dev/null 2>&1 || true
+  done
+fi
