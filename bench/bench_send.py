@@ -50,11 +50,12 @@ def one(size: int, mode: str, folder: Path, url: str | None, key: str | None) ->
     """Runs in the child: one send, measured."""
     import premailer
     from pydantic import SecretStr
-    from tests.test_sender_support import make_issue, make_settings
+    from tests.test_sender_support import ledgers, make_issue, make_settings, sendgrid
 
     from crusader_mail.clock import FixedClock
     from crusader_mail.compose import composer
-    from crusader_mail.delivery.sender import client_factory, deliver
+    from crusader_mail.delivery.engine import deliver
+    from crusader_mail.delivery.transport import BatchTransport, DryRunTransport
     from crusader_mail.storage.files.subscribers import SubscriberList
 
     calls = {"compose": 0, "premailer": 0}
@@ -70,17 +71,19 @@ def one(size: int, mode: str, folder: Path, url: str | None, key: str | None) ->
 
     composer.Composer.compose = counted_compose  # type: ignore[method-assign]
     premailer.transform = counted_transform
-    sendgrid: dict[str, Any] = {"concurrency": 2}
+    options: dict[str, Any] = {"concurrency": 2}
     if url and key:
-        sendgrid.update(api_url=url, api_key=SecretStr(key))
-    settings = make_settings(folder, sendgrid=sendgrid)
+        options.update(api_url=url, api_key=SecretStr(key))
+    settings = make_settings(folder, sendgrid=options)
     clock = FixedClock(NOW)
     readers = SubscriberList(settings.subscribers_dir, clock)
-    factory = client_factory(settings) if mode == "loopback" else None
+    transport: BatchTransport
+    if mode == "loopback":
+        transport = sendgrid(settings, clock)
+    else:
+        transport = DryRunTransport(settings, clock)
     started = time.perf_counter()
-    report = deliver(
-        make_issue(), readers, settings, clock, factory, dry_run=mode == "dry", progress=False
-    )
+    report = deliver(make_issue(), readers, ledgers(settings), transport, settings, clock)
     wall = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ledger = sum(p.stat().st_size for p in (settings.state_dir / "ledger").glob("*.jsonl"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.delivery.sender import client_factory
+from crusader_mail.delivery.client import client_factory
 from crusader_mail.delivery.suppressions import (
     SuppressionList,
     apply_suppressions,

@@ -25,17 +25,19 @@ import pytest
 from pydantic import SecretStr
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.delivery.sender import client_factory, deliver
+from crusader_mail.delivery.engine import deliver
 from crusader_mail.storage.files.ledger import Ledger, ledger_path
 from crusader_mail.storage.files.subscribers import SubscriberList
 from tests.peers.sendgrid_server import SendGridServer
 from tests.test_sender_support import (
     ISSUE_ID,
     SECRET,
+    ledgers,
     make_issue,
     make_readers,
     make_settings,
     reader_address,
+    sendgrid,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,12 +75,11 @@ def _child(config_file: str) -> None:
     deliver(
         make_issue(),
         readers,
+        ledgers(settings),
+        sendgrid(settings, clock),
         settings,
         clock,
-        client_factory(settings),
-        dry_run=False,
         hook=hook,
-        progress=False,
     )
 
 
@@ -132,7 +133,7 @@ def _check_resume(
     assert len(doubt) <= 1, f"{label}: {len(doubt)} batches in doubt"
     readers = SubscriberList(settings.subscribers_dir, clock)
     resumed = deliver(
-        make_issue(), readers, settings, clock, client_factory(settings), dry_run=False
+        make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock
     )
     everyone = {reader_address(i) for i in range(READERS)}
     doubtful = {
@@ -149,10 +150,10 @@ def _check_resume(
     deliver(
         make_issue(),
         readers,
+        ledgers(settings),
+        sendgrid(settings, clock),
         settings,
         clock,
-        client_factory(settings),
-        dry_run=False,
         resend_uncertain=True,
     )
     counts = server.per_address()
@@ -206,7 +207,7 @@ def test_two_crashes_leave_one_batch_in_doubt_each(
     _wait_killed(_run_child(tmp_path, sendgrid_server, clock, ("pending", second)))
     assert _in_doubt(settings) == [first, second]  # one per crash
     readers = SubscriberList(settings.subscribers_dir, clock)
-    deliver(make_issue(), readers, settings, clock, client_factory(settings), dry_run=False)
+    deliver(make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock)
     counts = sendgrid_server.per_address()
     in_second = {
         reader_address(i) for i in range(second * BATCH, min((second + 1) * BATCH, READERS))

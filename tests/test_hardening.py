@@ -19,8 +19,10 @@ from crusader_mail.cli import inbox as inbox_cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import Clock, FixedClock
 from crusader_mail.compose.composer import Composer
+from crusader_mail.delivery.client import ClientFactory
 from crusader_mail.delivery.dry_run import GITIGNORE
-from crusader_mail.delivery.sender import ClientFactory, deliver
+from crusader_mail.delivery.engine import deliver
+from crusader_mail.delivery.transport import DryRunTransport
 from crusader_mail.errors import ConfigError, ImportRejected, InboxError
 from crusader_mail.feeds.reader import make_client, read_feed
 from crusader_mail.feeds.sanitize import sanitize_html
@@ -33,7 +35,7 @@ from crusader_mail.storage.files.subscribers import SubscriberList
 from crusader_mail.util.masking import mask_addresses
 from tests.test_inbox_helpers import mail, make_ctx, run
 from tests.test_inbox_helpers import make_settings as inbox_settings
-from tests.test_sender_support import make_issue, make_readers, make_settings, send_issue
+from tests.test_sender_support import ledgers, make_issue, make_readers, make_settings, send_issue
 
 REPO = Path(__file__).resolve().parent.parent
 BRACKETS = "[/bold] Ten [red]tips"  # rich would read these as markup and crash (MarkupError)
@@ -191,7 +193,6 @@ def test_send_dry_run_prints_a_subject_with_brackets(
     def send_stage(
         settings: Settings,
         clock: Clock,
-        transport: object,
         factory: ClientFactory | None,
         **options: Any,
     ) -> SendReport:
@@ -214,7 +215,14 @@ def test_outbox_ignores_itself_wherever_it_is(tmp_path: Path, clock: FixedClock)
     settings = make_settings(tmp_path, secret=None)
     inside_state = settings.model_copy(update={"outbox_dir": settings.state_dir / "outbox"})
     readers: SubscriberList = make_readers(inside_state, clock, 3)
-    deliver(make_issue(), readers, inside_state, clock, None, dry_run=True)
+    deliver(
+        make_issue(),
+        readers,
+        ledgers(inside_state),
+        DryRunTransport(inside_state, clock),
+        inside_state,
+        clock,
+    )
     outbox = inside_state.outbox_dir
     assert (outbox / "request-0001.json").is_file()
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.delivery.sender import RecordingMailer
+from crusader_mail.delivery.mailer import RecordingMailer
 from crusader_mail.errors import SendError
 from crusader_mail.inbox.process import InboxContext, parse_words
 from crusader_mail.inbox.sources import RawMessage, read_paths

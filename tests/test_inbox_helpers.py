@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from crusader_mail.clock import Clock
-from crusader_mail.delivery.sender import Mailer, RecordingMailer
+from crusader_mail.delivery.mailer import Mailer, RecordingMailer
 from crusader_mail.inbox.process import InboxContext, InboxReport, process_messages
 from crusader_mail.inbox.sources import RawMessage, read_paths
 from crusader_mail.settings import Settings

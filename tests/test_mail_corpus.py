@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.delivery.sender import RecordingMailer
+from crusader_mail.delivery.mailer import RecordingMailer
 from crusader_mail.inbox.classify import Kind, classify, parse
 from crusader_mail.inbox.process import Command
 from crusader_mail.inbox.sources import read_paths

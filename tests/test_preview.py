@@ -47,7 +47,6 @@ class FakePlanner:
         self,
         settings: Settings,
         clock: Clock,
-        transport: Any = None,
         *,
         posts: int | None = None,
         post_url: str | None = None,

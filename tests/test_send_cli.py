@@ -20,7 +20,8 @@ from crusader_mail import pipeline
 from crusader_mail.cli import cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import Clock, FixedClock
-from crusader_mail.delivery.sender import ClientFactory
+from crusader_mail.delivery.client import ClientFactory
+from crusader_mail.delivery.engine import SendProgress
 from crusader_mail.errors import SendRejected
 from crusader_mail.models import SendReport, Status
 from crusader_mail.settings import LoadedSettings, Settings
@@ -46,13 +47,12 @@ def stage(monkeypatch: pytest.MonkeyPatch) -> None:
     def send_stage(
         settings: Settings,
         clock: Clock,
-        transport: object,
         factory: ClientFactory | None,
         *,
         dry_run: bool,
         to: str | None,
         resend_uncertain: bool,
-        progress: bool = False,
+        progress: SendProgress | None = None,
     ) -> SendReport:
         return send_issue(
             make_issue(),

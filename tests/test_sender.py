@@ -11,21 +11,12 @@ from typing import Any
 import pytest
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.delivery.sender import (
-    TEST_PREFIX,
-    BodyBuilder,
-    RecordingMailer,
-    Retrier,
-    RetriesExhausted,
-    SendGridMailer,
-    client_factory,
-    deliver,
-    list_headers,
-    personal_values,
-    post_mail,
-    send_test,
-)
-from crusader_mail.errors import InvalidAddress, LockTimeout, SendRejected
+from crusader_mail.delivery.body import BodyBuilder
+from crusader_mail.delivery.client import Retrier, client_factory, post_mail
+from crusader_mail.delivery.engine import TEST_PREFIX, deliver, send_test
+from crusader_mail.delivery.links import list_headers, personal_values
+from crusader_mail.delivery.mailer import RecordingMailer, make_mailer
+from crusader_mail.errors import InvalidAddress, LockTimeout, RetriesExhausted, SendRejected
 from crusader_mail.models import OutgoingMessage, Placeholder, SendReport, Status
 from crusader_mail.storage.files.ledger import ledger_path, send_lock
 from crusader_mail.util.tokens import Purpose, Signer
@@ -35,10 +26,12 @@ from tests.test_sender_support import (
     SECRET,
     Sleeps,
     addresses_in,
+    ledgers,
     make_issue,
     make_readers,
     make_settings,
     reader_address,
+    sendgrid,
 )
 
 OTHERS = {Status.UNSUBSCRIBED: 3, Status.BOUNCED: 2, Status.COMPLAINED: 1, Status.PENDING: 4}
@@ -51,7 +44,7 @@ def test_each_active_reader_gets_one_message_and_sees_only_their_own_address(
     readers = make_readers(settings, clock, 2345, others=OTHERS)
 
     report = deliver(
-        make_issue(), readers, settings, clock, client_factory(settings), dry_run=False
+        make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock
     )
 
     assert report.requests == 3 == sendgrid_server.accepted_requests  # ceil(2345 / 1000)
@@ -85,7 +78,7 @@ def test_request_bodies_follow_the_v3_schema_and_carry_per_reader_values(
         tmp_path, sendgrid_server, sendgrid={"asm_group_id": 4242, "category": "biz-crusader"}
     )
     readers = make_readers(settings, clock, 3)
-    deliver(make_issue(), readers, settings, clock, client_factory(settings), dry_run=False)
+    deliver(make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock)
 
     signer = Signer(SECRET)
     first = sendgrid_server.to(reader_address(0))[0]
@@ -142,7 +135,7 @@ def test_batches_never_exceed_batch_size_and_requests_go_one_at_a_time(
     readers = make_readers(settings, clock, 50)
     sendgrid_server.delay = 0.01
     report = deliver(
-        make_issue(), readers, settings, clock, client_factory(settings), dry_run=False
+        make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock
     )
     assert report.requests == 8
     sizes = [sum(1 for d in sendgrid_server.deliveries if d.request == r) for r in range(8)]
@@ -155,7 +148,9 @@ def test_sandbox_mode_is_answered_200_and_never_counts_as_a_real_delivery(
 ) -> None:
     sandbox = make_settings(tmp_path, sendgrid_server, sendgrid={"sandbox_mode": True})
     readers = make_readers(sandbox, clock, 20)
-    report = deliver(make_issue(), readers, sandbox, clock, client_factory(sandbox), dry_run=False)
+    report = deliver(
+        make_issue(), readers, ledgers(sandbox), sendgrid(sandbox, clock), sandbox, clock
+    )
     assert report.delivered == 20
     assert sendgrid_server.sandboxed_requests == 1
     assert sendgrid_server.deliveries == []
@@ -163,7 +158,7 @@ def test_sandbox_mode_is_answered_200_and_never_counts_as_a_real_delivery(
     assert not ledger_path(sandbox.state_dir, ISSUE_ID).exists()
 
     real = make_settings(tmp_path, sendgrid_server)
-    report = deliver(make_issue(), readers, real, clock, client_factory(real), dry_run=False)
+    report = deliver(make_issue(), readers, ledgers(real), sendgrid(real, clock), real, clock)
     assert report.delivered == 20
     assert set(sendgrid_server.per_address().values()) == {1}
 
@@ -173,13 +168,13 @@ def test_a_second_run_sends_nothing_and_a_new_reader_gets_it_alone(
 ) -> None:
     settings = make_settings(tmp_path, sendgrid_server)
     readers = make_readers(settings, clock, 30)
-    factory = client_factory(settings)
-    deliver(make_issue(), readers, settings, clock, factory, dry_run=False)
-    again = deliver(make_issue(), readers, settings, clock, factory, dry_run=False)
+    transport = sendgrid(settings, clock)
+    deliver(make_issue(), readers, ledgers(settings), transport, settings, clock)
+    again = deliver(make_issue(), readers, ledgers(settings), transport, settings, clock)
     assert (again.delivered, again.requests, again.skipped["already_delivered"]) == (0, 0, 30)
 
     make_readers(settings, clock, 31)  # reader00030 joins
-    late = deliver(make_issue(), readers, settings, clock, factory, dry_run=False)
+    late = deliver(make_issue(), readers, ledgers(settings), transport, settings, clock)
     assert (late.delivered, late.requests) == (1, 1)
     assert set(sendgrid_server.per_address().values()) == {1}
     assert len(sendgrid_server.per_address()) == 31
@@ -204,7 +199,9 @@ def test_auth_failures_stop_the_send_naming_the_key_setting(
     )
     readers = make_readers(settings, clock, 5)
     with pytest.raises(SendRejected) as caught:
-        deliver(make_issue(), readers, settings, clock, client_factory(settings), dry_run=False)
+        deliver(
+            make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock
+        )
     message = str(caught.value)
     assert f"HTTP {status}" in message
     assert hint in message
@@ -222,7 +219,9 @@ def test_a_request_over_30_mb_is_rejected_with_the_batch_size_hint(
         settings = make_settings(tmp_path, server)
         readers = make_readers(settings, clock, 10)
         with pytest.raises(SendRejected, match=r"HTTP 413.*sendgrid\.batch_size"):
-            deliver(make_issue(), readers, settings, clock, client_factory(settings), dry_run=False)
+            deliver(
+                make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock
+            )
 
 
 def test_an_empty_subject_is_a_400_naming_the_subject_setting(
@@ -234,10 +233,10 @@ def test_an_empty_subject_is_a_400_naming_the_subject_setting(
         deliver(
             make_issue(subject=""),
             readers,
+            ledgers(settings),
+            sendgrid(settings, clock),
             settings,
             clock,
-            client_factory(settings),
-            dry_run=False,
         )
     assert "HTTP 400" in str(caught.value)
     assert "(field subject)" in str(caught.value)
@@ -252,10 +251,8 @@ def test_429_waits_for_the_rate_limit_reset_then_succeeds(
     reset = int(clock.now().timestamp()) + 5
     sendgrid_server.fail(429, 2, reset=reset)
     sleeps = Sleeps()
-    report = deliver(
-        make_issue(), readers, settings, clock, client_factory(settings), dry_run=False,
-        sleep=sleeps, rng=random.Random(1),
-    )  # fmt: skip
+    transport = sendgrid(settings, clock, sleep=sleeps, rng=random.Random(1))
+    report = deliver(make_issue(), readers, ledgers(settings), transport, settings, clock)
     assert report.retries == 2
     assert report.delivered == 10
     assert len(sleeps.calls) == 2
@@ -271,10 +268,8 @@ def test_5xx_and_dropped_connections_are_retried_with_bounded_full_jitter(
     sendgrid_server.fail("drop")
     sendgrid_server.fail(503)
     sleeps = Sleeps()
-    report = deliver(
-        make_issue(), readers, settings, clock, client_factory(settings), dry_run=False,
-        sleep=sleeps, rng=random.Random(7),
-    )  # fmt: skip
+    transport = sendgrid(settings, clock, sleep=sleeps, rng=random.Random(7))
+    report = deliver(make_issue(), readers, ledgers(settings), transport, settings, clock)
     assert report.retries == 3
     assert report.delivered == 10
     ceilings = [0.5, 1.0, 2.0]  # backoff_base * 2**attempt, under backoff_max
@@ -289,9 +284,9 @@ def test_giving_up_after_5xx_records_failure_and_a_rerun_resumes(
         tmp_path, sendgrid_server, sendgrid={"max_retries": 2, "batch_size": 10}
     )
     readers = make_readers(settings, clock, 35)
-    factory = client_factory(settings)
+    transport = sendgrid(settings, clock, sleep=Sleeps())
     sendgrid_server.fail("drop_after_accept", 0)  # no-op: keeps the API honest
-    deliver(make_issue(), readers, settings, clock, factory, dry_run=False, sleep=Sleeps())
+    deliver(make_issue(), readers, ledgers(settings), transport, settings, clock)
     # a second issue: the first batch goes out, then SendGrid is down
     issue = make_issue(issue_id="2026-11-30-00000002")
     hooks: list[tuple[str, int]] = []
@@ -302,16 +297,14 @@ def test_giving_up_after_5xx_records_failure_and_a_rerun_resumes(
             sendgrid_server.fail(500, 3)
 
     with pytest.raises(RetriesExhausted) as caught:
-        deliver(
-            issue, readers, settings, clock, factory, dry_run=False, sleep=Sleeps(), hook=outage
-        )
+        deliver(issue, readers, ledgers(settings), transport, settings, clock, hook=outage)
     assert caught.value.answered
     partial = caught.value.report
     assert isinstance(partial, SendReport)
     assert (partial.delivered, partial.failed, partial.uncertain) == (10, 25, 0)
     assert "HTTP 500" in str(caught.value)
     assert "again" in str(caught.value)
-    resumed = deliver(issue, readers, settings, clock, factory, dry_run=False, sleep=Sleeps())
+    resumed = deliver(issue, readers, ledgers(settings), transport, settings, clock)
     assert (resumed.delivered, resumed.uncertain, resumed.skipped["already_delivered"]) == (
         25,
         0,
@@ -330,26 +323,28 @@ def test_a_timeout_leaves_one_batch_in_doubt_skipped_unless_resend_uncertain(
         sendgrid={"max_retries": 0, "batch_size": 10, "timeout": 0.3},
     )
     readers = make_readers(settings, clock, 25)
-    factory = client_factory(settings)
+    transport = sendgrid(settings, clock)
 
     def slow_second(event: str, batch: int) -> None:
         sendgrid_server.delay = 1.0 if (event, batch) == ("pending", 1) else 0.0
 
     with pytest.raises(RetriesExhausted) as caught:
-        deliver(make_issue(), readers, settings, clock, factory, dry_run=False, hook=slow_second)
+        deliver(
+            make_issue(), readers, ledgers(settings), transport, settings, clock, hook=slow_second
+        )
     assert not caught.value.answered  # a timeout: SendGrid may have taken it
     assert isinstance(caught.value.report, SendReport)
     assert caught.value.report.uncertain == 10
 
     sendgrid_server.delay = 0.0
-    skipped = deliver(make_issue(), readers, settings, clock, factory, dry_run=False)
+    skipped = deliver(make_issue(), readers, ledgers(settings), transport, settings, clock)
     assert (skipped.delivered, skipped.uncertain, skipped.skipped["already_delivered"]) == (
         5,
         10,
         10,
     )
     resent = deliver(
-        make_issue(), readers, settings, clock, factory, dry_run=False, resend_uncertain=True
+        make_issue(), readers, ledgers(settings), transport, settings, clock, resend_uncertain=True
     )
     assert (resent.delivered, resent.uncertain) == (10, 0)
     counts = sendgrid_server.per_address()
@@ -364,7 +359,9 @@ def test_two_sends_never_run_at_once(
     settings = make_settings(tmp_path, sendgrid_server)
     readers = make_readers(settings, clock, 3)
     with send_lock(settings.state_dir), pytest.raises(LockTimeout):
-        deliver(make_issue(), readers, settings, clock, client_factory(settings), dry_run=False)
+        deliver(
+            make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock
+        )
     assert sendgrid_server.mail_requests() == []
 
 
@@ -376,7 +373,9 @@ def test_a_real_send_needs_the_secret_key(
     from crusader_mail.errors import ConfigError
 
     with pytest.raises(ConfigError, match="secret_key"):
-        deliver(make_issue(), readers, settings, clock, client_factory(settings), dry_run=False)
+        deliver(
+            make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock
+        )
 
 
 def test_send_test_goes_to_one_address_with_test_subject_and_no_ledger(
@@ -385,7 +384,7 @@ def test_send_test_goes_to_one_address_with_test_subject_and_no_ledger(
     settings = make_settings(tmp_path, sendgrid_server)
     make_readers(settings, clock, 5)
     report = send_test(
-        make_issue(), "Editor@Example.COM", settings, clock, client_factory(settings)
+        make_issue(), "Editor@Example.COM", sendgrid(settings, clock), settings, clock
     )
     assert (report.recipients, report.delivered, report.requests) == (1, 1, 1)
     [delivery] = sendgrid_server.deliveries
@@ -395,7 +394,7 @@ def test_send_test_goes_to_one_address_with_test_subject_and_no_ledger(
         (settings.state_dir / "ledger").glob("*.jsonl")
     )
     with pytest.raises(InvalidAddress, match="--to"):
-        send_test(make_issue(), "not an address", settings, clock, client_factory(settings))
+        send_test(make_issue(), "not an address", sendgrid(settings, clock), settings, clock)
 
 
 def test_transactional_mailers(
@@ -411,7 +410,7 @@ def test_transactional_mailers(
         headers={"Auto-Submitted": "auto-replied"},
         category="confirm",
     )
-    SendGridMailer(settings, client_factory(settings), clock).send_one(message)
+    make_mailer(settings, clock).send_one(message)
     [delivery] = sendgrid_server.deliveries
     assert delivery.to == ("jane@example.com",)
     assert delivery.recipients == ("jane@example.com",)
@@ -514,5 +513,7 @@ def test_a_damaged_list_stops_the_send_before_anything_is_sent(
     from crusader_mail.errors import StateError
 
     with pytest.raises(StateError, match="line 11"):
-        deliver(make_issue(), readers, settings, clock, client_factory(settings), dry_run=False)
+        deliver(
+            make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock
+        )
     assert sendgrid_server.log == []  # the whole list is read (counted) before any request

@@ -9,9 +9,17 @@ from pathlib import Path
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.dry_run import THROWAWAY_NOTE
-from crusader_mail.delivery.sender import client_factory, deliver, send_test
+from crusader_mail.delivery.engine import deliver, send_test
+from crusader_mail.delivery.transport import DryRunTransport
 from tests.peers.sendgrid_server import SCHEMA_PATH, SendGridServer, load_schema, validate_mail
-from tests.test_sender_support import make_issue, make_readers, make_settings, reader_address
+from tests.test_sender_support import (
+    ledgers,
+    make_issue,
+    make_readers,
+    make_settings,
+    reader_address,
+    sendgrid,
+)
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -27,7 +35,9 @@ def test_dry_run_writes_exact_bodies_a_summary_and_one_eml_and_changes_no_state(
     readers = make_readers(settings, clock, 2100)
     before = (_tree(settings.state_dir), _tree(settings.subscribers_dir))
 
-    report = deliver(make_issue(), readers, settings, clock, client_factory(settings), dry_run=True)
+    report = deliver(
+        make_issue(), readers, ledgers(settings), DryRunTransport(settings, clock), settings, clock
+    )
 
     assert report.dry_run
     assert (report.requests, report.delivered, report.recipients) == (5, 2100, 2100)
@@ -81,7 +91,9 @@ def test_dry_run_needs_no_api_key_and_no_secret_and_says_so(
     settings = make_settings(tmp_path, secret=None)
     assert settings.sendgrid.api_key is None
     readers = make_readers(settings, clock, 3)
-    report = deliver(make_issue(), readers, settings, clock, None, dry_run=True)
+    report = deliver(
+        make_issue(), readers, ledgers(settings), DryRunTransport(settings, clock), settings, clock
+    )
     assert report.delivered == 3
     summary = json.loads((settings.outbox_dir / "summary.json").read_text())
     assert summary["notes"] == [THROWAWAY_NOTE]
@@ -91,10 +103,12 @@ def test_dry_run_needs_no_api_key_and_no_secret_and_says_so(
 def test_a_second_dry_run_replaces_the_old_request_files(tmp_path: Path, clock: FixedClock) -> None:
     settings = make_settings(tmp_path, sendgrid={"batch_size": 1})
     readers = make_readers(settings, clock, 5)
-    deliver(make_issue(), readers, settings, clock, None, dry_run=True)
+    deliver(
+        make_issue(), readers, ledgers(settings), DryRunTransport(settings, clock), settings, clock
+    )
     (settings.outbox_dir / "newsletter.html").write_text("kept")
     small = make_settings(tmp_path, sendgrid={"batch_size": 10})
-    deliver(make_issue(), readers, small, clock, None, dry_run=True)
+    deliver(make_issue(), readers, ledgers(small), DryRunTransport(small, clock), small, clock)
     names = sorted(p.name for p in settings.outbox_dir.iterdir())
     assert names == [
         ".gitignore",
@@ -110,9 +124,11 @@ def test_dry_run_honours_the_ledger_of_a_partial_send(
 ) -> None:
     settings = make_settings(tmp_path, sendgrid_server)
     readers = make_readers(settings, clock, 4)
-    deliver(make_issue(), readers, settings, clock, client_factory(settings), dry_run=False)
+    deliver(make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock)
     make_readers(settings, clock, 6)
-    report = deliver(make_issue(), readers, settings, clock, None, dry_run=True)
+    report = deliver(
+        make_issue(), readers, ledgers(settings), DryRunTransport(settings, clock), settings, clock
+    )
     assert (report.delivered, report.skipped["already_delivered"]) == (2, 4)
     body = json.loads((settings.outbox_dir / "request-0001.json").read_text())
     assert [p["to"][0]["email"] for p in body["personalizations"]] == [
@@ -123,7 +139,8 @@ def test_dry_run_honours_the_ledger_of_a_partial_send(
 
 def test_test_send_dry_run_writes_the_test_message(tmp_path: Path, clock: FixedClock) -> None:
     settings = make_settings(tmp_path)
-    report = send_test(make_issue(), "editor@example.com", settings, clock, None, dry_run=True)
+    transport = DryRunTransport(settings, clock)
+    report = send_test(make_issue(), "editor@example.com", transport, settings, clock)
     assert report.dry_run
     message = email.message_from_bytes(
         (settings.outbox_dir / "first-reader.eml").read_bytes(), policy=policy.default

@@ -10,11 +10,14 @@ from typing import Any
 from pydantic import SecretStr
 
 from crusader_mail.clock import Clock
-from crusader_mail.delivery.sender import ClientFactory, deliver, send_test
+from crusader_mail.delivery.client import ClientFactory, client_factory
+from crusader_mail.delivery.engine import SendProgress, deliver, send_test
 from crusader_mail.delivery.suppressions import sync_suppressions
+from crusader_mail.delivery.transport import BatchTransport, DryRunTransport, SendGridTransport
 from crusader_mail.errors import SendError
 from crusader_mail.models import Placeholder, RenderedIssue, SendReport, Source, Status
 from crusader_mail.settings import NewsletterSettings, SendGridSettings, Settings
+from crusader_mail.storage.files.ledger import FileLedgerStore
 from crusader_mail.storage.files.subscribers import SubscriberList
 from tests.peers.sendgrid_server import SendGridServer
 
@@ -106,6 +109,16 @@ class Sleeps:
         self.calls.append(seconds)
 
 
+def ledgers(settings: Settings) -> FileLedgerStore:
+    """The delivery ledgers under ``settings.state_dir``."""
+    return FileLedgerStore(settings.state_dir, settings.require_secret_key)
+
+
+def sendgrid(settings: Settings, clock: Clock, **retry: Any) -> SendGridTransport:
+    """A transport to the SendGrid of ``settings`` (``retry``: ``sleep``, ``rng``)."""
+    return SendGridTransport(settings, clock, client_factory(settings), **retry)
+
+
 def send_issue(
     issue: RenderedIssue,
     settings: Settings,
@@ -115,25 +128,30 @@ def send_issue(
     dry_run: bool,
     to: str | None = None,
     resend_uncertain: bool = False,
-    progress: bool = False,
+    progress: SendProgress | None = None,
 ) -> SendReport:
     """What ``pipeline.send_stage`` does once the issue is planned, for a fixed issue: a test
     send (``to``), or pull the suppressions (not in a dry run) and deliver to the list. The CLI
     tests use it in place of the stage so their figures are known."""
+    transport: BatchTransport
+    if dry_run:
+        transport = DryRunTransport(settings, clock)
+    elif factory is None:
+        raise SendError("a real send needs a SendGrid client factory (sendgrid.api_key)")
+    else:
+        transport = SendGridTransport(settings, clock, factory)
     if to is not None:
-        return send_test(issue, to, settings, clock, factory, dry_run=dry_run)
+        return send_test(issue, to, transport, settings, clock)
     readers = SubscriberList(settings.subscribers_dir, clock)
-    if not dry_run:
-        if factory is None:
-            raise SendError("a real send needs a SendGrid client factory (sendgrid.api_key)")
+    if factory is not None and not dry_run:
         sync_suppressions(settings, readers, clock, factory)
     return deliver(
         issue,
         readers,
+        ledgers(settings),
+        transport,
         settings,
         clock,
-        factory,
-        dry_run=dry_run,
         resend_uncertain=resend_uncertain,
         progress=progress,
     )

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.delivery.sender import SendGridMailer, client_factory
+from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.inbox.sources import MAX_MESSAGE_BYTES
 from crusader_mail.models import Source, Status
 from crusader_mail.settings import Settings
@@ -40,7 +40,7 @@ INBOUND_SECRET = "inbound-secret-abc123"
 
 @contextmanager
 def serving(settings: Settings, clock: FixedClock) -> Iterator[str]:
-    mailer = SendGridMailer(settings, client_factory(settings), clock, sleep=lambda _s: None)
+    mailer = make_mailer(settings, clock, sleep=lambda _s: None)
     app = build_app(settings, clock, mailer)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)

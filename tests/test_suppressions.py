@@ -8,17 +8,20 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.delivery.sender import client_factory, deliver
+from crusader_mail.delivery.client import client_factory
+from crusader_mail.delivery.engine import deliver
 from crusader_mail.delivery.suppressions import sync_suppressions
 from crusader_mail.errors import SendRejected
 from crusader_mail.models import Source, Status
 from tests.peers.sendgrid_server import SendGridServer
 from tests.test_sender_support import (
     Sleeps,
+    ledgers,
     make_issue,
     make_readers,
     make_settings,
     reader_address,
+    sendgrid,
 )
 
 
@@ -65,7 +68,7 @@ def test_every_list_is_pulled_page_by_page_and_none_of_them_gets_the_issue(
     assert not any(s.email.startswith("stranger") for s in readers.iter())
 
     report = deliver(
-        make_issue(), readers, settings, clock, client_factory(settings), dry_run=False
+        make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock
     )
     assert report.delivered == 35
     received = sendgrid_server.per_address()

@@ -18,8 +18,9 @@ stderr and an exit code. An expected failure never shows a traceback.
     │   └── ImportRejected            exit 1   an import had bad rows (each one named)
     ├── TokenError                    exit 1   a signed token is forged, for someone else, or expired
     │   └── TokenExpired              exit 1
-    ├── SendError                     exit 1   delivery failed after retries
-    │   └── SendRejected              exit 1   SendGrid refused the request (400/401/403/413)
+    ├── SendError                     exit 1   a SendGrid call failed (a stopped send: partial report)
+    │   ├── SendRejected              exit 1   SendGrid refused the request (400/401/403/404/413)
+    │   └── RetriesExhausted          exit 1   SendGrid did not accept within sendgrid.max_retries
     └── InboxError                    exit 1   a mailbox could not be read
 """
 
@@ -84,12 +85,22 @@ class TokenExpired(TokenError):
 
 
 class SendError(CrusaderMailError):
-    #: The partial ``models.SendReport`` when a send stopped midway (set by the sender).
+    #: The partial ``models.SendReport`` when a send stopped midway (set by ``deliver``).
     report: object | None = None
 
 
 class SendRejected(SendError):
     pass
+
+
+class RetriesExhausted(SendError):
+    """SendGrid did not accept a request within the retry bound."""
+
+    def __init__(self, message: str, *, answered: bool) -> None:
+        super().__init__(message)
+        #: True when the last attempt got an HTTP answer (so SendGrid did not take the request);
+        #: False after a connection error or timeout (it may have).
+        self.answered = answered
 
 
 class InboxError(CrusaderMailError):

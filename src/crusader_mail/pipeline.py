@@ -7,8 +7,8 @@
     send_stage     RenderedIssue + subscribers --sender--> SendGrid              (SendReport)
     run            inbox, suppressions, fetch, plan, send, save                  (RunReport)
 
-Everything a step needs is passed in: settings, the clock, the HTTP transport for feeds and
-the SendGrid client factory. The archive is loaded once per step and saved only by steps that
+Everything a step needs is passed in: settings, the clock, the SendGrid client factory and
+the progress display. The archive is loaded once per step and saved only by steps that
 are allowed to change state (never by ``preview`` or a dry run). A run holds ``state_dir/run.lock``
 from start to end, so two runs never interleave.
 """
@@ -20,13 +20,14 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from crusader_mail.clock import Clock
 from crusader_mail.compose.composer import Composer, fill_placeholders
 from crusader_mail.compose.related import choose_related
-from crusader_mail.delivery.sender import ClientFactory, Mailer, deliver, send_test
+from crusader_mail.delivery.client import ClientFactory
+from crusader_mail.delivery.engine import SendProgress, deliver, send_test
+from crusader_mail.delivery.mailer import Mailer
 from crusader_mail.delivery.suppressions import sync_suppressions
+from crusader_mail.delivery.transport import BatchTransport, DryRunTransport, SendGridTransport
 from crusader_mail.errors import ComposeError, ConfigError, SendError
 from crusader_mail.feeds.reader import FetchOutcome, backfill, make_client, read_feeds
 from crusader_mail.inbox.process import InboxContext, InboxReport, process_messages
@@ -43,6 +44,7 @@ from crusader_mail.models import (
 )
 from crusader_mail.settings import CadenceSettings, Settings
 from crusader_mail.storage.files.archive import Archive
+from crusader_mail.storage.files.ledger import FileLedgerStore
 from crusader_mail.storage.files.subscribers import SubscriberList
 from crusader_mail.util.statefile import atomic_write, locked
 
@@ -67,7 +69,6 @@ class FetchStageResult:
 def fetch_stage(
     settings: Settings,
     clock: Clock,
-    transport: httpx.BaseTransport | None = None,
     *,
     include_backlog: int = 0,
     backfill_archive: bool = False,
@@ -75,7 +76,7 @@ def fetch_stage(
 ) -> FetchStageResult:
     """Fetch every feed, merge the posts into the archive, and save it when ``save``."""
     archive = Archive.load(settings.state_dir)
-    with make_client(settings.fetch, transport) as client:
+    with make_client(settings.fetch) as client:
         if backfill_archive:
             outcomes = [
                 backfill(source, client, settings.fetch, clock) for source in settings.feeds
@@ -198,13 +199,12 @@ def _lookup(archive: Archive, post_ids: Sequence[str]) -> list[Post]:
 def plan_preview(
     settings: Settings,
     clock: Clock,
-    transport: httpx.BaseTransport | None = None,
     *,
     posts: int | None = None,
     post_url: str | None = None,
 ) -> Plan:
     """What ``preview`` shows: the next issue, or chosen posts; changes no state at all."""
-    fetched = fetch_stage(settings, clock, transport, save=False)
+    fetched = fetch_stage(settings, clock, save=False)
     archive = fetched.archive
     if post_url is not None:
         match = [post for post in archive.posts if post.link == post_url or post.id == post_url]
@@ -344,6 +344,21 @@ def _add_inbox(into: InboxReport, more: InboxReport) -> None:
     into.actions.extend(more.actions)
 
 
+def _ledgers(settings: Settings) -> FileLedgerStore:
+    return FileLedgerStore(settings.state_dir, settings.require_secret_key)
+
+
+def _transport(
+    settings: Settings, clock: Clock, factory: ClientFactory | None, *, dry_run: bool
+) -> BatchTransport:
+    """Where a send goes: the outbox in a dry run, else SendGrid."""
+    if dry_run:
+        return DryRunTransport(settings, clock)
+    if factory is None:
+        raise ConfigError("sending needs sendgrid.api_key (set SENDGRID_API_KEY)")
+    return SendGridTransport(settings, clock, factory)
+
+
 def _send_plan(
     archive: Archive,
     plan: Plan,
@@ -353,22 +368,23 @@ def _send_plan(
     *,
     dry_run: bool,
     resend_uncertain: bool,
-    progress: bool,
+    progress: SendProgress | None,
 ) -> SendReport:
     """Deliver a planned issue: for real through the ledger, or as a dry run that writes the
     newsletter and the outbox and changes nothing."""
+    transport = _transport(settings, clock, factory, dry_run=dry_run)
     if dry_run:
         write_newsletter(plan.issue, settings.outbox_dir)
         readers = SubscriberList(settings.subscribers_dir, clock)
-        return deliver(plan.issue, readers, settings, clock, None, dry_run=True, progress=progress)
-    if factory is None:
-        raise ConfigError("sending needs sendgrid.api_key (set SENDGRID_API_KEY)")
+        return deliver(
+            plan.issue, readers, _ledgers(settings), transport, settings, clock, progress=progress
+        )
     return _deliver_plan(
         archive,
         plan,
         settings,
         clock,
-        factory,
+        transport,
         resend_uncertain=resend_uncertain,
         progress=progress,
     )
@@ -379,10 +395,10 @@ def _deliver_plan(
     plan: Plan,
     settings: Settings,
     clock: Clock,
-    factory: ClientFactory,
+    transport: BatchTransport,
     *,
     resend_uncertain: bool,
-    progress: bool,
+    progress: SendProgress | None,
 ) -> SendReport:
     """Send a planned issue for real: record it as sending (so a crash resumes it), deliver
     through the ledger, then mark its posts sent. A failed send raises and leaves the issue
@@ -404,10 +420,10 @@ def _deliver_plan(
     sent = deliver(
         plan.issue,
         readers,
+        _ledgers(settings),
+        transport,
         settings,
         clock,
-        factory,
-        dry_run=False,
         resend_uncertain=resend_uncertain,
         progress=progress,
     )
@@ -424,13 +440,12 @@ def _deliver_plan(
 def send_stage(
     settings: Settings,
     clock: Clock,
-    transport: httpx.BaseTransport | None,
     factory: ClientFactory | None,
     *,
     dry_run: bool,
     to: str | None = None,
     resend_uncertain: bool = False,
-    progress: bool = False,
+    progress: SendProgress | None = None,
 ) -> SendReport | None:
     """``crusader-mail send``: fetch, plan the next issue exactly as ``run`` would, and send it.
 
@@ -440,7 +455,7 @@ def send_stage(
     """
     changes_state = not dry_run and to is None
     with run_lock(settings) if changes_state else nullcontext():
-        fetched = fetch_stage(settings, clock, transport, save=changes_state)
+        fetched = fetch_stage(settings, clock, save=changes_state)
         archive = fetched.archive
         plan = plan_issue(archive, settings, clock)
         if to is not None:
@@ -449,7 +464,8 @@ def send_stage(
                 if not newest:
                     return None
                 plan = compose_posts(archive, newest, settings, clock)
-            return send_test(plan.issue, to, settings, clock, factory, dry_run=dry_run)
+            transport = _transport(settings, clock, factory, dry_run=dry_run)
+            return send_test(plan.issue, to, transport, settings, clock)
         if plan is None:
             return None
         if not dry_run and factory is not None:
@@ -470,13 +486,12 @@ def send_stage(
 def run(
     settings: Settings,
     clock: Clock,
-    transport: httpx.BaseTransport | None,
     factory: ClientFactory | None,
     *,
     dry_run: bool,
     include_backlog: int = 0,
     resend_uncertain: bool = False,
-    progress: bool = False,
+    progress: SendProgress | None = None,
     mailer: Mailer | None = None,
 ) -> RunReport:
     """The scheduled job: inbox, suppressions, feeds, then compose and send what is due.
@@ -496,9 +511,7 @@ def run(
         if not dry_run and factory is not None:
             readers = SubscriberList(settings.subscribers_dir, clock)
             report.suppressions = sync_suppressions(settings, readers, clock, factory)
-        fetched = fetch_stage(
-            settings, clock, transport, include_backlog=include_backlog, save=not dry_run
-        )
+        fetched = fetch_stage(settings, clock, include_backlog=include_backlog, save=not dry_run)
         report.feeds = fetched.reports
         report.problems.extend(f"{r.url}: {r.error}" for r in fetched.reports if r.error)
         archive = fetched.archive

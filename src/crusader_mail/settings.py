@@ -55,7 +55,15 @@ class SendGridSettings(Section):
     max_retries: int = Field(5, ge=0, le=20)
     backoff_base: float = Field(1.0, ge=0, description="seconds before the first retry")
     backoff_max: float = Field(60.0, ge=0)
-    concurrency: int = Field(2, ge=1, le=16, description="requests in flight (one client each)")
+    concurrency: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description=(
+            "batches built ahead of the one being sent, and suppression lists fetched at once "
+            "(one client each); newsletter requests go one at a time"
+        ),
+    )
 
 
 class NewsletterSettings(Section):

@@ -1,11 +1,9 @@
-"""What every command shares: the settings (loaded once, lazily), the clock, and the seams."""
+"""What every command shares: the settings (loaded once, lazily) and the clock."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
 
 from crusader_mail.clock import Clock, SystemClock
 from crusader_mail.settings import LoadedSettings, Settings, load_settings
@@ -15,8 +13,6 @@ from crusader_mail.settings import LoadedSettings, Settings, load_settings
 class AppContext:
     config: Path | None = None
     clock: Clock = field(default_factory=SystemClock)
-    #: Transport for feed fetching and other HTTP (tests pass httpx.MockTransport).
-    http_transport: httpx.BaseTransport | None = None
     _loaded: LoadedSettings | None = None
 
     def loaded(self) -> LoadedSettings:

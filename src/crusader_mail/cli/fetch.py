@@ -44,7 +44,6 @@ def fetch(app: AppContext, as_json: bool, include_backlog: int, backfill: bool) 
     result = fetch_stage(
         app.settings,
         app.clock,
-        app.http_transport,
         include_backlog=include_backlog,
         backfill_archive=backfill,
     )

@@ -16,10 +16,9 @@ from rich.table import Table
 
 from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.output import console as make_console
-from crusader_mail.delivery.sender import Mailer, SendGridMailer, client_factory
+from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.inbox.process import InboxReport
 from crusader_mail.pipeline import inbox_stage
-from crusader_mail.settings import Settings
 
 
 @click.group()
@@ -37,16 +36,12 @@ def process(app: AppContext, paths: tuple[Path, ...], use_imap: bool, as_json: b
     if not paths and not use_imap:
         raise click.UsageError("give PATHS to .eml/mbox/Maildir, or --imap")
     settings = app.settings
-    report = inbox_stage(settings, app.clock, make_mailer(settings), list(paths), use_imap=use_imap)
+    mailer = make_mailer(settings, app.clock)
+    report = inbox_stage(settings, app.clock, mailer, list(paths), use_imap=use_imap)
     if as_json:
         click.echo(json.dumps(report.as_json(), ensure_ascii=False))
     else:
         _table(report)
-
-
-def make_mailer(settings: Settings) -> Mailer:
-    settings.require_api_key()  # replies go out through SendGrid (ConfigError, exit 2)
-    return SendGridMailer(settings, client_factory(settings))
 
 
 def _table(report: InboxReport) -> None:

@@ -1,9 +1,9 @@
 """`crusader-mail preview`: the next issue exactly as `send` would send it; changes no state.
 
 Contract: ``preview [--out DIR] [--open] [--serve [--port N]] [--posts N | --post URL]
-[--as EMAIL] [--json]`` calls ``pipeline.plan_preview(settings, clock, transport, posts=N,
-post_url=URL)`` and writes ``DIR/newsletter.html``, ``DIR/newsletter.txt`` and
-``DIR/subject.txt`` (default ``settings.preview_dir``). ``--json`` prints
+[--as EMAIL] [--json]`` calls ``pipeline.plan_preview(settings, clock, posts=N, post_url=URL)``
+and writes ``DIR/newsletter.html``, ``DIR/newsletter.txt`` and ``DIR/subject.txt`` (default
+``settings.preview_dir``). ``--json`` prints
 ``{"subject", "html", "text", "html_bytes", "posts", "related"}`` (html/text: the files' paths).
 
 ``--serve`` serves DIR on 127.0.0.1 (:class:`PreviewServer`) and renders again whenever a file
@@ -32,7 +32,7 @@ from crusader_mail import pipeline
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import Clock
 from crusader_mail.compose.composer import Composer
-from crusader_mail.delivery.sender import personal_values
+from crusader_mail.delivery.links import personal_values
 from crusader_mail.errors import CrusaderMailError
 from crusader_mail.models import Placeholder, Post, RenderedIssue
 from crusader_mail.settings import Settings, load_settings
@@ -57,7 +57,6 @@ class Planner(Protocol):
         self,
         settings: Settings,
         clock: Clock,
-        transport: Any = None,
         *,
         posts: int | None = None,
         post_url: str | None = None,
@@ -157,7 +156,6 @@ class Previewer:
             self.plan = self.planner(
                 self.settings,
                 clock,
-                self.app.http_transport,
                 posts=self.posts,
                 post_url=self.post_url,
             )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from crusader_mail.cli.context import AppContext
-from crusader_mail.delivery.sender import SendGridMailer, client_factory
+from crusader_mail.cli.progress import send_bar
+from crusader_mail.delivery.client import client_factory
+from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.pipeline import RunReport
 from crusader_mail.pipeline import run as run_pipeline
 
@@ -54,16 +55,15 @@ def run(
         settings.require_secret_key()
         settings.require_api_key()
         factory = client_factory(settings)
-        mailer = SendGridMailer(settings, factory)
+        mailer = make_mailer(settings, app.clock)
     report = run_pipeline(
         settings,
         app.clock,
-        app.http_transport,
         factory,
         dry_run=dry_run,
         include_backlog=include_backlog,
         resend_uncertain=resend_uncertain,
-        progress=not as_json and sys.stderr.isatty(),
+        progress=send_bar(as_json),
         mailer=mailer,
     )
     for problem in report.problems:

@@ -1,8 +1,9 @@
 """``crusader-mail send [--dry-run] [--to EMAIL] [--resend-uncertain] [--json]``.
 
 Sends the composed issue (``pipeline.send_stage`` finds or composes it, pulls suppressions and
-calls :func:`crusader_mail.sender.deliver` or :func:`~crusader_mail.sender.send_test`). A rich
-progress bar goes to stderr when it is a terminal and ``--json`` is off; a summary follows.
+calls :func:`crusader_mail.delivery.engine.deliver` or
+:func:`~crusader_mail.delivery.engine.send_test`). A rich progress bar goes to stderr when it is a
+terminal and ``--json`` is off (:mod:`crusader_mail.cli.progress`); a summary follows.
 ``--json`` prints exactly one object: ``{"issue", "dry_run", "recipients", "delivered",
 "skipped": {"unsubscribed", "bounced", "complained", "pending", "already_delivered"},
 "requests", "retries", "failed", "uncertain"}`` — also when the send stops midway (then the
@@ -12,7 +13,6 @@ error line follows on stderr and the exit code is 1). No address is ever printed
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,9 @@ from rich.table import Table
 from crusader_mail import pipeline
 from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.output import console as make_console
+from crusader_mail.cli.progress import send_bar
+from crusader_mail.delivery.client import client_factory
 from crusader_mail.delivery.dry_run import SUMMARY, THROWAWAY_NOTE
-from crusader_mail.delivery.sender import client_factory
 from crusader_mail.errors import SendError
 from crusader_mail.models import SendReport
 
@@ -55,12 +56,11 @@ def send(
         report = pipeline.send_stage(
             settings,
             app.clock,
-            app.http_transport,
             factory,
             dry_run=dry_run,
             to=to,
             resend_uncertain=resend_uncertain,
-            progress=not as_json and sys.stderr.isatty(),
+            progress=send_bar(as_json),
         )
     except SendError as error:
         if as_json and isinstance(error.report, SendReport):

@@ -13,7 +13,7 @@ import click
 import uvicorn
 
 from crusader_mail.cli.context import AppContext
-from crusader_mail.cli.inbox import make_mailer
+from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.errors import CrusaderMailError
 from crusader_mail.web.app import build_app
 
@@ -25,7 +25,7 @@ from crusader_mail.web.app import build_app
 def serve(app: AppContext, host: str | None, port: int | None) -> None:
     """Serve the unsubscribe/confirm pages, Inbound Parse and the Event Webhook."""
     settings = app.settings
-    web = build_app(settings, app.clock, make_mailer(settings))
+    web = build_app(settings, app.clock, make_mailer(settings, app.clock))
     host = host or settings.server.host
     port = settings.server.port if port is None else port
     with listen(host, port) as sock:

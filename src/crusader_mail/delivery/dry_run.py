@@ -1,7 +1,8 @@
 """The dry-run outbox: what a send would do, written to ``settings.outbox_dir``.
 
-Contract (sender, dry runs): ``deliver(dry_run=True)`` and ``send_test(dry_run=True)`` build every
-request body exactly as a real send would and hand each to :class:`Outbox`, which writes
+A dry run (``deliver`` or ``send_test`` given a
+:class:`~crusader_mail.delivery.transport.DryRunTransport`) builds every request body exactly as
+a real send would and hands each to :class:`Outbox`, which writes
 
 - ``request-0001.json`` … ``request-0003.json``: the first request bodies, verbatim (the JSON
   value the sendgrid client would POST, pretty-printed);

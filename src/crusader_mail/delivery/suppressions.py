@@ -1,6 +1,6 @@
 """Pull SendGrid's suppression lists into the subscriber list before sending.
 
-Contract (sender): ``sync_suppressions(settings, readers, clock, factory) -> dict[str, int]``.
+``sync_suppressions(settings, readers, clock, factory) -> dict[str, int]``.
 
 Lists pulled (each a SendGrid v3 ``GET``), and what a reader on it becomes:
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crusader_mail.clock import Clock
-from crusader_mail.delivery.sender import ClientFactory, PerThreadClients, Retrier
+from crusader_mail.delivery.client import ClientFactory, PerThreadClients, Retrier
 from crusader_mail.errors import SendError
 from crusader_mail.models import Source, Status
 from crusader_mail.settings import Settings

@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from crusader_mail.clock import Clock
-from crusader_mail.delivery.sender import Mailer, list_headers
+from crusader_mail.delivery.links import list_headers
+from crusader_mail.delivery.mailer import Mailer
 from crusader_mail.errors import (
     CrusaderMailError,
     InvalidAddress,

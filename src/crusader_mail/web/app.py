@@ -49,7 +49,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crusader_mail.clock import Clock
-from crusader_mail.delivery.sender import Mailer
+from crusader_mail.delivery.mailer import Mailer
 from crusader_mail.errors import (
     ConfigError,
     CrusaderMailError,

@@ -34,7 +34,7 @@ import os
 import secrets
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,7 +204,7 @@ class Writer:
     def _state(self, batch: int, state: LedgerState, **extra: Any) -> None:
         self.write({"batch": batch, "state": state, "at": self._clock.now().isoformat(), **extra})
 
-    def pending(self, batch: int, readers: Sequence[int]) -> None:
+    def pending(self, batch: int, readers: Iterable[int]) -> None:
         self._state(batch, "pending", readers=[f"{reader:016x}" for reader in readers])
 
     def accepted(self, batch: int, message_id: str | None) -> None:

@@ -1,0 +1,85 @@
+"""What each reader's copy carries of their own: unsubscribe links, list headers, placeholder values.
+
+Every unsubscribe link holds a token signed for that reader (:mod:`crusader_mail.util.tokens`):
+a ``mailto:`` to ``<command address>+unsubscribe-<token>``, and an https one-click URL when
+``newsletter.unsubscribe_url`` is set. The visible link (``[[unsubscribe_url]]``) is the https
+URL when there is one, else the mailto.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from crusader_mail.models import Placeholder, Subscriber
+from crusader_mail.settings import Settings
+from crusader_mail.util.addresses import plus_address
+from crusader_mail.util.tokens import Purpose, Signer
+
+
+@dataclass(frozen=True)
+class Links:
+    mailto: str  # mailto:news+unsubscribe-<token>@example.com
+    https: str | None  # https://…/unsubscribe?token=<token>, when newsletter.unsubscribe_url is set
+
+    @property
+    def visible(self) -> str:
+        return self.https or self.mailto
+
+
+def link_signer(settings: Settings, *, allow_throwaway: bool) -> tuple[Signer, bool]:
+    """The signer of the links, and whether its key is a throwaway one: with
+    ``allow_throwaway`` (a dry run, a test send) a missing ``secret_key`` is replaced by a random
+    key, otherwise it is a :class:`ConfigError`."""
+    unset = settings.secret_key is None or not settings.secret_key.get_secret_value()
+    if unset and allow_throwaway:
+        return Signer(secrets.token_urlsafe(32)), True
+    return Signer(settings.require_secret_key()), False
+
+
+def unsubscribe_links(settings: Settings, signer: Signer, email: str, now: datetime) -> Links:
+    token = signer.make(Purpose.UNSUBSCRIBE, email, now)
+    mailto = "mailto:" + plus_address(settings.command_address, f"unsubscribe-{token}")
+    base = settings.newsletter.unsubscribe_url
+    https = f"{base}{'&' if '?' in base else '?'}token={token}" if base else None
+    return Links(mailto=mailto, https=https)
+
+
+def headers_for(settings: Settings, links: Links) -> dict[str, str]:
+    """``List-Unsubscribe`` (mailto, plus https one-click when there is one), ``-Post``, ``List-Id``."""
+    if links.https:
+        return {
+            "List-Unsubscribe": f"<{links.mailto}>, <{links.https}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Id": settings.list_id,
+        }
+    return {"List-Unsubscribe": f"<{links.mailto}>", "List-Id": settings.list_id}
+
+
+def list_headers(settings: Settings, signer: Signer, email: str, now: datetime) -> dict[str, str]:
+    """The list headers of one reader's mail (see :func:`headers_for`)."""
+    return headers_for(settings, unsubscribe_links(settings, signer, email, now))
+
+
+def clean_name(name: str) -> str:
+    """A display name safe in headers and HTML: no control characters, no markup, bounded."""
+    kept = "".join(ch for ch in name if ch.isprintable() and ch not in '<>"\\')
+    return " ".join(kept.split())[:100]
+
+
+def placeholder_values(email: str, name: str, links: Links) -> dict[Placeholder, str]:
+    """The values of the placeholders for one reader, given their links."""
+    return {
+        Placeholder.UNSUBSCRIBE_URL: links.visible,
+        Placeholder.EMAIL: email,
+        Placeholder.NAME: clean_name(name),
+    }
+
+
+def personal_values(
+    settings: Settings, signer: Signer, subscriber: Subscriber, now: datetime
+) -> dict[Placeholder, str]:
+    """The values of the placeholders for one reader on the list."""
+    links = unsubscribe_links(settings, signer, subscriber.email, now)
+    return placeholder_values(subscriber.email, subscriber.name, links)
