@@ -20,6 +20,7 @@ from crusader_mail.delivery.sender import Mailer, SendGridMailer, client_factory
 from crusader_mail.inbox.process import InboxReport
 from crusader_mail.pipeline import inbox_stage
 from crusader_mail.settings import Settings
+from crusader_mail.storage import open_store
 
 
 @click.group()
@@ -37,7 +38,9 @@ def process(app: AppContext, paths: tuple[Path, ...], use_imap: bool, as_json: b
     if not paths and not use_imap:
         raise click.UsageError("give PATHS to .eml/mbox/Maildir, or --imap")
     settings = app.settings
-    report = inbox_stage(settings, app.clock, make_mailer(settings), list(paths), use_imap=use_imap)
+    mailer = make_mailer(settings)
+    store = open_store(settings, app.clock)
+    report = inbox_stage(store, settings, app.clock, mailer, list(paths), use_imap=use_imap)
     if as_json:
         click.echo(json.dumps(report.as_json(), ensure_ascii=False))
     else:
