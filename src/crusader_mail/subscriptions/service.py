@@ -62,7 +62,7 @@ class SubscriptionService:
     def find(self, purpose: Purpose, token: str) -> str:
         """The reader ``token`` was made for, as the roster is stored now; :class:`TokenError`
         when there is none, :class:`TokenExpired` for a confirmation older than its days."""
-        return self._verify(purpose, token, self.store.roster.candidates)
+        return _verify(self, purpose, token, self.store.roster.candidates)
 
     def reader(self, email: str) -> Subscriber | None:
         return self.store.roster.get(email)
@@ -74,19 +74,13 @@ class SubscriptionService:
         with self.store.memory() as memory, self.store.roster.edit() as changes:
             yield Session(self, changes, memory)
 
-    def _verify(
-        self, purpose: Purpose, token: str, candidates: Callable[[bytes, HintOf], list[str]]
-    ) -> str:
-        hint = token_hint(token)
-        found = candidates(hint, self.signer.hint) if hint is not None else []
-        now = self.clock.now()
-        return self.signer.verify(purpose, token, found, now, _MAX_AGE_DAYS[purpose])
-
 
 class Session:
     """One unit of change: the actions, each following the rules in the module docstring."""
 
-    def __init__(self, service: SubscriptionService, changes: RosterChanges, memory: Memory):
+    def __init__(
+        self, service: SubscriptionService, changes: RosterChanges, memory: Memory
+    ) -> None:
         self.service = service
         self.settings = service.settings
         self.clock = service.clock
@@ -97,7 +91,7 @@ class Session:
 
     def find(self, purpose: Purpose, token: str) -> str:
         """:meth:`SubscriptionService.find`, seeing the changes of this session."""
-        return self.service._verify(purpose, token, self.roster.candidates)
+        return _verify(self.service, purpose, token, self.roster.candidates)
 
     def reader(self, email: str) -> Subscriber | None:
         return self.roster.get(email)
@@ -239,6 +233,20 @@ class Session:
         except CrusaderMailError:
             return False
         return True
+
+
+def _verify(
+    service: SubscriptionService,
+    purpose: Purpose,
+    token: str,
+    candidates: Callable[[bytes, HintOf], list[str]],
+) -> str:
+    """The one reader among ``candidates`` (looked up by the token's hint) ``token`` was made
+    for; a confirmation token expires after ``CONFIRM_DAYS``."""
+    hint = token_hint(token)
+    found = candidates(hint, service.signer.hint) if hint is not None else []
+    now = service.clock.now()
+    return service.signer.verify(purpose, token, found, now, _MAX_AGE_DAYS[purpose])
 
 
 def _state(reader: Subscriber | None) -> str:
