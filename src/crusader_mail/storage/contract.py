@@ -39,7 +39,7 @@ from crusader_mail.models import Source, Status, Subscriber
 from crusader_mail.storage.archive import Archive
 
 HintOf = Callable[[str], bytes]
-"""A token's keyed address hint of an address (:meth:`crusader_mail.util.tokens.Signer.hint`)."""
+"""The keyed hint of an address that its tokens carry (:meth:`crusader_mail.util.tokens.Signer.hint`)."""
 
 # --- the roster -------------------------------------------------------------------------------
 
