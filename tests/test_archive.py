@@ -9,9 +9,14 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.errors import StateError
-from crusader_mail.feeds.reader import FeedCache
-from crusader_mail.models import BACKLOG, Image, IssueRecord, Post
-from crusader_mail.storage.files.archive import ARCHIVE_FILE, FEEDS_FILE, ISSUES_FILE, Archive
+from crusader_mail.models import BACKLOG, FeedCache, Image, IssueRecord, Post
+from crusader_mail.storage.archive import Archive
+from crusader_mail.storage.files.archive import (
+    ARCHIVE_FILE,
+    FEEDS_FILE,
+    ISSUES_FILE,
+    FileArchiveStore,
+)
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -35,7 +40,7 @@ def post(n: int, **changes: object) -> Post:
 
 
 def filled(tmp_path: Path) -> Archive:
-    archive = Archive.load(tmp_path)
+    archive = FileArchiveStore(tmp_path).load()
     archive.merge([post(1), post(2)], NOW)  # the installation: backlog
     archive.merge([post(3)], NOW)
     archive.feed_cache["https://blog.example/feed/"] = FeedCache(
@@ -53,12 +58,12 @@ def filled(tmp_path: Path) -> Archive:
             recipients=3,
         )
     )
-    archive.save(tmp_path)
+    FileArchiveStore(tmp_path).save(archive)
     return archive
 
 
 def test_empty_state_loads_empty(tmp_path: Path) -> None:
-    archive = Archive.load(tmp_path / "nothing-here")
+    archive = FileArchiveStore(tmp_path / "nothing-here").load()
     assert archive.posts == []
     assert archive.issues == []
     assert archive.feed_cache == {}
@@ -66,7 +71,7 @@ def test_empty_state_loads_empty(tmp_path: Path) -> None:
 
 def test_round_trip(tmp_path: Path) -> None:
     saved = filled(tmp_path)
-    loaded = Archive.load(tmp_path)
+    loaded = FileArchiveStore(tmp_path).load()
     assert loaded.posts == saved.posts
     assert [p.id for p in loaded.posts] == [post(3).id, post(2).id, post(1).id]  # newest first
     assert loaded.issues == saved.issues
@@ -86,9 +91,9 @@ def test_files_are_versioned_sorted_lines(tmp_path: Path) -> None:
 def test_a_new_post_adds_one_line(tmp_path: Path) -> None:
     filled(tmp_path)
     before = (tmp_path / ARCHIVE_FILE).read_text().splitlines()
-    archive = Archive.load(tmp_path)
+    archive = FileArchiveStore(tmp_path).load()
     archive.merge([post(4)], NOW)
-    archive.save(tmp_path)
+    FileArchiveStore(tmp_path).save(archive)
     after = (tmp_path / ARCHIVE_FILE).read_text().splitlines()
     assert after[:-1] == before
     assert len(after) == len(before) + 1
@@ -119,7 +124,7 @@ def test_damage_names_file_and_line_and_is_never_overwritten(
     path.write_text("\n".join(lines) + "\n")
     broken = path.read_bytes()
     with pytest.raises(StateError) as caught:
-        Archive.load(tmp_path)
+        FileArchiveStore(tmp_path).load()
     assert str(caught.value).startswith(f"{path}:{line}: ")
     assert words in str(caught.value)
     assert path.read_bytes() == broken
@@ -131,22 +136,22 @@ def test_damaged_issues_and_feeds_files(tmp_path: Path) -> None:
         '{"format": "crusader-mail/issues", "version": 1}\n{"issue_id": 1}\n'
     )
     with pytest.raises(StateError, match=r"issues.jsonl:2: bad issue"):
-        Archive.load(tmp_path)
+        FileArchiveStore(tmp_path).load()
     (tmp_path / ISSUES_FILE).unlink()
     (tmp_path / FEEDS_FILE).write_text(
         '{"format": "crusader-mail/feeds", "version": 1,\n "feeds": [}'
     )
     with pytest.raises(StateError, match=r"feeds.json:2: not valid JSON"):
-        Archive.load(tmp_path)
+        FileArchiveStore(tmp_path).load()
 
 
 def test_save_refuses_a_file_changed_since_load(tmp_path: Path) -> None:
     filled(tmp_path)
-    archive = Archive.load(tmp_path)
+    archive = FileArchiveStore(tmp_path).load()
     (tmp_path / ARCHIVE_FILE).write_text("damaged by someone else\n")
     archive.merge([post(5)], NOW)
     with pytest.raises(StateError, match="changed on disk since it was loaded"):
-        archive.save(tmp_path)
+        FileArchiveStore(tmp_path).save(archive)
     assert (tmp_path / ARCHIVE_FILE).read_text() == "damaged by someone else\n"
 
 
@@ -160,7 +165,7 @@ def test_refetch_never_duplicates(tmp_path: Path) -> None:
 
 
 def test_first_merge_into_an_empty_archive_is_backlog(tmp_path: Path) -> None:
-    archive = Archive.load(tmp_path)
+    archive = FileArchiveStore(tmp_path).load()
     first = archive.merge([post(1), post(2)], NOW)
     assert first.added == [post(1).id, post(2).id]
     assert first.new == []
@@ -168,14 +173,14 @@ def test_first_merge_into_an_empty_archive_is_backlog(tmp_path: Path) -> None:
     assert second_feed.new == []
     assert {p.issue for p in archive.posts} == {BACKLOG}
     assert archive.new_posts() == []
-    archive.save(tmp_path)
-    later = Archive.load(tmp_path).merge([post(4)], NOW)
+    FileArchiveStore(tmp_path).save(archive)
+    later = FileArchiveStore(tmp_path).load().merge([post(4)], NOW)
     assert later.new == [post(4).id]
     assert later.added == [post(4).id]
 
 
 def test_include_backlog_releases_the_newest(tmp_path: Path) -> None:
-    archive = Archive.load(tmp_path)
+    archive = FileArchiveStore(tmp_path).load()
     archive.merge([post(1), post(2), post(3)], NOW)
     assert archive.release_backlog(2) == [post(3).id, post(2).id]
     assert [p.id for p in archive.new_posts()] == [post(2).id, post(3).id]  # oldest first
@@ -200,7 +205,7 @@ def test_edited_post_is_updated_in_place_and_not_new_again(tmp_path: Path) -> No
 
 
 def test_undated_post_keeps_its_first_seen_date(tmp_path: Path) -> None:
-    archive = Archive.load(tmp_path)
+    archive = FileArchiveStore(tmp_path).load()
     archive.merge([post(9)], NOW)
     undated = post(7, published=NOW, updated=NOW, first_seen=NOW)
     archive.merge([undated], NOW)
@@ -224,7 +229,7 @@ def test_backfill_merge_keeps_old_posts_out_of_the_next_issue(tmp_path: Path) ->
 
 
 def test_mark_sent_and_issue_history(tmp_path: Path) -> None:
-    archive = Archive.load(tmp_path)
+    archive = FileArchiveStore(tmp_path).load()
     archive.merge([post(1)], NOW)
     archive.release_backlog(1)
     archive.mark_sent([post(1).id], "i-1")
@@ -244,9 +249,9 @@ def test_save_writes_only_changed_files_atomically(tmp_path: Path) -> None:
         for name in (ARCHIVE_FILE, ISSUES_FILE, FEEDS_FILE)
     }
     inodes = {name: (tmp_path / name).stat().st_ino for name in stamps}
-    archive = Archive.load(tmp_path)
+    archive = FileArchiveStore(tmp_path).load()
     archive.merge([post(6)], NOW)
-    archive.save(tmp_path)
+    FileArchiveStore(tmp_path).save(archive)
     assert (tmp_path / ARCHIVE_FILE).stat().st_ino != inodes[ARCHIVE_FILE]  # replaced by rename
     assert (tmp_path / ISSUES_FILE).stat().st_mtime_ns == stamps[ISSUES_FILE]
     assert (tmp_path / FEEDS_FILE).stat().st_mtime_ns == stamps[FEEDS_FILE]
@@ -274,7 +279,7 @@ def test_save_writes_under_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(archive_module, "locked", spy_locked)
     monkeypatch.setattr(archive_module, "atomic_write", spy_write)
-    archive = Archive.load(tmp_path)
+    archive = FileArchiveStore(tmp_path).load()
     archive.merge([post(1)], NOW)
-    archive.save(tmp_path)
+    FileArchiveStore(tmp_path).save(archive)
     assert events == [f"lock {ARCHIVE_FILE}", f"write {ARCHIVE_FILE}", f"unlock {ARCHIVE_FILE}"]

@@ -23,8 +23,9 @@ from crusader_mail.delivery.suppressions import (
 )
 from crusader_mail.errors import StateError, SubscriberError
 from crusader_mail.models import Source, Status
+from crusader_mail.storage.contract import RosterChanges
 from crusader_mail.storage.files.list_format import HEADER, MARKER
-from crusader_mail.storage.files.subscribers import LIST_FILE, Roster, SubscriberList
+from crusader_mail.storage.files.subscribers import LIST_FILE, SubscriberList
 from tests.peers.sendgrid_server import SendGridServer
 from tests.test_sender_support import make_readers, make_settings, reader_address
 from tests.test_subscribers import DAMAGE, row
@@ -186,7 +187,7 @@ def test_no_list_file_stays_no_list_file(tmp_path: Path, clock: FixedClock) -> N
     assert [p.name for p in readers.path.parent.iterdir()] == [f"{LIST_FILE}.lock"]
 
 
-def _unsubscribe(roster: Roster, email: str) -> None:
+def _unsubscribe(roster: RosterChanges, email: str) -> None:
     roster.unsubscribe(email, via=Source.CLI, ref="bulk")
 
 
@@ -219,7 +220,7 @@ def test_a_bulk_change_can_forget_but_not_touch_other_readers(
     original = listing(row("a@example.com"), row("b@example.com"), row("c@example.com"))
     readers.path.write_bytes(original)
 
-    def sneaky(roster: Roster, email: str) -> None:
+    def sneaky(roster: RosterChanges, email: str) -> None:
         roster.add("intruder@example.com", via=Source.CLI)
 
     with pytest.raises(SubscriberError, match=r"offered b•••@example\.com and changed another"):
@@ -306,7 +307,7 @@ def test_a_bulk_update_waits_for_an_edit_and_sees_its_change(
             inside.wait(10)
             waiting.set()
 
-            def change(roster: Roster, email: str) -> None:
+            def change(roster: RosterChanges, email: str) -> None:
                 log.append(f"bulk changes {email}")
                 _unsubscribe(roster, email)
 

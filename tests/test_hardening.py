@@ -30,8 +30,8 @@ from crusader_mail.inbox.process import Action, InboxReport
 from crusader_mail.inbox.sources import _one_line
 from crusader_mail.models import Post, SendReport
 from crusader_mail.settings import LoadedSettings, Settings, load_settings
-from crusader_mail.storage.files.list_format import read_import
 from crusader_mail.storage.files.subscribers import SubscriberList
+from crusader_mail.subscriptions.imports import read_import
 from crusader_mail.util.masking import mask_addresses
 from tests.test_inbox_helpers import mail, make_ctx, run
 from tests.test_inbox_helpers import make_settings as inbox_settings

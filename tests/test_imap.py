@@ -86,7 +86,7 @@ def test_imap_messages_are_handled_once_and_flagged(
 ) -> None:
     settings = imap_settings(tmp_path, imap_server)
     ctx = make_ctx(settings, clock)
-    with ctx.readers.edit() as roster:
+    with ctx.store.roster.edit() as roster:
         roster.add("carol@reader.example", via=Source.CLI)
         roster.add("jane@reader.example", status=Status.ACTIVE, via=Source.CLI)
     with ImapSource(settings.imap) as source:
@@ -95,8 +95,8 @@ def test_imap_messages_are_handled_once_and_flagged(
     commands = [a.command for a in report.actions]
     assert commands == ["subscribe", "unsubscribe", "bounce", "auto-reply", "none"]
     assert all(a.origin.startswith("imap:INBOX/") for a in report.actions)
-    carol = ctx.readers.get("carol@reader.example")
-    jane = ctx.readers.get("jane@reader.example")
+    carol = ctx.store.roster.get("carol@reader.example")
+    jane = ctx.store.roster.get("jane@reader.example")
     assert carol is not None
     assert jane is not None
     assert carol.status is Status.UNSUBSCRIBED

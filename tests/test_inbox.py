@@ -12,7 +12,8 @@ import pytest
 from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.mailer import RecordingMailer
 from crusader_mail.errors import SendError
-from crusader_mail.inbox.process import InboxContext, parse_words
+from crusader_mail.inbox.commands import parse_words
+from crusader_mail.inbox.process import InboxContext
 from crusader_mail.inbox.sources import RawMessage, read_paths
 from crusader_mail.models import OutgoingMessage, Source, Status
 from crusader_mail.storage.files.subscribers import SubscriberList
@@ -34,7 +35,7 @@ def sent(ctx: InboxContext) -> list[OutgoingMessage]:
 
 
 def status(ctx: InboxContext, email: str) -> Status | None:
-    found = ctx.readers.get(email)
+    found = ctx.store.roster.get(email)
     return found.status if found else None
 
 
@@ -54,7 +55,7 @@ def subscribe_and_get_token(ctx: InboxContext, email: str = JANE) -> str:
 
 def test_subscribe_by_address_makes_pending_and_sends_one_confirmation(ctx: InboxContext) -> None:
     report = run(ctx, [fixture("subscribe-by-address.eml")])
-    reader = ctx.readers.get(JANE)
+    reader = ctx.store.roster.get(JANE)
     assert reader is not None
     assert reader.status is Status.PENDING
     assert reader.subscribed_via is Source.EMAIL
@@ -97,7 +98,7 @@ def test_confirm_by_replying_with_any_from_address(ctx: InboxContext) -> None:
 def test_confirm_by_mailing_the_confirm_address(ctx: InboxContext) -> None:
     token = subscribe_and_get_token(ctx)
     run(ctx, [mail(sender=JANE, to=f"news+confirm-{token.upper()}@BizCrusader.example")])
-    reader = ctx.readers.get(JANE)
+    reader = ctx.store.roster.get(JANE)
     assert reader is not None
     assert reader.status is Status.ACTIVE
     assert reader.confirmed_via is Source.EMAIL
@@ -113,7 +114,7 @@ def test_one_confirmation_per_address_per_day(ctx: InboxContext, clock: FixedClo
 
 
 def test_active_reader_is_told_politely_once(ctx: InboxContext) -> None:
-    with ctx.readers.edit() as roster:
+    with ctx.store.roster.edit() as roster:
         roster.add(JANE, via=Source.CLI)
     run(ctx, [mail(sender=JANE, subject="subscribe", message_id="<a1@r>")])
     run(ctx, [mail(sender=JANE, subject="join", message_id="<a2@r>")])
@@ -168,7 +169,7 @@ def test_replayed_confirmation_does_not_bring_back_a_reader_who_left(ctx: InboxC
     run(ctx, [confirm])
     again = run(ctx, [confirm])
     assert again.actions[0].command == "duplicate"
-    with ctx.readers.edit() as roster:
+    with ctx.store.roster.edit() as roster:
         roster.unsubscribe(JANE, via=Source.WEB)
     before = len(sent(ctx))
     report = run(ctx, [mail(sender=JANE, subject=f"confirm {token}", message_id="<c2@r>")])
@@ -185,7 +186,7 @@ def test_header_injection_through_display_names(ctx: InboxContext) -> None:
     for name, value in reply.headers.items():
         assert not re.search(r"[\r\n]", value), name
     assert "victim" not in json.dumps(reply.model_dump())
-    reader = ctx.readers.get("eve@attacker.example")
+    reader = ctx.store.roster.get("eve@attacker.example")
     assert reader is not None
     assert not re.search(r"[\r\n]", reader.name)
 
@@ -195,7 +196,7 @@ def test_malformed_and_two_sender_messages_are_handled(ctx: InboxContext) -> Non
     assert [a.command for a in report.actions] == ["subscribe", "subscribe"]
     assert all("no valid From" in a.result for a in report.actions)
     assert sent(ctx) == []
-    assert list(ctx.readers.iter()) == []
+    assert list(ctx.store.roster.iter()) == []
 
 
 def test_huge_message_is_skipped_in_one_line(ctx: InboxContext, tmp_path: Path) -> None:
@@ -212,7 +213,7 @@ def test_huge_message_is_skipped_in_one_line(ctx: InboxContext, tmp_path: Path) 
 
 
 def activate(ctx: InboxContext, *emails: str) -> None:
-    with ctx.readers.edit() as roster:
+    with ctx.store.roster.edit() as roster:
         for email in emails:
             roster.add(email, via=Source.CLI)
 
@@ -229,7 +230,7 @@ def test_plain_unsubscribe_asks_for_one_step_confirmation(ctx: InboxContext) -> 
         ctx,
         [mail(sender="carol@reader.example", to=f"news+unsubscribe-{token}@bizcrusader.example")],
     )
-    reader = ctx.readers.get("carol@reader.example")
+    reader = ctx.store.roster.get("carol@reader.example")
     assert reader is not None
     assert reader.status is Status.UNSUBSCRIBED
     assert reader.left_via is Source.EMAIL
@@ -315,7 +316,7 @@ def test_bounces_and_complaints_mark_readers(ctx: InboxContext) -> None:
     assert status(ctx, "bob@reader.example") is Status.BOUNCED
     assert status(ctx, "frank@reader.example") is Status.BOUNCED
     assert status(ctx, "carol@reader.example") is Status.COMPLAINED
-    jane = ctx.readers.get(JANE)
+    jane = ctx.store.roster.get(JANE)
     assert jane is not None
     assert jane.ref == "<dsn-hard-1@mx.reader.example>"
     assert sent(ctx) == []

@@ -12,6 +12,7 @@ from crusader_mail.delivery.mailer import Mailer, RecordingMailer
 from crusader_mail.inbox.process import InboxContext, InboxReport, process_messages
 from crusader_mail.inbox.sources import RawMessage, read_paths
 from crusader_mail.settings import Settings
+from crusader_mail.storage import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "mail"
@@ -61,7 +62,8 @@ api_url = "{api_url}"
 
 
 def make_ctx(settings: Settings, clock: Clock, mailer: Mailer | None = None) -> InboxContext:
-    return InboxContext.create(settings, clock, mailer or RecordingMailer())
+    store = open_store(settings, clock)
+    return InboxContext.create(settings, clock, mailer or RecordingMailer(), store)
 
 
 def fixture(name: str) -> RawMessage:

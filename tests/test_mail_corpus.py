@@ -13,7 +13,7 @@ import pytest
 from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.mailer import RecordingMailer
 from crusader_mail.inbox.classify import Kind, classify, parse
-from crusader_mail.inbox.process import Command
+from crusader_mail.inbox.commands import Command
 from crusader_mail.inbox.sources import read_paths
 from crusader_mail.models import Source, Status
 from tests.test_inbox_helpers import make_ctx, make_settings, run
@@ -100,7 +100,7 @@ def test_no_corpus_message_is_a_command_or_crashes(
     settings = make_settings(tmp_path)
     ctx = make_ctx(settings, clock)
     # every address the corpus bounces or complains about is a reader here
-    with ctx.readers.edit() as roster:
+    with ctx.store.roster.edit() as roster:
         for _kind, addresses in EXPECTED.values():
             for address in addresses:
                 roster.add(address, via=Source.IMPORT)
@@ -112,7 +112,7 @@ def test_no_corpus_message_is_a_command_or_crashes(
     mailer = ctx.mailer
     assert isinstance(mailer, RecordingMailer)
     assert mailer.sent == []
-    counts = ctx.readers.counts()
+    counts = ctx.store.roster.counts()
     hard = sum(len(found) for kind, found in EXPECTED.values() if kind is Kind.BOUNCE)
     assert counts[Status.BOUNCED] == hard
     assert counts[Status.COMPLAINED] == 1

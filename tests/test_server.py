@@ -26,9 +26,11 @@ from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.inbox.sources import MAX_MESSAGE_BYTES
 from crusader_mail.models import Source, Status
 from crusader_mail.settings import Settings
+from crusader_mail.storage import open_store
 from crusader_mail.storage.files.subscribers import SubscriberList
 from crusader_mail.util.tokens import Purpose, Signer
-from crusader_mail.web.app import MAX_EVENT_AGE, MAX_FORM_BODY, build_app
+from crusader_mail.web.app import MAX_FORM_BODY, build_app
+from crusader_mail.web.sendgrid_hooks import MAX_EVENT_AGE
 from tests.peers.sendgrid_server import SendGridServer, sendgrid_server
 from tests.test_inbox_helpers import SECRET, make_settings
 
@@ -41,7 +43,7 @@ INBOUND_SECRET = "inbound-secret-abc123"
 @contextmanager
 def serving(settings: Settings, clock: FixedClock) -> Iterator[str]:
     mailer = make_mailer(settings, clock, sleep=lambda _s: None)
-    app = build_app(settings, clock, mailer)
+    app = build_app(settings, clock, mailer, open_store(settings, clock))
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test")

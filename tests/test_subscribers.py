@@ -13,14 +13,12 @@ import pytest
 from crusader_mail.clock import FixedClock
 from crusader_mail.errors import InvalidAddress, StateError, SubscriberError
 from crusader_mail.models import Source, Status, Subscriber
-from crusader_mail.storage.files.list_format import HEADER, MARKER, read_import
-from crusader_mail.storage.files.subscribers import (
-    LIST_FILE,
-    SubscriberList,
-    import_readers,
-    normalize_email,
-    other_traces,
-)
+from crusader_mail.storage.files import FilesStore
+from crusader_mail.storage.files.list_format import HEADER, MARKER
+from crusader_mail.storage.files.subscribers import LIST_FILE, SubscriberList
+from crusader_mail.storage.rules import normalize_email
+from crusader_mail.subscriptions.forgetting import other_traces
+from crusader_mail.subscriptions.imports import import_readers, read_import
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -453,8 +451,9 @@ def test_forget_a_reader_added_in_the_same_edit(readers: SubscriberList) -> None
     assert list(readers.iter()) == []
 
 
-def test_other_traces_name_the_ledgers_as_hashed(tmp_path: Path) -> None:
-    traces = other_traces(tmp_path / "state", tmp_path / "outbox")
+def test_other_traces_name_the_ledgers_as_hashed(tmp_path: Path, clock: FixedClock) -> None:
+    store = FilesStore(tmp_path / "state", tmp_path / "subscribers", clock, lambda: "x" * 32)
+    traces = other_traces(store, tmp_path / "outbox")
     assert any("hashed" in trace and "ledger" in trace for trace in traces)
     assert any(str(tmp_path / "outbox") in trace for trace in traces)
 

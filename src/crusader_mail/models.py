@@ -4,13 +4,15 @@
     subscribers  --Subscriber-->  sender / inbox / server
     every stage  --*Report-->  cli (printed as a table or JSON)
 
-Models are immutable pydantic models; a stage returns new values, it never edits its input.
+Models are immutable (pydantic models, and the :class:`FeedCache` dataclass); a stage returns
+new values, it never edits its input.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Literal
@@ -60,6 +62,15 @@ BACKLOG = "backlog"
 # --- fetching ---------------------------------------------------------------------------------
 
 FeedStatus = Literal["ok", "not_modified", "error"]
+
+
+@dataclass(frozen=True)
+class FeedCache:
+    """Per-feed HTTP memory, kept in the archive."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    permanent_redirect: str | None = None
 
 
 class FeedReport(Frozen):

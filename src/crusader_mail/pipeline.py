@@ -3,32 +3,35 @@
 ::
 
     fetch_stage    feeds --reader--> posts --archive.merge--> new posts          (FetchStageResult)
-    plan_issue     new posts + archive --related--> --composer--> RenderedIssue  (Plan)
-    send_stage     RenderedIssue + subscribers --sender--> SendGrid              (SendReport)
+    plan_preview   fetch (nothing saved) + compose.planning                      (Plan)
+    send_stage     fetch, plan, suppressions, RenderedIssue + roster --sender--> (SendReport)
+    inbox_stage    mail from files and IMAP --inbox--> subscription service      (InboxReport)
     run            inbox, suppressions, fetch, plan, send, save                  (RunReport)
 
-Everything a step needs is passed in: settings, the clock, the SendGrid client factory and
-the progress display. The archive is loaded once per step and saved only by steps that
-are allowed to change state (never by ``preview`` or a dry run). A run holds ``state_dir/run.lock``
-from start to end, so two runs never interleave.
+Everything a step needs is passed in: settings, the clock, the SendGrid client factory, the
+progress display, and the store (``inbox_stage``) or the settings to open it with
+(:func:`crusader_mail.storage.open_store`, once per step, handed on to the parts of a run).
+The archive is loaded once per step and saved only by steps that are allowed to change state
+(never by ``preview`` or a dry run). A state-changing run holds the store's run lock from start
+to end, so two runs never interleave.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from crusader_mail.clock import Clock
-from crusader_mail.compose.composer import Composer, fill_placeholders
-from crusader_mail.compose.related import choose_related
+from crusader_mail.compose.composer import fill_placeholders
+from crusader_mail.compose.planning import Plan, compose_posts, plan_issue, preview_plan
 from crusader_mail.delivery.client import ClientFactory
 from crusader_mail.delivery.engine import SendProgress, deliver, send_test
 from crusader_mail.delivery.mailer import Mailer
 from crusader_mail.delivery.suppressions import sync_suppressions
 from crusader_mail.delivery.transport import BatchTransport, DryRunTransport, SendGridTransport
-from crusader_mail.errors import ComposeError, ConfigError, SendError
+from crusader_mail.errors import ConfigError, SendError
 from crusader_mail.feeds.reader import FetchOutcome, backfill, make_client, read_feeds
 from crusader_mail.inbox.process import InboxContext, InboxReport, process_messages
 from crusader_mail.inbox.sources import ImapSource, read_paths
@@ -37,24 +40,14 @@ from crusader_mail.models import (
     FeedReport,
     IssueRecord,
     Placeholder,
-    Post,
     RenderedIssue,
     SendReport,
-    issue_id_for,
 )
-from crusader_mail.settings import CadenceSettings, Settings
-from crusader_mail.storage.files.archive import Archive
-from crusader_mail.storage.files.ledger import FileLedgerStore
-from crusader_mail.storage.files.subscribers import SubscriberList
-from crusader_mail.util.statefile import atomic_write, locked
-
-
-@contextmanager
-def run_lock(settings: Settings) -> Iterator[None]:
-    """Held for the whole of a state-changing step: one run at a time per state folder."""
-    with locked(settings.state_dir / "run", timeout=5.0):
-        yield
-
+from crusader_mail.settings import Settings
+from crusader_mail.storage import open_store
+from crusader_mail.storage.archive import Archive
+from crusader_mail.storage.contract import Store
+from crusader_mail.util.statefile import atomic_write
 
 # --- fetch ------------------------------------------------------------------------------------
 
@@ -75,7 +68,27 @@ def fetch_stage(
     save: bool = True,
 ) -> FetchStageResult:
     """Fetch every feed, merge the posts into the archive, and save it when ``save``."""
-    archive = Archive.load(settings.state_dir)
+    store = open_store(settings, clock)
+    return _fetch(
+        store,
+        settings,
+        clock,
+        include_backlog=include_backlog,
+        backfill_archive=backfill_archive,
+        save=save,
+    )
+
+
+def _fetch(
+    store: Store,
+    settings: Settings,
+    clock: Clock,
+    *,
+    include_backlog: int = 0,
+    backfill_archive: bool = False,
+    save: bool,
+) -> FetchStageResult:
+    archive = store.archive.load()
     with make_client(settings.fetch) as client:
         if backfill_archive:
             outcomes = [
@@ -87,7 +100,7 @@ def fetch_stage(
     if include_backlog:
         archive.release_backlog(include_backlog)
     if save:
-        archive.save(settings.state_dir)
+        store.archive.save(archive)
     return FetchStageResult(reports=reports, new_posts=archive.new_posts(), archive=archive)
 
 
@@ -104,96 +117,7 @@ def _merge_outcomes(
     return reports
 
 
-# --- plan and compose -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Plan:
-    issue: RenderedIssue
-    posts: list[Post]
-    related: list[Post]
-    resumed: bool = False  # an issue whose sending was interrupted, composed again as it was
-    waiting: list[str] = field(default_factory=list)  # new post ids left for the next issue
-
-
-def select_posts(new_posts: Sequence[ArchivedPost], cadence: CadenceSettings) -> list[ArchivedPost]:
-    """The posts the next issue carries (oldest first); empty when too few are new."""
-    if len(new_posts) < cadence.min_posts:
-        return []
-    limit = 1 if cadence.mode == "per_post" else cadence.max_posts
-    return list(new_posts[:limit])
-
-
-def recently_related(archive: Archive, memory: int) -> set[str]:
-    """Ids shown as related in the last ``memory`` issues: avoided this time."""
-    if memory <= 0:
-        return set()
-    recent = archive.issues[-memory:]
-    return {post_id for record in recent for post_id in record.related_ids}
-
-
-def unfinished_issue(archive: Archive) -> IssueRecord | None:
-    """An issue whose sending started and did not finish: it goes out before anything new."""
-    pending = [record for record in archive.issues if record.status != "sent"]
-    return pending[-1] if pending else None
-
-
-def compose_posts(
-    archive: Archive,
-    posts: Sequence[Post],
-    settings: Settings,
-    clock: Clock,
-    *,
-    issue_id: str | None = None,
-    related: Sequence[Post] | None = None,
-) -> Plan:
-    """Compose an issue of ``posts`` (newest shown first) with related posts from the archive."""
-    if not posts:
-        raise ComposeError("no posts to compose an issue from")
-    shown = sorted(posts, key=lambda post: (post.published, post.id), reverse=True)
-    ids = [post.id for post in shown]
-    if related is None:
-        in_issue = set(ids)
-        candidates = [post for post in archive.posts if post.id not in in_issue]
-        related = choose_related(
-            shown,
-            candidates,
-            recently_related(archive, settings.compose.related_memory),
-            settings.compose.related_count,
-        )
-    issue_id = issue_id or issue_id_for(ids, clock.now().date())
-    issue = Composer(settings).compose(shown, list(related), issue_id, clock.now())
-    return Plan(issue=issue, posts=list(shown), related=list(related))
-
-
-def plan_issue(archive: Archive, settings: Settings, clock: Clock) -> Plan | None:
-    """The next issue exactly as ``send`` would send it, or ``None`` when nothing is due."""
-    unfinished = unfinished_issue(archive)
-    if unfinished is not None:
-        posts = _lookup(archive, unfinished.post_ids)
-        related = _lookup(archive, unfinished.related_ids)
-        plan = compose_posts(
-            archive, posts, settings, clock, issue_id=unfinished.issue_id, related=related
-        )
-        return Plan(issue=plan.issue, posts=plan.posts, related=plan.related, resumed=True)
-    new_posts = archive.new_posts()
-    chosen = select_posts(new_posts, settings.cadence)
-    if not chosen:
-        return None
-    plan = compose_posts(archive, chosen, settings, clock)
-    chosen_ids = {post.id for post in chosen}
-    waiting = [post.id for post in new_posts if post.id not in chosen_ids]
-    return Plan(issue=plan.issue, posts=plan.posts, related=plan.related, waiting=waiting)
-
-
-def _lookup(archive: Archive, post_ids: Sequence[str]) -> list[Post]:
-    posts: list[Post] = []
-    for post_id in post_ids:
-        post = archive.get(post_id)
-        if post is None:
-            raise ComposeError(f"issue history names post {post_id!r}, which the archive lacks")
-        posts.append(post)
-    return posts
+# --- preview ----------------------------------------------------------------------------------
 
 
 def plan_preview(
@@ -205,26 +129,7 @@ def plan_preview(
 ) -> Plan:
     """What ``preview`` shows: the next issue, or chosen posts; changes no state at all."""
     fetched = fetch_stage(settings, clock, save=False)
-    archive = fetched.archive
-    if post_url is not None:
-        match = [post for post in archive.posts if post.link == post_url or post.id == post_url]
-        if not match:
-            raise ComposeError(f"{post_url}: no post with this link in the archive")
-        return compose_posts(archive, match[:1], settings, clock)
-    if posts is not None:
-        if posts < 1:
-            raise ComposeError("--posts needs a number of at least 1")
-        newest = archive.posts[:posts]
-        if not newest:
-            raise ComposeError("the archive is empty: no feed gave any post")
-        return compose_posts(archive, newest, settings, clock)
-    plan = plan_issue(archive, settings, clock)
-    if plan is None:
-        raise ComposeError(
-            "nothing new to preview (all posts were sent or predate the installation); "
-            "use --posts N or --post URL to preview chosen posts"
-        )
-    return plan
+    return preview_plan(fetched.archive, settings, clock, posts=posts, post_url=post_url)
 
 
 # --- send and run -----------------------------------------------------------------------------
@@ -320,6 +225,7 @@ def write_newsletter(
 
 
 def inbox_stage(
+    store: Store,
     settings: Settings,
     clock: Clock,
     mailer: Mailer,
@@ -328,7 +234,7 @@ def inbox_stage(
     use_imap: bool = False,
 ) -> InboxReport:
     """Handle subscribe/confirm/unsubscribe mail, bounces and complaints from files and IMAP."""
-    ctx = InboxContext.create(settings, clock, mailer)
+    ctx = InboxContext.create(settings, clock, mailer, store)
     report = InboxReport()
     if paths:
         _add_inbox(report, process_messages(read_paths(list(paths), ctx.max_bytes), ctx))
@@ -344,10 +250,6 @@ def _add_inbox(into: InboxReport, more: InboxReport) -> None:
     into.actions.extend(more.actions)
 
 
-def _ledgers(settings: Settings) -> FileLedgerStore:
-    return FileLedgerStore(settings.state_dir, settings.require_secret_key)
-
-
 def _transport(
     settings: Settings, clock: Clock, factory: ClientFactory | None, *, dry_run: bool
 ) -> BatchTransport:
@@ -360,6 +262,7 @@ def _transport(
 
 
 def _send_plan(
+    store: Store,
     archive: Archive,
     plan: Plan,
     settings: Settings,
@@ -375,11 +278,11 @@ def _send_plan(
     transport = _transport(settings, clock, factory, dry_run=dry_run)
     if dry_run:
         write_newsletter(plan.issue, settings.outbox_dir)
-        readers = SubscriberList(settings.subscribers_dir, clock)
         return deliver(
-            plan.issue, readers, _ledgers(settings), transport, settings, clock, progress=progress
+            plan.issue, store.roster, store.ledgers, transport, settings, clock, progress=progress
         )
     return _deliver_plan(
+        store,
         archive,
         plan,
         settings,
@@ -391,6 +294,7 @@ def _send_plan(
 
 
 def _deliver_plan(
+    store: Store,
     archive: Archive,
     plan: Plan,
     settings: Settings,
@@ -415,12 +319,11 @@ def _deliver_plan(
         record = next(r for r in archive.issues if r.issue_id == plan.issue.issue_id)
     else:
         archive.record_issue(record)
-        archive.save(settings.state_dir)
-    readers = SubscriberList(settings.subscribers_dir, clock)
+        store.archive.save(archive)
     sent = deliver(
         plan.issue,
-        readers,
-        _ledgers(settings),
+        store.roster,
+        store.ledgers,
         transport,
         settings,
         clock,
@@ -433,7 +336,7 @@ def _deliver_plan(
             update={"status": "sent", "sent_at": clock.now(), "recipients": sent.delivered}
         )
     )
-    archive.save(settings.state_dir)
+    store.archive.save(archive)
     return sent
 
 
@@ -454,8 +357,9 @@ def send_stage(
     ``None`` means there is nothing to send.
     """
     changes_state = not dry_run and to is None
-    with run_lock(settings) if changes_state else nullcontext():
-        fetched = fetch_stage(settings, clock, save=changes_state)
+    store = open_store(settings, clock)
+    with store.run_lock() if changes_state else nullcontext():
+        fetched = _fetch(store, settings, clock, save=changes_state)
         archive = fetched.archive
         plan = plan_issue(archive, settings, clock)
         if to is not None:
@@ -469,9 +373,9 @@ def send_stage(
         if plan is None:
             return None
         if not dry_run and factory is not None:
-            readers = SubscriberList(settings.subscribers_dir, clock)
-            sync_suppressions(settings, readers, clock, factory)
+            sync_suppressions(settings, store.roster, clock, factory)
         return _send_plan(
+            store,
             archive,
             plan,
             settings,
@@ -503,15 +407,15 @@ def run(
     reported in :attr:`RunReport.error` with what was delivered so far.
     """
     report = RunReport(dry_run=dry_run)
-    with nullcontext() if dry_run else run_lock(settings):
+    store = open_store(settings, clock)
+    with nullcontext() if dry_run else store.run_lock():
         if settings.imap.host and not dry_run:
             if mailer is None:
                 raise ConfigError("the inbox needs a mailer: set SENDGRID_API_KEY")
-            report.inbox = inbox_stage(settings, clock, mailer, use_imap=True).as_json()
+            report.inbox = inbox_stage(store, settings, clock, mailer, use_imap=True).as_json()
         if not dry_run and factory is not None:
-            readers = SubscriberList(settings.subscribers_dir, clock)
-            report.suppressions = sync_suppressions(settings, readers, clock, factory)
-        fetched = fetch_stage(settings, clock, include_backlog=include_backlog, save=not dry_run)
+            report.suppressions = sync_suppressions(settings, store.roster, clock, factory)
+        fetched = _fetch(store, settings, clock, include_backlog=include_backlog, save=not dry_run)
         report.feeds = fetched.reports
         report.problems.extend(f"{r.url}: {r.error}" for r in fetched.reports if r.error)
         archive = fetched.archive
@@ -524,6 +428,7 @@ def run(
             report.outbox = str(settings.outbox_dir)
         try:
             report.send = _send_plan(
+                store,
                 archive,
                 plan,
                 settings,

@@ -36,7 +36,7 @@ from crusader_mail.delivery.links import personal_values
 from crusader_mail.errors import CrusaderMailError
 from crusader_mail.models import Placeholder, Post, RenderedIssue
 from crusader_mail.settings import Settings, load_settings
-from crusader_mail.storage.files.subscribers import SubscriberList
+from crusader_mail.storage import open_store
 from crusader_mail.util.masking import mask_email
 from crusader_mail.util.tokens import Signer
 
@@ -91,7 +91,7 @@ class Written:
 def reader_values(settings: Settings, clock: Clock, email: str) -> dict[Placeholder, str]:
     """Per-reader values for ``--as``: the sender's real ones for a reader on the list when a
     secret key is set; otherwise the address and a clearly fake unsubscribe URL."""
-    found = SubscriberList(settings.subscribers_dir, clock).get(email)
+    found = open_store(settings, clock).roster.get(email)
     if found is not None and settings.secret_key is not None:
         signer = Signer(settings.require_secret_key())
         return dict(personal_values(settings, signer, found, clock.now()))

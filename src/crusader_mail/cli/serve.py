@@ -1,6 +1,6 @@
 """`crusader-mail serve [--host 127.0.0.1] [--port 8025]`: the web endpoints (uvicorn).
 
-Serves :func:`crusader_mail.server.build_app`: one-click unsubscribe, confirmation buttons,
+Serves :func:`crusader_mail.web.app.build_app`: one-click unsubscribe, confirmation buttons,
 SendGrid Inbound Parse and the Event Webhook. Replies go out through SendGrid. The socket is
 bound here first, so an address in use is one error line (exit 1), not uvicorn's exit 3.
 """
@@ -15,6 +15,7 @@ import uvicorn
 from crusader_mail.cli.context import AppContext
 from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.errors import CrusaderMailError
+from crusader_mail.storage import open_store
 from crusader_mail.web.app import build_app
 
 
@@ -25,7 +26,9 @@ from crusader_mail.web.app import build_app
 def serve(app: AppContext, host: str | None, port: int | None) -> None:
     """Serve the unsubscribe/confirm pages, Inbound Parse and the Event Webhook."""
     settings = app.settings
-    web = build_app(settings, app.clock, make_mailer(settings, app.clock))
+    web = build_app(
+        settings, app.clock, make_mailer(settings, app.clock), open_store(settings, app.clock)
+    )
     host = host or settings.server.host
     port = settings.server.port if port is None else port
     with listen(host, port) as sock:

@@ -1,7 +1,7 @@
 """``crusader-mail subscribers``: add, remove, list, import, export, stats, tidy.
 
-Contract: a thin layer over :mod:`crusader_mail.storage.files.subscribers`. ``add``, ``remove`` and
-``import`` print addresses masked (their output lands in logs); ``list`` and ``export`` print
+Contract: a thin layer over the store's roster (:func:`crusader_mail.storage.open_store`) and
+:mod:`crusader_mail.subscriptions.imports`. ``add``, ``remove`` and ``import`` print addresses masked (their output lands in logs); ``list`` and ``export`` print
 them whole, because there the user asked for the list itself. Failures are raised as
 :class:`~crusader_mail.errors.SubscriberError` subclasses; ``cli.main`` prints their one line.
 """
@@ -19,15 +19,18 @@ from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.output import console
 from crusader_mail.errors import ImportRejected, SubscriberError
 from crusader_mail.models import Source, Status, Subscriber
-from crusader_mail.storage.files.list_format import HEADER, format_time, read_import
-from crusader_mail.storage.files.subscribers import SubscriberList, import_readers, other_traces
+from crusader_mail.storage import open_store
+from crusader_mail.storage.contract import Roster
+from crusader_mail.storage.rows import HEADER, format_time
+from crusader_mail.subscriptions.forgetting import other_traces
+from crusader_mail.subscriptions.imports import import_readers, read_import
 from crusader_mail.util.masking import mask_email
 
 STATUS_CHOICE = click.Choice([status.value for status in Status])
 
 
-def _readers(app: AppContext) -> SubscriberList:
-    return SubscriberList(app.settings.subscribers_dir, app.clock)
+def _readers(app: AppContext) -> Roster:
+    return open_store(app.settings, app.clock).roster
 
 
 @click.group()
@@ -70,12 +73,12 @@ def remove(app: AppContext, email: str, forget: bool) -> None:
     """Unsubscribe EMAIL now, or with --forget erase it from the list entirely."""
     shown = mask_email(email.strip())
     if forget:
-        with _readers(app).edit() as roster:
+        store = open_store(app.settings, app.clock)
+        with store.roster.edit() as roster:
             erased = roster.forget(email)
         click.echo(f"erased {shown}" if erased else f"{shown} is not on the list: nothing to erase")
-        settings = app.settings
         click.echo("other places to check:")
-        for trace in other_traces(settings.state_dir, settings.outbox_dir):
+        for trace in other_traces(store, app.settings.outbox_dir):
             click.echo(f"  - {trace}")
         return
     with _readers(app).edit() as roster:

@@ -1,1 +1,1 @@
-"""Composing an issue: related posts, Jinja2 templates, premailer, guards, plain text."""
+"""Planning and composing an issue: which posts, related posts, Jinja2 templates, premailer, guards, plain text."""

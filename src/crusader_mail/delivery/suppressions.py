@@ -13,9 +13,9 @@ Lists pulled (each a SendGrid v3 ``GET``), and what a reader on it becomes:
 The ``/v3/suppression/*`` lists are paged with ``limit`` (500, the documented maximum) and
 ``offset`` until a short page; the group list is one array of addresses (the API documents no
 paging for it). The lists are fetched concurrently, ``sendgrid.concurrency`` at a time, one
-client per thread; faults are retried as for sending. Then ONE ``SubscriberList.update_many()``
-applies them with ``via=Source.SENDGRID`` (a reader who already left keeps the status they have;
-see ``Roster.unsubscribe``/``mark``): it streams the list, so a million-reader list costs memory
+client per thread; faults are retried as for sending. Then ONE ``Roster.update_many()`` applies
+them with ``via=Source.SENDGRID`` (a reader who already left keeps the status they have; see
+:mod:`crusader_mail.storage.rules`): it streams the list, so a million-reader list costs memory
 for the suppressions only. Addresses SendGrid knows but the list does not are ignored; case is
 ignored when matching.
 
@@ -38,10 +38,10 @@ from crusader_mail.delivery.client import ClientFactory, PerThreadClients, Retri
 from crusader_mail.errors import SendError
 from crusader_mail.models import Source, Status
 from crusader_mail.settings import Settings
-from crusader_mail.storage.files.subscribers import Roster, SubscriberList
+from crusader_mail.storage.contract import Roster, RosterChanges
+from crusader_mail.storage.rules import staying
 
 PAGE = 500  # the documented maximum page size
-_STAYING = (Status.ACTIVE, Status.PENDING)
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _page(response: Any, name: str) -> list[str]:
 
 
 def apply_suppressions(
-    readers: SubscriberList, lists: list[SuppressionList], fetched: list[list[str]]
+    readers: Roster, lists: list[SuppressionList], fetched: list[list[str]]
 ) -> dict[str, int]:
     """Apply the fetched lists to the subscriber list in one streaming update; how many readers
     became ``unsubscribed``, ``bounced``, ``complained``. SendGrid compares addresses
@@ -118,12 +118,12 @@ def apply_suppressions(
             wanted.setdefault(email.strip().lower(), []).append(what)
     changed = {"unsubscribed": 0, "bounced": 0, "complained": 0}
 
-    def apply(roster: Roster, email: str) -> None:
+    def apply(roster: RosterChanges, email: str) -> None:
         for what in wanted[email.lower()]:
             before = roster.get(email)
             if before is None or before.status == what.status:
                 continue
-            if what.status == Status.UNSUBSCRIBED and before.status not in _STAYING:
+            if what.status == Status.UNSUBSCRIBED and not staying(before):
                 continue  # already left (bounced/complained): keep that reason
             ref = f"sendgrid:{what.name}"
             if what.status == Status.UNSUBSCRIBED:
@@ -140,7 +140,7 @@ def apply_suppressions(
 
 def sync_suppressions(
     settings: Settings,
-    readers: SubscriberList,
+    readers: Roster,
     clock: Clock,
     factory: ClientFactory,
     *,

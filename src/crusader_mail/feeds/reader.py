@@ -42,7 +42,7 @@ from crusader_mail import USER_AGENT
 from crusader_mail.clock import Clock
 from crusader_mail.errors import FeedError
 from crusader_mail.feeds.sanitize import absolute_url, first_image, is_http, sanitize_html
-from crusader_mail.models import FeedReport, Image, Post
+from crusader_mail.models import FeedCache, FeedReport, Image, Post
 from crusader_mail.settings import FetchSettings
 from crusader_mail.util.text import excerpt, first_words, html_to_text, inline_text
 
@@ -53,15 +53,6 @@ ACCEPT = (
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
 HTTP_SCHEMES = {"http", "https"}
 _EXCERPT_SOURCE_CHARS = 20_000  # enough HTML for 55 words nearly always; the rest is not read
-
-
-@dataclass(frozen=True)
-class FeedCache:
-    """Per-feed HTTP memory, kept in the archive."""
-
-    etag: str | None = None
-    last_modified: str | None = None
-    permanent_redirect: str | None = None
 
 
 @dataclass(frozen=True)

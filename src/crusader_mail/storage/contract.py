@@ -11,11 +11,12 @@ Every subsystem reaches state only through these types; a store implements all o
     │                 iter / counts / get / candidates          reading, no lock
     │                 edit() -> RosterChanges                   one unit of change (lock or transaction)
     │                 update_many(wanted, change, match)        streaming bulk change (suppression sync)
-    │                 lines / restore / tidy                    export, import of a full export
+    │                 lines / tidy                              export; put a hand-edited list in order
     ├── memory()    -> Memory       handled messages, reply limits, webhook event ids (a unit of change)
     ├── archive     ArchiveStore    load() -> Archive; save(archive): posts, issue records, feed cache
-    ├── ledgers     LedgerStore     load(issue) -> Ledger; send_lock(); per-issue delivery ledgers
-    └── run_lock()                  one state-changing run at a time
+    ├── ledgers     LedgerStore     load(issue) / exists(issue) / send_lock(): per-issue delivery ledgers
+    ├── run_lock()                  one state-changing run at a time
+    └── traces()                    where the store keeps more of a reader than the roster row
 
 The roster's rules (who may become what, and the consent stamps) are pure functions in
 :mod:`crusader_mail.storage.rules`; every store applies exactly those, so a reader's status
@@ -27,7 +28,7 @@ order everywhere (memory first, then the roster). A block that raises writes not
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,7 +36,10 @@ from typing import Protocol
 
 from crusader_mail.clock import Clock
 from crusader_mail.models import Source, Status, Subscriber
-from crusader_mail.storage.files.archive import Archive
+from crusader_mail.storage.archive import Archive
+
+HintOf = Callable[[str], bytes]
+"""The keyed hint of an address that its tokens carry (:meth:`crusader_mail.util.tokens.Signer.hint`)."""
 
 # --- the roster -------------------------------------------------------------------------------
 
@@ -46,6 +50,8 @@ class RosterChanges(Protocol):
     clock. Addresses are accepted in any spelling and normalized."""
 
     def get(self, email: str) -> Subscriber | None: ...
+
+    def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]: ...
 
     def add(
         self,
@@ -100,7 +106,7 @@ class Roster(Protocol):
         """The reader with this address (any spelling of it), or ``None``."""
         ...
 
-    def candidates(self, hint: bytes, hint_of: Callable[[str], bytes]) -> list[str]:
+    def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:
         """The stored addresses whose ``hint_of(address)`` is ``hint`` (a token's keyed address
         hint, see :mod:`crusader_mail.util.tokens`), found without a scan per token."""
         ...
@@ -123,8 +129,8 @@ class Roster(Protocol):
         ...
 
     def lines(self) -> Iterator[str]:
-        """Every reader as one CSV row of the export format (``list_format.HEADER``), in
-        address order: the full consent record."""
+        """Every reader as one CSV row of the export format (:mod:`crusader_mail.storage.rows`),
+        in address order: the full consent record."""
         ...
 
     def tidy(self) -> bool:
@@ -135,9 +141,16 @@ class Roster(Protocol):
 # --- what the inbox and the web remember ------------------------------------------------------
 
 
+REPLY_WINDOW = timedelta(hours=24)
+"""How long a reply time is kept: rate-limited replies go out at most once per window."""
+KEEP_HANDLED = timedelta(days=400)
+"""How long a handled message or webhook event is remembered."""
+
+
 class Memory(Protocol):
     """Which messages and webhook events were handled, and when each address last got a
-    rate-limited reply. Stored as keyed hashes only, never addresses or ids in the clear."""
+    rate-limited reply. Stored as keyed hashes only, never addresses or ids in the clear;
+    entries older than ``REPLY_WINDOW`` (replies) or ``KEEP_HANDLED`` (ids) are dropped."""
 
     def seen(self, message_key: str) -> bool: ...
 
@@ -174,7 +187,7 @@ class ArchiveStore(Protocol):
 class LedgerWriter(Protocol):
     """Appends to one issue's ledger; each record is durable before the call returns."""
 
-    def pending(self, batch: int, readers: Iterable[int]) -> None: ...
+    def pending(self, batch: int, readers: Sequence[int]) -> None: ...
 
     def accepted(self, batch: int, message_id: str | None) -> None: ...
 
@@ -202,6 +215,8 @@ class Ledger(Protocol):
 
 
 class LedgerStore(Protocol):
+    """Every issue's delivery ledger (sandbox sends keep their own)."""
+
     def load(self, issue_id: str, *, sandbox: bool = False) -> Ledger:
         """The ledger of ``issue_id`` (an empty one when there is none yet)."""
         ...
@@ -217,9 +232,16 @@ class LedgerStore(Protocol):
 
 
 class Store(Protocol):
-    roster: Roster
-    archive: ArchiveStore
-    ledgers: LedgerStore
+    """Everything crusader-mail remembers (the module docstring draws it)."""
+
+    @property
+    def roster(self) -> Roster: ...
+
+    @property
+    def archive(self) -> ArchiveStore: ...
+
+    @property
+    def ledgers(self) -> LedgerStore: ...
 
     def memory(self) -> AbstractContextManager[Memory]:
         """The inbox memory for one unit of change: stored when the block ends without an
@@ -228,4 +250,9 @@ class Store(Protocol):
 
     def run_lock(self) -> AbstractContextManager[None]:
         """Held for a whole state-changing run: one at a time."""
+        ...
+
+    def traces(self) -> list[str]:
+        """Where this store may keep something of a reader besides their roster row, and
+        what to do about it (for a privacy request after :meth:`RosterChanges.forget`)."""
         ...

@@ -1,4 +1,4 @@
-"""Small address helpers every stage shares (validation lives in ``subscribers.normalize_email``).
+"""Small address helpers every stage shares (validation lives in ``storage.rules.normalize_email``).
 
 Contract::
 

@@ -97,6 +97,16 @@ class Signer:
         return hmac.new(self._key, message, hashlib.sha256).digest()[:_MAC]
 
 
+def token_hint(token: str) -> bytes | None:
+    """The address hint inside ``token`` (``None`` when it is no token): the holder looks up
+    the addresses whose :meth:`Signer.hint` it is, then :meth:`Signer.verify` checks them."""
+    try:
+        raw = _decode(token)
+    except TokenError:
+        return None
+    return raw[2 : 2 + _HINT]
+
+
 def _norm(email: str) -> bytes:
     return lower_domain(email).encode()
 

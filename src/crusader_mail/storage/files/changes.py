@@ -1,0 +1,202 @@
+"""The files store's roster during one unit of change: the list's rows in memory, changed by
+:mod:`crusader_mail.storage.rules`.
+
+Rows nobody touches stay as the lines they were read as (about 170 bytes a reader); a changed
+reader is kept as a :class:`Subscriber` until the save, a forgotten one as ``None``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+
+from crusader_mail.clock import Clock
+from crusader_mail.errors import SubscriberError
+from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.storage import rules
+from crusader_mail.storage.contract import HintOf
+from crusader_mail.storage.files.list_format import row_email
+from crusader_mail.storage.rows import format_row, parse_line
+
+BaseCandidates = Callable[[bytes, HintOf], list[str]]
+"""Finds the addresses of the rows as loaded whose hint is the one given."""
+
+
+class ListChanges:
+    """The list in memory during :meth:`SubscriberList.edit`, keyed by normalized address.
+
+    ``lines`` are the rows as loaded, sorted by address and checked; ``base_candidates`` (when
+    given) answers :meth:`candidates` for them from an index, else the lines are searched."""
+
+    def __init__(
+        self,
+        lines: list[str],
+        clock: Clock,
+        *,
+        tidied: bool = False,
+        base_candidates: BaseCandidates | None = None,
+    ) -> None:
+        self._base = lines
+        self._changes: dict[str, Subscriber | None] = {}  # None: forgotten
+        self._clock = clock
+        self._base_candidates = base_candidates
+        self._open = True
+        self.changed = tidied
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, email: str) -> Subscriber | None:
+        key = rules.normal_or_none(email)
+        return self._current(key) if key is not None else None
+
+    def __iter__(self) -> Iterator[Subscriber]:
+        for item in self._merged():
+            yield parse_line(item) if isinstance(item, str) else item
+
+    def __len__(self) -> int:
+        size = len(self._base)
+        for key, value in self._changes.items():
+            in_base = self._find(key) is not None
+            if value is None and in_base:
+                size -= 1
+            elif value is not None and not in_base:
+                size += 1
+        return size
+
+    def __contains__(self, email: object) -> bool:
+        return isinstance(email, str) and self.get(email) is not None
+
+    def lines(self) -> Iterator[str]:
+        """Every row line in address order, as the file will hold them."""
+        for item in self._merged():
+            yield item if isinstance(item, str) else format_row(item)
+
+    def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:
+        """The addresses on the list now (changes included) whose hint is ``hint``."""
+        if self._base_candidates is not None:
+            base = self._base_candidates(hint, hint_of)
+        else:
+            base = [email for email in map(row_email, self._base) if hint_of(email) == hint]
+        found = [email for email in base if self._changes.get(email, True) is not None]
+        found += [
+            key
+            for key, sub in self._changes.items()
+            if sub is not None and self._find(key) is None and hint_of(key) == hint
+        ]
+        return found
+
+    # -- changes -------------------------------------------------------------------------------
+
+    def add(
+        self,
+        email: str,
+        *,
+        name: str = "",
+        status: Status = Status.ACTIVE,
+        via: Source,
+        ref: str = "",
+    ) -> Subscriber:
+        key, old = self._lookup(email)
+        new = rules.add(old, key, name=name, status=status, via=via, ref=ref, now=self._clock.now())
+        self._keep(key, old, new)
+        return new
+
+    def request(self, email: str, *, name: str = "", via: Source, ref: str = "") -> Subscriber:
+        key, old = self._lookup(email)
+        new = rules.request(old, key, name=name, via=via, ref=ref, now=self._clock.now())
+        self._keep(key, old, new)
+        return new
+
+    def confirm(self, email: str, *, via: Source, ref: str = "") -> Subscriber:
+        key, old = self._lookup(email)
+        new = rules.confirm(old, email, via=via, ref=ref, now=self._clock.now())
+        self._keep(key, old, new)
+        return new
+
+    def unsubscribe(self, email: str, *, via: Source, ref: str = "") -> Subscriber | None:
+        old = self.get(email)
+        if old is not None:
+            self._check_open()
+        new = rules.unsubscribe(old, via=via, ref=ref, now=self._clock.now())
+        if old is not None and new is not None:
+            self._keep(old.email, old, new)
+        return new
+
+    def mark(self, email: str, status: Status, *, via: Source, ref: str = "") -> Subscriber | None:
+        old = self.get(email)
+        if old is not None:
+            self._check_open()
+        new = rules.mark(old, status, via=via, ref=ref, now=self._clock.now())
+        if old is not None and new is not None:
+            self._keep(old.email, old, new)
+        return new
+
+    def forget(self, email: str) -> bool:
+        """Erase the reader's row, consent record and all. ``True`` if they were on the list."""
+        self._check_open()
+        key = rules.normal_or_none(email)
+        if key is None or self._current(key) is None:
+            return False
+        if self._find(key) is not None:
+            self._changes[key] = None
+        else:
+            del self._changes[key]
+        self.changed = True
+        return True
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._open = False
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise SubscriberError(
+                "the roster is closed: change the list inside `with roster.edit() as changes:`"
+            )
+
+    def _lookup(self, email: str) -> tuple[str, Subscriber | None]:
+        self._check_open()
+        key = rules.normalize_email(email)
+        return key, self._current(key)
+
+    def _find(self, key: str) -> int | None:
+        index = bisect_left(self._base, key, key=row_email)
+        if index < len(self._base) and row_email(self._base[index]) == key:
+            return index
+        return None
+
+    def _current(self, key: str) -> Subscriber | None:
+        if key in self._changes:
+            return self._changes[key]
+        index = self._find(key)
+        return parse_line(self._base[index]) if index is not None else None
+
+    def _keep(self, key: str, old: Subscriber | None, new: Subscriber) -> None:
+        """Keep ``new`` unless the rule returned ``old`` itself (nothing changed)."""
+        if new is not old:
+            self._changes[key] = new
+            self.changed = True
+
+    def take_row(self, key: str, lines: list[str]) -> None:
+        """Put a reader's new row (``[]``: forgotten), as a bulk change made it."""
+        if lines:
+            self._keep(key, None, parse_line(lines[0]))
+        else:
+            self.forget(key)
+
+    def _merged(self) -> Iterator[str | Subscriber]:
+        changes = self._changes
+        untouched: Iterator[tuple[str, str | Subscriber]] = (
+            (row_email(line), line) for line in self._base if row_email(line) not in changes
+        )
+        changed: list[tuple[str, str | Subscriber]] = [
+            (key, sub) for key, sub in sorted(changes.items()) if sub is not None
+        ]
+        for _key, item in heapq.merge(untouched, changed, key=_first):
+            yield item
+
+
+def _first(pair: tuple[str, str | Subscriber]) -> str:
+    return pair[0]

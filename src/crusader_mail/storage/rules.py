@@ -1,0 +1,241 @@
+"""The roster's rules: how a reader's status and consent record change, whatever store holds them.
+
+Each rule is a pure function of the reader as stored (``Subscriber | None``: ``None`` when the
+address is not on the list) and returns the reader as they are to be stored. A call that
+changes nothing returns ``old`` itself, so a store writes only when ``new is not old``. A store
+applies exactly these functions: the files store to the rows of its list, another store to one
+locked row.
+
+- ``add`` puts a *new* reader on the list with the given status (cli, import). A reader already
+  there keeps their status; only a missing name is filled in. A reader who left is never
+  re-activated by an operator or an import: only their own ``request`` brings them back.
+- ``request`` (double opt-in, step 1): new, unsubscribed, bounced or complained -> ``pending``;
+  ``pending`` stays pending; ``active`` stays active (nothing changes).
+- ``confirm``: ``pending`` -> ``active``; ``active`` is returned unchanged (a replayed
+  confirmation); anything else raises :class:`SubscriberError` (a reader who left cannot be
+  confirmed back by an old token).
+- ``unsubscribe``: any status -> ``unsubscribed``, at once; idempotent; ``None`` if unknown.
+- ``mark(bounced|complained)``: a pending or active reader takes that status, a bounced one can
+  become complained; a reader who already left keeps their status. ``None`` if unknown.
+- ``forget`` (a store operation, no rule needed) erases the reader: no trace of the address
+  is left in the roster.
+
+Every change stamps the consent record with ``now`` (whole seconds, UTC):
+``subscribed_at/via`` when someone joins or rejoins, ``confirmed_at/via`` when they become
+active, ``left_at/via`` when they leave, ``ref`` (message id, file name, request id) and
+``updated_at`` on every change. Names and refs are cleaned (:func:`clean_text`).
+
+:func:`staying` is the one rule for requests and signals from outside (an unsubscribe, a bounce,
+a complaint, a confirmation link): they act only on a reader still on the list.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from crusader_mail.errors import InvalidAddress, SubscriberError
+from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.util.masking import mask_addresses, mask_email
+
+MAX_NAME = 100
+MAX_REF = 200
+LEFT = frozenset({Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED})
+STAYING = frozenset({Status.ACTIVE, Status.PENDING})
+
+# --- addresses and text -----------------------------------------------------------------------
+
+
+def normalize_email(raw: str) -> str:
+    """The one form an address is stored and compared in; :class:`InvalidAddress` if it is none.
+
+    Validated by email-validator without DNS. The local part is kept as given (it may be
+    case-sensitive); the domain is lowercased and IDNA-encoded (``jane@MÜNCHEN.de`` and
+    ``jane@xn--mnchen-3ya.de`` are one reader). Surrounding whitespace is ignored.
+    """
+    text = raw.strip()
+    if not text:
+        raise InvalidAddress("empty address")
+    try:
+        info = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise InvalidAddress(f"{mask_email(text)}: {mask_addresses(str(error))}") from None
+    return f"{info.local_part}@{info.ascii_domain}"
+
+
+def normal_or_none(raw: str) -> str | None:
+    """:func:`normalize_email`, or ``None`` when ``raw`` is not an address."""
+    try:
+        return normalize_email(raw)
+    except InvalidAddress:
+        return None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def clean_text(value: str, limit: int) -> str:
+    """One line of plain text: control characters dropped, whitespace collapsed, at most
+    ``limit`` characters (names come from mail headers: no header injection through them).
+    A leading ``= + - @`` gets a ``'`` so a spreadsheet opening an export runs no formula."""
+    text = " ".join(_CONTROL.sub(" ", value).split())[:limit].strip()
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def stamp(now: datetime) -> datetime:
+    """The time a consent record keeps: UTC, whole seconds."""
+    return now.astimezone(UTC).replace(microsecond=0)
+
+
+# --- who may be changed from outside ----------------------------------------------------------
+
+
+def staying(reader: Subscriber | None) -> bool:
+    """Is this reader still on the list (active or pending)? Only such a reader is unsubscribed,
+    bounced or complained by a request or a signal, or confirmed by a link: a reader who left
+    keeps the status they left with until they ask to join again."""
+    return reader is not None and reader.status in STAYING
+
+
+# --- status changes ---------------------------------------------------------------------------
+
+
+def add(
+    old: Subscriber | None,
+    email: str,
+    *,
+    name: str,
+    status: Status,
+    via: Source,
+    ref: str,
+    now: datetime,
+) -> Subscriber:
+    """A new reader ``email`` (normalized) with ``status``; a reader already there as they are,
+    a missing name filled in: an operator cannot re-activate someone who left."""
+    name = clean_text(name, MAX_NAME)
+    now = stamp(now)
+    if old is not None:
+        if name and not old.name:
+            return _changed(old, name=name, ref=clean_text(ref, MAX_REF), updated_at=now)
+        return old
+    joined = status in STAYING
+    return Subscriber(
+        email=email,
+        name=name,
+        status=status,
+        subscribed_at=now if joined else None,
+        subscribed_via=via if joined else None,
+        confirmed_at=now if status is Status.ACTIVE else None,
+        confirmed_via=via if status is Status.ACTIVE else None,
+        left_at=None if joined else now,
+        left_via=None if joined else via,
+        ref=clean_text(ref, MAX_REF),
+        updated_at=now,
+    )
+
+
+def request(
+    old: Subscriber | None, email: str, *, name: str, via: Source, ref: str, now: datetime
+) -> Subscriber:
+    """A reader asks to join: they become ``pending`` (an active reader stays active)."""
+    name = clean_text(name, MAX_NAME)
+    now = stamp(now)
+    ref = clean_text(ref, MAX_REF)
+    if old is None:
+        return Subscriber(
+            email=email,
+            name=name,
+            status=Status.PENDING,
+            subscribed_at=now,
+            subscribed_via=via,
+            ref=ref,
+            updated_at=now,
+        )
+    if old.status is Status.ACTIVE:
+        return old
+    if old.status is Status.PENDING:
+        return _changed(old, name=name or old.name, ref=ref, updated_at=now)
+    return _changed(  # rejoining after leaving: a new consent record
+        old,
+        name=name or old.name,
+        status=Status.PENDING,
+        subscribed_at=now,
+        subscribed_via=via,
+        confirmed_at=None,
+        confirmed_via=None,
+        left_at=None,
+        left_via=None,
+        ref=ref,
+        updated_at=now,
+    )
+
+
+def confirm(
+    old: Subscriber | None, email: str, *, via: Source, ref: str, now: datetime
+) -> Subscriber:
+    """``pending`` -> ``active``. An active reader is returned unchanged; an unknown reader
+    (``email`` names them in the error) or one who left raises :class:`SubscriberError`."""
+    if old is None:
+        raise SubscriberError(f"{mask_email(email)} is not on the list: nothing to confirm")
+    if old.status is Status.ACTIVE:
+        return old
+    if old.status is not Status.PENDING:
+        raise SubscriberError(
+            f"{mask_email(old.email)} is {old.status.value}: only a pending reader can be "
+            "confirmed (they can subscribe again)"
+        )
+    now = stamp(now)
+    return _changed(
+        old,
+        status=Status.ACTIVE,
+        confirmed_at=now,
+        confirmed_via=via,
+        ref=clean_text(ref, MAX_REF),
+        updated_at=now,
+    )
+
+
+def unsubscribe(
+    old: Subscriber | None, *, via: Source, ref: str, now: datetime
+) -> Subscriber | None:
+    """Any status -> ``unsubscribed``, at once. ``None`` for an unknown reader."""
+    if old is None or old.status is Status.UNSUBSCRIBED:
+        return old
+    return _left(old, Status.UNSUBSCRIBED, via=via, ref=ref, now=now)
+
+
+def mark(
+    old: Subscriber | None, status: Status, *, via: Source, ref: str, now: datetime
+) -> Subscriber | None:
+    """Record a hard bounce or a spam complaint. ``None`` for an unknown reader; a status
+    other than ``bounced`` or ``complained`` raises :class:`SubscriberError`."""
+    if status not in (Status.BOUNCED, Status.COMPLAINED):
+        raise SubscriberError(f"mark() takes bounced or complained, not {status.value}")
+    if old is None:
+        return None
+    upgrade = old.status is Status.BOUNCED and status is Status.COMPLAINED
+    if old.status in LEFT and not upgrade:
+        return old
+    return _left(old, status, via=via, ref=ref, now=now)
+
+
+def _left(old: Subscriber, status: Status, *, via: Source, ref: str, now: datetime) -> Subscriber:
+    """``old`` having left with ``status`` (unsubscribed, bounced or complained) just now."""
+    now = stamp(now)
+    return _changed(
+        old,
+        status=status,
+        left_at=now,
+        left_via=via,
+        ref=clean_text(ref, MAX_REF),
+        updated_at=now,
+    )
+
+
+def _changed(old: Subscriber, **update: Any) -> Subscriber:
+    """``old`` with ``update``; ``old`` itself when that changes nothing."""
+    new = old.model_copy(update=update)
+    return old if new == old else new

@@ -1,0 +1,331 @@
+"""The storage contract, run against every store: the roster's rules through ``edit()``, bulk
+updates, token candidates, the memory, the archive and the ledgers. A new store is one more
+line in ``STORES``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from crusader_mail.clock import Clock, FixedClock
+from crusader_mail.errors import StateError, SubscriberError
+from crusader_mail.models import BACKLOG, FeedCache, IssueRecord, Post, Source, Status, Subscriber
+from crusader_mail.storage import rules
+from crusader_mail.storage.contract import KEEP_HANDLED, REPLY_WINDOW, RosterChanges, Store
+from crusader_mail.storage.files import FilesStore
+from crusader_mail.storage.rows import parse_line
+from crusader_mail.util.tokens import Signer
+
+SECRET = "contract-secret-0123456789abcdef"
+
+STORES: dict[str, Callable[[Path, Clock], Store]] = {
+    "files": lambda root, clock: FilesStore(
+        root / "state", root / "subscribers", clock, lambda: SECRET
+    ),
+}
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock) -> Store:
+    return STORES[request.param](tmp_path, clock)
+
+
+def statuses(store: Store) -> dict[str, Status]:
+    return {sub.email: sub.status for sub in store.roster.iter()}
+
+
+def seed(store: Store, **by_status: list[str]) -> None:
+    with store.roster.edit() as changes:
+        for status, emails in by_status.items():
+            for email in emails:
+                changes.add(email, status=Status(status), via=Source.CLI, ref="seed")
+
+
+# --- the roster's rules through edit() --------------------------------------------------------
+
+OPERATIONS: dict[str, Callable[[RosterChanges, str], Subscriber | None]] = {
+    "add": lambda c, e: c.add(e, name="Ann", status=Status.ACTIVE, via=Source.CLI, ref="r"),
+    "request": lambda c, e: c.request(e, name="Ann", via=Source.EMAIL, ref="r"),
+    "unsubscribe": lambda c, e: c.unsubscribe(e, via=Source.WEB, ref="r"),
+    "bounce": lambda c, e: c.mark(e, Status.BOUNCED, via=Source.SENDGRID, ref="r"),
+    "complain": lambda c, e: c.mark(e, Status.COMPLAINED, via=Source.EMAIL, ref="r"),
+}
+RULES: dict[str, Callable[[Subscriber | None, str, FixedClock], Subscriber | None]] = {
+    "add": lambda old, e, clock: rules.add(
+        old, e, name="Ann", status=Status.ACTIVE, via=Source.CLI, ref="r", now=clock.now()
+    ),
+    "request": lambda old, e, clock: rules.request(
+        old, e, name="Ann", via=Source.EMAIL, ref="r", now=clock.now()
+    ),
+    "unsubscribe": lambda old, e, clock: rules.unsubscribe(
+        old, via=Source.WEB, ref="r", now=clock.now()
+    ),
+    "bounce": lambda old, e, clock: rules.mark(
+        old, Status.BOUNCED, via=Source.SENDGRID, ref="r", now=clock.now()
+    ),
+    "complain": lambda old, e, clock: rules.mark(
+        old, Status.COMPLAINED, via=Source.EMAIL, ref="r", now=clock.now()
+    ),
+}
+START = [None, *Status]
+
+
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+@pytest.mark.parametrize("start", START, ids=lambda s: s.value if s else "new")
+def test_every_change_is_the_rule_applied_and_stored(
+    store: Store, clock: FixedClock, operation: str, start: Status | None
+) -> None:
+    email = "ann@example.com"
+    if start is not None:
+        seed(store, **{start.value: [email]})
+    old = store.roster.get(email)
+    clock.advance(timedelta(hours=1))
+    with store.roster.edit() as changes:
+        made = OPERATIONS[operation](changes, email)
+        assert changes.get(email) == (made if made is not None else old)
+    assert made == RULES[operation](old, email, clock)
+    assert store.roster.get(email) == made
+    if start is None and operation in ("unsubscribe", "bounce", "complain"):
+        assert made is None
+
+
+def test_a_rejoining_reader_gets_a_new_consent_record(store: Store, clock: FixedClock) -> None:
+    seed(store, complained=["jo@example.com"])
+    clock.advance(timedelta(days=1))
+    with store.roster.edit() as changes:
+        pending = changes.request("jo@EXAMPLE.com", name="Jo\r\nBcc: x", via=Source.WEB)
+        clock.advance(timedelta(minutes=5))
+        active = changes.confirm("jo@example.com", via=Source.EMAIL, ref="<m@x>")
+        assert changes.confirm("jo@example.com", via=Source.EMAIL) == active  # replayed
+    assert (pending.status, pending.name, pending.left_at) == (Status.PENDING, "Jo Bcc: x", None)
+    assert pending.subscribed_at == clock.now() - timedelta(minutes=5)
+    assert (active.status, active.confirmed_via, active.ref) == (
+        Status.ACTIVE,
+        Source.EMAIL,
+        "<m@x>",
+    )
+    assert store.roster.get("jo@example.com") == active
+
+
+def test_confirming_a_reader_who_left_or_nobody_fails(store: Store) -> None:
+    seed(store, unsubscribed=["gone@example.com"])
+    with store.roster.edit() as changes:
+        with pytest.raises(SubscriberError, match="only a pending reader"):
+            changes.confirm("gone@example.com", via=Source.WEB)
+        with pytest.raises(SubscriberError, match="not on the list"):
+            changes.confirm("nobody@example.com", via=Source.WEB)
+    assert statuses(store) == {"gone@example.com": Status.UNSUBSCRIBED}
+
+
+def test_forget_leaves_no_trace_and_a_raising_block_stores_nothing(store: Store) -> None:
+    seed(store, active=["a@example.com", "b@example.com"])
+
+    def change_then_fail() -> None:
+        with store.roster.edit() as changes:
+            changes.forget("a@example.com")
+            changes.add("c@example.com", via=Source.CLI)
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        change_then_fail()
+    assert statuses(store) == {"a@example.com": Status.ACTIVE, "b@example.com": Status.ACTIVE}
+    with store.roster.edit() as changes:
+        assert changes.forget("a@EXAMPLE.com") is True
+        assert changes.forget("a@example.com") is False
+        assert changes.get("a@example.com") is None
+    assert store.roster.get("a@example.com") is None
+    assert not any("a@example.com" in line for line in store.roster.lines())
+
+
+def test_reading_the_roster(store: Store) -> None:
+    seed(store, active=["b@example.com", "a@example.com"], bounced=["c@example.com"])
+    assert [sub.email for sub in store.roster.iter()] == [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+    ]
+    assert [sub.email for sub in store.roster.iter(Status.BOUNCED)] == ["c@example.com"]
+    assert store.roster.counts() == {
+        **dict.fromkeys(Status, 0),
+        Status.ACTIVE: 2,
+        Status.BOUNCED: 1,
+    }
+    assert [parse_line(line) for line in store.roster.lines()] == list(store.roster.iter())
+    assert store.roster.get(" A@example.COM") is None  # the local part is kept as given
+    assert store.roster.get("not an address") is None
+
+
+# --- update_many ------------------------------------------------------------------------------
+
+
+def test_update_many_changes_only_the_readers_it_is_offered(
+    store: Store, clock: FixedClock
+) -> None:
+    seed(store, active=["Ann@example.com", "ann@example.com", "bo@example.com"])
+
+    def leave(changes: RosterChanges, email: str) -> None:
+        changes.unsubscribe(email, via=Source.SENDGRID, ref="bulk")
+
+    report = store.roster.update_many([" Ann@EXAMPLE.com", "not an address"], leave)
+    assert (report.matched, report.changed, report.written) == (1, 1, True)
+    report = store.roster.update_many({"ann@example.com"}, leave, match=str.lower)
+    assert (report.matched, report.changed) == (2, 1)
+    assert statuses(store) == {
+        "Ann@example.com": Status.UNSUBSCRIBED,
+        "ann@example.com": Status.UNSUBSCRIBED,
+        "bo@example.com": Status.ACTIVE,
+    }
+    report = store.roster.update_many(["bo@example.com"], lambda changes, email: None)
+    assert (report.matched, report.changed, report.written) == (1, 0, False)
+
+
+def test_update_many_may_not_touch_another_reader(store: Store) -> None:
+    seed(store, active=["a@example.com", "b@example.com"])
+
+    def sneaky(changes: RosterChanges, email: str) -> None:
+        changes.forget(email)
+        changes.add("intruder@example.com", via=Source.CLI)
+
+    with pytest.raises(SubscriberError, match="changed another"):
+        store.roster.update_many(["a@example.com"], sneaky)
+    assert statuses(store) == {"a@example.com": Status.ACTIVE, "b@example.com": Status.ACTIVE}
+
+
+# --- token candidates -------------------------------------------------------------------------
+
+
+def test_candidates_follow_the_roster_and_the_changes_in_progress(store: Store) -> None:
+    hint_of = Signer(SECRET).hint
+    seed(store, active=["a@example.com", "b@example.com"])
+    assert store.roster.candidates(hint_of("a@example.com"), hint_of) == ["a@example.com"]
+    assert store.roster.candidates(hint_of("new@example.com"), hint_of) == []
+    with store.roster.edit() as changes:
+        changes.request("new@example.com", via=Source.EMAIL)
+        changes.forget("a@example.com")
+        assert changes.candidates(hint_of("new@example.com"), hint_of) == ["new@example.com"]
+        assert changes.candidates(hint_of("a@example.com"), hint_of) == []
+        assert changes.candidates(hint_of("b@example.com"), hint_of) == ["b@example.com"]
+    assert store.roster.candidates(hint_of("new@example.com"), hint_of) == ["new@example.com"]
+    assert store.roster.candidates(hint_of("a@example.com"), hint_of) == []
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+
+def test_memory_remembers_messages_events_and_replies(store: Store, clock: FixedClock) -> None:
+    with store.memory() as memory:
+        assert not memory.seen("mid:<1@x>")
+        memory.remember("mid:<1@x>", clock.now())
+        memory.remember_event("ev-1", clock.now())
+        assert memory.may_reply("help", "jo@example.com", clock.now(), REPLY_WINDOW)
+        memory.replied("help", "jo@example.com", clock.now())
+
+    def remember_then_fail() -> None:
+        with store.memory() as memory:
+            memory.remember("mid:<2@x>", clock.now())
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        remember_then_fail()
+    clock.advance(REPLY_WINDOW - timedelta(minutes=1))
+    with store.memory() as memory:
+        assert memory.seen("mid:<1@x>")
+        assert not memory.seen("mid:<2@x>")
+        assert memory.event_seen("ev-1")
+        assert not memory.event_seen("ev-2")
+        assert not memory.may_reply("help", "jo@EXAMPLE.com", clock.now(), REPLY_WINDOW)
+        assert memory.may_reply("confirm", "jo@example.com", clock.now(), REPLY_WINDOW)
+    clock.advance(timedelta(minutes=1))
+    with store.memory() as memory:
+        assert memory.may_reply("help", "jo@example.com", clock.now(), REPLY_WINDOW)
+    clock.advance(KEEP_HANDLED)
+    with store.memory() as memory:
+        pass  # the end of a unit drops what is past its keeping time
+    with store.memory() as memory:
+        assert not memory.seen("mid:<1@x>")
+        assert not memory.event_seen("ev-1")
+
+
+# --- archive ----------------------------------------------------------------------------------
+
+
+def _post(n: int, clock: FixedClock) -> Post:
+    return Post(
+        id=f"https://blog.example/?p={n}",
+        title=f"Post {n}",
+        link=f"https://blog.example/{n}/",
+        published=clock.now() - timedelta(days=10 - n),
+        updated=clock.now() - timedelta(days=10 - n),
+        feed="https://blog.example/feed/",
+        first_seen=clock.now(),
+    )
+
+
+def test_archive_round_trip(store: Store, clock: FixedClock) -> None:
+    archive = store.archive.load()
+    assert (archive.posts, archive.issues, archive.feed_cache) == ([], [], {})
+    archive.merge([_post(1, clock), _post(2, clock)], clock.now())  # the installation: backlog
+    store.archive.save(archive)
+    archive = store.archive.load()
+    assert archive.merge([_post(3, clock)], clock.now()).new == [_post(3, clock).id]
+    archive.feed_cache["https://blog.example/feed/"] = FeedCache(etag='"e"')
+    record = IssueRecord(
+        issue_id="2026-11-23-aaaa0000",
+        created_at=clock.now(),
+        subject="S",
+        post_ids=(_post(3, clock).id,),
+        related_ids=(),
+        status="sending",
+    )
+    archive.record_issue(record)
+    store.archive.save(archive)
+    loaded = store.archive.load()
+    assert loaded.posts == archive.posts
+    assert [post.issue for post in loaded.posts] == [None, BACKLOG, BACKLOG]
+    assert loaded.issues == [record]
+    assert loaded.feed_cache == {"https://blog.example/feed/": FeedCache(etag='"e"')}
+    loaded.mark_sent([_post(3, clock).id], record.issue_id)
+    store.archive.save(loaded)
+    assert store.archive.load().new_posts() == []
+
+
+def test_archive_save_refuses_to_overwrite_a_newer_archive(store: Store, clock: FixedClock) -> None:
+    first, second = store.archive.load(), store.archive.load()
+    first.merge([_post(1, clock)], clock.now())
+    store.archive.save(first)
+    second.merge([_post(2, clock)], clock.now())
+    with pytest.raises(StateError, match="changed"):
+        store.archive.save(second)
+    assert [post.id for post in store.archive.load().posts] == [_post(1, clock).id]
+
+
+# --- ledgers, locks, traces -------------------------------------------------------------------
+
+
+def test_ledger_load_and_write(store: Store, clock: FixedClock) -> None:
+    issue = "2026-11-23-1a2b3c4d"
+    assert not store.ledgers.exists(issue)
+    ledger = store.ledgers.load(issue)
+    readers = [ledger.reader_hash(f"r{i}@example.com") for i in range(4)]
+    with store.ledgers.send_lock(), ledger.writer(clock) as writer:
+        writer.pending(0, readers[:2])
+        writer.accepted(0, "msg-0")
+        writer.pending(1, readers[2:])
+    assert store.ledgers.exists(issue)
+    assert not store.ledgers.exists(issue, sandbox=True)
+    again = store.ledgers.load(issue)
+    assert again.was_accepted(again.reader_hash("r1@EXAMPLE.com"))
+    assert not again.was_accepted(again.reader_hash("r2@example.com"))
+    assert again.is_in_doubt(again.reader_hash("r3@example.com"))
+    assert (again.in_doubt_batches, again.next_batch) == ([1], 2)
+
+
+def test_run_lock_and_traces(store: Store) -> None:
+    with store.run_lock():
+        pass
+    traces = store.traces()
+    assert traces
+    assert all(isinstance(trace, str) and trace for trace in traces)
