@@ -46,10 +46,11 @@ from markupsafe import Markup
 from premailer import Premailer
 
 from crusader_mail.compose import guards
-from crusader_mail.compose.plaintext import html_to_text, wrap_text
+from crusader_mail.compose.plaintext import wrap_text
 from crusader_mail.errors import ComposeError, GuardError, TemplateError
 from crusader_mail.models import Image, Placeholder, Post, RenderedIssue
 from crusader_mail.settings import Settings
+from crusader_mail.util.html_text import mail_text
 
 HTML_TEMPLATE = "newsletter.html"
 TEXT_TEMPLATE = "newsletter.txt"
@@ -176,7 +177,7 @@ class Composer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self.env.filters["html_to_text"] = html_to_text
+        self.env.filters["html_to_text"] = mail_text
 
     # -- public ----------------------------------------------------------------------------------
 

@@ -44,7 +44,8 @@ from crusader_mail.errors import FeedError
 from crusader_mail.feeds.sanitize import absolute_url, first_image, is_http, sanitize_html
 from crusader_mail.models import FeedReport, Image, Post
 from crusader_mail.settings import FetchSettings
-from crusader_mail.util.text import excerpt, first_words, html_to_text, inline_text
+from crusader_mail.util.html_text import html_to_text, inline_text
+from crusader_mail.util.text import excerpt, first_words
 
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
