@@ -28,7 +28,8 @@ from crusader_mail.compose.related import choose_related
 from crusader_mail.delivery.sender import ClientFactory, Mailer, deliver, send_test
 from crusader_mail.delivery.suppressions import sync_suppressions
 from crusader_mail.errors import ComposeError, ConfigError, SendError
-from crusader_mail.feeds.reader import FetchOutcome, backfill, make_client, read_feeds
+from crusader_mail.feeds.fetch import make_client
+from crusader_mail.feeds.read import FetchOutcome, backfill, read_feeds
 from crusader_mail.inbox.process import InboxContext, InboxReport, process_messages
 from crusader_mail.inbox.sources import ImapSource, read_paths
 from crusader_mail.models import (

@@ -1,11 +1,12 @@
-"""The WordPress-style excerpt of a post's text, and a short stand-in title.
+"""Short plain text: the WordPress-style excerpt, a stand-in title, a one-line message.
 
 ::
 
     excerpt(text, words=55) -> str       # first 55 words + " […]"; shorter text stays whole
     first_words(text, count=8) -> str    # the first words, "…" when there were more
+    one_line(value, limit=200) -> str    # str(value) on one line, "…" past ``limit``
 
-Both take plain text (see :mod:`crusader_mail.util.html_text` for the text of HTML).
+All take plain text (see :mod:`crusader_mail.util.html_text` for the text of HTML).
 """
 
 from __future__ import annotations
@@ -41,3 +42,9 @@ def first_words(text: str, count: int = 8) -> str:
     if len(parts) > count:
         return " ".join(parts[:count]) + "…"
     return " ".join(parts)
+
+
+def one_line(value: object, limit: int = 200) -> str:
+    """``str(value)`` with its whitespace squeezed to single spaces, cut to ``limit`` with "…"."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
