@@ -37,7 +37,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from crusader_mail.models import Post
-from crusader_mail.util.html_text import html_to_text
+from crusader_mail.util.html_text import html_words
 
 TITLE_WEIGHT = 3
 CONTENT_WORDS = 250
@@ -106,7 +106,7 @@ def _cjk_bigrams(word: str) -> list[str]:
 def plain_text(content_html: str, max_words: int = CONTENT_WORDS) -> str:
     """The first ``max_words`` words of sanitized HTML as plain text (code blocks left out)."""
     head = content_html[: max_words * 12]  # HTML enough for max_words nearly always
-    return " ".join(html_to_text(head, skip_code=True).split()[:max_words])
+    return " ".join(html_words(head, skip_code=True)[:max_words])
 
 
 def _labels(values: Iterable[str]) -> frozenset[str]:

@@ -2,8 +2,9 @@
 
 ::
 
-    html_to_text(markup, *, skip_code=False) -> str   visible text, one line per block
+    html_to_text(markup) -> str                       visible text, one line per block
     inline_text(markup) -> str                        the same on one line
+    html_words(markup, *, skip_code=False) -> list    its words (code left out on request)
     mail_text(markup) -> str                          the layout of a newsletter's text part
 
 The parser is the standard library's :class:`html.parser.HTMLParser`, reading the way an HTML5
@@ -15,7 +16,8 @@ markup, the result is plain text.
 ``mail_text`` lays sanitized HTML out for reading in a mail client: blank lines between
 paragraphs, ``- `` and ``1. `` list items (nested ones indented), ``> `` quotes, ``pre`` indented
 four spaces, table rows as ``a | b``, ``hr`` as ``* * *``, images as ``[image: alt]``, and links as
-``text [1]`` with ``[1] URL`` lines after the text (a link whose text is its URL stays inline).
+``text [1]`` with ``[1] URL`` lines after the text (a link without text, or whose text is its URL,
+is followed by its URL inline instead).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ Attrs = list[tuple[str, str | None]]
 
 # The content of these never shows: left out with everything inside.
 _DROP = frozenset({"script", "style", "iframe", "object", "template", "title"})
-_CODE = frozenset({"pre", "code"})
+_DROP_CODE = _DROP | {"pre", "code"}
 # Tags that start a new line in html_to_text: the words of neighbouring blocks stay apart.
 _LINE_TAGS = frozenset(
     """p div br hr li ul ol dl dt dd h1 h2 h3 h4 h5 h6 tr td th table thead tbody tfoot caption
@@ -61,9 +63,6 @@ class _Layout:
     def text(self, data: str) -> None:
         pass
 
-    def result(self) -> str:
-        raise NotImplementedError
-
 
 class _Parser(HTMLParser):
     def __init__(self, layout: _Layout, drop: frozenset[str]) -> None:
@@ -95,13 +94,12 @@ class _Parser(HTMLParser):
             self.layout.text(data)
 
 
-def _read(markup: str, layout: _Layout, drop: frozenset[str] = _DROP) -> str:
+def _read(markup: str, layout: _Layout, drop: frozenset[str] = _DROP) -> None:
     parser = _Parser(layout, drop)
     parser.feed(str(markup).replace("\r\n", "\n").replace("\r", "\n"))
     if not parser.cdata_elem and _UNFINISHED.match(parser.rawdata):
         parser.rawdata = ""  # a tag cut off by the end of the input: not text
     parser.close()
-    return layout.result()
 
 
 # --- lines ------------------------------------------------------------------------------------
@@ -124,8 +122,8 @@ class _Lines(_Layout):
     def text(self, data: str) -> None:
         self.parts.append(data)
 
-    def result(self) -> str:
-        return _squeeze("".join(self.parts))
+    def joined(self) -> str:
+        return "".join(self.parts)
 
 
 def _squeeze(text: str) -> str:
@@ -133,16 +131,23 @@ def _squeeze(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
-def html_to_text(markup: str, *, skip_code: bool = False) -> str:
-    """The visible text of ``markup``: one line per block, spaces and blank lines squeezed.
-
-    ``skip_code=True`` also leaves out ``pre`` and ``code`` (for judging what a post is about).
-    """
+def html_to_text(markup: str) -> str:
+    """The visible text of ``markup``: one line per block, spaces and blank lines squeezed."""
     if not markup:
         return ""
     if "<" not in markup and "&" not in markup:
         return _squeeze(markup)
-    return _read(markup, _Lines(), _DROP | _CODE if skip_code else _DROP)
+    lines = _Lines()
+    _read(markup, lines)
+    return _squeeze(lines.joined())
+
+
+def html_words(markup: str, *, skip_code: bool = False) -> list[str]:
+    """The words of the visible text of ``markup``; ``skip_code=True`` also leaves out ``pre``
+    and ``code`` (for judging what a post is about)."""
+    lines = _Lines()
+    _read(markup, lines, _DROP_CODE if skip_code else _DROP)
+    return lines.joined().split()
 
 
 def inline_text(markup: str) -> str:
@@ -263,4 +268,6 @@ class _MailText(_Layout):
 
 def mail_text(markup: str) -> str:
     """Sanitized HTML laid out as the text part of a newsletter (see the module doc)."""
-    return _read(markup, _MailText())
+    layout = _MailText()
+    _read(markup, layout)
+    return layout.result()
