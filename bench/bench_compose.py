@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.golden_regen import golden_settings  # noqa: E402
 
-from crusader_mail import composer as composer_module  # noqa: E402
+from crusader_mail.compose import composer as composer_module  # noqa: E402
 from crusader_mail.compose.composer import Composer, fill_placeholders  # noqa: E402
 from crusader_mail.compose.related import choose_related  # noqa: E402
 from crusader_mail.models import Placeholder, Post  # noqa: E402

@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from crusader_mail.clock import FixedClock  # noqa: E402
 from crusader_mail.compose.related import choose_related  # noqa: E402
-from crusader_mail.feeds.reader import make_client, read_feed  # noqa: E402
+from crusader_mail.feeds.fetch import make_client  # noqa: E402
+from crusader_mail.feeds.read import read_feed  # noqa: E402
 from crusader_mail.models import Post  # noqa: E402
 from crusader_mail.settings import FetchSettings  # noqa: E402
 

@@ -24,7 +24,8 @@ from crusader_mail.delivery.dry_run import GITIGNORE
 from crusader_mail.delivery.engine import deliver
 from crusader_mail.delivery.transport import DryRunTransport
 from crusader_mail.errors import ConfigError, ImportRejected, InboxError
-from crusader_mail.feeds.reader import make_client, read_feed
+from crusader_mail.feeds.fetch import make_client
+from crusader_mail.feeds.read import read_feed
 from crusader_mail.feeds.sanitize import sanitize_html
 from crusader_mail.inbox.process import Action, InboxReport
 from crusader_mail.inbox.sources import _one_line

@@ -25,8 +25,10 @@ from crusader_mail.cli import preview as preview_cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import Clock, FixedClock
 from crusader_mail.compose.composer import Composer
+from crusader_mail.errors import TemplateError
 from crusader_mail.models import Post, RenderedIssue
 from crusader_mail.settings import LoadedSettings, Settings
+from crusader_mail.web import preview as web_preview
 from tests.golden_regen import NOW, REPO, TEMPLATES, golden_posts, golden_settings
 
 DEMO_LIST = Path(__file__).resolve().parent.parent / "subscribers" / "subscribers.csv"
@@ -179,9 +181,14 @@ def test_serve_renders_again_when_a_template_changes(
     setup: tuple[AppContext, FakePlanner],
 ) -> None:
     app, planner = setup
-    previewer = preview_cli.Previewer(app, planner, None, None, None, None)
-    server = preview_cli.PreviewServer(
-        previewer.out, previewer.render, previewer.watched, port=0, interval=0.05
+    previewer = web_preview.Previewer(app.settings, app.clock, planner)
+    server = web_preview.PreviewServer(
+        previewer.out,
+        previewer.render,
+        previewer.watched,
+        app.settings.templates_dir,
+        port=0,
+        interval=0.05,
     )
     server.render_now()
     footer = app.settings.templates_dir / "parts" / "footer.html"
@@ -210,6 +217,18 @@ def test_serve_renders_again_when_a_template_changes(
         assert "footer.html:1" in client.get(base).text
         assert client.get(base + "newsletter.txt").status_code == 200
     assert len(planner.calls) == 1  # template edits compose again; they do not plan again
+
+
+def test_serve_without_its_page_template_is_one_line_exit_1(
+    setup: tuple[AppContext, FakePlanner],
+) -> None:
+    app, planner = setup
+    (app.settings.templates_dir / "web" / "preview.html").unlink()
+    result = CliRunner().invoke(cli, ["preview", "--serve", "--port", "0"], obj=app)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, TemplateError)
+    assert "preview.html: the preview page template is missing" in str(result.exception)
+    assert planner.calls == []  # refused before planning or serving anything
 
 
 # --- the real command ------------------------------------------------------------------------

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.feeds.reader import FetchOutcome, make_client, read_feed
+from crusader_mail.feeds.fetch import make_client
+from crusader_mail.feeds.read import FetchOutcome, read_feed
 from crusader_mail.settings import FetchSettings
 from tests.peers.feed_server import FeedServer
 

@@ -11,7 +11,9 @@ import pytest
 
 from crusader_mail import USER_AGENT
 from crusader_mail.clock import FixedClock
-from crusader_mail.feeds.reader import FeedCache, backfill, make_client, read_feed, read_feeds
+from crusader_mail.feeds.fetch import make_client
+from crusader_mail.feeds.read import backfill, read_feed, read_feeds
+from crusader_mail.models import FeedCache
 from crusader_mail.settings import FetchSettings
 from tests.peers.feed_server import FeedServer
 

@@ -32,7 +32,8 @@ from crusader_mail.delivery.mailer import Mailer
 from crusader_mail.delivery.suppressions import sync_suppressions
 from crusader_mail.delivery.transport import BatchTransport, DryRunTransport, SendGridTransport
 from crusader_mail.errors import ConfigError, SendError
-from crusader_mail.feeds.reader import FetchOutcome, backfill, make_client, read_feeds
+from crusader_mail.feeds.fetch import make_client
+from crusader_mail.feeds.read import FetchOutcome, backfill, read_feeds
 from crusader_mail.inbox.process import InboxContext, InboxReport, process_messages
 from crusader_mail.inbox.sources import ImapSource, read_paths
 from crusader_mail.models import (

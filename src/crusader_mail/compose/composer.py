@@ -1,6 +1,6 @@
 """The composer: new posts + related posts -> one finished newsletter (:class:`RenderedIssue`).
 
-Contract::
+::
 
     Composer(settings).compose(posts, related, issue_id, now) -> RenderedIssue
     fill_placeholders(text, values, *, html=False) -> str
@@ -9,6 +9,9 @@ Contract::
   (``newsletter.html`` and ``newsletter.txt`` and what they include). Autoescape for ``.html``;
   ``StrictUndefined``; a broken template raises :class:`TemplateError` naming file and line.
 - Subject and preheader are Jinja strings from ``settings.compose`` (plain text, one line).
+- The text part: ``newsletter.txt``, whose ``html_to_text`` filter lays a post's HTML out as text
+  (:func:`crusader_mail.util.html_text.mail_text`), wrapped at 72 columns
+  (:func:`crusader_mail.compose.plaintext.wrap_text`).
 - CSS is inlined with premailer ONCE per issue (:func:`inline_css`; never once per reader). The
   rules it cannot inline (the phones' ``@media`` query) stay in a ``<style>`` block. Network and
   external files are off; cssutils' log noise is silenced.
@@ -16,16 +19,16 @@ Contract::
   nothing in Jinja, premailer or URL handling changes them, and the ones used are listed in
   ``RenderedIssue.placeholders``. Text from feeds can never forge one: ``[[`` and Jinja's
   ``{{ {% {#`` in post fields get an invisible WORD JOINER (U+2060) between the two characters.
-- The guards (:mod:`crusader_mail.compose.guards`) run before the issue is returned: too big -> long posts
-  become excerpts and the issue is rendered again with a note; still too big or unsafe ->
-  :class:`GuardError`.
+- The guards (:mod:`crusader_mail.compose.guards`) run before the issue is returned: too big ->
+  long posts become excerpts and the issue is rendered again with a note; still too big or
+  unsafe -> :class:`GuardError`.
 
 Placeholder values and escaping: the templates put ``[[unsubscribe_url]]`` only in an ``href``
 and ``[[email]]``/``[[name]]`` only in element text. ``fill_placeholders(html, values, html=True)``
-HTML-escapes each value, which is safe in both places. SendGrid ``substitutions`` use ONE value
-for text and HTML alike: pass each value through :func:`substitution_value`, which drops the only
-characters that could break out of HTML text or a double-quoted attribute (``< > "``) and line
-breaks, and leaves the value readable in the text version.
+HTML-escapes each value, which is safe in both places. SendGrid ``substitutions`` put ONE value
+unescaped in text and HTML alike: :func:`substitution_value` drops the only characters that could
+break out of HTML text or a double-quoted attribute (``< > "``) and line breaks, and leaves the
+value readable in the text version.
 """
 
 from __future__ import annotations
@@ -46,10 +49,11 @@ from markupsafe import Markup
 from premailer import Premailer
 
 from crusader_mail.compose import guards
-from crusader_mail.compose.plaintext import html_to_text, wrap_text
+from crusader_mail.compose.plaintext import wrap_text
 from crusader_mail.errors import ComposeError, GuardError, TemplateError
 from crusader_mail.models import Image, Placeholder, Post, RenderedIssue
 from crusader_mail.settings import Settings
+from crusader_mail.util.html_text import mail_text
 
 HTML_TEMPLATE = "newsletter.html"
 TEXT_TEMPLATE = "newsletter.txt"
@@ -176,7 +180,7 @@ class Composer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self.env.filters["html_to_text"] = html_to_text
+        self.env.filters["html_to_text"] = mail_text
 
     # -- public ----------------------------------------------------------------------------------
 

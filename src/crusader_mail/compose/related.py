@@ -29,7 +29,6 @@ date (newer first) then id, so the same input always gives the same choice.
 
 from __future__ import annotations
 
-import html
 import math
 import re
 import unicodedata
@@ -38,6 +37,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from crusader_mail.models import Post
+from crusader_mail.util.html_text import html_words
 
 TITLE_WEIGHT = 3
 CONTENT_WORDS = 250
@@ -48,8 +48,6 @@ MIN_SCORE = 0.12
 BM25_K1 = 1.2
 BM25_B = 0.75
 
-_TAG_RE = re.compile(r"<[^>]*>")
-_SKIP_BLOCK_RE = re.compile(r"<(script|style|pre|code)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _WORD_RE = re.compile(r"\w+")
 _CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
@@ -107,9 +105,8 @@ def _cjk_bigrams(word: str) -> list[str]:
 
 def plain_text(content_html: str, max_words: int = CONTENT_WORDS) -> str:
     """The first ``max_words`` words of sanitized HTML as plain text (code blocks left out)."""
-    head = content_html[: max_words * 12]
-    text = html.unescape(_TAG_RE.sub(" ", _SKIP_BLOCK_RE.sub(" ", head)))
-    return " ".join(text.split()[:max_words])
+    head = content_html[: max_words * 12]  # HTML enough for max_words nearly always
+    return " ".join(html_words(head, skip_code=True)[:max_words])
 
 
 def _labels(values: Iterable[str]) -> frozenset[str]:

@@ -52,7 +52,7 @@ ATTRIBUTES = {
 }
 URL_ATTRIBUTES = {"href", "src", "cite"}
 LINK_SCHEMES = {"http", "https", "mailto"}
-BASE_SCHEMES = ("http", "https")
+HTTP_SCHEMES = {"http", "https"}
 _SIZE = re.compile(r"^\s*(\d{1,5})(?:px)?\s*$", re.IGNORECASE)
 _IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
 _ATTR = re.compile(r'\b(src|alt)="([^"]*)"')
@@ -95,7 +95,7 @@ def sanitize_html(markup: str, base: str | None) -> str:
 
     def attribute(tag: str, name: str, value: str) -> str | None:
         if name in URL_ATTRIBUTES:
-            schemes = LINK_SCHEMES if tag == "a" else {"http", "https"}
+            schemes = LINK_SCHEMES if tag == "a" else HTTP_SCHEMES
             return absolute_url(value, base, schemes)
         if name in ("width", "height"):
             match = _SIZE.match(value)

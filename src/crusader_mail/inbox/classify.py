@@ -31,6 +31,7 @@ from enum import StrEnum
 
 from crusader_mail.settings import Settings
 from crusader_mail.util.addresses import lower_domain
+from crusader_mail.util.html_text import html_to_text
 
 __all__ = [
     "Classification",
@@ -119,13 +120,13 @@ def display_name(message: Message, name: str = "From") -> str:
 
 
 def body_text(message: Message, limit: int = 100_000) -> str:
-    """The first text/plain part (else text/html with tags stripped), decoded, at most ``limit``."""
+    """The first text/plain part (else the text of text/html), decoded, at most ``limit``."""
     plain = _first_part(message, "text/plain")
     if plain is not None:
         return _part_text(plain)[:limit]
     html = _first_part(message, "text/html")
     if html is not None:
-        return _strip_html(_part_text(html))[:limit]
+        return html_to_text(_part_text(html))[:limit]
     return ""
 
 
@@ -160,15 +161,6 @@ def _part_text(part: Message) -> str:
         return raw.decode(charset, errors="replace")
     except LookupError:
         return raw.decode("utf-8", errors="replace")
-
-
-_TAG = re.compile(r"<[^>]*>")
-
-
-def _strip_html(html: str) -> str:
-    html = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", " ", html)
-    html = re.sub(r"(?i)<br\s*/?>|</p\s*>|</div\s*>", "\n", html)
-    return _TAG.sub("", html)
 
 
 # --- classification -----------------------------------------------------------------------------
