@@ -21,11 +21,12 @@ demo: $(STAMP)
 	$(BIN)/crusader-mail run --dry-run --include-backlog 3
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench peers scripts
+	$(BIN)/ruff format --check src tests bench peers scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
+	$(BIN)/mypy tests peers bench scripts
 
 workflows: $(STAMP)
 	$(BIN)/actionlint .github/workflows/*.yml
@@ -40,10 +41,10 @@ pytest: $(STAMP) services
 test: lint typecheck workflows pytest
 
 golden: $(STAMP)
-	$(BIN)/python -m tests.golden_regen
+	$(BIN)/python -m tests.support.golden
 
 docs: $(STAMP)
-	$(BIN)/python -m tests.cli_docs
+	$(BIN)/python scripts/cli_docs.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_reader.py

@@ -27,9 +27,9 @@ from pathlib import Path
 import feedparser
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # for tests.peers.feed_server
+sys.path.insert(0, str(REPO))  # for peers.feed_server
 
-from tests.peers.feed_server import FeedServer  # noqa: E402
+from peers.feed_server import FeedServer  # noqa: E402
 
 from crusader_mail.clock import FixedClock  # noqa: E402
 from crusader_mail.feeds.fetch import make_client  # noqa: E402

@@ -4,7 +4,7 @@
 
 Each (size, mode) runs in a fresh child process so its peak RSS is its own
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``). ``loopback`` sends through the real sendgrid
-client to the loopback SendGrid (``tests/peers/sendgrid_server.py``) running in ANOTHER process
+client to the loopback SendGrid (``peers/sendgrid_server.py``) running in ANOTHER process
 (counts only), with the delivery ledger written and fsynced per batch. Reported per run:
 requests (must be ceil(N/1000), checked against what the server accepted), wall time (target
 for 1,000,000: under 60 s), peak RSS (target: under 150 MB), and calls to ``Composer.compose`` and
@@ -50,13 +50,14 @@ def one(size: int, mode: str, folder: Path, url: str | None, key: str | None) ->
     """Runs in the child: one send, measured."""
     import premailer
     from pydantic import SecretStr
-    from tests.test_sender_support import ledgers, make_issue, make_settings, sendgrid
 
+    from bench.inputs import bench_settings, example_issue
     from crusader_mail.clock import FixedClock
     from crusader_mail.compose import composer
+    from crusader_mail.delivery.client import client_factory
     from crusader_mail.delivery.engine import deliver
-    from crusader_mail.delivery.transport import BatchTransport, DryRunTransport
-    from crusader_mail.storage.files.subscribers import SubscriberList
+    from crusader_mail.delivery.transport import BatchTransport, DryRunTransport, SendGridTransport
+    from crusader_mail.storage import open_store
 
     calls = {"compose": 0, "premailer": 0}
     real_compose, real_transform = composer.Composer.compose, premailer.transform
@@ -74,16 +75,18 @@ def one(size: int, mode: str, folder: Path, url: str | None, key: str | None) ->
     options: dict[str, Any] = {"concurrency": 2}
     if url and key:
         options.update(api_url=url, api_key=SecretStr(key))
-    settings = make_settings(folder, sendgrid=options)
+    settings = bench_settings(folder, **options)
     clock = FixedClock(NOW)
-    readers = SubscriberList(settings.subscribers_dir, clock)
+    issue = example_issue(settings)
+    store = open_store(settings, clock)
     transport: BatchTransport
     if mode == "loopback":
-        transport = sendgrid(settings, clock)
+        transport = SendGridTransport(settings, clock, client_factory(settings))
     else:
         transport = DryRunTransport(settings, clock)
+    calls["compose"] = calls["premailer"] = 0  # count only what the send does
     started = time.perf_counter()
-    report = deliver(make_issue(), readers, ledgers(settings), transport, settings, clock)
+    report = deliver(issue, store.roster, store.ledgers, transport, settings, clock)
     wall = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ledger = sum(p.stat().st_size for p in (settings.state_dir / "ledger").glob("*.jsonl"))
@@ -108,7 +111,7 @@ def run(size: int, mode: str) -> dict[str, Any]:
         url = key = None
         if mode == "loopback":
             server = subprocess.Popen(
-                [sys.executable, "-m", "tests.peers.sendgrid_server", "--no-record"],
+                [sys.executable, "-m", "peers.sendgrid_server", "--no-record"],
                 cwd=REPO,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,

@@ -1,17 +1,16 @@
 """Shared fixtures. Real peers (HTTP feed server, SendGrid-like server, IMAP) live in
-``tests/peers/``; each test starts what it needs on 127.0.0.1."""
+``peers/``; each test starts what it needs on 127.0.0.1."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from peers.feed_server import feed_server  # noqa: F401  (the loopback feed server)
+from peers.sendgrid_server import sendgrid_server  # noqa: F401  (loopback SendGrid v3)
 
 from crusader_mail.clock import FixedClock
-from tests.peers.feed_server import feed_server  # noqa: F401  (the loopback feed server)
-from tests.peers.sendgrid_server import sendgrid_server  # noqa: F401  (loopback SendGrid v3)
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -30,7 +29,7 @@ def corpus() -> Path:
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No CRUSADER_MAIL_* or SENDGRID_* from the developer's shell; cwd in a temp folder."""
     import os
 

@@ -264,7 +264,7 @@ def test_save_writes_under_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     from crusader_mail.storage.files import archive as archive_module
 
     events: list[str] = []
-    real_locked, real_write = archive_module.locked, archive_module.atomic_write
+    real_locked, real_write = archive_module.locked, archive_module.atomic_write  # type: ignore[attr-defined]
 
     @contextlib.contextmanager
     def spy_locked(path: Path, timeout: float = 30.0):  # type: ignore[no-untyped-def]

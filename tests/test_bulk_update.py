@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from peers.sendgrid_server import SendGridServer
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.client import client_factory
@@ -26,9 +27,8 @@ from crusader_mail.models import Source, Status
 from crusader_mail.storage.contract import RosterChanges
 from crusader_mail.storage.files.list_format import HEADER, MARKER
 from crusader_mail.storage.files.subscribers import LIST_FILE, SubscriberList
-from tests.peers.sendgrid_server import SendGridServer
-from tests.test_sender_support import make_readers, make_settings, reader_address
-from tests.test_subscribers import DAMAGE, row
+from tests.support.lists import DAMAGE, row
+from tests.support.sending import make_readers, make_settings, reader_address
 
 UNSUBSCRIBES = SuppressionList("unsubscribes", ("suppression", "unsubscribes"), Status.UNSUBSCRIBED)
 GROUP = SuppressionList("group", ("asm", "groups", "7", "suppressions"), Status.UNSUBSCRIBED)
@@ -228,7 +228,10 @@ def test_a_bulk_change_can_forget_but_not_touch_other_readers(
     assert readers.path.read_bytes() == original
     assert sorted(p.name for p in tmp_path.iterdir()) == [LIST_FILE, f"{LIST_FILE}.lock"]
 
-    report = readers.update_many(["b@example.com"], lambda roster, email: roster.forget(email))
+    def forget(roster: RosterChanges, email: str) -> None:
+        roster.forget(email)
+
+    report = readers.update_many(["b@example.com"], forget)
     assert (report.changed, report.written) == (1, True)
     assert [sub.email for sub in readers.iter()] == ["a@example.com", "c@example.com"]
 

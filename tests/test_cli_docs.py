@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from tests.cli_docs import DOC, commands, render
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+
+def _generator() -> ModuleType:
+    """``scripts/cli_docs.py``, the generator ``make docs`` runs."""
+    spec = importlib.util.spec_from_file_location("cli_docs", REPO / "scripts" / "cli_docs.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_docs = _generator()
+DOC, commands, render = _docs.DOC, _docs.commands, _docs.render
 
 
 def test_docs_cli_md_is_up_to_date() -> None:

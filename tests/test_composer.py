@@ -8,7 +8,6 @@ from pathlib import Path
 import premailer
 import pytest
 
-from crusader_mail.compose import composer as composer_module
 from crusader_mail.compose.composer import (
     WORD_JOINER,
     Composer,
@@ -18,7 +17,7 @@ from crusader_mail.compose.composer import (
 )
 from crusader_mail.errors import ComposeError, GuardError, TemplateError
 from crusader_mail.models import Placeholder
-from tests.golden_regen import NOW, TEMPLATES, golden_posts, golden_settings, make_post
+from tests.support.golden import NOW, TEMPLATES, golden_posts, golden_settings, make_post
 
 
 @pytest.fixture
@@ -153,7 +152,7 @@ def test_default_inliner_calls_premailer_once(monkeypatch: pytest.MonkeyPatch) -
         calls.append(1)
         return original(self, *args, **kwargs)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(composer_module.Premailer, "transform", counting)
+    monkeypatch.setattr(premailer.Premailer, "transform", counting)
     posts, related = golden_posts()
     Composer(golden_settings()).compose(posts, related, "i", NOW)
     assert len(calls) == 1

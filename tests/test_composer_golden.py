@@ -2,7 +2,7 @@
 
 When a template or the composer changes on purpose, regenerate the files with
 
-    make golden            # = .venv/bin/python -m tests.golden_regen
+    make golden            # = .venv/bin/python -m tests.support.golden
 
 and review the diff of tests/golden/ (see tests/golden/README.md).
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.golden_regen import GOLDEN, render_golden
+from tests.support.golden import GOLDEN, render_golden
 
-HINT = "run `make golden` (python -m tests.golden_regen) if the change is deliberate"
+HINT = "run `make golden` (python -m tests.support.golden) if the change is deliberate"
 
 
 @pytest.mark.parametrize(

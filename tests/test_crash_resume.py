@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from peers.sendgrid_server import SendGridServer
 from pydantic import SecretStr
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.engine import deliver
 from crusader_mail.storage.files.ledger import Ledger, ledger_path
 from crusader_mail.storage.files.subscribers import SubscriberList
-from tests.peers.sendgrid_server import SendGridServer
-from tests.test_sender_support import (
+from tests.support.sending import (
     ISSUE_ID,
     SECRET,
     ledgers,

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 from click.testing import CliRunner, Result
+from peers.feed_server import FeedServer
 
 from crusader_mail.cli import cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
-from tests.peers.feed_server import FeedServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
 WORDPRESS = (FIXTURES / "wordpress.xml").read_bytes()
@@ -109,7 +109,7 @@ def test_every_feed_failed_exits_1(
 
 
 def test_backfill_flag(feed_server: FeedServer, clean_env: Path, clock: FixedClock) -> None:
-    from tests.test_reader_http import page
+    from tests.support.feeds import page
 
     base = feed_server.add("/wp/", page(1))
     feed_server.add("/wp/?paged=2", page(2))

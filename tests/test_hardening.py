@@ -34,9 +34,9 @@ from crusader_mail.settings import LoadedSettings, Settings, load_settings
 from crusader_mail.storage.files.subscribers import SubscriberList
 from crusader_mail.subscriptions.imports import read_import
 from crusader_mail.util.masking import mask_addresses
-from tests.test_inbox_helpers import mail, make_ctx, run
-from tests.test_inbox_helpers import make_settings as inbox_settings
-from tests.test_sender_support import ledgers, make_issue, make_readers, make_settings, send_issue
+from tests.support.inbox import mail, make_ctx, run
+from tests.support.inbox import make_settings as inbox_settings
+from tests.support.sending import ledgers, make_issue, make_readers, make_settings, send_issue
 
 REPO = Path(__file__).resolve().parent.parent
 BRACKETS = "[/bold] Ten [red]tips"  # rich would read these as markup and crash (MarkupError)

@@ -1,4 +1,4 @@
-"""The inbox against a real IMAP server: dovecot on 127.0.0.1 with TLS (tests/peers/dovecot.py)."""
+"""The inbox against a real IMAP server: dovecot on 127.0.0.1 with TLS (peers/dovecot.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from peers import dovecot
+from peers.sendgrid_server import SendGridServer, sendgrid_server
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.errors import InboxError
@@ -19,9 +21,7 @@ from crusader_mail.inbox.process import process_messages
 from crusader_mail.inbox.sources import ImapSource
 from crusader_mail.models import Source, Status
 from crusader_mail.settings import Settings
-from tests.peers import dovecot
-from tests.peers.sendgrid_server import SendGridServer, sendgrid_server
-from tests.test_inbox_helpers import FIXTURES, SECRET, make_ctx, make_settings, write_config
+from tests.support.inbox import FIXTURES, SECRET, make_ctx, make_settings, write_config
 
 __all__ = ["sendgrid_server"]
 

@@ -18,7 +18,7 @@ from crusader_mail.inbox.sources import RawMessage, read_paths
 from crusader_mail.models import OutgoingMessage, Source, Status
 from crusader_mail.storage.files.subscribers import SubscriberList
 from crusader_mail.util.tokens import Purpose
-from tests.test_inbox_helpers import FIXTURES, fixture, mail, make_ctx, make_settings, run
+from tests.support.inbox import FIXTURES, fixture, mail, make_ctx, make_settings, run
 
 JANE = "jane@reader.example"
 

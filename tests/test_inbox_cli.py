@@ -13,12 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from peers.sendgrid_server import SendGridServer, sendgrid_server
 
 from crusader_mail.cli import cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
-from tests.peers.sendgrid_server import SendGridServer, sendgrid_server
-from tests.test_inbox_helpers import FIXTURES, SECRET, write_config
+from tests.support.inbox import FIXTURES, SECRET, write_config
 
 __all__ = ["sendgrid_server"]
 

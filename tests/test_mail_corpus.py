@@ -16,7 +16,7 @@ from crusader_mail.inbox.classify import Kind, classify, parse
 from crusader_mail.inbox.commands import Command
 from crusader_mail.inbox.sources import read_paths
 from crusader_mail.models import Source, Status
-from tests.test_inbox_helpers import make_ctx, make_settings, run
+from tests.support.inbox import make_ctx, make_settings, run
 
 pytestmark = pytest.mark.corpus
 

@@ -9,7 +9,7 @@ import pytest
 from crusader_mail.errors import InboxError
 from crusader_mail.inbox.classify import Kind, classify, header, parse
 from crusader_mail.inbox.sources import read_paths
-from tests.test_inbox_helpers import FIXTURES, make_settings
+from tests.support.inbox import FIXTURES, make_settings
 
 ONE = b"From: a@reader.example\nSubject: one\nMessage-ID: <1@r>\n\nFrom here on, hello\n"
 

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from peers.feed_server import FeedServer
+from peers.sendgrid_server import API_KEY, SendGridServer
 
 from crusader_mail.cli import cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
 from crusader_mail.models import Status
 from crusader_mail.storage.files.subscribers import SubscriberList
-from tests.peers.feed_server import FeedServer
-from tests.peers.sendgrid_server import API_KEY, SendGridServer
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "biz-crusader" / "feed.xml"
@@ -292,7 +292,7 @@ def test_run_processes_the_imap_inbox_first(site: Site) -> None:
     """The weekly run reads the mailbox: a subscribe request gets its confirmation mail."""
     import imaplib
 
-    from tests.peers import dovecot
+    from peers import dovecot
 
     if not dovecot.available():
         pytest.skip("dovecot is not installed (make services)")

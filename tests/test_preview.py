@@ -29,7 +29,7 @@ from crusader_mail.errors import TemplateError
 from crusader_mail.models import Post, RenderedIssue
 from crusader_mail.settings import LoadedSettings, Settings
 from crusader_mail.web import preview as web_preview
-from tests.golden_regen import NOW, REPO, TEMPLATES, golden_posts, golden_settings
+from tests.support.golden import NOW, REPO, TEMPLATES, golden_posts, golden_settings
 
 DEMO_LIST = Path(__file__).resolve().parent.parent / "subscribers" / "subscribers.csv"
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from peers.feed_server import FeedServer
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.feeds.fetch import make_client
 from crusader_mail.feeds.read import FetchOutcome, read_feed
 from crusader_mail.settings import FetchSettings
-from tests.peers.feed_server import FeedServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
 SETTINGS = FetchSettings(timeout=10, connect_timeout=5)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from peers.feed_server import FeedServer
 
 from crusader_mail import USER_AGENT
 from crusader_mail.clock import FixedClock
@@ -15,7 +16,7 @@ from crusader_mail.feeds.fetch import make_client
 from crusader_mail.feeds.read import backfill, read_feed, read_feeds
 from crusader_mail.models import FeedCache
 from crusader_mail.settings import FetchSettings
-from tests.peers.feed_server import FeedServer
+from tests.support.feeds import page
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
 ATOM = (FIXTURES / "atom.xml").read_bytes()
@@ -180,19 +181,6 @@ def test_one_failing_feed_does_not_stop_the_others(
     assert [o.report.status for o in outcomes] == ["ok", "error", "error", "ok"]
     assert [o.report.url for o in outcomes] == sources
     assert [o.report.entries for o in outcomes] == [2, 0, 0, 3]
-
-
-def page(number: int, next_href: str | None = None) -> bytes:
-    link = f'<atom:link rel="next" href="{next_href}"/>' if next_href else ""
-    items = "".join(
-        f"<item><title>Post {number}-{i}</title><link>https://paged.example/{number}/{i}</link>"
-        f"<pubDate>Mon, {number:02d} Nov 2026 0{i}:00:00 GMT</pubDate></item>"
-        for i in range(3)
-    )
-    return (
-        '<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel><title>P</title>'
-        f"<link>https://paged.example/</link>{link}{items}</channel></rss>"
-    ).encode()
 
 
 def test_backfill_follows_rfc5005_links(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 
 from crusader_mail.compose.related import choose_related, plain_text, tokenize
-from tests.golden_regen import make_post
+from crusader_mail.models import Post
+from tests.support.golden import make_post
 
 PRICING = "<p>How to price your services, raise prices and avoid discounts when clients negotiate the price.</p>"
 
 
-def unrelated(n: int, topic: str) -> object:
+def unrelated(n: int, topic: str) -> Post:
     return make_post(
         n,
         f"Notes on {topic}",
@@ -18,7 +19,7 @@ def unrelated(n: int, topic: str) -> object:
     )
 
 
-def ids(posts: list) -> list[str]:  # type: ignore[type-arg]
+def ids(posts: list[Post]) -> list[str]:
     return [p.id for p in posts]
 
 

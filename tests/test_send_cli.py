@@ -1,6 +1,6 @@
 """``crusader-mail send``: options, --json, summaries without addresses, exit codes.
 
-Here ``pipeline.send_stage`` is replaced by :func:`tests.test_sender_support.send_issue`, which
+Here ``pipeline.send_stage`` is replaced by :func:`tests.support.sending.send_issue`, which
 hands a fixed issue to the real ``deliver``/``send_test``, so the command's output can be
 checked against known numbers; ``tests/test_pipeline.py`` runs the real stage end to end.
 """
@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from peers.sendgrid_server import SendGridServer
 
 from crusader_mail import pipeline
 from crusader_mail.cli import cli
@@ -25,8 +26,7 @@ from crusader_mail.delivery.engine import SendProgress
 from crusader_mail.errors import SendRejected
 from crusader_mail.models import SendReport, Status
 from crusader_mail.settings import LoadedSettings, Settings
-from tests.peers.sendgrid_server import SendGridServer
-from tests.test_sender_support import make_issue, make_readers, make_settings, send_issue
+from tests.support.sending import make_issue, make_readers, make_settings, send_issue
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {

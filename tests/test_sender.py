@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from peers.sendgrid_server import SCHEMA_PATH, SendGridServer, load_schema, validate_mail
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.body import BodyBuilder
@@ -20,8 +21,7 @@ from crusader_mail.errors import InvalidAddress, LockTimeout, RetriesExhausted, 
 from crusader_mail.models import OutgoingMessage, Placeholder, SendReport, Status
 from crusader_mail.storage.files.ledger import ledger_path, send_lock
 from crusader_mail.util.tokens import Purpose, Signer
-from tests.peers.sendgrid_server import SCHEMA_PATH, SendGridServer, load_schema, validate_mail
-from tests.test_sender_support import (
+from tests.support.sending import (
     ISSUE_ID,
     SECRET,
     Sleeps,

@@ -7,12 +7,13 @@ import json
 from email import policy
 from pathlib import Path
 
+from peers.sendgrid_server import SCHEMA_PATH, SendGridServer, load_schema, validate_mail
+
 from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.dry_run import THROWAWAY_NOTE
 from crusader_mail.delivery.engine import deliver, send_test
 from crusader_mail.delivery.transport import DryRunTransport
-from tests.peers.sendgrid_server import SCHEMA_PATH, SendGridServer, load_schema, validate_mail
-from tests.test_sender_support import (
+from tests.support.sending import (
     ledgers,
     make_issue,
     make_readers,

@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from peers.sendgrid_server import SendGridServer, sendgrid_server
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.mailer import make_mailer
@@ -31,8 +32,7 @@ from crusader_mail.storage.files.subscribers import SubscriberList
 from crusader_mail.util.tokens import Purpose, Signer
 from crusader_mail.web.app import MAX_FORM_BODY, build_app
 from crusader_mail.web.sendgrid_hooks import MAX_EVENT_AGE
-from tests.peers.sendgrid_server import SendGridServer, sendgrid_server
-from tests.test_inbox_helpers import SECRET, make_settings
+from tests.support.inbox import SECRET, make_settings
 
 __all__ = ["sendgrid_server"]
 

@@ -19,6 +19,7 @@ from crusader_mail.storage.files.subscribers import LIST_FILE, SubscriberList
 from crusader_mail.storage.rules import normalize_email
 from crusader_mail.subscriptions.forgetting import other_traces
 from crusader_mail.subscriptions.imports import import_readers, read_import
+from tests.support.lists import DAMAGE, row
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -33,11 +34,6 @@ def write_list(readers: SubscriberList, *rows: str) -> bytes:
     data = "".join(row + "\n" for row in (MARKER, HEADER, *rows)).encode()
     readers.path.write_bytes(data)
     return data
-
-
-def row(email: str, status: str = "active", *, name: str = "", when: str = "") -> str:
-    stamp = when or "2026-01-01T00:00:00Z"
-    return f"{email},{name},{status},{stamp},cli,{stamp},cli,,,,{stamp}"
 
 
 # --- addresses --------------------------------------------------------------------------------
@@ -126,51 +122,6 @@ def test_no_file_means_an_empty_list(readers: SubscriberList) -> None:
     with readers.edit() as roster:
         assert len(roster) == 0
     assert not readers.path.exists()
-
-
-DAMAGE = {
-    "no marker": ([HEADER, row("a@example.com")], 1, "not a crusader-mail subscriber list"),
-    "newer version": (
-        ["# crusader-mail subscribers v2", HEADER, row("a@example.com")],
-        1,
-        "format version '2'",
-    ),
-    "wrong header": ([MARKER, "email,name,status", row("a@example.com")], 2, "the header"),
-    "column count": (
-        [MARKER, HEADER, row("a@example.com"), "b@example.com,B,active"],
-        4,
-        "3 columns",
-    ),
-    "bad status": ([MARKER, HEADER, row("a@example.com", "gone")], 3, "status 'gone'"),
-    "bad date": ([MARKER, HEADER, row("a@example.com", when="23/11/2026")], 3, "not an ISO 8601"),
-    "naive date": (
-        [MARKER, HEADER, row("a@example.com", when="2026-11-23T09:00:00")],
-        3,
-        "no timezone",
-    ),
-    "bad address": (
-        [MARKER, HEADER, row("alice@example.com"), row("bob@@example.com")],
-        4,
-        "not a valid",
-    ),
-    "domain case": ([MARKER, HEADER, row("alice@Example.com")], 3, "write it as a•••@example.com"),
-    "duplicate": (
-        [MARKER, HEADER, row("alice@example.com"), row("alice@example.com")],
-        4,
-        "already on line 3",
-    ),
-    "bad source": (
-        [MARKER, HEADER, row("alice@example.com").replace(",cli,", ",fax,", 1)],
-        3,
-        "'fax'",
-    ),
-    "broken quote": (
-        [MARKER, HEADER, 'alice@example.com,"Al,active' + ",," * 4 + ","],
-        3,
-        "quoting",
-    ),
-    "empty file": ([], 1, "an empty line"),
-}
 
 
 @pytest.mark.parametrize("case", sorted(DAMAGE))

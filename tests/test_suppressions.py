@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+from peers.sendgrid_server import SendGridServer
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.client import client_factory
@@ -13,8 +14,7 @@ from crusader_mail.delivery.engine import deliver
 from crusader_mail.delivery.suppressions import sync_suppressions
 from crusader_mail.errors import SendRejected
 from crusader_mail.models import Source, Status
-from tests.peers.sendgrid_server import SendGridServer
-from tests.test_sender_support import (
+from tests.support.sending import (
     Sleeps,
     ledgers,
     make_issue,

@@ -21,9 +21,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
-
-from tests.peers.feed_server import FeedServer
-from tests.peers.sendgrid_server import API_KEY, SendGridServer
+from peers.feed_server import FeedServer
+from peers.sendgrid_server import API_KEY, SendGridServer
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).with_name("crusader-mail")

@@ -22,7 +22,7 @@ What was accepted is kept per personalization (:class:`Delivery`), so tests can 
 reader got one message and saw no other address (:meth:`Delivery.rendered`). With
 ``record=False`` (benches) only counts are kept.
 
-Use the ``sendgrid_server`` fixture, or run ``python -m tests.peers.sendgrid_server`` (prints
+Use the ``sendgrid_server`` fixture, or run ``python -m peers.sendgrid_server`` (prints
 ``PORT <n>``; the bench runs it in its own process).
 """
 
@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "shared" / "sendgrid" / "mail-send-schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared" / "sendgrid" / "mail-send-schema.json"
 API_KEY = "SG.loopback-test-key"
 MAX_BODY = 30 * 1024 * 1024
 MAX_RECIPIENTS = 1000

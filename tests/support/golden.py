@@ -2,7 +2,7 @@
 
 Regenerate the golden files after a deliberate change to the templates or the composer::
 
-    make golden            # = .venv/bin/python -m tests.golden_regen
+    make golden            # = .venv/bin/python -m tests.support.golden
 
 then review ``git diff tests/golden/`` (and look at ``tests/golden/issue.html`` in a browser)
 before committing. ``tests/test_composer_golden.py`` compares a fresh render with these files.
@@ -20,9 +20,9 @@ from crusader_mail.compose.composer import Composer
 from crusader_mail.models import Image, Post, RenderedIssue
 from crusader_mail.settings import NewsletterSettings, Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = REPO / "tests" / "golden"
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 GOLDEN_ISSUE_ID = "2026-11-23-golden00"
 

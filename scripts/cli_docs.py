@@ -1,6 +1,6 @@
 """Generates ``docs/cli.md`` from the commands' own help, so every command is documented.
 
-Regenerate after changing a command: ``make docs`` (= ``python -m tests.cli_docs``).
+Regenerate after changing a command: ``make docs`` (= ``python scripts/cli_docs.py``).
 ``tests/test_cli_docs.py`` fails when the file is out of date or a command has no help.
 """
 

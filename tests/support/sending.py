@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from peers.sendgrid_server import SendGridServer
 from pydantic import SecretStr
 
 from crusader_mail.clock import Clock
@@ -19,7 +20,6 @@ from crusader_mail.models import Placeholder, RenderedIssue, SendReport, Source,
 from crusader_mail.settings import NewsletterSettings, SendGridSettings, Settings
 from crusader_mail.storage.files.ledger import FileLedgerStore
 from crusader_mail.storage.files.subscribers import SubscriberList
-from tests.peers.sendgrid_server import SendGridServer
 
 SECRET = "test-secret-key-0123456789abcdef"
 ISSUE_ID = "2026-11-23-1a2b3c4d"

@@ -14,7 +14,7 @@ from crusader_mail.inbox.sources import RawMessage, read_paths
 from crusader_mail.settings import Settings
 from crusader_mail.storage import open_store
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "mail"
 SECRET = "test-secret-key-0123456789abcdef"
 TRUSTED = "mx.bizcrusader.example"
