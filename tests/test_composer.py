@@ -13,8 +13,8 @@ from crusader_mail.compose.composer import (
     Composer,
     fill_placeholders,
     inline_css,
-    substitution_value,
 )
+from crusader_mail.delivery.links import clean_name
 from crusader_mail.errors import ComposeError, GuardError, TemplateError
 from crusader_mail.models import Placeholder
 from tests.support.golden import NOW, TEMPLATES, golden_posts, golden_settings, make_post
@@ -118,7 +118,7 @@ def test_placeholders_survive_and_fill_by_plain_substitution() -> None:
     text = fill_placeholders(issue.text, values)
     assert "\nhttps://x.example/u?t=a&b=c\n" in text
     assert not any(p.value in text for p in Placeholder)
-    assert substitution_value('Eve <script>"x"\n') == "Eve scriptx"
+    assert clean_name('Eve <script>"x"\n') == "Eve scriptx"
 
 
 def test_feed_text_cannot_forge_placeholders_or_template_syntax() -> None:

@@ -26,9 +26,9 @@
 Placeholder values and escaping: the templates put ``[[unsubscribe_url]]`` only in an ``href``
 and ``[[email]]``/``[[name]]`` only in element text. ``fill_placeholders(html, values, html=True)``
 HTML-escapes each value, which is safe in both places. SendGrid ``substitutions`` put ONE value
-unescaped in text and HTML alike: :func:`substitution_value` drops the only characters that could
-break out of HTML text or a double-quoted attribute (``< > "``) and line breaks, and leaves the
-value readable in the text version.
+unescaped in text and HTML alike: the sender cleans names with
+:func:`crusader_mail.delivery.links.clean_name` (no ``< > " \\``, no line breaks), addresses are
+validated, and the unsubscribe link is built from a base32 token.
 """
 
 from __future__ import annotations
@@ -92,11 +92,6 @@ def fill_placeholders(text: str, values: Mapping[Placeholder, str], *, html: boo
     for placeholder, value in values.items():
         text = text.replace(placeholder.value, html_lib.escape(value) if html else value)
     return text
-
-
-def substitution_value(value: str) -> str:
-    """A per-reader value safe to substitute into the text AND the HTML of an issue unescaped."""
-    return re.sub(r'[<>"\r\n\t\x00-\x1f]', "", value)
 
 
 def defuse(text: str) -> str:

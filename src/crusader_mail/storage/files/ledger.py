@@ -87,7 +87,6 @@ class Ledger:
     _accepted: array[int] = field(default_factory=lambda: array("Q"))
     _doubt: array[int] = field(default_factory=lambda: array("Q"))
     in_doubt_batches: list[int] = field(default_factory=list)
-    accepted_batches: int = 0
     next_batch: int = 0
     exists: bool = False
 
@@ -125,7 +124,6 @@ class Ledger:
         for number, batch in sorted(batches.items()):
             if batch.state == "accepted":
                 accepted.extend(batch.readers)
-                self.accepted_batches += 1
             elif batch.state == "pending":
                 doubt.extend(batch.readers)
                 self.in_doubt_batches.append(number)
