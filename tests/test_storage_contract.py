@@ -12,7 +12,16 @@ import pytest
 
 from crusader_mail.clock import Clock, FixedClock
 from crusader_mail.errors import StateError, SubscriberError
-from crusader_mail.models import BACKLOG, FeedCache, IssueRecord, Post, Source, Status, Subscriber
+from crusader_mail.models import (
+    BACKLOG,
+    FeedCache,
+    IssueRecord,
+    OutgoingMessage,
+    Post,
+    Source,
+    Status,
+    Subscriber,
+)
 from crusader_mail.storage import rules
 from crusader_mail.storage.contract import KEEP_HANDLED, REPLY_WINDOW, RosterChanges, Store
 from crusader_mail.storage.files import FilesStore
@@ -329,3 +338,98 @@ def test_run_lock_and_traces(store: Store) -> None:
     traces = store.traces()
     assert traces
     assert all(isinstance(trace, str) and trace for trace in traces)
+
+
+# --- imports, restores and queued mail ----------------------------------------------------------
+
+
+def test_add_many_adds_new_readers_and_keeps_those_who_left(store: Store) -> None:
+    seed(store, unsubscribed=["gone@example.com"], active=["here@example.com"])
+    report = store.roster.add_many(
+        [("gone@example.com", "Gone"), ("here@example.com", ""), ("new@example.com", "New")],
+        status=Status.PENDING,
+        via=Source.IMPORT,
+        ref="list.csv",
+    )
+    assert (report.added, report.names_filled, report.kept_away) == (1, 1, 1)
+    assert report.unchanged == {"unsubscribed": 1, "active": 1}
+    assert statuses(store) == {
+        "gone@example.com": Status.UNSUBSCRIBED,
+        "here@example.com": Status.ACTIVE,
+        "new@example.com": Status.PENDING,
+    }
+    new = store.roster.get("new@example.com")
+    assert new is not None
+    assert (new.name, new.subscribed_via, new.ref) == ("New", Source.IMPORT, "list.csv")
+
+
+def test_restore_stores_each_record_as_given(store: Store, clock: FixedClock) -> None:
+    seed(store, active=["a@example.com", "b@example.com"])
+    exported = list(store.roster.lines())
+    readers = [parse_line(line) for line in exported]
+    with store.roster.edit() as changes:
+        changes.unsubscribe("a@example.com", via=Source.WEB, ref="later")
+        changes.forget("b@example.com")
+    assert store.roster.restore(readers) == 2
+    assert list(store.roster.lines()) == exported
+
+
+def _reply(to: str, subject: str = "Welcome") -> OutgoingMessage:
+    return OutgoingMessage(to_email=to, subject=subject, text="Hello.\n")
+
+
+def test_queued_mail_is_stored_with_its_change_only(store: Store, clock: FixedClock) -> None:
+    with store.roster.edit() as changes:
+        changes.add("a@example.com", via=Source.CLI)
+        changes.queue_mail(_reply("a@example.com"))
+
+    def failing_change() -> None:
+        with store.roster.edit() as changes:
+            changes.add("b@example.com", via=Source.CLI)
+            changes.queue_mail(_reply("b@example.com"))
+            raise RuntimeError("the change fails: its reply is not kept")
+
+    with pytest.raises(RuntimeError):
+        failing_change()
+    assert store.mail.waiting() == 1
+    with store.mail.claim(clock.now()) as batch:
+        assert [mail.message.to_email for mail in batch.mails] == ["a@example.com"]
+        batch.done(batch.mails[0].id)
+    assert store.mail.waiting() == 0
+
+
+def test_failed_mail_waits_and_claims_do_not_overlap(store: Store, clock: FixedClock) -> None:
+    with store.roster.edit() as changes:
+        for name in ("a", "b", "c"):
+            changes.add(f"{name}@example.com", via=Source.CLI)
+            changes.queue_mail(_reply(f"{name}@example.com"))
+    now = clock.now()
+    with store.mail.claim(now, limit=2) as first:
+        assert len(first.mails) == 2
+        with store.mail.claim(now) as second:  # another sender at the same time
+            assert [m.message.to_email for m in second.mails] == ["c@example.com"]
+            second.done(second.mails[0].id)
+        first.failed(first.mails[0].id, "HTTP 503")
+    # the one left unmarked is due again at once; the failed one only after a wait
+    with store.mail.claim(now) as again:
+        assert [m.message.to_email for m in again.mails] == ["b@example.com"]
+    later = now + timedelta(hours=2)
+    with store.mail.claim(later) as retry:
+        assert {m.message.to_email for m in retry.mails} == {"a@example.com", "b@example.com"}
+        failed = next(m for m in retry.mails if m.message.to_email == "a@example.com")
+        assert (failed.attempts, failed.last_error) == (1, "HTTP 503")
+    with store.mail.claim(now + timedelta(days=8)) as expired:
+        assert expired.mails == []
+    assert store.mail.waiting() == 0
+
+
+def test_forgetting_a_reader_drops_their_queued_mail(store: Store, clock: FixedClock) -> None:
+    with store.roster.edit() as changes:
+        changes.add("a@example.com", via=Source.CLI)
+        changes.queue_mail(_reply("a@example.com"))
+        changes.add("b@example.com", via=Source.CLI)
+        changes.queue_mail(_reply("b@example.com"))
+    with store.roster.edit() as changes:
+        changes.forget("a@example.com")
+    with store.mail.claim(clock.now()) as batch:
+        assert [m.message.to_email for m in batch.mails] == ["b@example.com"]

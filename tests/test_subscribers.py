@@ -460,13 +460,12 @@ def test_import_keeps_readers_who_left_away(readers: SubscriberList) -> None:
     with readers.edit() as roster:
         roster.add("gone@example.com", status=Status.UNSUBSCRIBED, via=Source.EMAIL)
         roster.add("here@example.com", via=Source.CLI)
-    with readers.edit() as roster:
-        report = import_readers(
-            roster,
-            {"gone@example.com": "Gone", "here@example.com": "", "new@example.com": "New"},
-            status=Status.ACTIVE,
-            ref="list.csv",
-        )
+    report = import_readers(
+        readers,
+        {"gone@example.com": "Gone", "here@example.com": "", "new@example.com": "New"},
+        status=Status.ACTIVE,
+        ref="list.csv",
+    )
     assert (report.added, report.kept_away, report.names_filled) == (1, 1, 1)
     assert report.unchanged == {"unsubscribed": 1, "active": 1}
     statuses = {s.email: (s.status, s.subscribed_via) for s in readers.iter()}

@@ -19,7 +19,7 @@ to end, so two runs never interleave.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,15 +69,15 @@ def fetch_stage(
     save: bool = True,
 ) -> FetchStageResult:
     """Fetch every feed, merge the posts into the archive, and save it when ``save``."""
-    store = open_store(settings, clock)
-    return _fetch(
-        store,
-        settings,
-        clock,
-        include_backlog=include_backlog,
-        backfill_archive=backfill_archive,
-        save=save,
-    )
+    with closing(open_store(settings, clock)) as store:
+        return _fetch(
+            store,
+            settings,
+            clock,
+            include_backlog=include_backlog,
+            backfill_archive=backfill_archive,
+            save=save,
+        )
 
 
 def _fetch(
@@ -357,8 +357,21 @@ def send_stage(
     is due it test-sends the newest posts instead, so a new installation can be tried out.
     ``None`` means there is nothing to send.
     """
+    with closing(open_store(settings, clock)) as store:
+        return _send_stage(store, settings, clock, factory, dry_run, to, resend_uncertain, progress)
+
+
+def _send_stage(
+    store: Store,
+    settings: Settings,
+    clock: Clock,
+    factory: ClientFactory | None,
+    dry_run: bool,
+    to: str | None,
+    resend_uncertain: bool,
+    progress: SendProgress | None,
+) -> SendReport | None:
     changes_state = not dry_run and to is None
-    store = open_store(settings, clock)
     with store.run_lock() if changes_state else nullcontext():
         fetched = _fetch(store, settings, clock, save=changes_state)
         archive = fetched.archive
@@ -408,8 +421,10 @@ def run(
     reported in :attr:`RunReport.error` with what was delivered so far.
     """
     report = RunReport(dry_run=dry_run)
-    store = open_store(settings, clock)
-    with nullcontext() if dry_run else store.run_lock():
+    with (
+        closing(open_store(settings, clock)) as store,
+        nullcontext() if dry_run else store.run_lock(),
+    ):
         if settings.imap.host and not dry_run:
             if mailer is None:
                 raise ConfigError("the inbox needs a mailer: set SENDGRID_API_KEY")

@@ -1,12 +1,17 @@
-"""What every command shares: the settings (loaded once, lazily) and the clock."""
+"""What every command shares: the settings (loaded once, lazily), the clock, and the store
+(opened once, lazily, and closed when the command ends)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
+
 from crusader_mail.clock import Clock, SystemClock
 from crusader_mail.settings import LoadedSettings, Settings, load_settings
+from crusader_mail.storage import open_store
+from crusader_mail.storage.contract import Store
 
 
 @dataclass
@@ -14,6 +19,7 @@ class AppContext:
     config: Path | None = None
     clock: Clock = field(default_factory=SystemClock)
     _loaded: LoadedSettings | None = None
+    _store: Store | None = None
 
     def loaded(self) -> LoadedSettings:
         if self._loaded is None:
@@ -23,3 +29,10 @@ class AppContext:
     @property
     def settings(self) -> Settings:
         return self.loaded().settings
+
+    def store(self) -> Store:
+        """The store the settings name, closed when the running command ends."""
+        if self._store is None:
+            store = self._store = open_store(self.settings, self.clock)
+            click.get_current_context().call_on_close(store.close)
+        return self._store

@@ -19,7 +19,6 @@ from crusader_mail.cli.output import console as make_console
 from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.inbox.process import InboxReport
 from crusader_mail.pipeline import inbox_stage
-from crusader_mail.storage import open_store
 
 
 @click.group()
@@ -38,7 +37,7 @@ def process(app: AppContext, paths: tuple[Path, ...], use_imap: bool, as_json: b
         raise click.UsageError("give PATHS to .eml/mbox/Maildir, or --imap")
     settings = app.settings
     mailer = make_mailer(settings, app.clock)
-    store = open_store(settings, app.clock)
+    store = app.store()
     report = inbox_stage(store, settings, app.clock, mailer, list(paths), use_imap=use_imap)
     if as_json:
         click.echo(json.dumps(report.as_json(), ensure_ascii=False))

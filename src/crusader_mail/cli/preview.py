@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import webbrowser
+from contextlib import closing
 from pathlib import Path
 
 import click
@@ -41,7 +42,8 @@ def load_planner() -> Planner:
 def reader_values(settings: Settings, clock: Clock, email: str) -> dict[Placeholder, str]:
     """Per-reader values for ``--as``: the sender's real ones for a reader on the list when a
     secret key is set; otherwise the address and a clearly fake unsubscribe URL."""
-    found = open_store(settings, clock).roster.get(email)
+    with closing(open_store(settings, clock)) as store:
+        found = store.roster.get(email)
     if found is not None and settings.secret_key is not None:
         signer = Signer(settings.require_secret_key())
         return dict(personal_values(settings, signer, found, clock.now()))

@@ -15,7 +15,6 @@ import uvicorn
 from crusader_mail.cli.context import AppContext
 from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.errors import CrusaderMailError
-from crusader_mail.storage import open_store
 from crusader_mail.web.app import build_app
 
 
@@ -26,9 +25,7 @@ from crusader_mail.web.app import build_app
 def serve(app: AppContext, host: str | None, port: int | None) -> None:
     """Serve the unsubscribe/confirm pages, Inbound Parse and the Event Webhook."""
     settings = app.settings
-    web = build_app(
-        settings, app.clock, make_mailer(settings, app.clock), open_store(settings, app.clock)
-    )
+    web = build_app(settings, app.clock, make_mailer(settings, app.clock), app.store())
     host = host or settings.server.host
     port = settings.server.port if port is None else port
     with listen(host, port) as sock:

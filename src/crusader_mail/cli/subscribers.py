@@ -19,7 +19,6 @@ from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.output import console
 from crusader_mail.errors import ImportRejected, SubscriberError
 from crusader_mail.models import Source, Status, Subscriber
-from crusader_mail.storage import open_store
 from crusader_mail.storage.contract import Roster
 from crusader_mail.storage.rows import HEADER, format_time
 from crusader_mail.subscriptions.forgetting import other_traces
@@ -30,7 +29,7 @@ STATUS_CHOICE = click.Choice([status.value for status in Status])
 
 
 def _readers(app: AppContext) -> Roster:
-    return open_store(app.settings, app.clock).roster
+    return app.store().roster
 
 
 @click.group()
@@ -73,7 +72,7 @@ def remove(app: AppContext, email: str, forget: bool) -> None:
     """Unsubscribe EMAIL now, or with --forget erase it from the list entirely."""
     shown = mask_email(email.strip())
     if forget:
-        store = open_store(app.settings, app.clock)
+        store = app.store()
         with store.roster.edit() as roster:
             erased = roster.forget(email)
         click.echo(f"erased {shown}" if erased else f"{shown} is not on the list: nothing to erase")
@@ -157,8 +156,7 @@ def import_(app: AppContext, file: Path, status: str, skip_invalid: bool) -> Non
             f"imported (--skip-invalid imports the {len(parsed.rows)} good ones): "
             + "; ".join(parsed.bad)
         )
-    with _readers(app).edit() as roster:
-        report = import_readers(roster, parsed.rows, status=Status(status), ref=file.name)
+    report = import_readers(_readers(app), parsed.rows, status=Status(status), ref=file.name)
     for problem in parsed.bad:
         click.echo(f"skipped {problem}")
     click.echo(f"added {report.added} reader{'s' if report.added != 1 else ''} ({status})")

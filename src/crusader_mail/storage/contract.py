@@ -11,12 +11,14 @@ Every subsystem reaches state only through these types; a store implements all o
     │                 iter / counts / get / candidates          reading, no lock
     │                 edit() -> RosterChanges                   one unit of change (lock or transaction)
     │                 update_many(wanted, change, match)        streaming bulk change (suppression sync)
-    │                 lines / tidy                              export; put a hand-edited list in order
+    │                 add_many / restore / lines / tidy         import, restore an export, export, tidy
+    ├── mail        MailQueue       replies kept with a change (RosterChanges.queue_mail), sent after it
     ├── memory()    -> Memory       handled messages, reply limits, webhook event ids (a unit of change)
     ├── archive     ArchiveStore    load() -> Archive; save(archive): posts, issue records, feed cache
     ├── ledgers     LedgerStore     load(issue) / exists(issue) / send_lock(): per-issue delivery ledgers
     ├── run_lock()                  one state-changing run at a time
-    └── traces()                    where the store keeps more of a reader than the roster row
+    ├── traces()                    where the store keeps more of a reader than the roster row
+    └── close()                     let go of files, connections (``contextlib.closing``)
 
 The roster's rules (who may become what, and the consent stamps) are pure functions in
 :mod:`crusader_mail.storage.rules`; every store applies exactly those, so a reader's status
@@ -30,12 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from crusader_mail.clock import Clock
-from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.models import OutgoingMessage, Source, Status, Subscriber
 from crusader_mail.storage.archive import Archive
 
 HintOf = Callable[[str], bytes]
@@ -73,7 +75,16 @@ class RosterChanges(Protocol):
         self, email: str, status: Status, *, via: Source, ref: str = ""
     ) -> Subscriber | None: ...
 
-    def forget(self, email: str) -> bool: ...
+    def forget(self, email: str) -> bool:
+        """Erase the reader, consent record, queued mail and all; ``True`` if they were there."""
+        ...
+
+    def queue_mail(self, message: OutgoingMessage) -> None:
+        """Keep a reply (a confirmation, welcome, goodbye) to send once this unit of change is
+        stored: it is stored with the change, never before it, and sent after it (outside any
+        lock) through :attr:`Store.mail`, so a reply that cannot go out never delays or undoes
+        the change it answers."""
+        ...
 
 
 RowChange = Callable[[RosterChanges, str], None]
@@ -128,6 +139,19 @@ class Roster(Protocol):
         given). Memory grows with the number of matches, not with the list."""
         ...
 
+    def add_many(
+        self, readers: Iterable[tuple[str, str]], *, status: Status, via: Source, ref: str
+    ) -> AddReport:
+        """Add each (address, name) by :func:`crusader_mail.storage.rules.add` (an import):
+        readers already there keep their status. Streams: memory does not grow with the list.
+        Addresses must be normalized (:func:`~crusader_mail.storage.rules.normalize_email`)."""
+        ...
+
+    def restore(self, readers: Iterable[Subscriber]) -> int:
+        """Store each reader's whole record as given (a full export being restored), replacing a
+        reader already there; how many were stored. No rule runs: the export is the truth."""
+        ...
+
     def lines(self) -> Iterator[str]:
         """Every reader as one CSV row of the export format (:mod:`crusader_mail.storage.rows`),
         in address order: the full consent record."""
@@ -135,6 +159,68 @@ class Roster(Protocol):
 
     def tidy(self) -> bool:
         """Put a hand-edited list in order; ``True`` if it needed it."""
+        ...
+
+
+@dataclass
+class AddReport:
+    """What :meth:`Roster.add_many` did. Every count is of distinct readers."""
+
+    added: int = 0
+    names_filled: int = 0
+    unchanged: dict[str, int] = field(default_factory=dict)  # status -> readers already there
+
+    @property
+    def kept_away(self) -> int:
+        """Readers who had left and were not re-activated."""
+        return sum(
+            self.unchanged.get(status.value, 0)
+            for status in (Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED)
+        )
+
+
+# --- replies that go out after a change -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueuedMail:
+    """A reply kept by :meth:`RosterChanges.queue_mail`, waiting to be sent."""
+
+    id: str
+    message: OutgoingMessage
+    queued_at: datetime
+    attempts: int = 0
+    last_error: str = ""
+
+
+class MailBatch(Protocol):
+    """Mail claimed by one sender: nobody else sends it until the claim ends."""
+
+    mails: list[QueuedMail]
+
+    def done(self, mail_id: str) -> None:
+        """Sent: forget it."""
+        ...
+
+    def failed(self, mail_id: str, error: str) -> None:
+        """Not sent: try again later (with a growing wait); given up after ``MAIL_KEEP``."""
+        ...
+
+
+MAIL_KEEP = timedelta(days=7)
+"""How long a reply that cannot be sent is kept and retried (a confirmation link lives as long)."""
+
+
+class MailQueue(Protocol):
+    """The replies waiting to be sent; every command that changes readers sends what is due."""
+
+    def claim(self, now: datetime, limit: int = 100) -> AbstractContextManager[MailBatch]:
+        """Claim up to ``limit`` mails due by ``now``; what the block did not mark ``done`` or
+        ``failed`` is due again when it ends."""
+        ...
+
+    def waiting(self) -> int:
+        """How many mails are waiting (due or not)."""
         ...
 
 
@@ -243,6 +329,9 @@ class Store(Protocol):
     @property
     def ledgers(self) -> LedgerStore: ...
 
+    @property
+    def mail(self) -> MailQueue: ...
+
     def memory(self) -> AbstractContextManager[Memory]:
         """The inbox memory for one unit of change: stored when the block ends without an
         exception (entries past their keeping time are dropped then)."""
@@ -255,4 +344,8 @@ class Store(Protocol):
     def traces(self) -> list[str]:
         """Where this store may keep something of a reader besides their roster row, and
         what to do about it (for a privacy request after :meth:`RosterChanges.forget`)."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what the store holds open (files, database connections)."""
         ...

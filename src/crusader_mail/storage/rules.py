@@ -66,6 +66,14 @@ def normalize_email(raw: str) -> str:
     return f"{info.local_part}@{info.ascii_domain}"
 
 
+def mailbox_key(address: str) -> str:
+    """What makes two normalized addresses one reader: the whole address lowercased.
+
+    ``Carol@Example.org`` and ``carol@example.org`` reach one mailbox at nearly every provider,
+    so they are one reader; the address itself is kept as first given."""
+    return address.lower()
+
+
 def normal_or_none(raw: str) -> str | None:
     """:func:`normalize_email`, or ``None`` when ``raw`` is not an address."""
     try:

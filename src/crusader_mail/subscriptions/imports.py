@@ -14,8 +14,8 @@ from pathlib import Path
 
 from crusader_mail.errors import ImportRejected, InvalidAddress, SubscriberError
 from crusader_mail.models import Source, Status
-from crusader_mail.storage.contract import RosterChanges
-from crusader_mail.storage.rules import LEFT, MAX_NAME, STAYING, clean_text, normalize_email
+from crusader_mail.storage.contract import AddReport, Roster
+from crusader_mail.storage.rules import MAX_NAME, STAYING, clean_text, normalize_email
 from crusader_mail.util.masking import mask_addresses
 
 # --- the file ---------------------------------------------------------------------------------
@@ -100,36 +100,11 @@ def _delimiter(header_line: str) -> str:
 # --- adding the readers -----------------------------------------------------------------------------------
 
 
-@dataclass
-class ImportReport:
-    """What an import did. Every count is of distinct addresses."""
-
-    added: int = 0
-    names_filled: int = 0
-    unchanged: dict[str, int] = field(default_factory=dict)  # status -> readers already there
-
-    @property
-    def kept_away(self) -> int:
-        """Readers who had left and were not re-activated."""
-        return sum(self.unchanged.get(status.value, 0) for status in LEFT)
-
-
 def import_readers(
-    roster: RosterChanges, rows: Mapping[str, str], *, status: Status, ref: str
-) -> ImportReport:
+    roster: Roster, rows: Mapping[str, str], *, status: Status, ref: str
+) -> AddReport:
     """Add each (normalized address -> name) not yet on the list with ``status``. Readers
     already there keep their status, so an unsubscribed reader is not brought back."""
     if status not in STAYING:
         raise SubscriberError(f"an import makes readers pending or active, not {status.value}")
-    report = ImportReport()
-    for email, name in rows.items():
-        old = roster.get(email)
-        if old is None:
-            roster.add(email, name=name, status=status, via=Source.IMPORT, ref=ref)
-            report.added += 1
-            continue
-        if name and not old.name:
-            roster.add(email, name=name, via=Source.IMPORT, ref=ref)
-            report.names_filled += 1
-        report.unchanged[old.status.value] = report.unchanged.get(old.status.value, 0) + 1
-    return report
+    return roster.add_many(rows.items(), status=status, via=Source.IMPORT, ref=ref)

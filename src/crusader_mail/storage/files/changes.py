@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator
 
 from crusader_mail.clock import Clock
 from crusader_mail.errors import SubscriberError
-from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.models import OutgoingMessage, Source, Status, Subscriber
 from crusader_mail.storage import rules
 from crusader_mail.storage.contract import HintOf
 from crusader_mail.storage.files.list_format import row_email
 from crusader_mail.storage.rows import format_row, parse_line
+from crusader_mail.util.masking import mask_email
 
 BaseCandidates = Callable[[bytes, HintOf], list[str]]
 """Finds the addresses of the rows as loaded whose hint is the one given."""
@@ -43,6 +44,8 @@ class ListChanges:
         self._base_candidates = base_candidates
         self._open = True
         self.changed = tidied
+        self.queued: list[OutgoingMessage] = []  # sent after the save (SubscriberList.edit)
+        self.forgotten: list[str] = []  # their queued mail is dropped after the save
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -143,7 +146,13 @@ class ListChanges:
         else:
             del self._changes[key]
         self.changed = True
+        self.forgotten.append(key)
         return True
+
+    def queue_mail(self, message: OutgoingMessage) -> None:
+        """Keep ``message``; the list queues it once the change is saved."""
+        self._check_open()
+        self.queued.append(message)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -178,6 +187,14 @@ class ListChanges:
         if new is not old:
             self._changes[key] = new
             self.changed = True
+
+    def put(self, reader: Subscriber) -> None:
+        """Store ``reader`` as given (a restore): no rule runs."""
+        self._check_open()
+        key = rules.normalize_email(reader.email)
+        if key != reader.email:
+            raise SubscriberError(f"{mask_email(reader.email)} is not in normal form")
+        self._keep(key, None, reader)
 
     def take_row(self, key: str, lines: list[str]) -> None:
         """Put a reader's new row (``[]``: forgotten), as a bulk change made it."""

@@ -3,6 +3,7 @@
 ::
 
     subscribers_dir/subscribers.csv      roster      SubscriberList   (files.subscribers)
+    subscribers_dir/pending-mail.jsonl   mail        FileMailQueue    (files.mail)
     state_dir/inbox.json                 memory()    FileMemory       (files.memory)
     state_dir/archive.jsonl, issues.jsonl, feeds.json
                                          archive     FileArchiveStore (files.archive)
@@ -21,6 +22,7 @@ from pathlib import Path
 from crusader_mail.clock import Clock
 from crusader_mail.storage.files.archive import FileArchiveStore
 from crusader_mail.storage.files.ledger import FileLedgerStore, ledger_dir
+from crusader_mail.storage.files.mail import MAIL_FILE, FileMailQueue
 from crusader_mail.storage.files.memory import FileMemory, open_memory
 from crusader_mail.storage.files.subscribers import LIST_FILE, SubscriberList
 from crusader_mail.util.statefile import locked
@@ -44,7 +46,8 @@ class FilesStore:
         self.state_dir = state_dir
         self.clock = clock
         self._secret_key = secret_key
-        self.roster = SubscriberList(subscribers_dir, clock)
+        self.mail = FileMailQueue(subscribers_dir, clock.now)
+        self.roster = SubscriberList(subscribers_dir, clock, self.mail)
         self.archive = FileArchiveStore(state_dir)
         self.ledgers = FileLedgerStore(state_dir, secret_key)
 
@@ -64,5 +67,9 @@ class FilesStore:
         return [
             f"delivery ledgers ({ledger_dir(self.state_dir)}) keep hashed addresses only: "
             "nothing to erase",
-            f"git history keeps earlier versions of {LIST_FILE}: rewrite it if the request asks",
+            f"git history keeps earlier versions of {LIST_FILE} and {MAIL_FILE}: rewrite it "
+            "if the request asks",
         ]
+
+    def close(self) -> None:
+        """Nothing stays open between calls: every file is opened and closed by each call."""

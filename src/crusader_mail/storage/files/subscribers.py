@@ -14,16 +14,17 @@ writes nothing. The file format lives in :mod:`crusader_mail.storage.files.list_
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from crusader_mail.clock import Clock
 from crusader_mail.errors import StateError, SubscriberError
-from crusader_mail.models import Status, Subscriber
-from crusader_mail.storage.contract import BulkReport, HintOf, RowChange
+from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.storage.contract import AddReport, BulkReport, HintOf, RowChange
 from crusader_mail.storage.files.changes import ListChanges
 from crusader_mail.storage.files.list_format import file_head, render, row_email, scan
+from crusader_mail.storage.files.mail import FileMailQueue
 from crusader_mail.storage.rows import build
 from crusader_mail.storage.rules import normal_or_none
 from crusader_mail.util.masking import mask_email
@@ -36,10 +37,11 @@ class SubscriberList:
     """The list file ``folder/subscribers.csv``. Reading streams it; changes go through
     :meth:`edit`. Readers need no lock: a save replaces the file in one rename."""
 
-    def __init__(self, folder: Path, clock: Clock) -> None:
+    def __init__(self, folder: Path, clock: Clock, mail: FileMailQueue | None = None) -> None:
         self.folder = folder
         self.path = folder / LIST_FILE
         self.clock = clock
+        self.mail = mail or FileMailQueue(folder, clock.now)
         self._index: _HintIndex | None = None
 
     def iter(self, status: Status | None = None) -> Iterator[Subscriber]:
@@ -90,8 +92,38 @@ class SubscriberList:
         """Lock the list, load it, yield its :class:`ListChanges`, and save it atomically when
         the block ends without an exception and something changed. A damaged file raises
         :class:`StateError` before the block runs and is left as it is."""
-        with locked(self.path), self._loaded() as roster:
-            yield roster
+        with locked(self.path):
+            with self._loaded() as roster:
+                yield roster
+            # after the list is saved: queue the replies, drop a forgotten reader's mail
+            self.mail.forget(roster.forgotten)
+            self.mail.put(roster.queued)
+
+    def add_many(
+        self, readers: Iterable[tuple[str, str]], *, status: Status, via: Source, ref: str
+    ) -> AddReport:
+        """Add each (normalized address, name) by the rules in one locked change."""
+        report = AddReport()
+        with self.edit() as changes:
+            for email, name in readers:
+                old = changes.get(email)
+                new = changes.add(email, name=name, status=status, via=via, ref=ref)
+                if old is None:
+                    report.added += 1
+                    continue
+                if new.name != old.name:
+                    report.names_filled += 1
+                report.unchanged[old.status.value] = report.unchanged.get(old.status.value, 0) + 1
+        return report
+
+    def restore(self, readers: Iterable[Subscriber]) -> int:
+        """Store each reader's record as given, replacing one already there."""
+        count = 0
+        with self.edit() as changes:
+            for reader in readers:
+                changes.put(reader)
+                count += 1
+        return count
 
     def update_many(
         self,
