@@ -89,7 +89,7 @@ def main() -> int:
     args = parser.parse_args()
 
     body = generate_feed(args.items)
-    settings = FetchSettings()
+    settings = FetchSettings(allow_hosts=("127.0.0.1",))  # the loopback feed server
     clock = FixedClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
     with tempfile.TemporaryDirectory() as folder, make_client(settings) as client:
         path = Path(folder) / "feed.xml"

@@ -3,18 +3,24 @@
 Small API::
 
     feed_server.add("/feed.xml", body, content_type=..., etag="v1", last_modified="...",
-                    gzip=False, headers={}, status=200, delay=0.0, drip=0.0, endless=False)
+                    gzip=False, headers={}, status=200, delay=0.0, drip=0.0, endless=False,
+                    trickle=0.0)
     feed_server.redirect("/old.xml", "/feed.xml", status=301)
     feed_server.url("/feed.xml")          # http://127.0.0.1:PORT/feed.xml
     feed_server.hits("/feed.xml")         # GET requests seen for that path
     feed_server.requests                  # every request: Seen(path, headers, status)
+    feed_server.wait_hung_up("/feed.xml", timeout=10.0)  # True once a client hung up mid-answer
 
 Routes can be replaced at runtime (``add`` again). Behaviour per route:
 
 - ``etag``/``last_modified``: sent, and a matching If-None-Match / If-Modified-Since gets 304;
 - ``gzip``: the body is gzip-compressed when the client accepts it (Content-Encoding: gzip);
 - ``delay``: seconds before the response starts; ``drip``: seconds between 1 KB body chunks;
+- ``trickle``: seconds between the single bytes of the status line and headers;
 - ``endless``: the body never ends (chunks until the client hangs up).
+
+A client that hangs up while the server is still answering (a write fails) is recorded, so a
+test can tell that the client closed the connection.
 
 Unknown paths get 404. Waits are cut short when the server stops, so tests end quickly and
 every socket is closed.
@@ -26,6 +32,7 @@ import gzip as gzip_module
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -44,6 +51,7 @@ class Route:
     delay: float = 0.0
     drip: float = 0.0
     endless: bool = False
+    trickle: float = 0.0
     location: str | None = None
 
 
@@ -105,37 +113,67 @@ class _Handler(BaseHTTPRequestHandler):
         compress = route.gzip and "gzip" in headers.get("accept-encoding", "")
         if compress:
             body = gzip_module.compress(body)
-        self.send_response(route.status)
-        self.send_header("Content-Type", route.content_type)
-        self._validators(route)
+        head = [("Content-Type", route.content_type), *self._validator_headers(route)]
         if compress:
-            self.send_header("Content-Encoding", "gzip")
-        for name, value in route.headers.items():
-            self.send_header(name, value)
+            head.append(("Content-Encoding", "gzip"))
+        head.extend(route.headers.items())
         if not route.endless:
-            self.send_header("Content-Length", str(len(body)))
+            head.append(("Content-Length", str(len(body))))
+        if route.trickle:
+            if self._trickle_head(route, head, stop):
+                self._write_body(route, body, stop)
+            return
+        self.send_response(route.status)
+        for name, value in head:
+            self.send_header(name, value)
         self.end_headers()
         self._write_body(route, body, stop)
 
+    def _trickle_head(
+        self, route: Route, head: list[tuple[str, str]], stop: threading.Event
+    ) -> bool:
+        """The status line and headers one byte at a time; False when the client hung up."""
+        reason = HTTPStatus(route.status).phrase
+        lines = [f"HTTP/1.0 {route.status} {reason}", *(f"{k}: {v}" for k, v in head), "", ""]
+        for byte in "\r\n".join(lines).encode("latin-1"):
+            if not self._send(bytes([byte])) or stop.wait(route.trickle):
+                return False
+        return True
+
+    def _send(self, data: bytes) -> bool:
+        """Write and flush ``data``; False (and the hang-up recorded) when the client is gone."""
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:
+            self.server.owner.hung_up(self.path.split("#")[0])
+            return False
+        return True
+
     def _validators(self, route: Route) -> None:
+        for name, value in self._validator_headers(route):
+            self.send_header(name, value)
+
+    @staticmethod
+    def _validator_headers(route: Route) -> list[tuple[str, str]]:
+        found = []
         if route.etag is not None:
-            self.send_header("ETag", route.etag)
+            found.append(("ETag", route.etag))
         if route.last_modified is not None:
-            self.send_header("Last-Modified", route.last_modified)
+            found.append(("Last-Modified", route.last_modified))
+        return found
 
     def _write_body(self, route: Route, body: bytes, stop: threading.Event) -> None:
         if route.endless:
             chunk = (body or b"<!-- endless -->\n") * 64
-            while not stop.is_set():
-                self.wfile.write(chunk)
+            while not stop.is_set() and self._send(chunk):
+                pass
             return
         if not route.drip:
-            self.wfile.write(body)
+            self._send(body)
             return
         for start in range(0, len(body), 1024):
-            self.wfile.write(body[start : start + 1024])
-            self.wfile.flush()
-            if stop.wait(route.drip):
+            if not self._send(body[start : start + 1024]) or stop.wait(route.drip):
                 return
 
 
@@ -160,6 +198,7 @@ class FeedServer:
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
         self.requests: list[Seen] = []
+        self._hung_up: dict[str, threading.Event] = {}
         self._server = _Server(self)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -199,6 +238,18 @@ class FeedServer:
     def record(self, seen: Seen) -> None:
         with self._lock:
             self.requests.append(seen)
+
+    def _hang_up_event(self, path: str) -> threading.Event:
+        with self._lock:
+            return self._hung_up.setdefault(path, threading.Event())
+
+    def hung_up(self, path: str) -> None:
+        """Record that a client hung up on ``path`` while the server was answering."""
+        self._hang_up_event(path).set()
+
+    def wait_hung_up(self, path: str, timeout: float = 10.0) -> bool:
+        """True once a client has hung up on ``path`` mid-answer (waits up to ``timeout``)."""
+        return self._hang_up_event(path).wait(timeout)
 
     def hits(self, path: str) -> int:
         with self._lock:

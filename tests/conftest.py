@@ -11,6 +11,7 @@ from peers.feed_server import feed_server  # noqa: F401  (the loopback feed serv
 from peers.sendgrid_server import sendgrid_server  # noqa: F401  (loopback SendGrid v3)
 
 from crusader_mail.clock import FixedClock
+from tests.support.network import loopback_only  # noqa: F401  (no address beyond loopback)
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"

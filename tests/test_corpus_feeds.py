@@ -18,10 +18,10 @@ from peers.feed_server import FeedServer
 from crusader_mail.clock import FixedClock
 from crusader_mail.feeds.fetch import make_client
 from crusader_mail.feeds.read import FetchOutcome, read_feed
-from crusader_mail.settings import FetchSettings
+from tests.support.feeds import loopback_fetch
 
 pytestmark = [pytest.mark.corpus, pytest.mark.timeout(120)]
-SETTINGS = FetchSettings(timeout=20, connect_timeout=5)
+SETTINGS = loopback_fetch(timeout=20, connect_timeout=5)
 TAG = re.compile(r"<(/?)([a-zA-Z0-9]+)([^>]*)>")
 ATTR_NAME = re.compile(r'\s([^\s="]+)="')
 BANNED = {"script", "iframe", "form", "object", "embed", "style", "svg", "meta", "input", "link"}

@@ -13,6 +13,7 @@ from peers.feed_server import FeedServer
 from crusader_mail.cli import cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
+from tests.support.feeds import FEED_SERVER_TOML
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
 WORDPRESS = (FIXTURES / "wordpress.xml").read_bytes()
@@ -23,7 +24,7 @@ NEW_ITEM = b"""<item><title>A Brand New Post</title><link>https://bizcrusader.ex
 
 def config(folder: Path, feeds: list[str]) -> Path:
     path = folder / "crusader-mail.toml"
-    path.write_text(f'feeds = {json.dumps(feeds)}\nstate_dir = "state"\n')
+    path.write_text(f'feeds = {json.dumps(feeds)}\nstate_dir = "state"\n' + FEED_SERVER_TOML)
     return path
 
 

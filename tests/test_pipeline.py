@@ -25,6 +25,7 @@ from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
 from crusader_mail.models import Status
 from crusader_mail.storage.files.subscribers import SubscriberList
+from tests.support.feeds import FEED_SERVER_TOML
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "biz-crusader" / "feed.xml"
@@ -70,7 +71,8 @@ class Site:
             'name = "Biz Crusader"\nsite_url = "https://bizcrusader.example"\n'
             'from_email = "news@bizcrusader.example"\npostal_address = "12 Market Street"\n'
             "[sendgrid]\n"
-            f'api_url = "{api.url}"\nbatch_size = 2\nbackoff_base = 0.01\ntimeout = 10\n',
+            f'api_url = "{api.url}"\nbatch_size = 2\nbackoff_base = 0.01\ntimeout = 10\n'
+            + FEED_SERVER_TOML,
             encoding="utf-8",
         )
 

@@ -14,10 +14,10 @@ from peers.feed_server import FeedServer
 from crusader_mail.clock import FixedClock
 from crusader_mail.feeds.fetch import make_client
 from crusader_mail.feeds.read import FetchOutcome, read_feed
-from crusader_mail.settings import FetchSettings
+from tests.support.feeds import loopback_fetch
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
-SETTINGS = FetchSettings(timeout=10, connect_timeout=5)
+SETTINGS = loopback_fetch(timeout=10, connect_timeout=5)
 
 
 @pytest.fixture

@@ -15,12 +15,11 @@ from crusader_mail.clock import FixedClock
 from crusader_mail.feeds.fetch import make_client
 from crusader_mail.feeds.read import backfill, read_feed, read_feeds
 from crusader_mail.models import FeedCache
-from crusader_mail.settings import FetchSettings
-from tests.support.feeds import page
+from tests.support.feeds import loopback_fetch, page
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
 ATOM = (FIXTURES / "atom.xml").read_bytes()
-SETTINGS = FetchSettings(timeout=10, connect_timeout=5)
+SETTINGS = loopback_fetch(timeout=10, connect_timeout=5)
 LAST_MODIFIED = "Mon, 16 Nov 2026 08:00:00 GMT"
 
 
@@ -93,7 +92,7 @@ def test_too_many_redirects(
     feed_server: FeedServer, client: httpx.Client, clock: FixedClock
 ) -> None:
     url = feed_server.redirect("/loop.xml", "/loop.xml", status=302)
-    settings = FetchSettings(max_redirects=3)
+    settings = loopback_fetch(max_redirects=3)
     outcome = read_feed(url, client, settings, None, clock)
     assert outcome.report.status == "error"
     assert outcome.report.error == "more than 3 redirects (fetch.max_redirects)"
@@ -112,7 +111,7 @@ def test_http_error_is_one_line(
 
 def test_slow_response_times_out(feed_server: FeedServer, clock: FixedClock) -> None:
     url = feed_server.add("/slow.xml", ATOM, delay=5.0)
-    settings = FetchSettings(timeout=0.3, connect_timeout=0.3)
+    settings = loopback_fetch(timeout=0.3, connect_timeout=0.3)
     with make_client(settings) as client:
         outcome = read_feed(url, client, settings, None, clock)
     assert outcome.report.status == "error"
@@ -124,7 +123,7 @@ def test_total_deadline_holds_while_the_body_drips(
 ) -> None:
     # each chunk comes well within the read timeout, but the whole takes far longer than allowed
     url = feed_server.add("/drip.xml", ATOM * 20, drip=0.05)
-    settings = FetchSettings(timeout=0.4, connect_timeout=0.4)
+    settings = loopback_fetch(timeout=0.4, connect_timeout=0.4)
     with make_client(settings) as client:
         outcome = read_feed(url, client, settings, None, clock)
     assert outcome.report.error == "timed out after 0.4 s (fetch.timeout)"
@@ -134,7 +133,7 @@ def test_size_cap_while_streaming(
     feed_server: FeedServer, client: httpx.Client, clock: FixedClock
 ) -> None:
     url = feed_server.add("/endless.xml", b"<rss>", endless=True)
-    settings = FetchSettings(max_bytes=200_000)
+    settings = loopback_fetch(max_bytes=200_000)
     outcome = read_feed(url, client, settings, None, clock)
     assert outcome.report.status == "error"
     assert outcome.report.error == "larger than the size limit of 200,000 bytes (fetch.max_bytes)"
@@ -151,7 +150,7 @@ def test_gzip_is_decoded_and_the_cap_counts_decoded_bytes(
     assert outcome.report.entries == 2
     assert "gzip" in feed_server.requests[-1].headers["accept-encoding"]
     bomb = feed_server.add("/gzbomb.xml", ATOM + b" " * 5_000_000, gzip=True)
-    small = FetchSettings(max_bytes=1_000_000)
+    small = loopback_fetch(max_bytes=1_000_000)
     assert read_feed(bomb, client, small, None, clock).report.error.startswith("larger than")
 
 

@@ -24,6 +24,8 @@ import pytest
 from peers.feed_server import FeedServer
 from peers.sendgrid_server import API_KEY, SendGridServer
 
+from tests.support.feeds import FEED_SERVER_TOML
+
 REPO = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).with_name("crusader-mail")
 READERS = [f"reader{n}@example.com" for n in range(1, 8)]
@@ -102,7 +104,7 @@ class Site:
             'from_email = "news@blog.example"\npostal_address = "1 Test Street"\n'
             "[sendgrid]\n"
             f'api_url = "{self.api.url}"\nbatch_size = 2\nbackoff_base = 0.01\n'
-            "timeout = 10\n",
+            "timeout = 10\n" + FEED_SERVER_TOML,
             encoding="utf-8",
         )
         readers = self.root / "readers.csv"

@@ -15,7 +15,9 @@ print as ``**********`` and only :meth:`SecretStr.get_secret_value` reveals them
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -115,10 +117,34 @@ class ComposeSettings(Section):
 
 class FetchSettings(Section):
     connect_timeout: float = Field(10.0, gt=0)
-    timeout: float = Field(30.0, gt=0, description="total seconds per feed")
+    timeout: float = Field(
+        30.0, gt=0, description="total seconds per feed: connect, headers, body and redirects"
+    )
     max_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_redirects: int = Field(5, ge=0)
     backfill_max_pages: int = Field(100, ge=1)
+    allow_private: bool = Field(
+        False,
+        description="read feeds from loopback, private and link-local addresses (an intranet)",
+    )
+    allow_hosts: tuple[str, ...] = Field(
+        (),
+        description="host names or addresses/networks (10.1.2.0/24) allowed although private",
+    )
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(entry.strip() for entry in value)
+        for entry in cleaned:
+            try:
+                ipaddress.ip_network(entry.strip("[]"), strict=False)
+            except ValueError:
+                if not re.fullmatch(r"[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?\.?", entry, re.I):
+                    raise ValueError(
+                        f"{entry!r} is not a host name, an address or a network"
+                    ) from None
+        return cleaned
 
 
 class CadenceSettings(Section):

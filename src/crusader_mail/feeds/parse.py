@@ -7,12 +7,13 @@
 are off: :mod:`crusader_mail.feeds.sanitize` does both once, with nh3.
 
 One :class:`Post` per entry: the title (Atom plain text as is, else the text of its HTML; else
-the first words of the content; else "Untitled"), the link (absolute; else the feed's own link;
-else the entry is skipped), the id (else the link, else a hash), dates (published, else updated,
-else now), the author (a bare address is no byline), categories and tags (a term whose scheme
-says "tag" is a tag), content and summary HTML (sanitized; Atom plain text becomes paragraphs),
-the excerpt, and a lead image (media:content, media:thumbnail, an image enclosure, else the
-content's first image). An entry repeating an earlier id is dropped with a warning.
+the first words of the content; else "Untitled"), the feed (its URL without user, password or
+secret parameters), the link (absolute; else the feed's own link; else the entry is skipped),
+the id (else the link, else a hash), dates (published, else updated, else now), the author (a
+bare address is no byline), categories and tags (a term whose scheme says "tag" is a tag),
+content and summary HTML (sanitized; Atom plain text becomes paragraphs), the excerpt, and a
+lead image (media:content, media:thumbnail, an image enclosure, else the content's first image).
+An entry repeating an earlier id is dropped with a warning.
 ``next_page`` is the RFC 5005 ``next`` (or ``prev-archive``) link, for backfilling.
 """
 
@@ -39,6 +40,7 @@ from crusader_mail.feeds.sanitize import (
 )
 from crusader_mail.models import Image, Post
 from crusader_mail.util.html_text import html_to_text, inline_text
+from crusader_mail.util.masking import without_credentials
 from crusader_mail.util.text import EXCERPT_WORDS, excerpt, first_words, one_line
 
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
@@ -252,7 +254,7 @@ def _post(entry: Any, ctx: _FeedContext) -> Post | None:
         content_html=content_html,
         excerpt=excerpt(text),
         image=_lead_image(entry, base, content_html),
-        feed=ctx.source,
+        feed=without_credentials(ctx.source),  # the archive is committed to git
         first_seen=ctx.now,
     )
 

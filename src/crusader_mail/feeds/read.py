@@ -8,7 +8,10 @@
 
 Each read fetches (:mod:`crusader_mail.feeds.fetch`, following a remembered permanent redirect
 and sending the remembered validators) and parses (:mod:`crusader_mail.feeds.parse`). A feed
-problem never raises: the outcome's report has ``status == "error"`` and one line.
+problem never raises: the outcome's report has ``status == "error"`` and one line. The report's
+error and warnings show every URL masked (:func:`crusader_mail.util.masking.mask_urls`: no
+password or ``?key=`` value); its ``url`` and ``permanent_redirect`` stay the real URLs, which
+the archive remembers and the next fetch uses.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from crusader_mail.feeds.fetch import Fetched, fetch, is_local
 from crusader_mail.feeds.parse import parse_feed
 from crusader_mail.models import FeedCache, FeedReport, Post
 from crusader_mail.settings import FetchSettings
+from crusader_mail.util.masking import mask_urls
 from crusader_mail.util.text import one_line
 
 
@@ -69,19 +73,22 @@ def _read_page(
             source, fetched.body, fetched.headers, fetched.url, clock.now(), settings.max_bytes
         )
     except FeedError as error:
-        report = FeedReport(url=source, status="error", error=one_line(error.reason, 300))
-        return _Page(FetchOutcome(report, [], None))
+        return _Page(FetchOutcome(_failed(source, error.reason), [], None))
     except Exception as error:  # a feed must never stop the run or show a traceback
-        reason = f"unexpected {type(error).__name__} while reading: {one_line(error)}"
-        return _Page(FetchOutcome(FeedReport(url=source, status="error", error=reason), [], None))
+        reason = f"unexpected {type(error).__name__} while reading: {error}"
+        return _Page(FetchOutcome(_failed(source, reason), [], None))
     report = FeedReport(
         url=source,
         status="ok",
         entries=len(parsed.posts),
-        warnings=tuple(parsed.warnings),
+        warnings=tuple(mask_urls(warning) for warning in parsed.warnings),
         permanent_redirect=fetched.permanent_redirect,
     )
     return _Page(FetchOutcome(report, parsed.posts, new_cache), parsed.next_page)
+
+
+def _failed(source: str, reason: str) -> FeedReport:
+    return FeedReport(url=source, status="error", error=one_line(mask_urls(reason), 300))
 
 
 def _not_modified(source: str, fetched: Fetched) -> FeedReport:
@@ -162,7 +169,7 @@ def backfill(
         report = page.outcome.report
         if report.status == "error":
             if not paged:  # a paged WordPress feed ends with a 404; a broken link is worth a word
-                warnings.append(f"backfill stopped at {url}: {report.error}")
+                warnings.append(f"backfill stopped at {mask_urls(url)}: {report.error}")
             break
         fresh = [post for post in page.outcome.posts if post.id not in posts]
         if not fresh:
