@@ -104,6 +104,25 @@ def test_text_version_is_wrapped_with_urls_on_their_own_lines() -> None:
     assert "> Price is what you pay" in issue.text
 
 
+def test_an_inline_unsubscribe_link_still_gets_a_line_of_its_own(templates: Path) -> None:
+    (templates / "parts" / "footer.txt").write_text(
+        "You receive this because {{ email }} subscribed; leave whenever you like with your own"
+        " link {{ unsubscribe_url }} and we stop at once.\n"
+    )
+    issue = Composer(golden_settings(templates)).compose([make_post(1)], [], "i", NOW)
+    assert "\n[[unsubscribe_url]]\n" in issue.text
+    assert "You receive this because [[email]] subscribed;" in issue.text
+
+
+def test_a_placeholder_typed_into_a_template_stays_live(templates: Path) -> None:
+    footer = templates / "parts" / "footer.html"
+    footer.write_text(footer.read_text().replace("{{ unsubscribe_url }}", "[[unsubscribe_url]]"))
+    (templates / "parts" / "footer.txt").write_text("Hi [[name]], leave: [[unsubscribe_url]]\n")
+    issue = Composer(golden_settings(templates)).compose([make_post(1)], [], "i", NOW)
+    assert '<a class="unsubscribe" href="[[unsubscribe_url]]"' in issue.html
+    assert "Hi [[name]], leave:\n[[unsubscribe_url]]\n" in issue.text
+
+
 def test_placeholders_survive_and_fill_by_plain_substitution() -> None:
     posts, related = golden_posts()
     issue = Composer(golden_settings()).compose(posts, related, "i", NOW)

@@ -12,13 +12,15 @@ from crusader_mail.compose.guards import (
     url_problem,
 )
 from crusader_mail.errors import GuardError
-from crusader_mail.models import RenderedIssue
+from crusader_mail.models import Placeholder, RenderedIssue
 
 GOOD_BODY = (
     '<p><a href="https://example.com/a">a</a> <a href="mailto:x@example.com">m</a> '
     '<a href="[[unsubscribe_url]]">u</a> <img src="http://example.com/i.png" alt="" width="10"> '
     '<span style="background:url(https://example.com/bg.png)">[[email]]</span></p>'
 )
+
+PLACED_IN_GOOD_BODY = {Placeholder.UNSUBSCRIBE_URL: 1, Placeholder.EMAIL: 1}
 
 
 def issue(
@@ -36,19 +38,34 @@ def issue(
     )
 
 
+def as_placed(made: RenderedIssue) -> dict[str, dict[Placeholder, int]]:
+    """As if the templates had put every placeholder of ``made`` there (for the other guards)."""
+    parts = {"subject": made.subject, "preheader": made.preheader, "HTML": made.html}
+    parts["text"] = made.text
+    return {name: {p: part.count(p.value) for p in Placeholder} for name, part in parts.items()}
+
+
+def problems_of(made: RenderedIssue) -> list[str]:
+    return find_problems(made, as_placed(made))
+
+
+def check(made: RenderedIssue, max_html_bytes: int) -> None:
+    check_issue(made, max_html_bytes, as_placed(made))
+
+
 def test_a_clean_issue_passes() -> None:
-    assert find_problems(issue()) == []
-    check_issue(issue(), 100_000)
+    assert problems_of(issue()) == []
+    check(issue(), 100_000)
 
 
 def test_size_guard_counts_room_for_each_placeholder() -> None:
     clean = issue()
     assert html_size(clean.html) == len(clean.html.encode()) + 2 * PLACEHOLDER_ROOM
-    check_issue(clean, html_size(clean.html))
+    check(clean, html_size(clean.html))
     with pytest.raises(
         GuardError, match=r"issue 2026-11-23-abcd1234 .* over compose\.max_html_bytes"
     ):
-        check_issue(clean, html_size(clean.html) - 1)
+        check(clean, html_size(clean.html) - 1)
 
 
 @pytest.mark.parametrize(
@@ -67,10 +84,10 @@ def test_size_guard_counts_room_for_each_placeholder() -> None:
     ],
 )
 def test_every_link_and_image_url_is_absolute(body: str, expected: str) -> None:
-    problems = find_problems(issue(body))
+    problems = problems_of(issue(body))
     assert any(expected in p for p in problems), problems
     with pytest.raises(GuardError, match="not safe to send"):
-        check_issue(issue(body), 100_000)
+        check(issue(body), 100_000)
 
 
 def test_url_problem_allows_only_http_https_mailto_and_placeholders() -> None:
@@ -83,14 +100,14 @@ def test_url_problem_allows_only_http_https_mailto_and_placeholders() -> None:
 
 @pytest.mark.parametrize("tag", ["script", "iframe", "form", "object", "embed"])
 def test_no_active_content(tag: str) -> None:
-    problems = find_problems(issue(f"<p>x</p><{tag}></{tag}>"))
+    problems = problems_of(issue(f"<p>x</p><{tag}></{tag}>"))
     assert problems == [f"HTML line 2: <{tag}> is not allowed in a newsletter"]
 
 
 def test_no_event_handlers_or_refresh() -> None:
-    problems = find_problems(issue('<img src="https://e.com/a.png" alt="" onerror="x()">'))
+    problems = problems_of(issue('<img src="https://e.com/a.png" alt="" onerror="x()">'))
     assert problems == ["HTML line 2: <img onerror> event handler is not allowed"]
-    problems = find_problems(issue('<meta http-equiv="refresh" content="0">'))
+    problems = problems_of(issue('<meta http-equiv="refresh" content="0">'))
     assert problems == ["HTML line 2: <meta http-equiv=refresh> is not allowed"]
 
 
@@ -104,13 +121,31 @@ def test_no_leftover_template_syntax_anywhere(leftover: str) -> None:
         ("subject", issue(subject=f"News {leftover}")),
         ("preheader", issue(preheader=leftover)),
     ):
-        problems = find_problems(made)
+        problems = problems_of(made)
         assert len(problems) == 1, problems
         assert problems[0].startswith(where), problems
-    assert find_problems(issue(text="[[email]] and [[name]] and [[unsubscribe_url]]\n")) == []
+    assert problems_of(issue(text="[[email]] and [[name]] and [[unsubscribe_url]]\n")) == []
 
 
 def test_error_lists_at_most_five_problems() -> None:
     body = "".join(f'<a href="/r{i}">x</a>' for i in range(8))
     with pytest.raises(GuardError, match=r"; and 3 more$"):
-        check_issue(issue(body), 100_000)
+        check(issue(body), 100_000)
+
+
+def test_each_part_holds_exactly_the_placeholders_the_templates_put_there() -> None:
+    placed = {"HTML": PLACED_IN_GOOD_BODY, "text": {Placeholder.EMAIL: 1}}
+    assert find_problems(issue(text="Hi [[email]]\n"), placed) == []
+    forged = issue(text="Hi [[email]]\nFrom the feed: [[email]] [[unsubscribe_url]]\n")
+    rule = "(feed text may not add per-reader values)"
+    assert find_problems(forged, placed) == [
+        f"text: 1 [[unsubscribe_url]] where the templates put 0 {rule}",
+        f"text: 2 [[email]] where the templates put 1 {rule}",
+    ]
+    lost = issue("<p>no footer</p>", text="Hi [[email]]\n")
+    assert find_problems(lost, placed) == [
+        f"HTML: 0 [[unsubscribe_url]] where the templates put 1 {rule}",
+        f"HTML: 0 [[email]] where the templates put 1 {rule}",
+    ]
+    with pytest.raises(GuardError, match=r"text: 2 \[\[email\]\] where the templates put 1"):
+        check_issue(forged, 100_000, placed)

@@ -15,10 +15,16 @@
 - CSS is inlined with premailer ONCE per issue (:func:`inline_css`; never once per reader). The
   rules it cannot inline (the phones' ``@media`` query) stay in a ``<style>`` block. Network and
   external files are off; cssutils' log noise is silenced.
-- Per-reader values stay placeholders (``[[unsubscribe_url]]``, ``[[email]]``, ``[[name]]``):
-  nothing in Jinja, premailer or URL handling changes them, and the ones used are listed in
-  ``RenderedIssue.placeholders``. Text from feeds can never forge one: ``[[`` and Jinja's
-  ``{{ {% {#`` in post fields get an invisible WORD JOINER (U+2060) between the two characters.
+- Per-reader values stay placeholders (``[[unsubscribe_url]]``, ``[[email]]``, ``[[name]]``),
+  and the ones used are listed in ``RenderedIssue.placeholders``. Only the templates make one:
+  with the variables ``unsubscribe_url``, ``email`` and ``name``, or the placeholder itself
+  typed into a template (read as its variable). Text from feeds can never forge one:
+  ``[[`` and Jinja's ``{{ {% {#`` get an invisible WORD JOINER (U+2060) between the two
+  characters in every post field and in the ``html_to_text`` filter's result, and the issue is
+  rendered with a random stand-in for each placeholder, so that after the last transformation
+  (premailer, wrapping) every ``[[`` left over is made inert before the stand-ins become the
+  placeholders. The guards then check that each part holds exactly as many of each placeholder
+  as the templates put there.
 - The guards (:mod:`crusader_mail.compose.guards`) run before the issue is returned: too big ->
   long posts become excerpts and the issue is rendered again with a note; still too big or
   unsafe -> :class:`GuardError`.
@@ -36,6 +42,8 @@ from __future__ import annotations
 import html as html_lib
 import logging
 import re
+import secrets
+import string
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +67,7 @@ HTML_TEMPLATE = "newsletter.html"
 TEXT_TEMPLATE = "newsletter.txt"
 WORD_JOINER = "\u2060"
 _FORGEABLE = re.compile(r"([\[{])(?=[\[{%#])")
+_DOUBLE_BRACKET = re.compile(r"\[(?=\[)")
 
 Inliner = Callable[[str], str]
 
@@ -97,6 +106,48 @@ def fill_placeholders(text: str, values: Mapping[Placeholder, str], *, html: boo
 def defuse(text: str) -> str:
     """Make ``[[``, ``{{``, ``{%``, ``{#`` from a feed inert (invisible U+2060 in between)."""
     return _FORGEABLE.sub(lambda m: m.group(1) + WORD_JOINER, text)
+
+
+def _text_filter(markup: str) -> str:
+    """The ``html_to_text`` filter: a post's HTML as text, defused (tags inside ``[<b></b>[``
+    or a comment between two ``{`` vanish only here)."""
+    return defuse(mail_text(markup))
+
+
+_StandIns = Mapping[Placeholder, str]
+
+
+def _stand_ins() -> dict[Placeholder, str]:
+    """A random stand-in for each placeholder while an issue renders: letters only (no
+    transformation touches them, no feed can guess them), as long as the placeholder (the text
+    part wraps exactly as it will read)."""
+    letters = string.ascii_letters
+    return {p: "".join(secrets.choice(letters) for _ in p.value) for p in Placeholder}
+
+
+def _finish(rendered: str, stand_in: _StandIns) -> tuple[str, dict[Placeholder, int]]:
+    """``rendered`` after its last transformation: every ``[[`` made inert (none of them is the
+    templates'), then the stand-ins become the placeholders. Also returns how many of each the
+    templates put there."""
+    counts = {p: rendered.count(value) for p, value in stand_in.items()}
+    out = _DOUBLE_BRACKET.sub("[" + WORD_JOINER, rendered)
+    for placeholder, value in stand_in.items():
+        out = out.replace(value, placeholder.value)
+    return out, counts
+
+
+class _TemplateLoader(jinja2.FileSystemLoader):
+    """Reads the templates, a placeholder typed into one (``[[email]]``) read as its variable
+    (``{{ email }}``): whichever way a template writes it, it stays live."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        for placeholder in Placeholder:
+            variable = "{{ " + placeholder.name.lower() + " }}"
+            source = source.replace(placeholder.value, variable)
+        return source, filename, uptodate
 
 
 def _direction(text: str) -> str:
@@ -166,7 +217,7 @@ class Composer:
         self.templates_dir = Path(settings.templates_dir)
         self.inline = inliner or inline_css
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(self.templates_dir)),
+            loader=_TemplateLoader(str(self.templates_dir)),
             autoescape=jinja2.select_autoescape(
                 enabled_extensions=("html", "htm"), default_for_string=False, default=False
             ),
@@ -175,7 +226,7 @@ class Composer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self.env.filters["html_to_text"] = mail_text
+        self.env.filters["html_to_text"] = _text_filter
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -188,16 +239,21 @@ class Composer:
         full = self.settings.compose.full_content
         limit = self.settings.compose.max_html_bytes
         shortened: set[str] = set()
+        marks = _stand_ins()
         related_views = [post_view(post, full=False) for post in related]
-        base = self._context(posts, related_views, issue_id, now, full, shortened)
-        subject = self._render_setting("compose.subject", self.settings.compose.subject, base)
-        preheader = self._render_setting("compose.preheader", self.settings.compose.preheader, base)
-        if not subject:
+        base = self._context(posts, related_views, issue_id, now, full, shortened, marks)
+        subject_marked = self._render_setting(
+            "compose.subject", self.settings.compose.subject, base
+        )
+        preheader_marked = self._render_setting(
+            "compose.preheader", self.settings.compose.preheader, base
+        )
+        if not subject_marked:
             raise ComposeError(f"issue {issue_id}: the subject (setting compose.subject) is empty")
         while True:
-            context = self._context(posts, related_views, issue_id, now, full, shortened)
-            context.update(subject=subject, preheader=preheader)
-            html = self.inline(self._render(HTML_TEMPLATE, context))
+            context = self._context(posts, related_views, issue_id, now, full, shortened, marks)
+            context.update(subject=subject_marked, preheader=preheader_marked)
+            html, html_counts = _finish(self.inline(self._render(HTML_TEMPLATE, context)), marks)
             over = guards.size_overshoot(html, limit)
             if over <= 0:
                 break
@@ -210,7 +266,12 @@ class Composer:
                     "smaller templates"
                 )
             shortened.update(switched)
-        text = wrap_text(self._render(TEXT_TEMPLATE, context))
+        unsubscribe = marks[Placeholder.UNSUBSCRIBE_URL]
+        text, text_counts = _finish(
+            wrap_text(self._render(TEXT_TEMPLATE, context), links=(unsubscribe,)), marks
+        )
+        subject, subject_counts = _finish(subject_marked, marks)
+        preheader, preheader_counts = _finish(preheader_marked, marks)
         notes: tuple[str, ...] = ()
         if shortened:
             notes = (
@@ -231,7 +292,13 @@ class Composer:
             related_ids=tuple(post.id for post in related),
             notes=notes,
         )
-        guards.check_issue(issue, limit)
+        placed = {
+            "subject": subject_counts,
+            "preheader": preheader_counts,
+            "HTML": html_counts,
+            "text": text_counts,
+        }
+        guards.check_issue(issue, limit, placed)
         return issue
 
     # -- rendering -------------------------------------------------------------------------------
@@ -244,6 +311,7 @@ class Composer:
         now: datetime,
         full: bool,
         shortened: set[str],
+        marks: _StandIns,
     ) -> dict[str, Any]:
         news = self.settings.newsletter
         return {
@@ -257,9 +325,9 @@ class Composer:
             "posts": [post_view(post, full and post.id not in shortened) for post in posts],
             "related": related,
             "shortened": len(shortened),
-            "unsubscribe_url": Placeholder.UNSUBSCRIBE_URL.value,
-            "email": Placeholder.EMAIL.value,
-            "name": Placeholder.NAME.value,
+            "unsubscribe_url": marks[Placeholder.UNSUBSCRIBE_URL],
+            "email": marks[Placeholder.EMAIL],
+            "name": marks[Placeholder.NAME],
         }
 
     def _render(self, name: str, context: Mapping[str, Any]) -> str:

@@ -2,10 +2,13 @@
 
 Contract::
 
-    html_size(html) -> int                 bytes, plus room for every per-reader value
-    size_overshoot(html, limit) -> int     bytes over ``limit`` (<= 0: fits)
-    find_problems(issue) -> list[str]      every problem but size, one line each
-    check_issue(issue, max_html_bytes)     raises GuardError naming the issue and its problems
+    html_size(html) -> int                      bytes, plus room for every per-reader value
+    size_overshoot(html, limit) -> int          bytes over ``limit`` (<= 0: fits)
+    find_problems(issue, placed) -> list[str]   every problem but size, one line each
+    check_issue(issue, max_html_bytes, placed)  raises GuardError naming the issue and problems
+
+``placed`` says how many of each placeholder the templates put in each part (``"subject"``,
+``"preheader"``, ``"HTML"``, ``"text"``); the composer counts them while it renders.
 
 The guards:
 
@@ -16,12 +19,16 @@ The guards:
 - tags: no ``script``, ``iframe``, ``form``, ``object``, ``embed`` (nor ``applet``, ``frame``,
   ``frameset``, ``base``, ``meta http-equiv=refresh``), no ``on*`` event attributes;
 - template syntax: no ``{{``, ``{%``, ``{#`` and no ``[[token]]`` that is not a known placeholder,
-  in the subject, preheader, HTML or text.
+  in the subject, preheader, HTML or text;
+- placeholders: each part holds exactly as many of each placeholder as ``placed`` says (a
+  placeholder the templates did not put there would give a reader's address or personal link
+  to wherever a feed put it).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
@@ -38,6 +45,8 @@ _TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#")
 _TOKEN = re.compile(r"\[\[[^\[\]\s]{1,60}\]\]")
 _CSS_URL = re.compile(r"url\(\s*(['\"]?)(.*?)\1\s*\)", re.IGNORECASE)
 MAX_REPORTED = 5
+
+Placed = Mapping[str, Mapping[Placeholder, int]]  # part name -> placeholder -> count
 
 
 def html_size(html: str) -> int:
@@ -139,7 +148,20 @@ def syntax_problems(name: str, text: str) -> list[str]:
     return problems
 
 
-def find_problems(issue: RenderedIssue) -> list[str]:
+def placeholder_problems(name: str, text: str, placed: Mapping[Placeholder, int]) -> list[str]:
+    """A line for each placeholder found in ``text`` more (or less) often than ``placed``."""
+    problems = []
+    for placeholder in Placeholder:
+        found, expected = text.count(placeholder.value), placed.get(placeholder, 0)
+        if found != expected:
+            problems.append(
+                f"{name}: {found} {placeholder.value} where the templates put {expected} "
+                "(feed text may not add per-reader values)"
+            )
+    return problems
+
+
+def find_problems(issue: RenderedIssue, placed: Placed) -> list[str]:
     problems = html_problems(issue.html)
     for name, text in (
         ("subject", issue.subject),
@@ -148,10 +170,11 @@ def find_problems(issue: RenderedIssue) -> list[str]:
         ("text", issue.text),
     ):
         problems.extend(syntax_problems(name, text))
+        problems.extend(placeholder_problems(name, text, placed.get(name, {})))
     return problems
 
 
-def check_issue(issue: RenderedIssue, max_html_bytes: int) -> None:
+def check_issue(issue: RenderedIssue, max_html_bytes: int, placed: Placed) -> None:
     """Raise :class:`GuardError` (one line) unless ``issue`` is safe to send."""
     problems = []
     size = html_size(issue.html)
@@ -160,7 +183,7 @@ def check_issue(issue: RenderedIssue, max_html_bytes: int) -> None:
             f"HTML is {size} bytes, over compose.max_html_bytes ({max_html_bytes}); "
             "Gmail clips longer messages"
         )
-    problems.extend(find_problems(issue))
+    problems.extend(find_problems(issue, placed))
     if problems:
         more = len(problems) - MAX_REPORTED
         shown = "; ".join(problems[:MAX_REPORTED]) + (f"; and {more} more" if more > 0 else "")

@@ -1,8 +1,8 @@
 """The newsletter's text part: wrapping at 72 columns.
 
-``wrap_text(text, width=72)`` wraps long lines: a list item's next lines are indented under
-its text, a quote's start with ``> `` again; every URL (and ``[[unsubscribe_url]]``) gets a line
-of its own; lines starting with four spaces (code) are left alone; CJK text breaks between
+``wrap_text(text, width=72, links=("[[unsubscribe_url]]",))`` wraps long lines: a list item's
+next lines are indented under its text, a quote's start with ``> `` again; every URL (and each
+of ``links``, words that stand for one) gets a line of its own; lines starting with four spaces (code) are left alone; CJK text breaks between
 characters and counts double width. At most one blank line in a row.
 
 The composer renders ``newsletter.txt`` (whose posts go through the ``html_to_text`` filter,
@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
+
+from crusader_mail.models import Placeholder
 
 WIDTH = 72
-_URL_RE = re.compile(r"^(https?://|mailto:|\[\[unsubscribe_url\]\])", re.IGNORECASE)
+LINKS = (Placeholder.UNSUBSCRIBE_URL.value,)
 _PREFIX_RE = re.compile(r"^(\s*(?:(?:[-*•]|\d+\.|\[\d+\])\s+)?)")
 
 
@@ -27,13 +30,18 @@ def text_width(text: str) -> int:
     return sum(_char_width(c) for c in text)
 
 
-def _units(text: str) -> list[tuple[str, bool]]:
+def _url_pattern(links: Sequence[str]) -> re.Pattern[str]:
+    words = "".join("|" + re.escape(link) for link in links)
+    return re.compile(rf"^(https?://|mailto:{words})", re.IGNORECASE)
+
+
+def _units(text: str, url: re.Pattern[str]) -> list[tuple[str, bool]]:
     """(piece, space_before) units: words, and single wide characters inside words."""
     units: list[tuple[str, bool]] = []
     for word in text.split(" "):
         if not word:
             continue
-        if _URL_RE.match(word) or not any(_char_width(c) == 2 for c in word):
+        if url.match(word) or not any(_char_width(c) == 2 for c in word):
             units.append((word, True))
             continue
         first = True
@@ -53,7 +61,7 @@ def _units(text: str) -> list[tuple[str, bool]]:
     return units
 
 
-def _wrap_line(line: str, width: int) -> list[str]:
+def _wrap_line(line: str, width: int, url: re.Pattern[str]) -> list[str]:
     match = _PREFIX_RE.match(line)
     first_prefix = match.group(1) if match else ""
     quote = re.match(r"^((?:> )+)", line)
@@ -64,8 +72,8 @@ def _wrap_line(line: str, width: int) -> list[str]:
     lines: list[str] = []
     current = first_prefix
     empty = True
-    for piece, spaced in _units(body):
-        if _URL_RE.match(piece):
+    for piece, spaced in _units(body, url):
+        if url.match(piece):
             if not empty:
                 lines.append(current.rstrip())
             lines.append((first_prefix if not lines and empty else hang) + piece)
@@ -82,20 +90,23 @@ def _wrap_line(line: str, width: int) -> list[str]:
     return lines or [line.rstrip()]
 
 
-def wrap_text(text: str, width: int = WIDTH) -> str:
+def wrap_text(text: str, width: int = WIDTH, links: Sequence[str] = LINKS) -> str:
     """Wrap every long line (see module doc); at most one blank line in a row."""
+    url = _url_pattern(links)
     out: list[str] = []
     for line in text.splitlines():
         line = line.rstrip()
-        if line.startswith("    ") or (text_width(line) <= width and not _has_inline_url(line)):
+        if line.startswith("    ") or (
+            text_width(line) <= width and not _has_inline_url(line, url)
+        ):
             out.append(line)
         else:
-            out.extend(_wrap_line(line, width))
+            out.extend(_wrap_line(line, width, url))
     joined = "\n".join(out)
     joined = re.sub(r"\n{3,}", "\n\n", joined).strip("\n")
     return joined + "\n"
 
 
-def _has_inline_url(line: str) -> bool:
+def _has_inline_url(line: str, url: re.Pattern[str]) -> bool:
     words = line.split()
-    return len(words) > 1 and any(_URL_RE.match(w) for w in words)
+    return len(words) > 1 and any(url.match(w) for w in words)
