@@ -258,6 +258,7 @@ class Composer:
             "related": related,
             "shortened": len(shortened),
             "unsubscribe_url": Placeholder.UNSUBSCRIBE_URL.value,
+            "one_click": self.settings.leaving().one_click is not None,  # else a mailto
             "email": Placeholder.EMAIL.value,
             "name": Placeholder.NAME.value,
         }
