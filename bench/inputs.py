@@ -15,7 +15,7 @@ from crusader_mail.compose.composer import Composer
 from crusader_mail.feeds.fetch import make_client
 from crusader_mail.feeds.read import read_feed
 from crusader_mail.models import RenderedIssue
-from crusader_mail.settings import NewsletterSettings, SendGridSettings, Settings
+from crusader_mail.settings import NewsletterSettings, SendGridSettings, ServerSettings, Settings
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_FEED = REPO / "examples" / "biz-crusader" / "feed.xml"
@@ -40,6 +40,7 @@ def bench_settings(folder: Path, **sendgrid: Any) -> Settings:
             postal_address="Biz Crusader, 12 Market Street, Springfield, IL 62701, USA",
             unsubscribe_url="https://mail.bizcrusader.example/unsubscribe",
         ),
+        server=ServerSettings(same_host=True),  # the https one-click counts: in every body
     )
 
 

@@ -9,8 +9,15 @@ It behaves as ``../shared/sendgrid`` (README + mail-send-schema.json) documents 
   is there; the README's quirk: top-level ``custom_args`` is an object), and the documented
   limits: at most 1000 recipients, no address twice in a request, a subject (top level or in
   every personalization), ``text/plain`` first, ``substitutions`` ≤ 10,000 bytes and string
-  values, ``custom_args`` < 10,000 bytes, a ``from``. Accepted: 202 with ``X-Message-Id``;
+  values, ``custom_args`` < 10,000 bytes, a ``from``; stricter than SendGrid documents: an
+  unknown key inside ``tracking_settings`` is a 400 (``subscription_tracking.enabled`` for
+  ``enable`` would otherwise switch nothing on, silently). Accepted: 202 with ``X-Message-Id``;
   with ``mail_settings.sandbox_mode.enable``: 200, nothing delivered.
+- Subscription tracking (``tracking_settings.subscription_tracking.enable``), as SendGrid does
+  it: each recipient gets their own unsubscribe link, put where ``substitution_tag`` stands
+  (else appended to the bodies), and a ``List-Unsubscribe`` + ``List-Unsubscribe-Post``
+  one-click header (:attr:`Delivery.sendgrid_headers`). ``POST`` to that link (RFC 8058) puts
+  the address on the global ``unsubscribes`` list, as a click on SendGrid's link does.
 - ``GET /v3/suppression/{unsubscribes,bounces,spam_reports,invalid_emails}?limit=&offset=``
   (limit 1..500) and ``GET /v3/asm/groups/{id}/suppressions`` (an array of addresses).
 - Faults for the next requests (:meth:`SendGridServer.fail`): a status (429 with
@@ -36,7 +43,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -52,6 +59,7 @@ MAX_SUBSTITUTIONS = 10_000
 MAX_CUSTOM_ARGS = 10_000
 SUPPRESSION_LISTS = ("unsubscribes", "bounces", "spam_reports", "invalid_emails")
 HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
+UNSUBSCRIBE_PATH = "/wf/unsubscribe"  # where subscription tracking's links point
 
 
 def error_body(message: str, field: str | None = None, help_url: str | None = HELP) -> bytes:
@@ -73,17 +81,37 @@ class Delivery:
     categories: tuple[str, ...]
     custom_args: dict[str, str]
     asm: dict[str, Any] | None
+    unsubscribe_link: str | None = None  # SendGrid's own (subscription tracking)
+    tracking_tag: str | None = None  # where the body asked SendGrid to put that link
+
+    @property
+    def sendgrid_headers(self) -> dict[str, str]:
+        """The headers SendGrid adds itself: its one-click unsubscribe (subscription tracking)."""
+        if self.unsubscribe_link is None:
+            return {}
+        return {
+            "List-Unsubscribe": f"<{self.unsubscribe_link}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
 
     def _fill(self, text: str) -> str:
         for key, value in self.substitutions.items():
             text = text.replace(key, value)
+        if self.unsubscribe_link is not None and self.tracking_tag:
+            text = text.replace(self.tracking_tag, self.unsubscribe_link)
         return text
 
     def rendered(self) -> str:
-        """Everything the recipient can see: headers (To, Subject, extra) and the bodies."""
+        """Everything the recipient can see: headers (To, Subject, ours, then SendGrid's) and
+        the bodies (with SendGrid's link where it goes)."""
         lines = [f"To: {', '.join(self.to)}", f"Subject: {self._fill(self.subject)}"]
         lines += [f"{name}: {value}" for name, value in self.headers.items()]
-        lines += [self._fill(value) for _type, value in self.content]
+        lines += [f"{name}: {value}" for name, value in self.sendgrid_headers.items()]
+        for _type, value in self.content:
+            body = self._fill(value)
+            if self.unsubscribe_link is not None and not self.tracking_tag:
+                body += f"\nUnsubscribe: {self.unsubscribe_link}"
+            lines.append(body)
         return "\n".join(lines)
 
 
@@ -122,6 +150,7 @@ class SendGridServer:
         default_factory=lambda: {name: [] for name in SUPPRESSION_LISTS}
     )
     groups: dict[int, list[str]] = field(default_factory=dict)
+    unsubscribe_links: dict[str, str] = field(default_factory=dict)  # token -> address
     _faults: list[Fault] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _httpd: ThreadingHTTPServer | None = None
@@ -182,6 +211,11 @@ class SendGridServer:
         with self._lock:
             self._faults.extend([fault] * count)
 
+    def clear_faults(self) -> None:
+        """Forget the faults not used yet: the next requests are answered normally."""
+        with self._lock:
+            self._faults.clear()
+
     def _take_fault(self, path: str) -> Fault | None:
         with self._lock:
             for index, fault in enumerate(self._faults):
@@ -229,13 +263,41 @@ class SendGridServer:
             return 200, {}, b""
         message_id = secrets.token_urlsafe(16)
         people = body["personalizations"]
+        tracking = body.get("tracking_settings", {}).get("subscription_tracking", {})
         with self._lock:
             index = self.accepted_requests
             self.accepted_requests += 1
             self.accepted_recipients += sum(len(_recipients(p)) for p in people)
             if self.record:
-                self.deliveries.extend(_delivery(body, p, message_id, index) for p in people)
+                for person in people:
+                    link = None
+                    if tracking.get("enable") is True:
+                        token = secrets.token_urlsafe(12)
+                        self.unsubscribe_links[token] = _recipients(person)[0]
+                        link = f"{self.url}{UNSUBSCRIBE_PATH}?upn={token}"
+                    delivery = _delivery(body, person, message_id, index)
+                    self.deliveries.append(
+                        replace(
+                            delivery,
+                            unsubscribe_link=link,
+                            tracking_tag=tracking.get("substitution_tag"),
+                        )
+                    )
         return 202, {"X-Message-Id": message_id}, b""
+
+    def handle_unsubscribe_click(self, query: dict[str, list[str]]) -> int:
+        """A one-click POST to SendGrid's own unsubscribe link: the address joins the global
+        unsubscribes (200), or 404 for a link it never made."""
+        token = query.get("upn", [""])[0]
+        with self._lock:
+            email = self.unsubscribe_links.get(token)
+            if email is None:
+                return 404
+            listed = {item["email"].lower() for item in self.suppressions["unsubscribes"]}
+            if email.lower() not in listed:
+                created = int(time.time())
+                self.suppressions["unsubscribes"].append({"created": created, "email": email})
+        return 200
 
     def handle_suppressions(self, path: str, query: dict[str, list[str]]) -> tuple[int, bytes]:
         parts = path.strip("/").split("/")
@@ -350,6 +412,10 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         too_big = length > self.peer.max_body
         raw = b"" if too_big else self._read_body()
+        if path == UNSUBSCRIBE_PATH and not too_big:  # a reader's click: no API key
+            status = self.peer.handle_unsubscribe_click(parse_qs(urlsplit(self.path).query))
+            self._send(status)
+            return
         if too_big:  # drain it, so the client gets to read the answer
             left = length
             while left > 0:
@@ -399,6 +465,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
+        if url.path == UNSUBSCRIBE_PATH:  # SendGrid's page (a GET changes nothing here)
+            self._send(200 if "upn" in parse_qs(url.query) else 404)
+            return
         auth = self._authorized()
         if auth:
             self._send(auth, error_body("authorization required", None, None))
@@ -501,6 +570,38 @@ def validate_mail(body: dict[str, Any], schema: dict[str, Any] | None) -> list[t
             problems.append(_missing("", "personalizations"))
         return problems
     problems += _limits(body, people)
+    problems += _tracking(body.get("tracking_settings"))
+    return problems
+
+
+_TRACKING_KEYS = {
+    "click_tracking": {"enable", "enable_text"},
+    "open_tracking": {"enable", "substitution_tag"},
+    "subscription_tracking": {"enable", "text", "html", "substitution_tag"},
+    "ganalytics": {
+        "enable",
+        "utm_source",
+        "utm_medium",
+        "utm_term",
+        "utm_content",
+        "utm_campaign",
+    },
+}
+
+
+def _tracking(settings: Any) -> list[tuple[str, str]]:
+    """Unknown keys in ``tracking_settings`` (stricter than SendGrid: see the module docstring)."""
+    if not isinstance(settings, dict):
+        return []
+    problems = []
+    for name, value in settings.items():
+        where = f"tracking_settings.{name}"
+        if name not in _TRACKING_KEYS:
+            problems.append((f"The {where} field is not a tracking setting.", where))
+            continue
+        if isinstance(value, dict):
+            for key in sorted(set(value) - _TRACKING_KEYS[name]):
+                problems.append((f"The {where}.{key} field is not known.", f"{where}.{key}"))
     return problems
 
 

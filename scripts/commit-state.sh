@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
 # Commits what a run changed under the given folders and pushes it, rebasing and retrying
-# when the branch moved meanwhile. Used by .github/workflows/newsletter.yml (checkout runs with
-# persist-credentials: false, so the token is handed to this one push only).
-# Env: GITHUB_TOKEN, GITHUB_REPOSITORY, BRANCH (GITHUB_SERVER_URL optional).
+# when the branch moved meanwhile. Used by the workflows (.github/workflows/newsletter.yml,
+# inbox.yml), also as `crusader-mail run --checkpoint` before the first request of a send.
+# Checkout runs with persist-credentials: false, so the token is handed to this one push only.
+# subscribers/subscribers.csv merges reader by reader (.gitattributes names the driver, set up
+# here), so an editor's push to the list does not stop the rebase. Exits non-zero when the
+# state could not be pushed (after 5 attempts, or a conflict no driver resolves).
+# Env: GITHUB_TOKEN, GITHUB_REPOSITORY, BRANCH (GITHUB_SERVER_URL, COMMIT_MESSAGE optional).
 set -euo pipefail
-paths=("$@")
-[ ${#paths[@]} -gt 0 ] || { echo "usage: commit-state.sh PATH..." >&2; exit 2; }
+paths=()
+for path in "$@"; do
+  [ -e "$path" ] && paths+=("$path")  # a run that stopped early may not have written one
+done
+[ $# -gt 0 ] || { echo "usage: commit-state.sh PATH..." >&2; exit 2; }
+if [ ${#paths[@]} -eq 0 ]; then
+  echo "state unchanged: nothing to commit"
+  exit 0
+fi
+
+git config merge.crusader-subscribers.name "crusader-mail subscriber list (reader by reader)"
+git config merge.crusader-subscribers.driver "crusader-mail merge-driver %O %A %B"
 
 # Lock files and temporary files are run-time only: never committed, whatever .gitignore says.
 git add --all -- "${paths[@]}" ':(exclude,glob)**/*.lock' ':(exclude,glob)**/.*.tmp'
@@ -13,8 +27,8 @@ if git diff --cached --quiet; then
   echo "state unchanged: nothing to commit"
   exit 0
 fi
-git -c user.name="crusader-mail" -c user.email="crusader-mail@users.noreply.github.com" \
-  commit --quiet -m "newsletter: state after run ${GITHUB_RUN_ID:-local}"
+who=(-c user.name="crusader-mail" -c user.email="crusader-mail@users.noreply.github.com")
+git "${who[@]}" commit --quiet -m "${COMMIT_MESSAGE:-newsletter: state after run ${GITHUB_RUN_ID:-local}}"
 
 remote="${PUSH_REMOTE:-${GITHUB_SERVER_URL:-https://github.com}/${GITHUB_REPOSITORY}.git}"
 auth=()
@@ -29,10 +43,17 @@ for attempt in 1 2 3 4 5; do
     exit 0
   fi
   echo "push refused (attempt $attempt): the branch moved; rebasing" >&2
-  git "${auth[@]}" fetch --quiet "$remote" "$BRANCH"
-  git -c user.name="crusader-mail" -c user.email="crusader-mail@users.noreply.github.com" \
-    rebase --quiet FETCH_HEAD
-  sleep $((attempt * 2))
+  sleep $(((attempt - 1) * 2)) # the first retry at once, then back off
+  if ! git "${auth[@]}" fetch --quiet "$remote" "$BRANCH"; then
+    continue
+  fi
+  if ! git "${who[@]}" rebase --quiet FETCH_HEAD; then
+    conflicted=$(git diff --name-only --diff-filter=U | tr '\n' ' ')
+    git rebase --abort || true
+    echo "could not rebase the state onto the branch: conflict in ${conflicted:-?}" \
+      "(an edit there during the run); merge it by hand and push" >&2
+    exit 1
+  fi
 done
 echo "could not push the state after 5 attempts" >&2
 exit 1

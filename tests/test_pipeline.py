@@ -72,6 +72,7 @@ class Site:
             'from_email = "news@bizcrusader.example"\npostal_address = "12 Market Street"\n'
             "[sendgrid]\n"
             f'api_url = "{api.url}"\nbatch_size = 2\nbackoff_base = 0.01\ntimeout = 10\n'
+            "subscription_tracking = true\n"  # the repository-only shape's one-click
             + FEED_SERVER_TOML,
             encoding="utf-8",
         )
@@ -327,6 +328,10 @@ def test_run_processes_the_imap_inbox_first(site: Site) -> None:
         assert "jane@reader.example" not in result.stdout  # masked in the report
         [confirmation] = site.api.to("jane@reader.example")
         assert "confirm" in confirmation.subject.lower()
+        # SendGrid's suppressions were pulled before any mail was handled or sent
+        methods = [entry.method for entry in site.api.log]
+        assert "GET" in methods
+        assert methods.index("POST") > max(i for i, m in enumerate(methods) if m == "GET")
         pending = SubscriberList(site.root / "subscribers", site.clock).get("jane@reader.example")
         assert pending is not None
         assert pending.status is Status.PENDING

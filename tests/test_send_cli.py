@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,15 @@ from click.testing import CliRunner
 from peers.sendgrid_server import SendGridServer
 
 from crusader_mail import pipeline
-from crusader_mail.cli import cli
+from crusader_mail.cli import cli, main
+from crusader_mail.cli import run as run_cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import Clock, FixedClock
 from crusader_mail.delivery.client import ClientFactory
 from crusader_mail.delivery.engine import SendProgress
-from crusader_mail.errors import SendRejected
+from crusader_mail.errors import ConfigError, SendRejected
 from crusader_mail.models import SendReport, Status
+from crusader_mail.pipeline import RunReport
 from crusader_mail.settings import LoadedSettings, Settings
 from tests.support.sending import make_issue, make_readers, make_settings, send_issue
 
@@ -53,6 +56,7 @@ def stage(monkeypatch: pytest.MonkeyPatch) -> None:
         to: str | None,
         resend_uncertain: bool,
         progress: SendProgress | None = None,
+        checkpoint: Callable[[], None] | None = None,
     ) -> SendReport:
         return send_issue(
             make_issue(),
@@ -63,6 +67,7 @@ def stage(monkeypatch: pytest.MonkeyPatch) -> None:
             to=to,
             resend_uncertain=resend_uncertain,
             progress=progress,
+            checkpoint=checkpoint,
         )
 
     monkeypatch.setattr(pipeline, "send_stage", send_stage, raising=False)
@@ -146,3 +151,38 @@ def test_the_real_command_without_an_api_key_exits_2(tmp_path: Path) -> None:
         "(a key with Mail Send access)"
     ]
     assert done.stdout == ""
+
+
+def test_main_keeps_every_exit_code(
+    tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``main`` runs click outside standalone mode: a command's Exit(1), a library error's
+    code and an interrupt (click turns Ctrl-C into Abort) all reach the shell."""
+    settings = make_settings(tmp_path)
+    make_readers(settings, clock, 2)
+
+    def outcome(error: BaseException | None, *args: str) -> object:
+        def stage(*_args: object, **_options: object) -> SendReport:
+            if error is not None:
+                raise error
+            return SendReport(issue="x", dry_run=True, failed=1)
+
+        monkeypatch.setattr(pipeline, "send_stage", stage)
+        app = AppContext(clock=clock, _loaded=LoadedSettings(settings, None, {}))
+        with pytest.raises(SystemExit) as done:
+            main(["send", *args], obj=app)
+        return done.value.code
+
+    assert outcome(None, "--dry-run") == 0
+    assert outcome(KeyboardInterrupt(), "--dry-run") == 130
+    assert outcome(SendRejected("HTTP 400"), "--dry-run") == 1
+    assert outcome(ConfigError("bad"), "--dry-run") == 2
+
+    def failed_run(*_args: object, **_options: object) -> RunReport:
+        return RunReport(dry_run=True, error="SendGrid answered HTTP 500")
+
+    monkeypatch.setattr(run_cli, "run_pipeline", failed_run)
+    app = AppContext(clock=clock, _loaded=LoadedSettings(settings, None, {}))
+    with pytest.raises(SystemExit) as done:
+        main(["run", "--dry-run"], obj=app)
+    assert done.value.code == 1  # the command's click Exit(1), once dropped by main

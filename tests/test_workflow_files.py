@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / ".github" / "workflows"
 NEWSLETTER = (WORKFLOWS / "newsletter.yml").read_text(encoding="utf-8")
+INBOX = (WORKFLOWS / "inbox.yml").read_text(encoding="utf-8")
+STATE_WORKFLOWS = {"newsletter.yml": NEWSLETTER, "inbox.yml": INBOX}
 
 
-@pytest.mark.parametrize("name", ["newsletter.yml", "ci.yml"])
+def steps(text: str) -> list[str]:
+    return text.split("\n      - ")
+
+
+@pytest.mark.parametrize("name", ["newsletter.yml", "inbox.yml", "ci.yml"])
 def test_least_privilege_and_pinned_actions(name: str) -> None:
     text = (WORKFLOWS / name).read_text(encoding="utf-8")
     assert re.search(r"^permissions: \{\}$", text, re.M), "no top-level permissions: {}"
@@ -31,18 +38,47 @@ def test_newsletter_schedule_inputs_and_concurrency() -> None:
     assert "contents: write" in NEWSLETTER
 
 
-def test_secrets_only_in_the_steps_that_need_them() -> None:
-    steps = NEWSLETTER.split("\n      - ")
-    for step in steps:
+@pytest.mark.parametrize("text", STATE_WORKFLOWS.values(), ids=STATE_WORKFLOWS.keys())
+def test_secrets_only_in_the_steps_that_need_them(text: str) -> None:
+    for step in steps(text):
         if "secrets." in step:
             assert "crusader-mail " in step, (
                 f"a step that runs no crusader-mail gets secrets:\n{step}"
             )
-    head = steps[0]
+    head = steps(text)[0]
     assert "secrets." not in head  # no workflow- or job-level secret environment
+    assert "contents: write" not in head.split("\njobs:")[0]  # write only on the job
 
 
-def test_state_is_committed_even_when_the_run_failed() -> None:
-    commit = next(step for step in NEWSLETTER.split("\n      - ") if "commit-state.sh" in step)
+@pytest.mark.parametrize("text", STATE_WORKFLOWS.values(), ids=STATE_WORKFLOWS.keys())
+def test_state_is_committed_even_when_the_run_failed(text: str) -> None:
+    commit = next(
+        s for s in steps(text) if "run: bash scripts/commit-state.sh state subscribers" in s
+    )
     assert "always()" in commit
-    assert "state subscribers" in commit
+    assert "crusader-mail " not in commit
+
+
+def test_the_send_pushes_its_sending_record_before_the_first_request() -> None:
+    run = next(step for step in steps(NEWSLETTER) if "crusader-mail run" in step)
+    assert '--checkpoint "bash scripts/commit-state.sh state subscribers"' in run
+    assert "GITHUB_TOKEN: ${{ github.token }}" in run  # the checkpoint pushes
+    assert re.search(r"\n\s+resend_uncertain:\n", NEWSLETTER)
+
+
+def test_the_inbox_runs_every_15_minutes_and_never_beside_the_newsletter() -> None:
+    [cron] = re.findall(r'- cron: "([^"]+)"', INBOX)
+    minutes = sorted(int(m) for m in cron.split()[0].split(","))
+    assert cron.split()[1:] == ["*", "*", "*", "*"]
+    assert len(minutes) == 4
+    assert {b - a for a, b in pairwise(minutes)} == {15}
+    assert "workflow_dispatch:" in INBOX
+    [process] = [step for step in steps(INBOX) if "crusader-mail inbox" in step]
+    assert "crusader-mail inbox process --imap --sync-suppressions" in process
+    groups = {
+        name: re.findall(
+            r"concurrency:\n\s+group: ([^\n#]+?) *(?:#[^\n]*)?\n\s+cancel-in-progress: false", text
+        )
+        for name, text in STATE_WORKFLOWS.items()
+    }
+    assert groups["inbox.yml"] == groups["newsletter.yml"] != []

@@ -5,20 +5,33 @@
     fetch_stage    feeds --reader--> posts --archive.merge--> new posts          (FetchStageResult)
     plan_preview   fetch (nothing saved) + compose.planning                      (Plan)
     send_stage     fetch, plan, suppressions, RenderedIssue + roster --sender--> (SendReport)
-    inbox_stage    mail from files and IMAP --inbox--> subscription service      (InboxReport)
-    run            inbox, suppressions, fetch, plan, send, save                  (RunReport)
+    inbox_stage    [suppressions,] mail from files and IMAP --inbox--> service   (InboxRun)
+    run            suppressions, inbox, fetch, plan, send, save                  (RunReport)
 
 Everything a step needs is passed in: settings, the clock, the SendGrid client factory, the
-progress display, and the store (``inbox_stage``) or the settings to open it with
+progress display, the checkpoint, and the store (``inbox_stage``) or the settings to open it with
 (:func:`crusader_mail.storage.open_store`, once per step, handed on to the parts of a run).
 The archive is loaded once per step and saved only by steps that are allowed to change state
 (never by ``preview`` or a dry run). A state-changing run holds the store's run lock from start
 to end, so two runs never interleave.
+
+Rules of a real send (``run``, ``send``; not a dry run or a test send):
+
+- It refuses (:class:`ConfigError`) when nothing would honour an unsubscribe
+  (:meth:`Settings.leaving`); a dry run warns instead.
+- SendGrid's suppressions are pulled before the inbox is read and before anything is sent, so
+  a reader who left through SendGrid's own link is out first.
+- The issue's record is saved ``sending``, then the ``checkpoint`` runs (the workflow pushes
+  that record to the repository), then the first request goes out. A failed checkpoint sends
+  nothing and puts the record back as it was.
+- An issue found ``sending`` WITHOUT its delivery ledger was being sent by a run whose ledger
+  never reached this copy of the state (the job died after its checkpoint): every reader is in
+  doubt, and nothing is sent without ``resend_uncertain``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +44,7 @@ from crusader_mail.delivery.engine import SendProgress, deliver, send_test
 from crusader_mail.delivery.mailer import Mailer
 from crusader_mail.delivery.suppressions import sync_suppressions
 from crusader_mail.delivery.transport import BatchTransport, DryRunTransport, SendGridTransport
-from crusader_mail.errors import ConfigError, SendError
+from crusader_mail.errors import CheckpointFailed, ConfigError, SendError
 from crusader_mail.feeds.fetch import make_client
 from crusader_mail.feeds.read import FetchOutcome, backfill, read_feeds
 from crusader_mail.inbox.process import InboxContext, InboxReport, process_messages
@@ -43,12 +56,17 @@ from crusader_mail.models import (
     Placeholder,
     RenderedIssue,
     SendReport,
+    Status,
 )
 from crusader_mail.settings import Settings
 from crusader_mail.storage import open_store
 from crusader_mail.storage.archive import Archive
 from crusader_mail.storage.contract import Store
 from crusader_mail.util.statefile import atomic_write
+
+Checkpoint = Callable[[], None]
+"""Run after an issue's ``sending`` record is saved and before its first request (the workflow
+pushes the state); raises :class:`CheckpointFailed` when the state could not be kept."""
 
 # --- fetch ------------------------------------------------------------------------------------
 
@@ -161,13 +179,14 @@ class RunReport:
     newsletter: str | None = None  # where the dry run wrote the newsletter
     outbox: str | None = None
     problems: list[str] = field(default_factory=list)
-    error: str | None = None  # the send failed (SendGrid refused, or retries ran out)
+    error: str | None = None  # the send failed or did not start (one line)
 
     @property
     def failed(self) -> bool:
-        """Exit 1: no feed could be read, or some readers could not be sent to. Readers in
-        the one batch left in doubt by a crash are a warning, not a failure: the ledger keeps
-        them out unless ``--resend-uncertain``."""
+        """Exit 1: no feed could be read, the send failed or could not start (SendGrid, the
+        checkpoint, an issue whose every reader is in doubt), or some readers could not be
+        sent to. Readers in the one batch left in doubt by a crash are a warning, not a
+        failure: the ledger keeps them out unless ``--resend-uncertain``."""
         every_feed_failed = bool(self.feeds) and all(r.status == "error" for r in self.feeds)
         return every_feed_failed or self.error is not None or bool(self.send and self.send.failed)
 
@@ -225,6 +244,19 @@ def write_newsletter(
     return files
 
 
+@dataclass
+class InboxRun(InboxReport):
+    """What ``inbox_stage`` did: the inbox report, and the suppression counts when it synced."""
+
+    suppressions: dict[str, int] | None = None
+
+    def as_json(self) -> dict[str, object]:
+        done: dict[str, object] = dict(super().as_json())
+        if self.suppressions is not None:
+            done["suppressions"] = self.suppressions
+        return done
+
+
 def inbox_stage(
     store: Store,
     settings: Settings,
@@ -233,10 +265,15 @@ def inbox_stage(
     paths: Sequence[Path] = (),
     *,
     use_imap: bool = False,
-) -> InboxReport:
-    """Handle subscribe/confirm/unsubscribe mail, bounces and complaints from files and IMAP."""
+    suppressions: ClientFactory | None = None,
+) -> InboxRun:
+    """Handle subscribe/confirm/unsubscribe mail, bounces and complaints from files and IMAP;
+    with ``suppressions`` (a SendGrid client factory) pull SendGrid's suppression lists first,
+    so a reader who left through SendGrid's own link is out before any mail is handled."""
+    report = InboxRun()
+    if suppressions is not None:
+        report.suppressions = sync_suppressions(settings, store.roster, clock, suppressions)
     ctx = InboxContext.create(settings, clock, mailer, store)
-    report = InboxReport()
     if paths:
         _add_inbox(report, process_messages(read_paths(list(paths), ctx.max_bytes), ctx))
     if use_imap:
@@ -273,6 +310,7 @@ def _send_plan(
     dry_run: bool,
     resend_uncertain: bool,
     progress: SendProgress | None,
+    checkpoint: Checkpoint | None = None,
 ) -> SendReport:
     """Deliver a planned issue: for real through the ledger, or as a dry run that writes the
     newsletter and the outbox and changes nothing."""
@@ -291,6 +329,7 @@ def _send_plan(
         transport,
         resend_uncertain=resend_uncertain,
         progress=progress,
+        checkpoint=checkpoint,
     )
 
 
@@ -304,33 +343,55 @@ def _deliver_plan(
     *,
     resend_uncertain: bool,
     progress: SendProgress | None,
+    checkpoint: Checkpoint | None = None,
 ) -> SendReport:
-    """Send a planned issue for real: record it as sending (so a crash resumes it), deliver
-    through the ledger, then mark its posts sent. A failed send raises and leaves the issue
-    ``sending`` with its ledger, so the next run picks it up."""
-    record = IssueRecord(
-        issue_id=plan.issue.issue_id,
-        created_at=clock.now(),
-        subject=plan.issue.subject,
-        post_ids=plan.issue.post_ids,
-        related_ids=plan.issue.related_ids,
-        status="sending",
-    )
+    """Send a planned issue for real: record it as sending (so a crash resumes it), run the
+    checkpoint, deliver through the ledger, then mark its posts sent. A failed send raises and
+    leaves the issue ``sending`` with its ledger, so the next run picks it up; a send that
+    failed before its first request (no ledger) puts the record back as it was."""
+    sandbox = settings.sendgrid.sandbox_mode
+    before: IssueRecord | None = None
     if plan.resumed:
-        record = next(r for r in archive.issues if r.issue_id == plan.issue.issue_id)
+        before = next(r for r in archive.issues if r.issue_id == plan.issue.issue_id)
+        record = before
+        if (
+            before.status == "sending"
+            and not resend_uncertain
+            and not store.ledgers.exists(plan.issue.issue_id, sandbox=sandbox)
+        ):
+            raise _all_in_doubt(plan.issue.issue_id, store.roster.counts())
     else:
+        record = IssueRecord(
+            issue_id=plan.issue.issue_id,
+            created_at=clock.now(),
+            subject=plan.issue.subject,
+            post_ids=plan.issue.post_ids,
+            related_ids=plan.issue.related_ids,
+            status="sending",
+        )
+    if not plan.resumed or record.status != "sending":
+        record = record.model_copy(update={"status": "sending"})
         archive.record_issue(record)
         store.archive.save(archive)
-    sent = deliver(
-        plan.issue,
-        store.roster,
-        store.ledgers,
-        transport,
-        settings,
-        clock,
-        resend_uncertain=resend_uncertain,
-        progress=progress,
-    )
+    try:
+        if checkpoint is not None:
+            checkpoint()
+        sent = deliver(
+            plan.issue,
+            store.roster,
+            store.ledgers,
+            transport,
+            settings,
+            clock,
+            resend_uncertain=resend_uncertain,
+            progress=progress,
+        )
+    except BaseException:
+        if not store.ledgers.exists(plan.issue.issue_id, sandbox=sandbox):
+            # not one request went out: the issue is as it was before this run
+            archive.record_issue(before or record.model_copy(update={"status": "composed"}))
+            store.archive.save(archive)
+        raise
     archive.mark_sent(plan.issue.post_ids, plan.issue.issue_id)
     archive.record_issue(
         record.model_copy(
@@ -339,6 +400,38 @@ def _deliver_plan(
     )
     store.archive.save(archive)
     return sent
+
+
+def _all_in_doubt(issue_id: str, counts: Mapping[Status, int]) -> SendError:
+    """The error of an issue found ``sending`` without its ledger: every reader is in doubt."""
+    active = counts.get(Status.ACTIVE, 0)
+    error = SendError(
+        f"issue {issue_id} is marked sending but its delivery ledger is missing (a run died "
+        "while sending and its ledger never reached this copy of the state): all "
+        f"{active:,} readers are in doubt and nothing was sent; check SendGrid's activity "
+        "feed, then send it with --resend-uncertain if they did not get it"
+    )
+    error.report = SendReport(
+        issue=issue_id,
+        dry_run=False,
+        recipients=active,
+        skipped={
+            status.value: counts.get(status, 0)
+            for status in (Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED, Status.PENDING)
+        },
+        uncertain=active,
+    )
+    return error
+
+
+def check_ways_out(settings: Settings, *, dry_run: bool) -> list[str]:
+    """The warnings of :meth:`Settings.leaving` for this send. A real send where nothing would
+    honour an unsubscribe raises :class:`ConfigError`; a dry run gets that as a warning."""
+    leaving = settings.leaving()
+    problem = leaving.problem
+    if problem is not None and not dry_run:
+        raise ConfigError(problem)
+    return [*leaving.notes, *([problem] if problem else [])]
 
 
 def send_stage(
@@ -350,15 +443,21 @@ def send_stage(
     to: str | None = None,
     resend_uncertain: bool = False,
     progress: SendProgress | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> SendReport | None:
     """``crusader-mail send``: fetch, plan the next issue exactly as ``run`` would, and send it.
 
     ``to``: a test send of that issue to one address (no ledger, no state change); when nothing
     is due it test-sends the newest posts instead, so a new installation can be tried out.
-    ``None`` means there is nothing to send.
+    ``None`` means there is nothing to send. A real send follows the rules in the module
+    docstring (refusal, checkpoint, an issue whose every reader is in doubt).
     """
+    if to is None:
+        check_ways_out(settings, dry_run=dry_run)
     with closing(open_store(settings, clock)) as store:
-        return _send_stage(store, settings, clock, factory, dry_run, to, resend_uncertain, progress)
+        return _send_stage(
+            store, settings, clock, factory, dry_run, to, resend_uncertain, progress, checkpoint
+        )
 
 
 def _send_stage(
@@ -370,6 +469,7 @@ def _send_stage(
     to: str | None,
     resend_uncertain: bool,
     progress: SendProgress | None,
+    checkpoint: Checkpoint | None,
 ) -> SendReport | None:
     changes_state = not dry_run and to is None
     with store.run_lock() if changes_state else nullcontext():
@@ -398,6 +498,7 @@ def _send_stage(
             dry_run=dry_run,
             resend_uncertain=resend_uncertain,
             progress=progress,
+            checkpoint=checkpoint,
         )
 
 
@@ -411,26 +512,30 @@ def run(
     resend_uncertain: bool = False,
     progress: SendProgress | None = None,
     mailer: Mailer | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> RunReport:
-    """The scheduled job: inbox, suppressions, feeds, then compose and send what is due.
+    """The scheduled job: suppressions, inbox, feeds, then compose and send what is due.
 
     A dry run does all of it without sending or changing any state and needs no secrets (the
     inbox is left for the real run: handling mail changes the list and sends replies).
     Re-running after a failure resumes the unfinished issue first: the delivery ledger makes
-    sure nobody gets it twice and nobody who should have it is skipped. A failed send is
-    reported in :attr:`RunReport.error` with what was delivered so far.
+    sure nobody gets it twice and nobody who should have it is skipped. A failed send, or one
+    that could not start (checkpoint, every reader in doubt), is reported in
+    :attr:`RunReport.error` with what was delivered so far. The rules of a real send are in
+    the module docstring.
     """
     report = RunReport(dry_run=dry_run)
+    report.problems.extend(check_ways_out(settings, dry_run=dry_run))
     with (
         closing(open_store(settings, clock)) as store,
         nullcontext() if dry_run else store.run_lock(),
     ):
+        if not dry_run and factory is not None:
+            report.suppressions = sync_suppressions(settings, store.roster, clock, factory)
         if settings.imap.host and not dry_run:
             if mailer is None:
                 raise ConfigError("the inbox needs a mailer: set SENDGRID_API_KEY")
             report.inbox = inbox_stage(store, settings, clock, mailer, use_imap=True).as_json()
-        if not dry_run and factory is not None:
-            report.suppressions = sync_suppressions(settings, store.roster, clock, factory)
         fetched = _fetch(store, settings, clock, include_backlog=include_backlog, save=not dry_run)
         report.feeds = fetched.reports
         report.problems.extend(f"{r.url}: {r.error}" for r in fetched.reports if r.error)
@@ -453,9 +558,10 @@ def run(
                 dry_run=dry_run,
                 resend_uncertain=resend_uncertain,
                 progress=progress,
+                checkpoint=checkpoint,
             )
-        except SendError as error:
-            if isinstance(error.report, SendReport):
+        except (SendError, CheckpointFailed) as error:
+            if isinstance(error, SendError) and isinstance(error.report, SendReport):
                 report.send = error.report
             report.error = str(error)
     return report

@@ -57,6 +57,13 @@ class SendGridSettings(Section):
     max_retries: int = Field(5, ge=0, le=20)
     backoff_base: float = Field(1.0, ge=0, description="seconds before the first retry")
     backoff_max: float = Field(60.0, ge=0)
+    subscription_tracking: bool = Field(
+        False,
+        description=(
+            "SendGrid adds its own one-click unsubscribe link and List-Unsubscribe header to "
+            "every issue; those unsubscribes come back with the suppression sync"
+        ),
+    )
     concurrency: int = Field(
         2,
         ge=1,
@@ -172,6 +179,13 @@ class ServerSettings(Section):
     trusted_authserv_id: str | None = Field(
         None, description="host whose Authentication-Results header is trusted"
     )
+    same_host: bool = Field(
+        False,
+        description=(
+            "serve runs on the machine where the job runs, on the same state files (cron or a "
+            "systemd timer): what it records reaches the job"
+        ),
+    )
 
 
 class Settings(BaseSettings):
@@ -255,6 +269,68 @@ class Settings(BaseSettings):
     @property
     def command_address(self) -> str:
         return self.newsletter.command_address or self.newsletter.from_email
+
+    @property
+    def shares_store(self) -> bool:
+        """Does what ``serve`` records reach the job? Yes with a database (``database_url``)
+        or when ``server.same_host`` says they run on one machine over the same files; a
+        ``serve`` elsewhere with the files store keeps its own copy the job never sees."""
+        return self.server.same_host or bool(getattr(self, "database_url", None))
+
+    def leaving(self) -> Leaving:
+        """How readers of this configuration can leave (:class:`Leaving`)."""
+        notes = []
+        shared = self.shares_store
+        one_click: OneClick | None = None
+        if self.sendgrid.subscription_tracking:
+            one_click = "sendgrid"
+        elif self.newsletter.unsubscribe_url and shared:
+            one_click = "ours"
+        elif self.newsletter.unsubscribe_url:
+            notes.append(
+                "newsletter.unsubscribe_url does not count: with the files store, serve's "
+                f"unsubscribes would not reach this job ({_SHARE_HINT})"
+            )
+        by_mail: ByMail | None = None
+        if self.imap.host:
+            by_mail = "imap"
+        elif self.server.inbound_secret is not None and shared:
+            by_mail = "inbound parse"
+        elif self.server.inbound_secret is not None:
+            notes.append(
+                "server.inbound_secret does not count: with the files store, mail handled by "
+                f"serve would not reach this job ({_SHARE_HINT})"
+            )
+        return Leaving(one_click=one_click, by_mail=by_mail, notes=tuple(notes))
+
+
+OneClick = Literal["ours", "sendgrid"]
+ByMail = Literal["imap", "inbound parse"]
+_SHARE_HINT = "set database_url, or server.same_host = true when serve runs beside the job"
+
+
+@dataclass(frozen=True)
+class Leaving:
+    """How a reader can leave: by one click (``ours``: serve's ``/unsubscribe`` over a shared
+    store; ``sendgrid``: SendGrid's subscription tracking) and by mail (the ``mailto:`` of
+    every issue, read from ``imap`` or through ``inbound parse``). ``notes``: settings that are
+    there but do not count, and why."""
+
+    one_click: OneClick | None
+    by_mail: ByMail | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def problem(self) -> str | None:
+        """One line saying what to configure when nothing would honour an unsubscribe."""
+        if self.one_click or self.by_mail:
+            return None
+        return (
+            "nothing would honour an unsubscribe (no one-click link, and nothing reads the "
+            "unsubscribe mail): set [sendgrid] subscription_tracking = true, or [imap] host, or "
+            "newsletter.unsubscribe_url / server.inbound_secret with a store serve shares "
+            "(database_url, or server.same_host)"
+        )
 
 
 class _KnownKeysOnly(PydanticBaseSettingsSource):

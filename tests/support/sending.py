@@ -4,6 +4,7 @@ SendGrid, a fixed issue that uses every placeholder, and a subscriber list on di
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from crusader_mail.delivery.suppressions import sync_suppressions
 from crusader_mail.delivery.transport import BatchTransport, DryRunTransport, SendGridTransport
 from crusader_mail.errors import SendError
 from crusader_mail.models import Placeholder, RenderedIssue, SendReport, Source, Status
-from crusader_mail.settings import NewsletterSettings, SendGridSettings, Settings
+from crusader_mail.settings import NewsletterSettings, SendGridSettings, ServerSettings, Settings
 from crusader_mail.storage.files.ledger import FileLedgerStore
 from crusader_mail.storage.files.subscribers import SubscriberList
 
@@ -52,6 +53,7 @@ def make_settings(
         secret_key=SecretStr(secret) if secret else None,
         sendgrid=SendGridSettings(**sg),
         newsletter=NewsletterSettings(**news),
+        server=ServerSettings(same_host=True),  # unsubscribe_url is a one-click that counts
     )
 
 
@@ -129,10 +131,12 @@ def send_issue(
     to: str | None = None,
     resend_uncertain: bool = False,
     progress: SendProgress | None = None,
+    checkpoint: Callable[[], None] | None = None,
 ) -> SendReport:
     """What ``pipeline.send_stage`` does once the issue is planned, for a fixed issue: a test
-    send (``to``), or pull the suppressions (not in a dry run) and deliver to the list. The CLI
-    tests use it in place of the stage so their figures are known."""
+    send (``to``), or pull the suppressions (not in a dry run), run the ``checkpoint`` (a real
+    send) and deliver to the list. The CLI tests use it in place of the stage so their figures
+    are known."""
     transport: BatchTransport
     if dry_run:
         transport = DryRunTransport(settings, clock)
@@ -145,6 +149,8 @@ def send_issue(
     readers = SubscriberList(settings.subscribers_dir, clock)
     if factory is not None and not dry_run:
         sync_suppressions(settings, readers, clock, factory)
+        if checkpoint is not None:
+            checkpoint()
     return deliver(
         issue,
         readers,

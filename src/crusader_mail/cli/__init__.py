@@ -37,7 +37,9 @@ def cli(ctx: click.Context, config: Path | None) -> None:
 def main(argv: list[str] | None = None, obj: AppContext | None = None) -> None:
     """Console entry point: run the CLI and map library errors to exit codes."""
     try:
-        cli.main(args=argv, prog_name="crusader-mail", standalone_mode=False, obj=obj)
+        # Outside standalone mode click catches a command's ``Exit(code)`` itself and RETURNS
+        # the code (a command's own return value comes back the same way): an int is the code.
+        code = cli.main(args=argv, prog_name="crusader-mail", standalone_mode=False, obj=obj)
     except CrusaderMailError as error:
         click.echo(f"crusader-mail: error: {error}", err=True)
         sys.exit(error.exit_code)
@@ -46,17 +48,30 @@ def main(argv: list[str] | None = None, obj: AppContext | None = None) -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except click.Abort:
+    except click.Abort as error:
+        if isinstance(error.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("crusader-mail: interrupted", err=True)
+            sys.exit(130)
         click.echo("crusader-mail: aborted", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("crusader-mail: interrupted", err=True)
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 
 
 def _register() -> None:
-    from crusader_mail.cli import config, fetch, inbox, preview, run, send, serve, subscribers
+    from crusader_mail.cli import (
+        config,
+        fetch,
+        inbox,
+        merge,
+        preview,
+        run,
+        send,
+        serve,
+        subscribers,
+    )
 
     for command in (
         config.config,
@@ -67,6 +82,7 @@ def _register() -> None:
         inbox.inbox,
         serve.serve,
         run.run,
+        merge.merge_driver,
     ):
         cli.add_command(command)
 

@@ -1,9 +1,12 @@
-"""`crusader-mail inbox process [PATH ...] [--imap] [--json]`: handle subscribe/unsubscribe mail.
+"""`crusader-mail inbox process [PATH ...] [--imap] [--sync-suppressions] [--json]`.
 
-Reads ``.eml`` files, mbox files and Maildir folders given as paths, and with ``--imap`` the
-configured IMAP folder (each handled message moved or flagged afterwards). Replies go out
-through SendGrid. Output: a table, or with ``--json`` exactly one object
-``{"processed", "actions": [{"message_id", "command", "result"}]}``; addresses are masked.
+Handles subscribe/unsubscribe mail: ``.eml`` files, mbox files and Maildir folders given as
+paths, and with ``--imap`` the configured IMAP folder (each handled message moved or flagged
+afterwards). ``--sync-suppressions`` first pulls SendGrid's unsubscribes, bounces and spam
+reports into the list (the inbox workflow runs both every 15 minutes). Replies go out through
+SendGrid. Output: a table, or with ``--json`` exactly one object
+``{"processed", "actions": [{"message_id", "command", "result"}]}`` (plus ``"suppressions"``
+with ``--sync-suppressions``); addresses are masked.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from rich.table import Table
 
 from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.output import console as make_console
+from crusader_mail.delivery.client import client_factory
 from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.inbox.process import InboxReport
-from crusader_mail.pipeline import inbox_stage
+from crusader_mail.pipeline import InboxRun, inbox_stage
 
 
 @click.group()
@@ -29,16 +33,30 @@ def inbox() -> None:
 @inbox.command("process")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--imap", "use_imap", is_flag=True, help="Also read the configured IMAP folder.")
+@click.option(
+    "--sync-suppressions",
+    is_flag=True,
+    help="First pull SendGrid's unsubscribes, bounces and spam reports into the list.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
-def process(app: AppContext, paths: tuple[Path, ...], use_imap: bool, as_json: bool) -> None:
+def process(
+    app: AppContext,
+    paths: tuple[Path, ...],
+    use_imap: bool,
+    sync_suppressions: bool,
+    as_json: bool,
+) -> None:
     """Handle every message in PATHS (.eml, mbox, Maildir) and/or the IMAP folder."""
     if not paths and not use_imap:
         raise click.UsageError("give PATHS to .eml/mbox/Maildir, or --imap")
     settings = app.settings
     mailer = make_mailer(settings, app.clock)
+    factory = client_factory(settings) if sync_suppressions else None
     store = app.store()
-    report = inbox_stage(store, settings, app.clock, mailer, list(paths), use_imap=use_imap)
+    report = inbox_stage(
+        store, settings, app.clock, mailer, list(paths), use_imap=use_imap, suppressions=factory
+    )
     if as_json:
         click.echo(json.dumps(report.as_json(), ensure_ascii=False))
     else:
@@ -47,6 +65,8 @@ def process(app: AppContext, paths: tuple[Path, ...], use_imap: bool, as_json: b
 
 def _table(report: InboxReport) -> None:
     console = make_console()
+    if isinstance(report, InboxRun) and report.suppressions is not None:
+        console.print(f"suppressions: {sum(report.suppressions.values())} synced from SendGrid")
     table = Table(title=f"Inbox: {report.processed} message(s)")
     table.add_column("where")
     table.add_column("command")

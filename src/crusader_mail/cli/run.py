@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from crusader_mail.cli.checkpoint import OPTION_HELP, command_checkpoint
 from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.progress import send_bar
 from crusader_mail.delivery.client import client_factory
@@ -27,8 +28,9 @@ from crusader_mail.pipeline import run as run_pipeline
 @click.option(
     "--resend-uncertain",
     is_flag=True,
-    help="Also send to the one batch whose acceptance is in doubt after a crash.",
+    help="Also send to the readers in doubt after a crash (a batch, or a whole issue).",
 )
+@click.option("--checkpoint", metavar="COMMAND", help=OPTION_HELP)
 @click.option(
     "--summary",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -41,12 +43,15 @@ def run(
     as_json: bool,
     include_backlog: int,
     resend_uncertain: bool,
+    checkpoint: str | None,
     summary: Path | None,
 ) -> None:
-    """Process the inbox, sync suppressions, fetch the feeds, and send what is new.
+    """Sync suppressions, process the inbox, fetch the feeds, and send what is new.
 
-    Nothing new means nothing is sent (exit 0). Exit 1 on failure, 2 on a configuration
-    error. A dry run needs no secrets and writes the newsletter and the outbox.
+    Nothing new means nothing is sent (exit 0). Exit 1 on failure (a failed send, a failed
+    --checkpoint, an issue whose every reader is in doubt), 2 on a configuration error, e.g.
+    when nothing would honour an unsubscribe. A dry run needs no secrets, writes the
+    newsletter and the outbox, and only warns.
     """
     settings = app.settings
     factory = None
@@ -65,6 +70,7 @@ def run(
         resend_uncertain=resend_uncertain,
         progress=send_bar(as_json),
         mailer=mailer,
+        checkpoint=command_checkpoint(checkpoint),
     )
     for problem in report.problems:
         click.echo(f"crusader-mail: warning: {problem}", err=True)
@@ -165,7 +171,7 @@ def markdown_summary(report: RunReport) -> str:
                 out.append(f"- in doubt: {send.uncertain}, failed: {send.failed}")
         out.extend(f"- note: {_cell(note)}" for note in issue.notes)
     if report.error:
-        out.extend(["", f"**The send failed:** {_cell(report.error)}"])
+        out.extend(["", f"**The send failed or did not start:** {_cell(report.error)}"])
     if report.problems:
         out.append("")
         out.append("Problems:")

@@ -1,4 +1,4 @@
-"""``crusader-mail send [--dry-run] [--to EMAIL] [--resend-uncertain] [--json]``.
+"""``crusader-mail send [--dry-run] [--to EMAIL] [--resend-uncertain] [--checkpoint CMD] [--json]``.
 
 Sends the composed issue (``pipeline.send_stage`` finds or composes it, pulls suppressions and
 calls :func:`crusader_mail.delivery.engine.deliver` or
@@ -8,6 +8,7 @@ terminal and ``--json`` is off (:mod:`crusader_mail.cli.progress`); a summary fo
 "skipped": {"unsubscribed", "bounced", "complained", "pending", "already_delivered"},
 "requests", "retries", "failed", "uncertain"}`` — also when the send stops midway (then the
 error line follows on stderr and the exit code is 1). No address is ever printed in full.
+A real send where nothing would honour an unsubscribe exits 2; a dry run warns on stderr.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crusader_mail import pipeline
+from crusader_mail.cli.checkpoint import OPTION_HELP, command_checkpoint
 from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.output import console as make_console
 from crusader_mail.cli.progress import send_bar
@@ -36,12 +38,18 @@ from crusader_mail.models import SendReport
 @click.option(
     "--resend-uncertain",
     is_flag=True,
-    help="Send again to the readers of a batch left in doubt by a crash.",
+    help="Send again to the readers left in doubt by a crash (a batch, or a whole issue).",
 )
+@click.option("--checkpoint", metavar="COMMAND", help=OPTION_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def send(
-    app: AppContext, dry_run: bool, to: str | None, resend_uncertain: bool, as_json: bool
+    app: AppContext,
+    dry_run: bool,
+    to: str | None,
+    resend_uncertain: bool,
+    checkpoint: str | None,
+    as_json: bool,
 ) -> None:
     """Send the next issue to every active reader, exactly once.
 
@@ -52,6 +60,9 @@ def send(
     """
     settings = app.settings
     factory = None if dry_run else client_factory(settings)
+    if to is None:
+        for warning in pipeline.check_ways_out(settings, dry_run=dry_run):
+            click.echo(f"crusader-mail: warning: {warning}", err=True)
     try:
         report = pipeline.send_stage(
             settings,
@@ -61,6 +72,7 @@ def send(
             to=to,
             resend_uncertain=resend_uncertain,
             progress=send_bar(as_json),
+            checkpoint=command_checkpoint(checkpoint),
         )
     except SendError as error:
         if as_json and isinstance(error.report, SendReport):

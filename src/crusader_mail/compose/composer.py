@@ -326,6 +326,7 @@ class Composer:
             "related": related,
             "shortened": len(shortened),
             "unsubscribe_url": marks[Placeholder.UNSUBSCRIBE_URL],
+            "one_click": self.settings.leaving().one_click is not None,  # else a mailto
             "email": marks[Placeholder.EMAIL],
             "name": marks[Placeholder.NAME],
         }

@@ -5,6 +5,10 @@ before ``text/html``), and each reader is one personalization whose ``to`` holds
 only, so nobody sees another address. Per-reader values go in ``substitutions``
 (:class:`~crusader_mail.models.Placeholder` keys) and the per-reader ``List-Unsubscribe``
 headers literally in ``personalizations[].headers`` (SendGrid substitutes nothing in headers).
+With ``sendgrid.subscription_tracking`` a newsletter body asks SendGrid for its one-click link
+(``tracking_settings.subscription_tracking`` with ``substitution_tag`` ``[[unsubscribe_url]]``:
+SendGrid puts its URL there and adds its ``List-Unsubscribe`` header), so the reader's
+substitutions leave that placeholder to SendGrid.
 A transactional message (confirm, welcome, goodbye) is one body with one personalization.
 """
 
@@ -14,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from crusader_mail.delivery.links import (
+    SENDGRID_LINK_TAG,
     clean_name,
     headers_for,
     placeholder_values,
@@ -77,14 +82,22 @@ class BodyBuilder:
             "custom_args": {"issue": issue.issue_id},
         }
         _add_settings(shared, settings, unsubscribe_group=True)
+        self.sendgrid_link = settings.sendgrid.subscription_tracking
+        if self.sendgrid_link:
+            shared["tracking_settings"] = {
+                "subscription_tracking": {"enable": True, "substitution_tag": SENDGRID_LINK_TAG}
+            }
         self.shared = shared
 
     def personalization(self, email: str, name: str) -> dict[str, Any]:
         links = unsubscribe_links(self.settings, self.signer, email, self.now)
         values = placeholder_values(email, name, links)
+        substitutions = {str(key): value for key, value in values.items()}
+        if self.sendgrid_link:
+            del substitutions[SENDGRID_LINK_TAG]
         return {
             "to": [_recipient(email, name)],
-            "substitutions": {str(key): value for key, value in values.items()},
+            "substitutions": substitutions,
             "headers": headers_for(self.settings, links),
         }
 

@@ -10,7 +10,9 @@ a real send would and hands each to :class:`Outbox`, which writes
   SendGrid limits crossed), masked sample recipients, notes, and the would-be ``SendReport``;
 - ``first-reader.eml``: one complete RFC 5322 message (multipart/alternative, text then html,
   ``List-Unsubscribe*`` and ``List-Id`` headers, placeholders filled) of what the first reader
-  would receive, made from the first personalization of the first request the way SendGrid does.
+  would receive, made from the first personalization of the first request the way SendGrid does
+  (SendGrid's own unsubscribe link, with subscription tracking, shows as
+  :data:`SENDGRID_LINK_STAND_IN`).
 
 The outbox is output, not state: earlier ``request-*.json``, ``summary.json`` and
 ``first-reader.eml`` are replaced; other files (``newsletter.html`` from ``run``) are left alone.
@@ -42,6 +44,8 @@ MAX_REQUEST_BYTES = 30 * 1024 * 1024
 MAX_SUBSTITUTION_BYTES = 10_000
 SAMPLE = 5
 GITIGNORE = ".gitignore"
+SENDGRID_LINK_STAND_IN = "https://sendgrid.invalid/unsubscribe-link-added-by-sendgrid"
+"""Stands in the .eml for the link SendGrid's subscription tracking puts in each message."""
 THROWAWAY_NOTE = (
     "secret_key is not set: unsubscribe tokens were signed with a throwaway key "
     "(the links in this outbox will not work)"
@@ -151,6 +155,9 @@ def build_eml(body: Mapping[str, Any], index: int, settings: Settings, clock: Cl
     """The message SendGrid would make for personalization ``index`` of ``body``."""
     person = body["personalizations"][index]
     values: dict[str, str] = dict(person.get("substitutions", {}))
+    tracking = body.get("tracking_settings", {}).get("subscription_tracking", {})
+    if tracking.get("enable") and tracking.get("substitution_tag"):
+        values.setdefault(tracking["substitution_tag"], SENDGRID_LINK_STAND_IN)
     sender = body["from"]
     recipient = person["to"][0]
     message = EmailMessage()

@@ -1,9 +1,12 @@
 """What each reader's copy carries of their own: unsubscribe links, list headers, placeholder values.
 
 Every unsubscribe link holds a token signed for that reader (:mod:`crusader_mail.util.tokens`):
-a ``mailto:`` to ``<command address>+unsubscribe-<token>``, and an https one-click URL when
-``newsletter.unsubscribe_url`` is set. The visible link (``[[unsubscribe_url]]``) is the https
-URL when there is one, else the mailto.
+a ``mailto:`` to ``<command address>+unsubscribe-<token>``, and an https one-click URL when our
+one-click counts (:meth:`Settings.leaving` says ``ours``: ``newsletter.unsubscribe_url`` served
+from a store the job shares). With ``sendgrid.subscription_tracking`` SendGrid adds its own
+one-click header and puts its link where ``[[unsubscribe_url]]`` stands
+(:data:`SENDGRID_LINK_TAG`), so we add no second https one. Otherwise the visible link
+(``[[unsubscribe_url]]``) is our https URL when there is one, else the mailto.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from crusader_mail.models import Placeholder, Subscriber
 from crusader_mail.settings import Settings
 from crusader_mail.util.addresses import plus_address
 from crusader_mail.util.tokens import Purpose, Signer
+
+SENDGRID_LINK_TAG = Placeholder.UNSUBSCRIBE_URL.value
+"""With subscription tracking, SendGrid replaces this tag with its own unsubscribe URL."""
 
 
 @dataclass(frozen=True)
@@ -41,9 +47,17 @@ def link_signer(settings: Settings, *, allow_throwaway: bool) -> tuple[Signer, b
 def unsubscribe_links(settings: Settings, signer: Signer, email: str, now: datetime) -> Links:
     token = signer.make(Purpose.UNSUBSCRIBE, email, now)
     mailto = "mailto:" + plus_address(settings.command_address, f"unsubscribe-{token}")
-    base = settings.newsletter.unsubscribe_url
+    base = our_one_click(settings)
     https = f"{base}{'&' if '?' in base else '?'}token={token}" if base else None
     return Links(mailto=mailto, https=https)
+
+
+def our_one_click(settings: Settings) -> str | None:
+    """``newsletter.unsubscribe_url`` when it is the one-click link (see the module docstring)."""
+    base = settings.newsletter.unsubscribe_url
+    if not base or settings.sendgrid.subscription_tracking or not settings.shares_store:
+        return None
+    return base
 
 
 def headers_for(settings: Settings, links: Links) -> dict[str, str]:
