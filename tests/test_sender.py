@@ -55,6 +55,7 @@ def test_each_active_reader_gets_one_message_and_sees_only_their_own_address(
         "complained": 1,
         "pending": 4,
         "already_delivered": 0,
+        "duplicate": 0,
     }
     assert (report.failed, report.uncertain, report.retries) == (0, 0, 0)
     received = sendgrid_server.per_address()

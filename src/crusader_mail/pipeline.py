@@ -5,8 +5,9 @@
     fetch_stage    feeds --reader--> posts --archive.merge--> new posts          (FetchStageResult)
     plan_preview   fetch (nothing saved) + compose.planning                      (Plan)
     send_stage     fetch, plan, suppressions, RenderedIssue + roster --sender--> (SendReport)
-    inbox_stage    mail from files and IMAP --inbox--> subscription service      (InboxReport)
-    run            inbox, suppressions, fetch, plan, send, save                  (RunReport)
+    inbox_stage    mail from files and IMAP --inbox--> subscription service,
+                   then the replies queued                                       (InboxReport)
+    run            replies left over, inbox, suppressions, fetch, plan, send, save (RunReport)
 
 Everything a step needs is passed in: settings, the clock, the SendGrid client factory, the
 progress display, and the store (``inbox_stage``) or the settings to open it with
@@ -48,6 +49,7 @@ from crusader_mail.settings import Settings
 from crusader_mail.storage import open_store
 from crusader_mail.storage.archive import Archive
 from crusader_mail.storage.contract import Store
+from crusader_mail.subscriptions.outbox import send_queued
 from crusader_mail.util.statefile import atomic_write
 
 # --- fetch ------------------------------------------------------------------------------------
@@ -155,6 +157,7 @@ class RunReport:
     dry_run: bool
     feeds: list[FeedReport] = field(default_factory=list)
     inbox: dict[str, object] | None = None
+    replies: dict[str, int] | None = None  # replies left over from the server or a past run
     suppressions: dict[str, int] | None = None
     issue: IssueSummary | None = None
     send: SendReport | None = None
@@ -176,6 +179,7 @@ class RunReport:
             "dry_run": self.dry_run,
             "feeds": [r.model_dump(mode="json") for r in self.feeds],
             "inbox": self.inbox,
+            "replies": self.replies,
             "suppressions": self.suppressions,
             "issue": None if self.issue is None else self.issue.__dict__,
             "send": None if self.send is None else self.send.model_dump(mode="json"),
@@ -234,8 +238,9 @@ def inbox_stage(
     *,
     use_imap: bool = False,
 ) -> InboxReport:
-    """Handle subscribe/confirm/unsubscribe mail, bounces and complaints from files and IMAP."""
-    ctx = InboxContext.create(settings, clock, mailer, store)
+    """Handle subscribe/confirm/unsubscribe mail, bounces and complaints from files and IMAP,
+    then send the replies that are due (once the changes are stored)."""
+    ctx = InboxContext.create(settings, clock, store)
     report = InboxReport()
     if paths:
         _add_inbox(report, process_messages(read_paths(list(paths), ctx.max_bytes), ctx))
@@ -243,6 +248,7 @@ def inbox_stage(
         with ImapSource(settings.imap, ctx.max_bytes) as source:
             _add_inbox(report, process_messages(source.messages(), ctx))
             source.mark_handled()
+    report.replies = send_queued(store, mailer, clock)
     return report
 
 
@@ -412,7 +418,8 @@ def run(
     progress: SendProgress | None = None,
     mailer: Mailer | None = None,
 ) -> RunReport:
-    """The scheduled job: inbox, suppressions, feeds, then compose and send what is due.
+    """The scheduled job: the replies left queued (by the server or an earlier run), inbox,
+    suppressions, feeds, then compose and send what is due.
 
     A dry run does all of it without sending or changing any state and needs no secrets (the
     inbox is left for the real run: handling mail changes the list and sends replies).
@@ -425,6 +432,8 @@ def run(
         closing(open_store(settings, clock)) as store,
         nullcontext() if dry_run else store.run_lock(),
     ):
+        if not dry_run and mailer is not None:  # replies left over, before anything else
+            report.replies = send_queued(store, mailer, clock).as_json()
         if settings.imap.host and not dry_run:
             if mailer is None:
                 raise ConfigError("the inbox needs a mailer: set SENDGRID_API_KEY")

@@ -1,9 +1,11 @@
 """`crusader-mail inbox process [PATH ...] [--imap] [--json]`: handle subscribe/unsubscribe mail.
 
 Reads ``.eml`` files, mbox files and Maildir folders given as paths, and with ``--imap`` the
-configured IMAP folder (each handled message moved or flagged afterwards). Replies go out
-through SendGrid. Output: a table, or with ``--json`` exactly one object
-``{"processed", "actions": [{"message_id", "command", "result"}]}``; addresses are masked.
+configured IMAP folder (each handled message moved or flagged afterwards). The replies are
+queued with the changes and sent through SendGrid once the changes are stored, with any left
+over from before. Output: a table and a line about the replies, or with ``--json`` exactly one
+object ``{"processed", "actions": [{"message_id", "command", "result"}], "replies": {"sent",
+"failed", "waiting"}}``; addresses are masked.
 """
 
 from __future__ import annotations
@@ -54,3 +56,5 @@ def _table(report: InboxReport) -> None:
     for action in report.actions:
         table.add_row(action.origin, action.command, action.result)
     console.print(table)
+    if report.replies is not None:
+        console.print(report.replies.line(), highlight=False)
