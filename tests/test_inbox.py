@@ -320,6 +320,27 @@ def test_bounces_and_complaints_mark_readers(ctx: Inbox) -> None:
     assert sent(ctx) == []
 
 
+def test_every_command_and_signal_finds_the_reader_in_any_spelling(ctx: Inbox) -> None:
+    activate(ctx, "Jane@reader.example", "BOB@reader.example", "Carol@Reader.example")
+    activate(ctx, "Frank@reader.example")
+    report = run(ctx, [mail(sender="jane@READER.example", subject="subscribe")])
+    assert "is already subscribed" in report.actions[0].result
+    assert [m.to_email for m in sent(ctx)] == ["Jane@reader.example"]  # as the list keeps it
+    run(ctx, [fixture("unsubscribe-authenticated.eml")])  # from carol@reader.example
+    assert status(ctx, "carol@reader.example") is Status.UNSUBSCRIBED
+    assert sent(ctx)[-1].to_email == "Carol@reader.example"
+    run(ctx, [fixture("dsn-hard.eml"), fixture("exim-bounce.eml"), fixture("gmail-bounce.eml")])
+    assert status(ctx, "jane@reader.example") is Status.BOUNCED
+    assert status(ctx, "bob@reader.example") is Status.BOUNCED
+    assert status(ctx, "frank@reader.example") is Status.BOUNCED
+    assert [s.email for s in ctx.store.roster.iter()] == [
+        "BOB@reader.example",
+        "Carol@reader.example",
+        "Frank@reader.example",
+        "Jane@reader.example",
+    ]
+
+
 def test_help_at_most_once_a_day(ctx: Inbox, clock: FixedClock) -> None:
     for number in range(2):
         run(ctx, [mail(to="news+whatever@bizcrusader.example", message_id=f"<h{number}@r>")])

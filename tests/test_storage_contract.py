@@ -169,6 +169,60 @@ def test_reading_the_roster(store: Store) -> None:
     assert store.roster.get("not an address") is None
 
 
+# --- one reader per mailbox -------------------------------------------------------------------
+
+
+def test_one_mailbox_is_one_reader_kept_as_first_given(store: Store, clock: FixedClock) -> None:
+    with store.roster.edit() as changes:
+        first = changes.add("Carol@Example.org", name="Carol", via=Source.CLI)
+        again = changes.add("carol@example.org", name="Other", via=Source.IMPORT)
+        assert again == first  # already there: unchanged
+        assert changes.request("CAROL@example.org", via=Source.EMAIL) == first  # active already
+        assert changes.get("cArOl@EXAMPLE.org") == first
+    assert [sub.email for sub in store.roster.iter()] == ["Carol@example.org"]
+    assert store.roster.counts()[Status.ACTIVE] == 1
+    assert store.roster.get("carol@example.org") == first
+    clock.advance(timedelta(hours=1))
+    with store.roster.edit() as changes:
+        left = changes.unsubscribe("CAROL@EXAMPLE.ORG", via=Source.WEB, ref="web:1")
+    assert left is not None
+    assert (left.email, left.status, left.left_via) == (
+        "Carol@example.org",
+        Status.UNSUBSCRIBED,
+        Source.WEB,
+    )
+    assert statuses(store) == {"Carol@example.org": Status.UNSUBSCRIBED}
+    with store.roster.edit() as changes:
+        assert changes.request("carol@EXAMPLE.org", via=Source.WEB).status is Status.PENDING
+        assert changes.confirm("CAROL@example.org", via=Source.EMAIL).status is Status.ACTIVE
+        marked = changes.mark("carol@example.org", Status.BOUNCED, via=Source.SENDGRID)
+        assert marked is not None
+        assert (marked.email, marked.status) == ("Carol@example.org", Status.BOUNCED)
+    assert statuses(store) == {"Carol@example.org": Status.BOUNCED}
+
+
+def test_every_spelling_finds_the_reader_by_token_hint_and_forgets_them(
+    store: Store, clock: FixedClock
+) -> None:
+    hint_of = Signer(SECRET).hint
+    seed(store, active=["Dan@example.org", "eve@example.org"])
+    assert store.roster.candidates(hint_of("dan@EXAMPLE.org"), hint_of) == ["Dan@example.org"]
+    with store.roster.edit() as changes:
+        changes.queue_mail(_reply("Dan@example.org"))
+    with store.roster.edit() as changes:
+        assert changes.forget("DAN@example.org") is True
+        assert changes.candidates(hint_of("Dan@example.org"), hint_of) == []
+    assert statuses(store) == {"eve@example.org": Status.ACTIVE}
+    assert store.mail.waiting() == 0  # their queued mail went with them
+
+
+def test_a_restore_replaces_the_reader_of_that_mailbox(store: Store, clock: FixedClock) -> None:
+    seed(store, active=["Fay@example.org"])
+    restored = Subscriber(email="fay@example.org", name="Fay", status=Status.PENDING)
+    assert store.roster.restore([restored]) == 1
+    assert list(store.roster.iter()) == [restored]
+
+
 # --- update_many ------------------------------------------------------------------------------
 
 
@@ -328,7 +382,7 @@ def test_ledger_load_and_write(store: Store, clock: FixedClock) -> None:
     assert store.ledgers.exists(issue)
     assert not store.ledgers.exists(issue, sandbox=True)
     again = store.ledgers.load(issue)
-    assert again.was_accepted(again.reader_hash("r1@EXAMPLE.com"))
+    assert again.was_accepted(again.reader_hash("R1@EXAMPLE.com"))  # any spelling
     assert not again.was_accepted(again.reader_hash("r2@example.com"))
     assert again.is_in_doubt(again.reader_hash("r3@example.com"))
     assert (again.in_doubt_batches, again.next_batch) == ([1], 2)

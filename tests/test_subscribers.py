@@ -77,6 +77,66 @@ def test_one_mailbox_in_any_spelling_is_one_reader(readers: SubscriberList) -> N
     assert readers.counts()[Status.UNSUBSCRIBED] == 1
 
 
+# --- a list of version 1 ----------------------------------------------------------------------
+
+V1 = "# crusader-mail subscribers v1"
+CAROL_ROWS = (  # version 1 order (the address itself): capitals first
+    row("Carol@example.org", name="Carol", when="2026-01-01T00:00:00Z"),
+    row("bob@example.org"),
+    row("carol@example.org", "unsubscribed", when="2026-02-01T00:00:00Z"),
+)
+
+
+def write_v1(readers: SubscriberList, *rows: str) -> bytes:
+    readers.path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(line + "\n" for line in (V1, HEADER, *rows)).encode()
+    readers.path.write_bytes(data)
+    return data
+
+
+def test_a_version_1_list_is_read_as_it_is(readers: SubscriberList) -> None:
+    data = write_v1(readers, *CAROL_ROWS)
+    assert [s.email for s in readers.iter()] == [
+        "Carol@example.org",
+        "bob@example.org",
+        "carol@example.org",
+    ]
+    assert readers.counts()[Status.ACTIVE] == 2
+    carol = readers.get("CAROL@example.org")  # its rows merged as the first change will
+    assert carol is not None
+    assert (carol.email, carol.name, carol.status) == (
+        "Carol@example.org",
+        "Carol",
+        Status.UNSUBSCRIBED,
+    )
+    assert readers.path.read_bytes() == data  # reading never rewrites
+
+
+def test_the_first_change_rewrites_a_version_1_list_one_reader_per_mailbox(
+    readers: SubscriberList,
+) -> None:
+    write_v1(readers, *CAROL_ROWS, row("zed@example.org"))
+    with readers.edit() as roster:
+        assert len(roster) == 3
+        roster.add("amy@example.org", via=Source.CLI)
+    lines = readers.path.read_text().splitlines()
+    assert lines[:2] == [MARKER, HEADER]
+    assert [line.split(",")[:3] for line in lines[2:]] == [
+        ["amy@example.org", "", "active"],
+        ["bob@example.org", "", "active"],
+        ["Carol@example.org", "Carol", "unsubscribed"],  # left in one spelling: left
+        ["zed@example.org", "", "active"],
+    ]
+    assert readers.tidy() is False  # in order now
+
+
+def test_tidy_migrates_a_version_1_list(readers: SubscriberList) -> None:
+    write_v1(readers, *CAROL_ROWS)
+    assert readers.tidy() is True
+    assert readers.path.read_text().splitlines()[0] == MARKER
+    assert [s.email for s in readers.iter()] == ["bob@example.org", "Carol@example.org"]
+
+
 # --- the file ---------------------------------------------------------------------------------
 
 

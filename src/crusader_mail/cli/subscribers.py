@@ -59,9 +59,10 @@ def _send_waiting(app: AppContext) -> None:
         try:
             mailer = make_mailer(app.settings, app.clock)
         except ConfigError:
+            replies = "reply" if waiting == 1 else "replies"
             click.echo(
-                f"{waiting} replies waiting: sent by the next command run with SENDGRID_API_KEY "
-                "(run, inbox process, serve)"
+                f"{waiting} {replies} waiting: sent by the next command run with "
+                "SENDGRID_API_KEY (run, inbox process, serve)"
             )
             return
         click.echo(send_queued(store, mailer, app.clock).line())
