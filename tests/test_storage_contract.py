@@ -204,9 +204,14 @@ def test_one_mailbox_is_one_reader_kept_as_first_given(store: Store, clock: Fixe
 def test_every_spelling_finds_the_reader_by_token_hint_and_forgets_them(
     store: Store, clock: FixedClock
 ) -> None:
-    hint_of = Signer(SECRET).hint
+    signer = Signer(SECRET)
+    hint_of = signer.hint
     seed(store, active=["Dan@example.org", "eve@example.org"])
     assert store.roster.candidates(hint_of("dan@EXAMPLE.org"), hint_of) == ["Dan@example.org"]
+    # tokens mailed before name the address as spelled: looked up by their old-form hint
+    old = signer.old_hint
+    assert store.roster.candidates(old("Dan@example.org"), old) == ["Dan@example.org"]
+    assert store.roster.candidates(b"", old) == []  # eve's old form is her new one
     with store.roster.edit() as changes:
         changes.queue_mail(_reply("Dan@example.org"))
     with store.roster.edit() as changes:

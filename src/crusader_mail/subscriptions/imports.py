@@ -157,7 +157,10 @@ def check_restore(path: Path) -> int:
         key = mailbox_key(fields[0])
         first = seen.setdefault(key, line_no)
         if first != line_no:
-            bad.append(f"line {line_no}: {mask_email(fields[0])} is the reader of line {first}")
+            bad.append(
+                f"line {line_no}: {mask_email(fields[0])} is the reader of line {first} "
+                "(`subscribers tidy` merges such rows in the list exported)"
+            )
     if bad:
         rows = "row" if len(bad) == 1 else "rows"
         raise ImportRejected(f"{path}: {len(bad)} bad {rows}, nothing restored: " + "; ".join(bad))

@@ -3,7 +3,7 @@ complaints and webhook events that take them off the list.
 
 ::
 
-    service = SubscriptionService(settings, clock, mailer, store, signer)
+    service = SubscriptionService(settings, clock, store, signer)
     service.find(purpose, token) -> address      # reading only: the page behind a link
     service.reader(address) -> Subscriber | None
     with service.session() as session:           # one unit of change (store.memory(), then
@@ -153,9 +153,9 @@ class Session:
         """A reader asks to leave without a token: at once when ``proven`` (an authenticated
         sender), else they are asked to confirm with one step."""
         current = self.roster.get(email)
-        if not rules.staying(current):
+        if current is None or not rules.staying(current):
             return f"{mask_email(email)} is {_state(current)}: nothing changed, no reply"
-        if proven or current is None:
+        if proven:
             return self.unsubscribe(email, ref, via)
         token = self.service.signer.make(Purpose.UNSUBSCRIBE, current.email, self.clock.now())
         queued = self._reply_limited(ReplyKind.LEAVE, current.email, token=token)
