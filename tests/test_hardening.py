@@ -312,7 +312,8 @@ def _serve_env(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
         "CRUSADER_MAIL_SECRET_KEY": "serve-test-secret-key-0123456789",
         "SENDGRID_API_KEY": "SG.not-used",
     }
-    return [str(REPO / ".venv/bin/crusader-mail"), "--config", str(config), "serve"], env
+    command = [str(REPO / ".venv/bin/crusader-mail"), "--config", str(config), "serve"]
+    return [*command, "--same-host"], env
 
 
 def test_serve_answers_over_real_http_and_stops_cleanly(tmp_path: Path) -> None:

@@ -191,4 +191,8 @@ trusted_authserv_id = "mx.bizcrusader.example"
         timeout=60,
         check=False,
     )
-    assert json.loads(again.stdout) == {"processed": 0, "actions": []}
+    assert json.loads(again.stdout) == {
+        "processed": 0,
+        "actions": [],
+        "replies": {"sent": 0, "failed": 0, "waiting": 0},
+    }

@@ -13,28 +13,28 @@ from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.mailer import RecordingMailer
 from crusader_mail.errors import SendError
 from crusader_mail.inbox.commands import parse_words
-from crusader_mail.inbox.process import InboxContext
 from crusader_mail.inbox.sources import RawMessage, read_paths
 from crusader_mail.models import OutgoingMessage, Source, Status
 from crusader_mail.storage.files.subscribers import SubscriberList
+from crusader_mail.subscriptions.outbox import OutboxReport
 from crusader_mail.util.tokens import Purpose
-from tests.support.inbox import FIXTURES, fixture, mail, make_ctx, make_settings, run
+from tests.support.inbox import FIXTURES, Inbox, fixture, mail, make_ctx, make_settings, run
 
 JANE = "jane@reader.example"
 
 
 @pytest.fixture
-def ctx(clean_env: Path, tmp_path: Path, clock: FixedClock) -> InboxContext:
+def ctx(clean_env: Path, tmp_path: Path, clock: FixedClock) -> Inbox:
     return make_ctx(make_settings(tmp_path), clock)
 
 
-def sent(ctx: InboxContext) -> list[OutgoingMessage]:
+def sent(ctx: Inbox) -> list[OutgoingMessage]:
     mailer = ctx.mailer
     assert isinstance(mailer, RecordingMailer)
     return mailer.sent
 
 
-def status(ctx: InboxContext, email: str) -> Status | None:
+def status(ctx: Inbox, email: str) -> Status | None:
     found = ctx.store.roster.get(email)
     return found.status if found else None
 
@@ -45,7 +45,7 @@ def token_in(message: OutgoingMessage, purpose: str) -> str:
     return match.group(1)
 
 
-def subscribe_and_get_token(ctx: InboxContext, email: str = JANE) -> str:
+def subscribe_and_get_token(ctx: Inbox, email: str = JANE) -> str:
     run(ctx, [mail(sender=email, to="news+subscribe@bizcrusader.example")])
     return token_in(sent(ctx)[-1], "confirm")
 
@@ -53,7 +53,7 @@ def subscribe_and_get_token(ctx: InboxContext, email: str = JANE) -> str:
 # --- double opt-in --------------------------------------------------------------------------
 
 
-def test_subscribe_by_address_makes_pending_and_sends_one_confirmation(ctx: InboxContext) -> None:
+def test_subscribe_by_address_makes_pending_and_sends_one_confirmation(ctx: Inbox) -> None:
     report = run(ctx, [fixture("subscribe-by-address.eml")])
     reader = ctx.store.roster.get(JANE)
     assert reader is not None
@@ -75,12 +75,12 @@ def test_subscribe_by_address_makes_pending_and_sends_one_confirmation(ctx: Inbo
     assert "j•••@reader.example pending" in action.result
 
 
-def test_subscribe_by_words_in_subject(ctx: InboxContext) -> None:
+def test_subscribe_by_words_in_subject(ctx: Inbox) -> None:
     run(ctx, [fixture("subscribe-by-subject.eml")])
     assert status(ctx, "BOB@reader.example") is Status.PENDING  # the domain is normalized
 
 
-def test_confirm_by_replying_with_any_from_address(ctx: InboxContext) -> None:
+def test_confirm_by_replying_with_any_from_address(ctx: Inbox) -> None:
     token = subscribe_and_get_token(ctx)
     subject = sent(ctx)[-1].subject
     reply = mail(sender="Jane at work <jane.doe@work.example>", subject=f"Re: {subject}")
@@ -95,7 +95,7 @@ def test_confirm_by_replying_with_any_from_address(ctx: InboxContext) -> None:
     assert token
 
 
-def test_confirm_by_mailing_the_confirm_address(ctx: InboxContext) -> None:
+def test_confirm_by_mailing_the_confirm_address(ctx: Inbox) -> None:
     token = subscribe_and_get_token(ctx)
     run(ctx, [mail(sender=JANE, to=f"news+confirm-{token.upper()}@BizCrusader.example")])
     reader = ctx.store.roster.get(JANE)
@@ -104,7 +104,7 @@ def test_confirm_by_mailing_the_confirm_address(ctx: InboxContext) -> None:
     assert reader.confirmed_via is Source.EMAIL
 
 
-def test_one_confirmation_per_address_per_day(ctx: InboxContext, clock: FixedClock) -> None:
+def test_one_confirmation_per_address_per_day(ctx: Inbox, clock: FixedClock) -> None:
     for number in range(3):
         run(ctx, [mail(sender=JANE, subject="subscribe", message_id=f"<s{number}@r.example>")])
     assert len(sent(ctx)) == 1
@@ -113,7 +113,7 @@ def test_one_confirmation_per_address_per_day(ctx: InboxContext, clock: FixedClo
     assert len(sent(ctx)) == 2
 
 
-def test_active_reader_is_told_politely_once(ctx: InboxContext) -> None:
+def test_active_reader_is_told_politely_once(ctx: Inbox) -> None:
     with ctx.store.roster.edit() as roster:
         roster.add(JANE, via=Source.CLI)
     run(ctx, [mail(sender=JANE, subject="subscribe", message_id="<a1@r>")])
@@ -126,7 +126,7 @@ def test_active_reader_is_told_politely_once(ctx: InboxContext) -> None:
 # --- hostile input ----------------------------------------------------------------------------
 
 
-def test_forged_from_only_sends_a_confirmation_the_forger_cannot_use(ctx: InboxContext) -> None:
+def test_forged_from_only_sends_a_confirmation_the_forger_cannot_use(ctx: Inbox) -> None:
     forged = mail(sender="victim@else.example", subject="subscribe", message_id="<f1@evil>")
     run(ctx, [forged])
     assert status(ctx, "victim@else.example") is Status.PENDING
@@ -138,7 +138,7 @@ def test_forged_from_only_sends_a_confirmation_the_forger_cannot_use(ctx: InboxC
     assert status(ctx, "victim@else.example") is Status.PENDING
 
 
-def test_a_token_confirms_only_the_address_it_was_made_for(ctx: InboxContext) -> None:
+def test_a_token_confirms_only_the_address_it_was_made_for(ctx: Inbox) -> None:
     token_a = subscribe_and_get_token(ctx, JANE)
     subscribe_and_get_token(ctx, "bob@reader.example")
     # Bob sends Jane's token: only Jane can be confirmed by it, never Bob
@@ -155,7 +155,7 @@ def test_a_token_confirms_only_the_address_it_was_made_for(ctx: InboxContext) ->
     assert status(ctx, "bob@reader.example") is Status.PENDING
 
 
-def test_expired_confirmation_changes_nothing(ctx: InboxContext, clock: FixedClock) -> None:
+def test_expired_confirmation_changes_nothing(ctx: Inbox, clock: FixedClock) -> None:
     token = subscribe_and_get_token(ctx)
     clock.advance(timedelta(days=8))
     report = run(ctx, [mail(sender=JANE, subject=f"confirm {token}")])
@@ -163,7 +163,7 @@ def test_expired_confirmation_changes_nothing(ctx: InboxContext, clock: FixedClo
     assert status(ctx, JANE) is Status.PENDING
 
 
-def test_replayed_confirmation_does_not_bring_back_a_reader_who_left(ctx: InboxContext) -> None:
+def test_replayed_confirmation_does_not_bring_back_a_reader_who_left(ctx: Inbox) -> None:
     token = subscribe_and_get_token(ctx)
     confirm = mail(sender=JANE, subject=f"confirm {token}", message_id="<c1@r>")
     run(ctx, [confirm])
@@ -178,7 +178,7 @@ def test_replayed_confirmation_does_not_bring_back_a_reader_who_left(ctx: InboxC
     assert len(sent(ctx)) == before
 
 
-def test_header_injection_through_display_names(ctx: InboxContext) -> None:
+def test_header_injection_through_display_names(ctx: Inbox) -> None:
     run(ctx, [fixture("header-injection.eml")])
     [reply] = sent(ctx)
     assert reply.to_email == "eve@attacker.example"
@@ -191,7 +191,7 @@ def test_header_injection_through_display_names(ctx: InboxContext) -> None:
     assert not re.search(r"[\r\n]", reader.name)
 
 
-def test_malformed_and_two_sender_messages_are_handled(ctx: InboxContext) -> None:
+def test_malformed_and_two_sender_messages_are_handled(ctx: Inbox) -> None:
     report = run(ctx, [fixture("malformed.eml"), fixture("two-senders.eml")])
     assert [a.command for a in report.actions] == ["subscribe", "subscribe"]
     assert all("no valid From" in a.result for a in report.actions)
@@ -199,7 +199,7 @@ def test_malformed_and_two_sender_messages_are_handled(ctx: InboxContext) -> Non
     assert list(ctx.store.roster.iter()) == []
 
 
-def test_huge_message_is_skipped_in_one_line(ctx: InboxContext, tmp_path: Path) -> None:
+def test_huge_message_is_skipped_in_one_line(ctx: Inbox, tmp_path: Path) -> None:
     huge = tmp_path / "huge.eml"
     huge.write_bytes(b"Subject: subscribe\n\n" + b"x" * (ctx.max_bytes + 1))
     report = run(ctx, read_paths([huge], ctx.max_bytes))
@@ -212,13 +212,13 @@ def test_huge_message_is_skipped_in_one_line(ctx: InboxContext, tmp_path: Path) 
 # --- unsubscribing ----------------------------------------------------------------------------
 
 
-def activate(ctx: InboxContext, *emails: str) -> None:
+def activate(ctx: Inbox, *emails: str) -> None:
     with ctx.store.roster.edit() as roster:
         for email in emails:
             roster.add(email, via=Source.CLI)
 
 
-def test_plain_unsubscribe_asks_for_one_step_confirmation(ctx: InboxContext) -> None:
+def test_plain_unsubscribe_asks_for_one_step_confirmation(ctx: Inbox) -> None:
     activate(ctx, "carol@reader.example")
     run(ctx, [fixture("unsubscribe-by-body.eml")])
     assert status(ctx, "carol@reader.example") is Status.ACTIVE
@@ -254,21 +254,21 @@ def test_plain_unsubscribe_asks_for_one_step_confirmation(ctx: InboxContext) -> 
     assert len(sent(ctx)) == count
 
 
-def test_authenticated_unsubscribe_is_immediate(ctx: InboxContext) -> None:
+def test_authenticated_unsubscribe_is_immediate(ctx: Inbox) -> None:
     activate(ctx, "carol@reader.example")
     run(ctx, [fixture("unsubscribe-authenticated.eml")])
     assert status(ctx, "carol@reader.example") is Status.UNSUBSCRIBED
     assert [m.subject for m in sent(ctx)] == ["You have left Biz Crusader"]
 
 
-def test_forged_authentication_results_are_not_trusted(ctx: InboxContext) -> None:
+def test_forged_authentication_results_are_not_trusted(ctx: Inbox) -> None:
     activate(ctx, "carol@reader.example")
     run(ctx, [fixture("unsubscribe-forged-auth.eml")])
     assert status(ctx, "carol@reader.example") is Status.ACTIVE
     assert sent(ctx)[0].subject.startswith("Confirm you want to leave")
 
 
-def test_rejoining_after_leaving_works(ctx: InboxContext) -> None:
+def test_rejoining_after_leaving_works(ctx: Inbox) -> None:
     activate(ctx, JANE)
     leave = ctx.signer.make(Purpose.UNSUBSCRIBE, JANE, ctx.clock.now())
     run(ctx, [mail(sender=JANE, to=f"news+unsubscribe-{leave}@bizcrusader.example")])
@@ -290,9 +290,7 @@ def test_rejoining_after_leaving_works(ctx: InboxContext) -> None:
         ("other.eml", "none"),
     ],
 )
-def test_not_commands_change_nothing_and_get_no_reply(
-    ctx: InboxContext, name: str, command: str
-) -> None:
+def test_not_commands_change_nothing_and_get_no_reply(ctx: Inbox, name: str, command: str) -> None:
     activate(ctx, "dave@reader.example", "erin@reader.example")
     report = run(ctx, [fixture(name)])
     assert report.actions[0].command == command
@@ -301,7 +299,7 @@ def test_not_commands_change_nothing_and_get_no_reply(
     assert status(ctx, "erin@reader.example") is Status.ACTIVE
 
 
-def test_bounces_and_complaints_mark_readers(ctx: InboxContext) -> None:
+def test_bounces_and_complaints_mark_readers(ctx: Inbox) -> None:
     readers = ["jane@reader.example", "bob@reader.example", "carol@reader.example"]
     activate(ctx, *readers, "frank@reader.example")
     report = run(ctx, [fixture("dsn-delayed.eml"), fixture("soft-prose-bounce.eml")])
@@ -322,7 +320,28 @@ def test_bounces_and_complaints_mark_readers(ctx: InboxContext) -> None:
     assert sent(ctx) == []
 
 
-def test_help_at_most_once_a_day(ctx: InboxContext, clock: FixedClock) -> None:
+def test_every_command_and_signal_finds_the_reader_in_any_spelling(ctx: Inbox) -> None:
+    activate(ctx, "Jane@reader.example", "BOB@reader.example", "Carol@Reader.example")
+    activate(ctx, "Frank@reader.example")
+    report = run(ctx, [mail(sender="jane@READER.example", subject="subscribe")])
+    assert "is already subscribed" in report.actions[0].result
+    assert [m.to_email for m in sent(ctx)] == ["Jane@reader.example"]  # as the list keeps it
+    run(ctx, [fixture("unsubscribe-authenticated.eml")])  # from carol@reader.example
+    assert status(ctx, "carol@reader.example") is Status.UNSUBSCRIBED
+    assert sent(ctx)[-1].to_email == "Carol@reader.example"
+    run(ctx, [fixture("dsn-hard.eml"), fixture("exim-bounce.eml"), fixture("gmail-bounce.eml")])
+    assert status(ctx, "jane@reader.example") is Status.BOUNCED
+    assert status(ctx, "bob@reader.example") is Status.BOUNCED
+    assert status(ctx, "frank@reader.example") is Status.BOUNCED
+    assert [s.email for s in ctx.store.roster.iter()] == [
+        "BOB@reader.example",
+        "Carol@reader.example",
+        "Frank@reader.example",
+        "Jane@reader.example",
+    ]
+
+
+def test_help_at_most_once_a_day(ctx: Inbox, clock: FixedClock) -> None:
     for number in range(2):
         run(ctx, [mail(to="news+whatever@bizcrusader.example", message_id=f"<h{number}@r>")])
     [help_reply] = sent(ctx)
@@ -335,7 +354,7 @@ def test_help_at_most_once_a_day(ctx: InboxContext, clock: FixedClock) -> None:
 # --- once only, privacy of the state --------------------------------------------------------
 
 
-def test_processing_a_mailbox_twice_changes_nothing(ctx: InboxContext) -> None:
+def test_processing_a_mailbox_twice_changes_nothing(ctx: Inbox) -> None:
     activate(ctx, "carol@reader.example", "frank@reader.example")
     paths = [FIXTURES]
     first = run(ctx, read_paths(paths))
@@ -349,7 +368,7 @@ def test_processing_a_mailbox_twice_changes_nothing(ctx: InboxContext) -> None:
     assert len(sent(ctx)) == count
 
 
-def test_state_file_holds_no_address_and_no_message_id(ctx: InboxContext) -> None:
+def test_state_file_holds_no_address_and_no_message_id(ctx: Inbox) -> None:
     run(ctx, [fixture("subscribe-by-address.eml")])
     text = (ctx.settings.state_dir / "inbox.json").read_text()
     assert "reader.example" not in text
@@ -359,7 +378,7 @@ def test_state_file_holds_no_address_and_no_message_id(ctx: InboxContext) -> Non
     assert len(data["replies"]) == 1
 
 
-def test_a_failed_reply_is_reported_and_can_be_retried(
+def test_a_reply_that_cannot_be_sent_is_kept_and_sent_later(
     clean_env: Path, tmp_path: Path, clock: FixedClock
 ) -> None:
     class Failing:
@@ -368,11 +387,19 @@ def test_a_failed_reply_is_reported_and_can_be_retried(
 
     ctx = make_ctx(make_settings(tmp_path), clock, Failing())
     report = run(ctx, [mail(sender=JANE, subject="subscribe", message_id="<x1@r>")])
-    assert "confirmation already sent" not in report.actions[0].result
-    recording = RecordingMailer()
-    ctx.mailer = recording
-    run(ctx, [mail(sender=JANE, subject="subscribe", message_id="<x2@r>")])
-    assert len(recording.sent) == 1  # the failed one did not count against the daily limit
+    assert status(ctx, JANE) is Status.PENDING  # the change is stored all the same
+    assert report.actions[0].result == "j•••@reader.example pending; confirmation queued"
+    assert report.replies == OutboxReport(sent=0, failed=1, waiting=1)
+    again = run(ctx, [mail(sender=JANE, subject="subscribe", message_id="<x2@r>")])
+    assert "no reply" in again.actions[0].result  # the queued one counts for the day
+    recording = ctx.mailer = RecordingMailer()
+    run(ctx, [])
+    assert recording.sent == []  # a failed reply waits a little before it is tried again
+    clock.advance(timedelta(minutes=3))
+    report = run(ctx, [])
+    [confirmation] = recording.sent
+    assert "[confirm " in confirmation.subject
+    assert report.replies == OutboxReport(sent=1, failed=0, waiting=0)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from peers.sendgrid_server import SendGridServer, sendgrid_server
 
-from crusader_mail.cli import cli
+from crusader_mail.cli import cli, main
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
 from tests.support.inbox import FIXTURES, SECRET, write_config
@@ -105,7 +105,7 @@ def test_serve_in_a_subprocess(
     port = free_port()
     binary = str(Path(sys.executable).parent / "crusader-mail")
     process = subprocess.Popen(
-        [binary, "--config", str(config), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [binary, "--config", str(config), "serve", "--same-host", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -127,3 +127,18 @@ def test_serve_in_a_subprocess(
         process.terminate()
         _, err = process.communicate(timeout=20)
     assert b"serving Biz Crusader" in err
+
+
+def test_serve_refuses_a_files_store_it_cannot_share(
+    app: AppContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert app.config is not None
+    with pytest.raises(SystemExit) as done:
+        main(["--config", str(app.config), "serve", "--port", "0"], obj=app)
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("crusader-mail: error: serve: the files store keeps readers' choices")
+    assert "would never see them" in err
+    assert "--same-host" in err
+    assert "database_url" in err

@@ -37,11 +37,11 @@ def test_records_are_hashed_and_states_are_read_back(tmp_path: Path, clock: Fixe
     header = json.loads(text.splitlines()[0])
     assert header["format"] == FORMAT
     assert header["issue"] == ISSUE
-    assert header["version"] == 1
+    assert header["version"] == 2
 
     ledger = Ledger.load(path, ISSUE, SECRET)
     assert ledger.was_accepted(ledger.reader_hash("r0-1@example.com"))
-    assert ledger.was_accepted(ledger.reader_hash("r0-1@EXAMPLE.com"))  # domain case
+    assert ledger.was_accepted(ledger.reader_hash("R0-1@EXAMPLE.com"))  # one mailbox
     assert not ledger.was_accepted(ledger.reader_hash("r1-1@example.com"))  # failed: resend
     assert not ledger.is_in_doubt(ledger.reader_hash("r1-1@example.com"))
     assert ledger.is_in_doubt(ledger.reader_hash("r2-0@example.com"))
@@ -53,6 +53,27 @@ def test_records_are_hashed_and_states_are_read_back(tmp_path: Path, clock: Fixe
     again = Ledger.load(path, ISSUE, SECRET)
     assert again.in_doubt_batches == []
     assert not again.is_in_doubt(again.reader_hash("r2-0@example.com"))
+
+
+def test_a_version_1_ledger_still_knows_the_readers_it_accepted(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    path = ledger_path(tmp_path, ISSUE)
+    old = Ledger.load(path, ISSUE, SECRET)
+    old.version = 1  # a send that began before ledgers hashed mailbox keys
+    with old.writer(clock) as writer:
+        writer.pending(0, [old.reader_hash("Carol@example.org")])
+        writer.accepted(0, "msg-1")
+    resumed = Ledger.load(path, ISSUE, SECRET)
+    assert resumed.version == 1
+    assert resumed.was_accepted(resumed.reader_hash("Carol@example.org"))  # as stored
+    assert resumed.was_accepted(resumed.reader_hash("Carol@EXAMPLE.org"))
+    assert not resumed.was_accepted(resumed.reader_hash("carol@example.org"))  # version 1 keys
+    with resumed.writer(clock) as writer:
+        writer.pending(1, [resumed.reader_hash("dan@example.org")])
+    assert json.loads(path.read_text().splitlines()[0])["version"] == 1
+    again = Ledger.load(path, ISSUE, SECRET)
+    assert again.is_in_doubt(again.reader_hash("dan@example.org"))
 
 
 def test_the_same_address_hashes_differently_in_another_ledger(tmp_path: Path) -> None:

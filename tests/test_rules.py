@@ -65,3 +65,78 @@ def test_changes_are_stamped_in_whole_utc_seconds() -> None:
 def test_only_a_reader_still_on_the_list_is_staying(status: Status) -> None:
     assert rules.staying(reader(status)) is (status in (Status.ACTIVE, Status.PENDING))
     assert rules.staying(None) is False
+
+
+# --- one reader per mailbox -------------------------------------------------------------------
+
+DAY = timedelta(days=1)
+
+
+def variant(email: str, status: Status, joined: int, **extra: object) -> Subscriber:
+    """A row of a version 1 list: ``joined`` days after the start."""
+    at = NOW.replace(microsecond=0) + joined * DAY
+    values: dict[str, object] = {
+        "email": email,
+        "status": status,
+        "subscribed_at": at,
+        "subscribed_via": Source.IMPORT,
+        "updated_at": at,
+    }
+    if status is Status.ACTIVE:
+        values.update(confirmed_at=at, confirmed_via=Source.IMPORT)
+    if status in rules.LEFT:
+        values.update(left_at=at + DAY, left_via=Source.WEB, updated_at=at + DAY)
+    values.update(extra)
+    return Subscriber.model_validate(values)
+
+
+def test_mailbox_key_lowercases_the_whole_address() -> None:
+    assert rules.mailbox_key("Carol@example.org") == rules.mailbox_key("cAROL@example.org")
+    assert rules.mailbox_key("Carol@example.org") == "carol@example.org"
+
+
+def test_a_reader_who_left_in_any_spelling_stays_left() -> None:
+    first = variant("Carol@example.org", Status.ACTIVE, 0, name="Carol")
+    left = variant("carol@example.org", Status.UNSUBSCRIBED, 3, ref="web:1")
+    for rows in ([first, left], [left, first]):
+        merged = rules.merge_variants(rows)
+        assert merged.email == "Carol@example.org"  # the earliest subscribed spelling
+        assert merged.status is Status.UNSUBSCRIBED
+        assert (merged.left_at, merged.left_via, merged.ref) == (left.left_at, Source.WEB, "web:1")
+        assert merged.name == "Carol"  # the record had none: the first one given
+
+
+def test_the_strongest_way_of_leaving_wins() -> None:
+    rows = [
+        variant("dan@example.org", Status.BOUNCED, 0),
+        variant("Dan@example.org", Status.COMPLAINED, 5),
+        variant("DAN@example.org", Status.UNSUBSCRIBED, 9),
+    ]
+    merged = rules.merge_variants(rows)
+    assert (merged.email, merged.status) == ("dan@example.org", Status.COMPLAINED)
+    assert merged.left_at == rows[1].left_at
+
+
+def test_a_confirmed_spelling_makes_the_reader_active_with_its_whole_record() -> None:
+    pending = variant("Eve@example.org", Status.PENDING, 0, name="Eve")
+    active = variant("eve@example.org", Status.ACTIVE, 2, ref="<m@x>")
+    merged = rules.merge_variants([active, pending])
+    assert merged.status is Status.ACTIVE
+    assert merged.email == "Eve@example.org"
+    assert (merged.confirmed_at, merged.confirmed_via, merged.ref) == (
+        active.confirmed_at,
+        Source.IMPORT,
+        "<m@x>",
+    )
+    assert merged.subscribed_at == active.subscribed_at  # never pieced together
+    assert merged.name == "Eve"
+
+
+def test_among_equals_the_fuller_record_is_kept() -> None:
+    bare = variant("Fay@example.org", Status.ACTIVE, 0)
+    full = variant("fay@example.org", Status.ACTIVE, 1, name="Fay", ref="list.csv")
+    merged = rules.merge_variants([full, bare])
+    assert (merged.email, merged.name, merged.ref) == ("Fay@example.org", "Fay", "list.csv")
+    assert merged.subscribed_at == full.subscribed_at
+    with pytest.raises(ValueError, match="at least one"):
+        rules.merge_variants([])

@@ -20,6 +20,7 @@ from crusader_mail.delivery.mailer import RecordingMailer, make_mailer
 from crusader_mail.errors import InvalidAddress, LockTimeout, RetriesExhausted, SendRejected
 from crusader_mail.models import OutgoingMessage, Placeholder, SendReport, Status
 from crusader_mail.storage.files.ledger import ledger_path, send_lock
+from crusader_mail.storage.files.subscribers import SubscriberList
 from crusader_mail.util.tokens import Purpose, Signer
 from tests.support.sending import (
     ISSUE_ID,
@@ -55,6 +56,7 @@ def test_each_active_reader_gets_one_message_and_sees_only_their_own_address(
         "complained": 1,
         "pending": 4,
         "already_delivered": 0,
+        "duplicate": 0,
     }
     assert (report.failed, report.uncertain, report.retries) == (0, 0, 0)
     received = sendgrid_server.per_address()
@@ -517,3 +519,39 @@ def test_a_damaged_list_stops_the_send_before_anything_is_sent(
             make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock
         )
     assert sendgrid_server.log == []  # the whole list is read (counted) before any request
+
+
+def test_one_mailbox_gets_one_copy_and_the_counts_add_up(
+    tmp_path: Path, clock: FixedClock, sendgrid_server: SendGridServer
+) -> None:
+    """A list of version 1, read as it is by a send, may hold one mailbox twice: the second
+    reader is counted as a duplicate, never sent twice and never dropped silently."""
+    settings = make_settings(tmp_path, sendgrid_server, sendgrid={"batch_size": 2})
+    stamp = "2026-01-01T00:00:00Z"
+    rows = ["Carol@example.org", "Zed@example.org", "bob@example.org", "carol@example.org"]
+    rows += ["dan@example.org", "zED@example.org", "zed@example.org"]
+    settings.subscribers_dir.mkdir(parents=True)
+    (settings.subscribers_dir / "subscribers.csv").write_text(
+        "# crusader-mail subscribers v1\n"
+        + "email,name,status,subscribed_at,subscribed_via,confirmed_at,confirmed_via,left_at,"
+        + "left_via,ref,updated_at\n"
+        + "".join(f"{email},,active,{stamp},cli,{stamp},cli,,,,{stamp}\n" for email in rows)
+    )
+    readers = SubscriberList(settings.subscribers_dir, clock)
+    report = deliver(
+        make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock
+    )
+    assert report.recipients == 7
+    assert (report.delivered, report.skipped["duplicate"]) == (4, 3)
+    assert report.delivered + report.skipped["duplicate"] == report.recipients
+    assert sendgrid_server.per_address() == dict.fromkeys(
+        ["carol@example.org", "zed@example.org", "bob@example.org", "dan@example.org"], 1
+    )
+    again = deliver(  # a rerun: everyone accepted, the duplicates counted again
+        make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock
+    )
+    assert (again.delivered, again.skipped["already_delivered"], again.skipped["duplicate"]) == (
+        0,
+        4,
+        3,
+    )

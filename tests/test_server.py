@@ -23,12 +23,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from peers.sendgrid_server import SendGridServer, sendgrid_server
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.delivery.mailer import make_mailer
+from crusader_mail.delivery.mailer import Mailer, make_mailer
 from crusader_mail.inbox.sources import MAX_MESSAGE_BYTES
-from crusader_mail.models import Source, Status
+from crusader_mail.models import OutgoingMessage, Source, Status
 from crusader_mail.settings import Settings
 from crusader_mail.storage import open_store
+from crusader_mail.storage.files import FilesStore
+from crusader_mail.storage.files.mail import FileMailBatch, FileMailQueue
 from crusader_mail.storage.files.subscribers import SubscriberList
+from crusader_mail.subscriptions.outbox import OutboxReport, send_queued
 from crusader_mail.util.tokens import Purpose, Signer
 from crusader_mail.web.app import MAX_FORM_BODY, build_app
 from crusader_mail.web.sendgrid_hooks import MAX_EVENT_AGE
@@ -40,10 +43,45 @@ JANE = "jane@reader.example"
 INBOUND_SECRET = "inbound-secret-abc123"
 
 
+class Drains(FileMailQueue):
+    """The server's mail queue, observed: a test waits until the drains the app started after
+    its responses have ended (a drain ends with a claim that finds nothing due, or at a
+    reply that failed) and how many replies they settled (sent or failed)."""
+
+    def __init__(self, settings: Settings, clock: FixedClock) -> None:
+        super().__init__(settings.subscribers_dir, clock.now)
+        self.ended = 0
+        self.failed = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def claim(self, now: datetime, limit: int = 100) -> Iterator[FileMailBatch]:
+        with super().claim(now, limit) as batch:
+            yield batch
+        with self._changed:
+            self.failed += len(batch.errors)
+            self.ended += 1 if not batch.mails or batch.errors else 0
+            self._changed.notify_all()
+
+    def wait(self, ended: int) -> None:
+        """Until ``ended`` drains have ended in all (the timeout is a safety net only)."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.ended >= ended, timeout=30)
+
+
 @contextmanager
-def serving(settings: Settings, clock: FixedClock) -> Iterator[str]:
-    mailer = make_mailer(settings, clock, sleep=lambda _s: None)
-    app = build_app(settings, clock, mailer, open_store(settings, clock))
+def serving(
+    settings: Settings,
+    clock: FixedClock,
+    drains: Drains | None = None,
+    mailer: Mailer | None = None,
+) -> Iterator[str]:
+    mailer = mailer or make_mailer(settings, clock, sleep=lambda _s: None)
+    store = open_store(settings, clock)
+    if drains is not None:
+        assert isinstance(store, FilesStore)
+        store.mail = drains
+    app = build_app(settings, clock, mailer, store)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test")
@@ -87,8 +125,13 @@ def settings(
 
 
 @pytest.fixture
-def base(settings: Settings, clock: FixedClock) -> Iterator[str]:
-    with serving(settings, clock) as url:
+def replies(settings: Settings, clock: FixedClock) -> Drains:
+    return Drains(settings, clock)
+
+
+@pytest.fixture
+def base(settings: Settings, clock: FixedClock, replies: Drains) -> Iterator[str]:
+    with serving(settings, clock, replies) as url:
         yield url
 
 
@@ -152,7 +195,11 @@ def test_get_unsubscribe_shows_a_button_and_changes_nothing(
 
 
 def test_post_unsubscribe_from_the_page(
-    http: httpx.Client, settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer
+    http: httpx.Client,
+    settings: Settings,
+    clock: FixedClock,
+    sendgrid_server: SendGridServer,
+    replies: Drains,
 ) -> None:
     add(settings, clock, JANE)
     leave = token(Purpose.UNSUBSCRIBE, JANE, clock)
@@ -163,12 +210,14 @@ def test_post_unsubscribe_from_the_page(
     assert reader is not None
     assert reader.status is Status.UNSUBSCRIBED
     assert reader.left_via is Source.WEB
+    replies.wait(1)
     [goodbye] = sendgrid_server.to(JANE)
     assert goodbye.subject == "You have left Biz Crusader"
     assert goodbye.headers["Auto-Submitted"] == "auto-replied"
     assert goodbye.to == (JANE,)
-    # again: still 200, no second goodbye
+    # again: still 200, no second goodbye (none is queued)
     assert http.post("/unsubscribe", data={"token": leave}).status_code == 200
+    replies.wait(2)
     assert len(sendgrid_server.to(JANE)) == 1
 
 
@@ -188,6 +237,99 @@ def test_rfc8058_one_click(
     bob = readers(settings, clock).get("bob@reader.example")
     assert bob is not None
     assert bob.status is Status.ACTIVE
+
+
+def one_click(base: str, leave: str) -> httpx.Response:
+    with httpx.Client(base_url=base, timeout=10) as http:
+        return http.post(
+            f"/unsubscribe?token={leave}",
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+
+
+class Watching:
+    """The app's mailer: notes how the reader stood when their goodbye was first tried."""
+
+    def __init__(self, inner: Mailer, settings: Settings, clock: FixedClock) -> None:
+        self.inner = inner
+        self.settings = settings
+        self.clock = clock
+        self.seen: list[Status | None] = []
+
+    def send_one(self, message: OutgoingMessage) -> None:
+        reader = readers(self.settings, self.clock).get(message.to_email)
+        self.seen.append(reader.status if reader else None)
+        self.inner.send_one(message)
+
+
+def test_one_click_answers_at_once_while_sendgrid_fails_and_the_goodbye_follows(
+    settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer, replies: Drains
+) -> None:
+    add(settings, clock, JANE)
+    sendgrid_server.fail(503, count=settings.sendgrid.max_retries + 1, paths="/v3/mail/send")
+    released = threading.Event()  # the mailer's retry waits hang on this until released
+
+    def hang(_seconds: float) -> None:
+        released.wait()
+
+    gated = make_mailer(settings, clock, sleep=hang)
+    mailer = Watching(gated, settings, clock)
+    try:
+        with serving(settings, clock, replies, mailer) as base:
+            response = one_click(base, token(Purpose.UNSUBSCRIBE, JANE, clock))
+            # the answer came while the goodbye cannot have gone out: its retries still wait
+            assert response.status_code == 200
+            assert "You are unsubscribed" in response.text
+            assert not released.is_set()
+            reader = readers(settings, clock).get(JANE)
+            assert reader is not None
+            assert reader.status is Status.UNSUBSCRIBED
+            released.set()
+            replies.wait(1)  # the drain after the response ended: the goodbye failed
+            assert replies.failed == 1
+    finally:
+        released.set()
+    assert mailer.seen == [Status.UNSUBSCRIBED]  # the change was stored before the mail
+    assert sendgrid_server.to(JANE) == []
+    store = open_store(settings, clock)
+    assert store.mail.waiting() == 1  # kept, to be tried again
+    # SendGrid is back (its failures are used up): the next drain sends the goodbye
+    clock.advance(timedelta(minutes=3))  # past the wait after a failure
+    report = send_queued(store, make_mailer(settings, clock, sleep=lambda _s: None), clock)
+    assert report == OutboxReport(sent=1, failed=0, waiting=0)
+    [goodbye] = sendgrid_server.to(JANE)
+    assert goodbye.subject == "You have left Biz Crusader"
+
+
+def test_one_click_works_while_sendgrid_refuses_connections(
+    settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer, replies: Drains
+) -> None:
+    add(settings, clock, JANE)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{closed.getsockname()[1]}"  # nobody listens there
+    down = settings.model_copy(
+        update={"sendgrid": settings.sendgrid.model_copy(update={"api_url": nowhere})}
+    )
+    mailer = make_mailer(down, clock, sleep=lambda _s: None)
+    with serving(settings, clock, replies, mailer) as base:
+        response = one_click(base, token(Purpose.UNSUBSCRIBE, JANE, clock))
+        assert response.status_code == 200
+        reader = readers(settings, clock).get(JANE)
+        assert reader is not None
+        assert reader.status is Status.UNSUBSCRIBED
+        replies.wait(1)
+        assert replies.failed == 1
+    store = open_store(settings, clock)
+    with store.mail.claim(clock.now() + timedelta(minutes=3)) as kept:
+        [goodbye] = kept.mails
+        assert goodbye.attempts == 1
+        assert "ConnectionRefused" in goodbye.last_error or "refused" in goodbye.last_error
+    clock.advance(timedelta(minutes=3))
+    sent = send_queued(store, make_mailer(settings, clock, sleep=lambda _s: None), clock)
+    assert (sent.sent, sent.waiting) == (1, 0)
+    assert [d.subject for d in sendgrid_server.to(JANE)] == ["You have left Biz Crusader"]
 
 
 def test_bad_tokens_change_nothing(
@@ -211,7 +353,11 @@ def test_bad_tokens_change_nothing(
 
 
 def test_confirm_page_then_button(
-    http: httpx.Client, settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer
+    http: httpx.Client,
+    settings: Settings,
+    clock: FixedClock,
+    sendgrid_server: SendGridServer,
+    replies: Drains,
 ) -> None:
     add(settings, clock, JANE, Status.PENDING)
     yes = token(Purpose.CONFIRM, JANE, clock)
@@ -229,10 +375,12 @@ def test_confirm_page_then_button(
     assert reader is not None
     assert reader.status is Status.ACTIVE
     assert reader.confirmed_via is Source.WEB
+    replies.wait(1)
     [welcome] = sendgrid_server.to(JANE)
     assert welcome.subject == "Welcome to Biz Crusader"
     assert welcome.headers["List-Unsubscribe"].startswith("<mailto:news+unsubscribe-")
     http.post("/confirm", data={"token": yes})  # replayed: no second welcome
+    replies.wait(2)
     assert len(sendgrid_server.to(JANE)) == 1
 
 
@@ -264,7 +412,11 @@ def raw_subscribe(sender: str = JANE) -> bytes:
 
 
 def test_inbound_raw_mode(
-    http: httpx.Client, settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer
+    http: httpx.Client,
+    settings: Settings,
+    clock: FixedClock,
+    sendgrid_server: SendGridServer,
+    replies: Drains,
 ) -> None:
     fields = {
         "email": raw_subscribe().decode(),
@@ -282,11 +434,13 @@ def test_inbound_raw_mode(
     reader = readers(settings, clock).get(JANE)
     assert reader is not None
     assert reader.status is Status.PENDING
+    replies.wait(1)
     [confirmation] = sendgrid_server.to(JANE)
     assert "[confirm " in confirmation.subject
     # SendGrid retries a post: handled once
     again = http.post(f"/inbound/{INBOUND_SECRET}", files=_multipart(fields))
     assert again.json()["actions"][0]["command"] == "duplicate"
+    replies.wait(2)
     assert len(sendgrid_server.to(JANE)) == 1
 
 
@@ -307,7 +461,11 @@ def test_inbound_message_over_the_size_cap_is_refused_and_changes_nothing(
 
 
 def test_inbound_default_mode_with_basic_auth_and_spf(
-    http: httpx.Client, settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer
+    http: httpx.Client,
+    settings: Settings,
+    clock: FixedClock,
+    sendgrid_server: SendGridServer,
+    replies: Drains,
 ) -> None:
     add(settings, clock, JANE)
     headers = (
@@ -335,6 +493,7 @@ def test_inbound_default_mode_with_basic_auth_and_spf(
     reader = readers(settings, clock).get(JANE)
     assert reader is not None
     assert reader.status is Status.UNSUBSCRIBED  # SendGrid's SPF/DKIM verdict, aligned
+    replies.wait(1)
     assert [d.subject for d in sendgrid_server.to(JANE)] == ["You have left Biz Crusader"]
 
 
@@ -383,7 +542,7 @@ def test_event_webhook_records_and_is_idempotent(
     people = ["a@r.example", "b@r.example", "c@r.example", "d@r.example", "e@r.example"]
     people += ["f@r.example"]
     for person in people:
-        add(settings, clock, person)
+        add(settings, clock, person.capitalize())  # SendGrid's events say it lowercased
     events = [
         {"email": "a@r.example", "event": "bounce", "type": "bounce", "sg_event_id": "e1"},
         {"email": "b@r.example", "event": "spamreport", "sg_event_id": "e2"},

@@ -163,8 +163,69 @@ def test_reading_the_roster(store: Store) -> None:
         Status.BOUNCED: 1,
     }
     assert [parse_line(line) for line in store.roster.lines()] == list(store.roster.iter())
-    assert store.roster.get(" A@example.COM") is None  # the local part is kept as given
+    found = store.roster.get(" A@example.COM")  # any spelling of the mailbox
+    assert found is not None
+    assert found.email == "a@example.com"
     assert store.roster.get("not an address") is None
+
+
+# --- one reader per mailbox -------------------------------------------------------------------
+
+
+def test_one_mailbox_is_one_reader_kept_as_first_given(store: Store, clock: FixedClock) -> None:
+    with store.roster.edit() as changes:
+        first = changes.add("Carol@Example.org", name="Carol", via=Source.CLI)
+        again = changes.add("carol@example.org", name="Other", via=Source.IMPORT)
+        assert again == first  # already there: unchanged
+        assert changes.request("CAROL@example.org", via=Source.EMAIL) == first  # active already
+        assert changes.get("cArOl@EXAMPLE.org") == first
+    assert [sub.email for sub in store.roster.iter()] == ["Carol@example.org"]
+    assert store.roster.counts()[Status.ACTIVE] == 1
+    assert store.roster.get("carol@example.org") == first
+    clock.advance(timedelta(hours=1))
+    with store.roster.edit() as changes:
+        left = changes.unsubscribe("CAROL@EXAMPLE.ORG", via=Source.WEB, ref="web:1")
+    assert left is not None
+    assert (left.email, left.status, left.left_via) == (
+        "Carol@example.org",
+        Status.UNSUBSCRIBED,
+        Source.WEB,
+    )
+    assert statuses(store) == {"Carol@example.org": Status.UNSUBSCRIBED}
+    with store.roster.edit() as changes:
+        assert changes.request("carol@EXAMPLE.org", via=Source.WEB).status is Status.PENDING
+        assert changes.confirm("CAROL@example.org", via=Source.EMAIL).status is Status.ACTIVE
+        marked = changes.mark("carol@example.org", Status.BOUNCED, via=Source.SENDGRID)
+        assert marked is not None
+        assert (marked.email, marked.status) == ("Carol@example.org", Status.BOUNCED)
+    assert statuses(store) == {"Carol@example.org": Status.BOUNCED}
+
+
+def test_every_spelling_finds_the_reader_by_token_hint_and_forgets_them(
+    store: Store, clock: FixedClock
+) -> None:
+    signer = Signer(SECRET)
+    hint_of = signer.hint
+    seed(store, active=["Dan@example.org", "eve@example.org"])
+    assert store.roster.candidates(hint_of("dan@EXAMPLE.org"), hint_of) == ["Dan@example.org"]
+    # tokens mailed before name the address as spelled: looked up by their old-form hint
+    old = signer.old_hint
+    assert store.roster.candidates(old("Dan@example.org"), old) == ["Dan@example.org"]
+    assert store.roster.candidates(b"", old) == []  # eve's old form is her new one
+    with store.roster.edit() as changes:
+        changes.queue_mail(_reply("Dan@example.org"))
+    with store.roster.edit() as changes:
+        assert changes.forget("DAN@example.org") is True
+        assert changes.candidates(hint_of("Dan@example.org"), hint_of) == []
+    assert statuses(store) == {"eve@example.org": Status.ACTIVE}
+    assert store.mail.waiting() == 0  # their queued mail went with them
+
+
+def test_a_restore_replaces_the_reader_of_that_mailbox(store: Store, clock: FixedClock) -> None:
+    seed(store, active=["Fay@example.org"])
+    restored = Subscriber(email="fay@example.org", name="Fay", status=Status.PENDING)
+    assert store.roster.restore([restored]) == 1
+    assert list(store.roster.iter()) == [restored]
 
 
 # --- update_many ------------------------------------------------------------------------------
@@ -173,21 +234,21 @@ def test_reading_the_roster(store: Store) -> None:
 def test_update_many_changes_only_the_readers_it_is_offered(
     store: Store, clock: FixedClock
 ) -> None:
-    seed(store, active=["Ann@example.com", "ann@example.com", "bo@example.com"])
+    seed(store, active=["Ann@example.com", "bo@example.com", "cy@example.com"])
 
     def leave(changes: RosterChanges, email: str) -> None:
         changes.unsubscribe(email, via=Source.SENDGRID, ref="bulk")
 
-    report = store.roster.update_many([" Ann@EXAMPLE.com", "not an address"], leave)
+    report = store.roster.update_many([" aNN@EXAMPLE.com", "not an address"], leave)
     assert (report.matched, report.changed, report.written) == (1, 1, True)
-    report = store.roster.update_many({"ann@example.com"}, leave, match=str.lower)
+    report = store.roster.update_many({"ann@example.com", "bo@example.com"}, leave, match=str.lower)
     assert (report.matched, report.changed) == (2, 1)
     assert statuses(store) == {
         "Ann@example.com": Status.UNSUBSCRIBED,
-        "ann@example.com": Status.UNSUBSCRIBED,
-        "bo@example.com": Status.ACTIVE,
+        "bo@example.com": Status.UNSUBSCRIBED,
+        "cy@example.com": Status.ACTIVE,
     }
-    report = store.roster.update_many(["bo@example.com"], lambda changes, email: None)
+    report = store.roster.update_many(["cy@example.com"], lambda changes, email: None)
     assert (report.matched, report.changed, report.written) == (1, 0, False)
 
 
@@ -326,7 +387,7 @@ def test_ledger_load_and_write(store: Store, clock: FixedClock) -> None:
     assert store.ledgers.exists(issue)
     assert not store.ledgers.exists(issue, sandbox=True)
     again = store.ledgers.load(issue)
-    assert again.was_accepted(again.reader_hash("r1@EXAMPLE.com"))
+    assert again.was_accepted(again.reader_hash("R1@EXAMPLE.com"))  # any spelling
     assert not again.was_accepted(again.reader_hash("r2@example.com"))
     assert again.is_in_doubt(again.reader_hash("r3@example.com"))
     assert (again.in_doubt_batches, again.next_batch) == ([1], 2)

@@ -58,17 +58,83 @@ def test_normalize_rejects_bad_addresses_without_echoing_them(raw: str) -> None:
         assert raw not in str(caught.value)
 
 
-def test_the_same_address_spelled_twice_is_one_reader(readers: SubscriberList) -> None:
+def test_one_mailbox_in_any_spelling_is_one_reader(readers: SubscriberList) -> None:
     with readers.edit() as roster:
-        roster.add("jane@Example.COM", name="Jane", via=Source.CLI)
+        roster.add("Jane@Example.COM", name="Jane", via=Source.CLI)
         again = roster.add("jane@EXAMPLE.com", via=Source.CLI)
-        assert again.email == "jane@example.com"
+        assert again.email == "Jane@example.com"  # kept as first given
         assert len(roster) == 1
-    assert [s.email for s in readers.iter()] == ["jane@example.com"]
-    assert readers.get("JANE@example.COM") is None  # the local part is case-sensitive
-    found = readers.get("jane@EXAMPLE.COM")
-    assert found is not None
-    assert found.name == "Jane"
+        assert roster.request("JANE@example.com", via=Source.EMAIL).status is Status.ACTIVE
+    assert [s.email for s in readers.iter()] == ["Jane@example.com"]
+    for spelling in ("JANE@example.COM", "jane@example.com", " Jane@EXAMPLE.com"):
+        found = readers.get(spelling)
+        assert found is not None
+        assert (found.email, found.name) == ("Jane@example.com", "Jane")
+    with readers.edit() as roster:
+        left = roster.unsubscribe("jAnE@example.com", via=Source.WEB)
+    assert left is not None
+    assert (left.email, left.status) == ("Jane@example.com", Status.UNSUBSCRIBED)
+    assert readers.counts()[Status.UNSUBSCRIBED] == 1
+
+
+# --- a list of version 1 ----------------------------------------------------------------------
+
+V1 = "# crusader-mail subscribers v1"
+CAROL_ROWS = (  # version 1 order (the address itself): capitals first
+    row("Carol@example.org", name="Carol", when="2026-01-01T00:00:00Z"),
+    row("bob@example.org"),
+    row("carol@example.org", "unsubscribed", when="2026-02-01T00:00:00Z"),
+)
+
+
+def write_v1(readers: SubscriberList, *rows: str) -> bytes:
+    readers.path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(line + "\n" for line in (V1, HEADER, *rows)).encode()
+    readers.path.write_bytes(data)
+    return data
+
+
+def test_a_version_1_list_is_read_as_it_is(readers: SubscriberList) -> None:
+    data = write_v1(readers, *CAROL_ROWS)
+    assert [s.email for s in readers.iter()] == [
+        "Carol@example.org",
+        "bob@example.org",
+        "carol@example.org",
+    ]
+    assert readers.counts()[Status.ACTIVE] == 2
+    carol = readers.get("CAROL@example.org")  # its rows merged as the first change will
+    assert carol is not None
+    assert (carol.email, carol.name, carol.status) == (
+        "Carol@example.org",
+        "Carol",
+        Status.UNSUBSCRIBED,
+    )
+    assert readers.path.read_bytes() == data  # reading never rewrites
+
+
+def test_the_first_change_rewrites_a_version_1_list_one_reader_per_mailbox(
+    readers: SubscriberList,
+) -> None:
+    write_v1(readers, *CAROL_ROWS, row("zed@example.org"))
+    with readers.edit() as roster:
+        assert len(roster) == 3
+        roster.add("amy@example.org", via=Source.CLI)
+    lines = readers.path.read_text().splitlines()
+    assert lines[:2] == [MARKER, HEADER]
+    assert [line.split(",")[:3] for line in lines[2:]] == [
+        ["amy@example.org", "", "active"],
+        ["bob@example.org", "", "active"],
+        ["Carol@example.org", "Carol", "unsubscribed"],  # left in one spelling: left
+        ["zed@example.org", "", "active"],
+    ]
+    assert readers.tidy() is False  # in order now
+
+
+def test_tidy_migrates_a_version_1_list(readers: SubscriberList) -> None:
+    write_v1(readers, *CAROL_ROWS)
+    assert readers.tidy() is True
+    assert readers.path.read_text().splitlines()[0] == MARKER
+    assert [s.email for s in readers.iter()] == ["bob@example.org", "Carol@example.org"]
 
 
 # --- the file ---------------------------------------------------------------------------------
@@ -94,12 +160,12 @@ def test_file_is_marked_versioned_and_sorted(readers: SubscriberList) -> None:
         for email in ["zed@example.com", "amy@example.com", "Max@example.com", "bob@example.net"]:
             roster.add(email, via=Source.CLI)
     lines = readers.path.read_text().splitlines()
-    assert lines[0] == "# crusader-mail subscribers v1"
+    assert lines[0] == "# crusader-mail subscribers v2"
     assert lines[1] == HEADER
     emails = [line.split(",")[0] for line in lines[2:]]
-    assert emails == sorted(emails)
-    assert emails == ["Max@example.com", "amy@example.com", "bob@example.net", "zed@example.com"]
-    assert lines[2] == (
+    assert emails == sorted(emails, key=str.lower)  # sorted by mailbox key
+    assert emails == ["amy@example.com", "bob@example.net", "Max@example.com", "zed@example.com"]
+    assert lines[4] == (
         "Max@example.com,,active,2026-11-23T09:00:00Z,cli,2026-11-23T09:00:00Z,cli,,,,"
         "2026-11-23T09:00:00Z"
     )
@@ -384,8 +450,7 @@ def test_forget_erases_every_trace(readers: SubscriberList) -> None:
         roster.add("secret.person@example.com", name="Secret Person", via=Source.CLI)
         roster.add("other@example.com", via=Source.CLI)
     with readers.edit() as roster:
-        assert roster.forget("Secret.Person@EXAMPLE.com") is False  # local part differs
-        assert roster.forget("secret.person@EXAMPLE.com") is True
+        assert roster.forget("Secret.Person@EXAMPLE.com") is True  # any spelling
         assert roster.forget("secret.person@example.com") is False
         assert roster.get("secret.person@example.com") is None
         assert len(roster) == 1
@@ -430,11 +495,8 @@ def test_read_import_tolerates_bom_case_and_other_columns(tmp_path: Path) -> Non
         "3;z;ann@EXAMPLE.com;Annie\n4;w;bad@@example.com;Bad\n5;v;;Nobody\n".encode()
     )
     parsed = read_import(source)
-    assert parsed.rows == {
-        "Ann@example.com": "Ann",
-        "bob@example.com": "",
-        "ann@example.com": "Annie",
-    }
+    assert parsed.rows == {"Ann@example.com": "Ann", "bob@example.com": ""}
+    assert (parsed.duplicates, parsed.case_merged) == (0, 1)
     assert parsed.bad == [
         "line 5: b•••@example.com: The part after the @-sign contains invalid characters: '@'.",
         "line 6: no address in the email column",
@@ -445,8 +507,8 @@ def test_read_import_merges_repeated_addresses(tmp_path: Path) -> None:
     source = tmp_path / "people.csv"
     source.write_text("email,name\nann@example.com,\nANN@example.com,X\nann@EXAMPLE.com,Ann\n")
     parsed = read_import(source)
-    assert parsed.rows == {"ann@example.com": "Ann", "ANN@example.com": "X"}
-    assert parsed.duplicates == 1
+    assert parsed.rows == {"ann@example.com": "X"}  # the first spelling, the first name given
+    assert (parsed.duplicates, parsed.case_merged) == (1, 1)
 
 
 def test_read_import_needs_an_email_column(tmp_path: Path) -> None:

@@ -140,6 +140,68 @@ def test_export_prints_every_column(app: AppContext) -> None:
     assert rows[0]["left_at"] == "2026-11-23T09:00:00Z"
 
 
+def test_export_to_a_file_then_restore_elsewhere_gives_the_same_rows(
+    app: AppContext, clock: FixedClock
+) -> None:
+    ok(app, "add", JANE, "--name", 'Jane "JD", Doe')
+    ok(app, "add", "Bob@example.org", "--status", "pending")
+    ok(app, "add", "cy@example.org")
+    ok(app, "remove", "CY@example.org")
+    assert app.config is not None
+    out = app.config.parent / "backup" / "readers.csv"
+    assert ok(app, "export", "--out", str(out)) == f"exported 3 readers to {out}\n"
+    exported = out.read_text(encoding="utf-8")
+    assert exported == ok(app, "export")  # the same bytes as on stdout
+    assert exported.splitlines()[0] == ",".join(COLUMNS)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["readers.csv"]  # no temporary left
+    other = app.config.parent / "other.toml"
+    other.write_text('subscribers_dir = "moved"\noutbox_dir = "out"\n', encoding="utf-8")
+    moved = AppContext(config=other, clock=clock)
+    done = ok(moved, "import", "--restore", str(out))
+    assert done.startswith("restored 3 readers from readers.csv")
+    assert ok(moved, "export") == exported
+    assert ok(AppContext(config=other, clock=clock), "import", "--restore", str(out)).startswith(
+        "restored 3 readers"  # again: each reader replaced by itself
+    )
+    assert ok(moved, "export") == exported
+
+
+def test_a_restore_with_bad_rows_restores_nothing_and_names_each(
+    app: AppContext, readers: SubscriberList
+) -> None:
+    good = "ann@example.com,Ann,active,2026-01-01T00:00:00Z,cli,,,,,,2026-01-01T00:00:00Z"
+    source = write_import(
+        app,
+        "\n".join(
+            [
+                ",".join(COLUMNS),
+                good,
+                good.replace("active", "gone"),
+                good.replace("ann@", "ANN@"),
+                good.replace("ann@example.com", "bob@Example.com"),
+                good.replace("2026-01-01T00:00:00Z", "yesterday", 1),
+            ]
+        )
+        + "\n",
+    )
+    result = run(app, "import", "--restore", str(source))
+    assert isinstance(result.exception, ImportRejected)
+    message = str(result.exception)
+    assert message.startswith(f"{source}: 4 bad rows, nothing restored: line 3: status 'gone'")
+    assert "line 4: A•••@example.com is the reader of line 2" in message
+    assert "line 5: b•••@Example.com is not a valid address in normal form" in message
+    assert "line 6: subscribed_at 'yesterday' is not an ISO 8601 time" in message
+    assert "ann@" not in message
+    assert not readers.path.exists()
+    bad_header = write_import(app, "email,name\nann@example.com,Ann\n")
+    result = run(app, "import", "--restore", str(bad_header))
+    assert isinstance(result.exception, ImportRejected)
+    assert "line 1: not an export of crusader-mail subscribers" in str(result.exception)
+    result = run(app, "import", "--restore", "--status", "pending", str(bad_header))
+    assert result.exit_code == 2
+    assert "--restore stores the file as it is" in result.output
+
+
 def test_stats_counts_by_status(app: AppContext) -> None:
     for email, status in [("a@example.com", "active"), ("b@example.com", "active")]:
         ok(app, "add", email, "--status", status)
@@ -189,13 +251,13 @@ def test_import_skip_invalid_takes_the_good_rows(app: AppContext, readers: Subsc
     source = write_import(app, BAD_IMPORT)
     out = ok(app, "import", str(source), "--skip-invalid")
     assert "skipped line 3: b•••@example: " in out
-    assert "added 3 readers (active)" in out
+    assert "added 2 readers (active)" in out
     assert "merged 1 repeated row(s)" in out
+    assert "merged 1 row that differs only in case" in out
     for secret in ("ann@", "ANN@", "cat@", "bob.smith"):
         assert secret not in out
     found = {s.email: (s.name, s.status, s.subscribed_via, s.ref) for s in readers.iter()}
     assert found == {
-        "ANN@example.com": ("Ann again", Status.ACTIVE, Source.IMPORT, "new-readers.csv"),
         "ann@example.com": ("Ann", Status.ACTIVE, Source.IMPORT, "new-readers.csv"),
         "cat@example.com": ("Cat", Status.ACTIVE, Source.IMPORT, "new-readers.csv"),
     }
@@ -225,7 +287,7 @@ def test_tidy_sorts_a_hand_edited_list(app: AppContext, readers: SubscriberList)
     with readers.path.open("a") as out:
         out.write("a@example.com,,active,,,,,,,,\n")
     assert "out of order" in str(run(app, "stats").exception)
-    assert ok(app, "tidy") == "sorted the list\n"
+    assert ok(app, "tidy") == "put the list in order\n"
     assert json.loads(ok(app, "stats", "--json"))["total"] == 2
     assert ok(app, "tidy") == "the list is already in order\n"
 

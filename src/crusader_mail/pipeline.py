@@ -5,8 +5,9 @@
     fetch_stage    feeds --reader--> posts --archive.merge--> new posts          (FetchStageResult)
     plan_preview   fetch (nothing saved) + compose.planning                      (Plan)
     send_stage     fetch, plan, suppressions, RenderedIssue + roster --sender--> (SendReport)
-    inbox_stage    [suppressions,] mail from files and IMAP --inbox--> service   (InboxRun)
-    run            suppressions, inbox, fetch, plan, send, save                  (RunReport)
+    inbox_stage    [suppressions,] mail from files and IMAP --inbox--> service,
+                   then the replies queued                                       (InboxRun)
+    run            replies left over, suppressions, inbox, fetch, plan, send, save (RunReport)
 
 Everything a step needs is passed in: settings, the clock, the SendGrid client factory, the
 progress display, the checkpoint, and the store (``inbox_stage``) or the settings to open it with
@@ -62,6 +63,7 @@ from crusader_mail.settings import Settings
 from crusader_mail.storage import open_store
 from crusader_mail.storage.archive import Archive
 from crusader_mail.storage.contract import Store
+from crusader_mail.subscriptions.outbox import send_queued
 from crusader_mail.util.statefile import atomic_write
 
 Checkpoint = Callable[[], None]
@@ -173,6 +175,7 @@ class RunReport:
     dry_run: bool
     feeds: list[FeedReport] = field(default_factory=list)
     inbox: dict[str, object] | None = None
+    replies: dict[str, int] | None = None  # replies left over from the server or a past run
     suppressions: dict[str, int] | None = None
     issue: IssueSummary | None = None
     send: SendReport | None = None
@@ -195,6 +198,7 @@ class RunReport:
             "dry_run": self.dry_run,
             "feeds": [r.model_dump(mode="json") for r in self.feeds],
             "inbox": self.inbox,
+            "replies": self.replies,
             "suppressions": self.suppressions,
             "issue": None if self.issue is None else self.issue.__dict__,
             "send": None if self.send is None else self.send.model_dump(mode="json"),
@@ -267,19 +271,21 @@ def inbox_stage(
     use_imap: bool = False,
     suppressions: ClientFactory | None = None,
 ) -> InboxRun:
-    """Handle subscribe/confirm/unsubscribe mail, bounces and complaints from files and IMAP;
-    with ``suppressions`` (a SendGrid client factory) pull SendGrid's suppression lists first,
-    so a reader who left through SendGrid's own link is out before any mail is handled."""
+    """Handle subscribe/confirm/unsubscribe mail, bounces and complaints from files and IMAP,
+    then send the replies that are due (once the changes are stored). With ``suppressions`` (a
+    SendGrid client factory) pull SendGrid's suppression lists first, so a reader who left
+    through SendGrid's own link is out before any mail is handled."""
     report = InboxRun()
     if suppressions is not None:
         report.suppressions = sync_suppressions(settings, store.roster, clock, suppressions)
-    ctx = InboxContext.create(settings, clock, mailer, store)
+    ctx = InboxContext.create(settings, clock, store)
     if paths:
         _add_inbox(report, process_messages(read_paths(list(paths), ctx.max_bytes), ctx))
     if use_imap:
         with ImapSource(settings.imap, ctx.max_bytes) as source:
             _add_inbox(report, process_messages(source.messages(), ctx))
             source.mark_handled()
+    report.replies = send_queued(store, mailer, clock)
     return report
 
 
@@ -514,7 +520,8 @@ def run(
     mailer: Mailer | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> RunReport:
-    """The scheduled job: suppressions, inbox, feeds, then compose and send what is due.
+    """The scheduled job: the replies left queued (by the server or an earlier run),
+    suppressions, inbox, feeds, then compose and send what is due.
 
     A dry run does all of it without sending or changing any state and needs no secrets (the
     inbox is left for the real run: handling mail changes the list and sends replies).
@@ -530,6 +537,8 @@ def run(
         closing(open_store(settings, clock)) as store,
         nullcontext() if dry_run else store.run_lock(),
     ):
+        if not dry_run and mailer is not None:  # replies left over, before anything else
+            report.replies = send_queued(store, mailer, clock).as_json()
         if not dry_run and factory is not None:
             report.suppressions = sync_suppressions(settings, store.roster, clock, factory)
         if settings.imap.host and not dry_run:

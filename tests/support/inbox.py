@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from crusader_mail.inbox.process import InboxContext, InboxReport, process_messa
 from crusader_mail.inbox.sources import RawMessage, read_paths
 from crusader_mail.settings import Settings
 from crusader_mail.storage import open_store
+from crusader_mail.subscriptions.outbox import send_queued
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "mail"
@@ -61,9 +63,16 @@ api_url = "{api_url}"
     return config
 
 
-def make_ctx(settings: Settings, clock: Clock, mailer: Mailer | None = None) -> InboxContext:
-    store = open_store(settings, clock)
-    return InboxContext.create(settings, clock, mailer or RecordingMailer(), store)
+@dataclass
+class Inbox(InboxContext):
+    """An inbox context, and the mailer its queued replies are sent through by :func:`run`."""
+
+    mailer: Mailer = field(default_factory=RecordingMailer)
+
+
+def make_ctx(settings: Settings, clock: Clock, mailer: Mailer | None = None) -> Inbox:
+    made = InboxContext.create(settings, clock, open_store(settings, clock))
+    return Inbox(made.settings, clock, made.store, made.signer, mailer=mailer or RecordingMailer())
 
 
 def fixture(name: str) -> RawMessage:
@@ -91,5 +100,8 @@ def mail(
     return RawMessage(message.as_bytes(), origin="test")
 
 
-def run(ctx: InboxContext, messages: Iterable[RawMessage]) -> InboxReport:
-    return process_messages(list(messages), ctx)
+def run(inbox: Inbox, messages: Iterable[RawMessage]) -> InboxReport:
+    """Process the messages, then send the replies they queued (as ``inbox process`` does)."""
+    report = process_messages(list(messages), inbox)
+    report.replies = send_queued(inbox.store, inbox.mailer, inbox.clock)
+    return report

@@ -13,9 +13,9 @@ def row(email: str, status: str = "active", *, name: str = "", when: str = "") -
 DAMAGE = {
     "no marker": ([HEADER, row("a@example.com")], 1, "not a crusader-mail subscriber list"),
     "newer version": (
-        ["# crusader-mail subscribers v2", HEADER, row("a@example.com")],
+        ["# crusader-mail subscribers v3", HEADER, row("a@example.com")],
         1,
-        "format version '2'",
+        "format version '3'",
     ),
     "wrong header": ([MARKER, "email,name,status", row("a@example.com")], 2, "the header"),
     "column count": (
@@ -38,6 +38,16 @@ DAMAGE = {
     "domain case": ([MARKER, HEADER, row("alice@Example.com")], 3, "write it as a•••@example.com"),
     "duplicate": (
         [MARKER, HEADER, row("alice@example.com"), row("alice@example.com")],
+        4,
+        "already on line 3",
+    ),
+    "one mailbox twice": (
+        [MARKER, HEADER, row("Alice@example.com"), row("alice@example.com")],
+        4,
+        "the reader of line 3",
+    ),
+    "one spelling twice in version 1": (
+        ["# crusader-mail subscribers v1", HEADER, row("A@x.org"), row("A@x.org"), row("a@x.org")],
         4,
         "already on line 3",
     ),

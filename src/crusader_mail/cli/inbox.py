@@ -1,12 +1,13 @@
 """`crusader-mail inbox process [PATH ...] [--imap] [--sync-suppressions] [--json]`.
 
-Handles subscribe/unsubscribe mail: ``.eml`` files, mbox files and Maildir folders given as
-paths, and with ``--imap`` the configured IMAP folder (each handled message moved or flagged
-afterwards). ``--sync-suppressions`` first pulls SendGrid's unsubscribes, bounces and spam
-reports into the list (the inbox workflow runs both every 15 minutes). Replies go out through
-SendGrid. Output: a table, or with ``--json`` exactly one object
-``{"processed", "actions": [{"message_id", "command", "result"}]}`` (plus ``"suppressions"``
-with ``--sync-suppressions``); addresses are masked.
+Reads ``.eml`` files, mbox files and Maildir folders given as paths, and with ``--imap`` the
+configured IMAP folder (each handled message moved or flagged afterwards).
+``--sync-suppressions`` first pulls SendGrid's unsubscribes, bounces and spam reports into the
+list (the inbox workflow runs both every 15 minutes). The replies are queued with the changes
+and sent through SendGrid once the changes are stored, with any left over from before. Output:
+a table and a line about the replies, or with ``--json`` exactly one object ``{"processed",
+"actions": [{"message_id", "command", "result"}], "replies": {"sent", "failed", "waiting"}}``
+(plus ``"suppressions"`` with ``--sync-suppressions``); addresses are masked.
 """
 
 from __future__ import annotations
@@ -74,3 +75,5 @@ def _table(report: InboxReport) -> None:
     for action in report.actions:
         table.add_row(action.origin, action.command, action.result)
     console.print(table)
+    if report.replies is not None:
+        console.print(report.replies.line(), highlight=False)

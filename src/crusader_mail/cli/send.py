@@ -5,8 +5,8 @@ calls :func:`crusader_mail.delivery.engine.deliver` or
 :func:`~crusader_mail.delivery.engine.send_test`). A rich progress bar goes to stderr when it is a
 terminal and ``--json`` is off (:mod:`crusader_mail.cli.progress`); a summary follows.
 ``--json`` prints exactly one object: ``{"issue", "dry_run", "recipients", "delivered",
-"skipped": {"unsubscribed", "bounced", "complained", "pending", "already_delivered"},
-"requests", "retries", "failed", "uncertain"}`` — also when the send stops midway (then the
+"skipped": {"unsubscribed", "bounced", "complained", "pending", "already_delivered",
+"duplicate"}, "requests", "retries", "failed", "uncertain"}`` — also when the send stops midway (then the
 error line follows on stderr and the exit code is 1). No address is ever printed in full.
 A real send where nothing would honour an unsubscribe exits 2; a dry run warns on stderr.
 """

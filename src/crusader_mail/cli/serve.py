@@ -1,8 +1,15 @@
-"""`crusader-mail serve [--host 127.0.0.1] [--port 8025]`: the web endpoints (uvicorn).
+"""`crusader-mail serve [--host 127.0.0.1] [--port 8025] [--same-host]`: the web endpoints.
 
-Serves :func:`crusader_mail.web.app.build_app`: one-click unsubscribe, confirmation buttons,
-SendGrid Inbound Parse and the Event Webhook. Replies go out through SendGrid. The socket is
-bound here first, so an address in use is one error line (exit 1), not uvicorn's exit 3.
+Serves :func:`crusader_mail.web.app.build_app` with uvicorn: one-click unsubscribe,
+confirmation buttons, SendGrid Inbound Parse and the Event Webhook. Replies go out through
+SendGrid after each answer. The socket is bound here first, so an address in use is one error
+line (exit 1), not uvicorn's exit 3.
+
+The server must share its store with the scheduled job, or a reader's choice made here never
+reaches the next send. A shared database (``database_url``) is shared; the files store is
+shared only when the job runs on this machine, in this folder (cron or a systemd timer), which
+``--same-host`` states. Without it the files store is refused (exit 2): a GitHub Action works
+on its own checkout and would never see this one's changes.
 """
 
 from __future__ import annotations
@@ -14,18 +21,38 @@ import uvicorn
 
 from crusader_mail.cli.context import AppContext
 from crusader_mail.delivery.mailer import make_mailer
-from crusader_mail.errors import CrusaderMailError
+from crusader_mail.errors import ConfigError, CrusaderMailError
+from crusader_mail.storage.files import FilesStore
 from crusader_mail.web.app import build_app
+
+NOT_SHARED = (
+    "serve: the files store keeps readers' choices in this checkout, and a scheduled job "
+    "running elsewhere (a GitHub Action works on its own checkout) would never see them: set "
+    "database_url to share one store, or pass --same-host when `crusader-mail run` is "
+    "scheduled on this machine in this folder (cron, systemd timer)"
+)
 
 
 @click.command()
 @click.option("--host", default=None, help="Address to listen on (default: server.host).")
 @click.option("--port", type=int, default=None, help="Port (default: server.port, 8025).")
+@click.option(
+    "--same-host",
+    is_flag=True,
+    help="The scheduled job runs on this machine, in this folder (cron, systemd timer): the "
+    "files store is shared with it.",
+)
 @click.pass_obj
-def serve(app: AppContext, host: str | None, port: int | None) -> None:
-    """Serve the unsubscribe/confirm pages, Inbound Parse and the Event Webhook."""
+def serve(app: AppContext, host: str | None, port: int | None, same_host: bool) -> None:
+    """Serve the unsubscribe/confirm pages, Inbound Parse and the Event Webhook.
+
+    The store must be shared with the scheduled job: a database (database_url), or the files
+    store with --same-host."""
     settings = app.settings
-    web = build_app(settings, app.clock, make_mailer(settings, app.clock), app.store())
+    store = app.store()
+    if isinstance(store, FilesStore) and not same_host:
+        raise ConfigError(NOT_SHARED)
+    web = build_app(settings, app.clock, make_mailer(settings, app.clock), store)
     host = host or settings.server.host
     port = settings.server.port if port is None else port
     with listen(host, port) as sock:

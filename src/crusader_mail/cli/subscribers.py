@@ -1,9 +1,16 @@
 """``crusader-mail subscribers``: add, remove, list, import, export, stats, tidy.
 
 Contract: a thin layer over the store's roster (:func:`crusader_mail.storage.open_store`) and
-:mod:`crusader_mail.subscriptions.imports`. ``add``, ``remove`` and ``import`` print addresses masked (their output lands in logs); ``list`` and ``export`` print
-them whole, because there the user asked for the list itself. Failures are raised as
+:mod:`crusader_mail.subscriptions.imports`. ``add``, ``remove`` and ``import`` print addresses
+masked (their output lands in logs); ``list`` and ``export`` print them whole, because there
+the user asked for the list itself. Failures are raised as
 :class:`~crusader_mail.errors.SubscriberError` subclasses; ``cli.main`` prints their one line.
+``add``, ``remove`` and ``import`` end by sending the replies waiting in the store
+(:func:`crusader_mail.subscriptions.outbox.send_queued`), when there are any.
+
+Moving between stores: ``export --out FILE`` writes every reader with the full consent record
+(the export format of :mod:`crusader_mail.storage.rows`), atomically; ``import --restore FILE``
+checks every row of such a file, then loads it into the configured store unchanged.
 """
 
 from __future__ import annotations
@@ -17,19 +24,50 @@ from rich.text import Text
 
 from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.output import console
-from crusader_mail.errors import ImportRejected, SubscriberError
+from crusader_mail.delivery.mailer import make_mailer
+from crusader_mail.errors import ConfigError, CrusaderMailError, ImportRejected, SubscriberError
 from crusader_mail.models import Source, Status, Subscriber
 from crusader_mail.storage.contract import Roster
 from crusader_mail.storage.rows import HEADER, format_time
 from crusader_mail.subscriptions.forgetting import other_traces
-from crusader_mail.subscriptions.imports import import_readers, read_import
+from crusader_mail.subscriptions.imports import (
+    check_restore,
+    import_readers,
+    read_import,
+    restore_rows,
+)
+from crusader_mail.subscriptions.outbox import send_queued
 from crusader_mail.util.masking import mask_email
+from crusader_mail.util.statefile import atomic_writer
 
 STATUS_CHOICE = click.Choice([status.value for status in Status])
 
 
 def _readers(app: AppContext) -> Roster:
     return app.store().roster
+
+
+def _send_waiting(app: AppContext) -> None:
+    """Send the replies waiting in the store (queued by the server, the inbox or an earlier
+    command) now that this command's change is stored; one line about it, nothing when none
+    wait. A failure here is a warning: the change itself is done."""
+    store = app.store()
+    try:
+        waiting = store.mail.waiting()
+        if not waiting:
+            return
+        try:
+            mailer = make_mailer(app.settings, app.clock)
+        except ConfigError:
+            replies = "reply" if waiting == 1 else "replies"
+            click.echo(
+                f"{waiting} {replies} waiting: sent by the next command run with "
+                "SENDGRID_API_KEY (run, inbox process, serve)"
+            )
+            return
+        click.echo(send_queued(store, mailer, app.clock).line())
+    except CrusaderMailError as error:
+        click.echo(f"crusader-mail: warning: the waiting replies were not sent: {error}", err=True)
 
 
 @click.group()
@@ -60,6 +98,7 @@ def add(app: AppContext, email: str, name: str, status: str) -> None:
     else:
         named = " (name added)" if after.name != before.name else ""
         click.echo(f"{shown} is already on the list ({before.status.value}): unchanged{named}")
+    _send_waiting(app)
 
 
 @subscribers.command()
@@ -89,6 +128,7 @@ def remove(app: AppContext, email: str, forget: bool) -> None:
         click.echo(f"{mask_email(after.email)} was already unsubscribed")
     else:
         click.echo(f"unsubscribed {mask_email(after.email)} (was {before.status.value})")
+    _send_waiting(app)
 
 
 def _as_json(sub: Subscriber) -> dict[str, str | None]:
@@ -138,17 +178,37 @@ def list_(app: AppContext, status: str | None, as_json: bool) -> None:
 @click.option(
     "--status",
     type=click.Choice([Status.PENDING.value, Status.ACTIVE.value]),
-    default=Status.ACTIVE.value,
-    show_default=True,
-    help="Status of the readers added.",
+    default=None,
+    help="Status of the readers added (default: active).",
 )
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows even if some are bad.")
+@click.option(
+    "--restore",
+    is_flag=True,
+    help="FILE is an export (`subscribers export`): store every reader as it is there, with "
+    "its status and consent record.",
+)
 @click.pass_obj
-def import_(app: AppContext, file: Path, status: str, skip_invalid: bool) -> None:
+def import_(
+    app: AppContext, file: Path, status: str | None, skip_invalid: bool, restore: bool
+) -> None:
     """Import FILE (CSV with an `email` column, optional `name`; other columns ignored).
 
     Bad rows stop the import, each named, unless --skip-invalid. Readers already on the list
-    keep their status: an import never brings back a reader who left."""
+    keep their status: an import never brings back a reader who left. Rows whose addresses
+    differ only in case are one reader (the first spelling is kept).
+
+    With --restore, FILE is an export: every row is checked first (any bad row: nothing is
+    restored, each bad row named), then each reader is stored exactly as exported, replacing
+    the reader of that address; readers not in FILE are kept."""
+    if restore:
+        if status is not None or skip_invalid:
+            raise click.UsageError(
+                "--restore stores the file as it is: no --status, --skip-invalid"
+            )
+        _restore(app, file)
+        return
+    status = status or Status.ACTIVE.value
     parsed = read_import(file)
     if parsed.bad and not skip_invalid:
         raise ImportRejected(
@@ -162,6 +222,9 @@ def import_(app: AppContext, file: Path, status: str, skip_invalid: bool) -> Non
     click.echo(f"added {report.added} reader{'s' if report.added != 1 else ''} ({status})")
     if parsed.duplicates:
         click.echo(f"merged {parsed.duplicates} repeated row(s) of the same address")
+    if parsed.case_merged:
+        rows = "row that differs" if parsed.case_merged == 1 else "rows that differ"
+        click.echo(f"merged {parsed.case_merged} {rows} only in case")
     if report.unchanged:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(report.unchanged.items()))
         click.echo(f"already on the list, status unchanged: {counts}")
@@ -174,14 +237,40 @@ def import_(app: AppContext, file: Path, status: str, skip_invalid: bool) -> Non
         click.echo(f"filled in {report.names_filled} missing name(s)")
     if parsed.bad:
         click.echo(f"skipped {len(parsed.bad)} bad row(s)")
+    _send_waiting(app)
+
+
+def _restore(app: AppContext, file: Path) -> None:
+    check_restore(file)
+    stored = _readers(app).restore(restore_rows(file))
+    click.echo(
+        f"restored {stored} reader{'s' if stored != 1 else ''} from {file.name}, each with "
+        "the status and consent record exported"
+    )
 
 
 @subscribers.command()
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the export to this file (atomically) instead of stdout.",
+)
 @click.pass_obj
-def export(app: AppContext) -> None:
-    """Print the whole list as CSV (every column) on stdout."""
+def export(app: AppContext, out: Path | None) -> None:
+    """Write every reader with the full consent record as CSV: the header line, then one row
+    per reader in address order. `subscribers import --restore` loads it into any store."""
+    lines = _readers(app).lines()
+    if out is not None:
+        count = 0
+        with atomic_writer(out) as replacement:
+            replacement.text.write(HEADER + "\n")
+            for line in lines:
+                replacement.text.write(line + "\n")
+                count += 1
+        click.echo(f"exported {count} reader{'s' if count != 1 else ''} to {out}")
+        return
     chunk = [HEADER]
-    for line in _readers(app).lines():
+    for line in lines:
         chunk.append(line)
         if len(chunk) >= 1000:
             click.echo("\n".join(chunk))
@@ -212,6 +301,7 @@ def stats(app: AppContext, as_json: bool) -> None:
 @subscribers.command()
 @click.pass_obj
 def tidy(app: AppContext) -> None:
-    """Sort a hand-edited list file by address (it is checked first)."""
+    """Put a hand-edited list in order (it is checked first): rows sorted by address, and a
+    list kept before addresses were one reader per mailbox rewritten with case variants merged."""
     changed = _readers(app).tidy()
-    click.echo("sorted the list" if changed else "the list is already in order")
+    click.echo("put the list in order" if changed else "the list is already in order")

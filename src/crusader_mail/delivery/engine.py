@@ -11,6 +11,9 @@ How :func:`deliver` works:
   crash leaves at most one batch in doubt. Readers accepted before are skipped, and so are
   readers of a batch in doubt unless ``resend_uncertain``. A real send holds the ledgers' send
   lock from start to end.
+- One mailbox gets one copy: a second reader of a mailbox the send meets (a list kept before
+  readers were one per mailbox, see :func:`~crusader_mail.storage.rules.mailbox_key`) is
+  counted in ``skipped["duplicate"]``, never dropped silently, so the counts add up.
 - A dry run (a transport whose ``dry_run`` is true) builds the same bodies and skips the same
   readers, reading the ledger (when there is one and ``secret_key`` is set) without writing it.
 - Sandbox mode (``sendgrid.sandbox_mode``) keeps a separate ledger, so a sandbox rehearsal
@@ -38,6 +41,7 @@ from crusader_mail.errors import InvalidAddress, RetriesExhausted, SendError, Se
 from crusader_mail.models import RenderedIssue, SendReport, Status, Subscriber
 from crusader_mail.settings import SendGridSettings, Settings
 from crusader_mail.storage.contract import Ledger, LedgerStore, LedgerWriter
+from crusader_mail.storage.rules import mailbox_key
 from crusader_mail.util.masking import mask_addresses, mask_email
 
 #: Called as ``hook(event, batch)`` with "pending" (ledger written), "accepted" (the transport
@@ -80,6 +84,7 @@ class _Tally:
     # written by the producer thread only
     already: int = 0  # accepted in an earlier run
     uncertain: int = 0  # in a batch in doubt from an earlier run
+    duplicates: int = 0  # a second reader of a mailbox met before
     # written by the sending thread only
     delivered: int = 0
     requests: int = 0
@@ -112,7 +117,7 @@ def deliver(
             dry_run=transport.dry_run,
             recipients=recipients,
             delivered=tally.delivered,
-            skipped={**skipped, "already_delivered": tally.already},
+            skipped={**skipped, "already_delivered": tally.already, "duplicate": tally.duplicates},
             requests=tally.requests,
             retries=transport.retries,
             failed=failed,
@@ -153,6 +158,7 @@ def deliver(
                     tally.lost += len(batch.readers)  # may or may not have gone out
                 if isinstance(error, SendError):
                     done = tally.delivered + tally.already + tally.uncertain + tally.lost
+                    done += tally.duplicates
                     error.report = report(failed=recipients - done)
                 raise
             _notify(hook, "accepted", batch.number)
@@ -323,13 +329,17 @@ class _Producer:
         number = ledger.next_batch if ledger is not None else 0
         hashes: list[int] = []
         people: list[dict[str, Any]] = []
-        in_batch: set[str] = set()
+        mailboxes = _Mailboxes()
         stream = self.readers.iter(Status.ACTIVE)
         try:
             for subscriber in stream:
                 if self.stop.is_set():
                     return
                 email = subscriber.email
+                if mailboxes.seen(email):  # never one mailbox twice (and never a 400)
+                    tally.duplicates += 1
+                    self.shown.advance(1)
+                    continue
                 if ledger is not None:
                     reader = ledger.reader_hash(email)
                     if ledger.was_accepted(reader):
@@ -342,23 +352,46 @@ class _Producer:
                         continue
                 else:
                     reader = 0
-                key = email.lower()
-                if key in in_batch:  # never the same address twice in one request (a 400)
-                    continue
-                in_batch.add(key)
                 hashes.append(reader)
                 people.append(self.builder.personalization(email, subscriber.name))
                 if len(people) >= self.size:
                     if not self._put(_Batch(number, hashes, self.builder.body(people))):
                         return
                     number += 1
-                    hashes, people, in_batch = [], [], set()
+                    hashes, people = [], []
+                    mailboxes.next_batch()
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()  # the list file, when the stream stops early
         if people:
             self._put(_Batch(number, hashes, self.builder.body(people)))
+
+
+class _Mailboxes:
+    """Which mailboxes a send has met, in memory that grows only with addresses that are not
+    all lowercase. Readers stream in address order: in mailbox-key order two readers of one
+    mailbox are neighbours; in the order of a version 1 list (the address itself) any spelling
+    with a capital comes before the all-lowercase one. The batch being built is checked whole."""
+
+    def __init__(self) -> None:
+        self._previous = ""
+        self._capitals: set[str] = set()
+        self._batch: set[str] = set()
+
+    def seen(self, email: str) -> bool:
+        """Was a reader of this mailbox met before? (Remembers this one.)"""
+        key = mailbox_key(email)
+        if key == self._previous or key in self._capitals or key in self._batch:
+            return True
+        self._previous = key
+        self._batch.add(key)
+        if key != email:
+            self._capitals.add(key)
+        return False
+
+    def next_batch(self) -> None:
+        self._batch = set()
 
 
 # --- test sends -------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ paging for it). The lists are fetched concurrently, ``sendgrid.concurrency`` at 
 client per thread; faults are retried as for sending. Then ONE ``Roster.update_many()`` applies
 them with ``via=Source.SENDGRID`` (a reader who already left keeps the status they have; see
 :mod:`crusader_mail.storage.rules`): it streams the list, so a million-reader list costs memory
-for the suppressions only. Addresses SendGrid knows but the list does not are ignored; case is
-ignored when matching.
+for the suppressions only. Addresses SendGrid knows but the list does not are ignored; readers
+are matched by mailbox key (:func:`~crusader_mail.storage.rules.mailbox_key`: case ignored).
 
 The result counts what each list held (``group``, ``unsubscribes``, ``bounces``,
 ``spam_reports``, ``invalid_emails``) and how many readers changed (``unsubscribed``,
@@ -39,7 +39,7 @@ from crusader_mail.errors import SendError
 from crusader_mail.models import Source, Status
 from crusader_mail.settings import Settings
 from crusader_mail.storage.contract import Roster, RosterChanges
-from crusader_mail.storage.rules import staying
+from crusader_mail.storage.rules import mailbox_key, staying
 
 PAGE = 500  # the documented maximum page size
 
@@ -111,15 +111,15 @@ def apply_suppressions(
 ) -> dict[str, int]:
     """Apply the fetched lists to the subscriber list in one streaming update; how many readers
     became ``unsubscribed``, ``bounced``, ``complained``. SendGrid compares addresses
-    case-insensitively (and lowercases them), so the match ignores case."""
+    case-insensitively (and lowercases them): readers are matched by mailbox key."""
     wanted: dict[str, list[SuppressionList]] = {}
     for what, found in zip(lists, fetched, strict=True):
         for email in found:
-            wanted.setdefault(email.strip().lower(), []).append(what)
+            wanted.setdefault(mailbox_key(email.strip()), []).append(what)
     changed = {"unsubscribed": 0, "bounced": 0, "complained": 0}
 
     def apply(roster: RosterChanges, email: str) -> None:
-        for what in wanted[email.lower()]:
+        for what in wanted[mailbox_key(email)]:
             before = roster.get(email)
             if before is None or before.status == what.status:
                 continue
@@ -134,7 +134,7 @@ def apply_suppressions(
                 changed[after.status.value] += 1
 
     if wanted:
-        readers.update_many(wanted, apply, match=str.lower)
+        readers.update_many(wanted, apply, match=mailbox_key)
     return changed
 
 

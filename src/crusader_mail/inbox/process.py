@@ -16,8 +16,10 @@ readers they name. Anything else may carry a command (:mod:`crusader_mail.inbox.
   SendGrid's verdict on an Inbound Parse post); otherwise the reader is asked to confirm.
 
 What each command does is :mod:`crusader_mail.subscriptions.service`. All messages of one call
-are one unit of change of the store (memory, then roster). Each message is handled once: the
-store's memory keeps keyed hashes of the Message-IDs (never the ids or addresses).
+are one unit of change of the store (memory, then roster); the replies are queued with it and
+sent by the caller once it is stored (:mod:`crusader_mail.subscriptions.outbox`). Each message
+is handled once: the store's memory keeps keyed hashes of the Message-IDs (never the ids or
+addresses).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from email.message import Message
 from typing import Any
 
 from crusader_mail.clock import Clock
-from crusader_mail.delivery.mailer import Mailer
 from crusader_mail.errors import CrusaderMailError
 from crusader_mail.inbox import classify
 from crusader_mail.inbox.classify import Kind
@@ -39,6 +40,7 @@ from crusader_mail.models import Source, Status
 from crusader_mail.settings import Settings
 from crusader_mail.storage.contract import Store
 from crusader_mail.storage.rules import normal_or_none
+from crusader_mail.subscriptions.outbox import OutboxReport
 from crusader_mail.subscriptions.service import Session, SubscriptionService
 from crusader_mail.util.masking import mask_addresses
 from crusader_mail.util.tokens import Signer
@@ -59,31 +61,38 @@ class Action:
 class InboxReport:
     processed: int = 0
     actions: list[Action] = field(default_factory=list)
+    replies: OutboxReport | None = None  # the replies sent afterwards, when the caller did
 
     def as_json(self) -> dict[str, Any]:
-        return {"processed": self.processed, "actions": [a.as_json() for a in self.actions]}
+        data: dict[str, Any] = {
+            "processed": self.processed,
+            "actions": [a.as_json() for a in self.actions],
+        }
+        if self.replies is not None:
+            data["replies"] = self.replies.as_json()
+        return data
 
 
 @dataclass
 class InboxContext:
     settings: Settings
     clock: Clock
-    mailer: Mailer
     store: Store
     signer: Signer
     max_bytes: int = MAX_MESSAGE_BYTES
 
     @classmethod
-    def create(cls, settings: Settings, clock: Clock, mailer: Mailer, store: Store) -> InboxContext:
+    def create(cls, settings: Settings, clock: Clock, store: Store) -> InboxContext:
         signer = Signer(settings.require_secret_key())
-        return cls(settings, clock, mailer, store, signer)
+        return cls(settings, clock, store, signer)
 
     def service(self) -> SubscriptionService:
-        return SubscriptionService(self.settings, self.clock, self.mailer, self.store, self.signer)
+        return SubscriptionService(self.settings, self.clock, self.store, self.signer)
 
 
 def process_messages(messages: Iterable[RawMessage], ctx: InboxContext) -> InboxReport:
-    """Handle each message once; store the changes; return what was done."""
+    """Handle each message once; store the changes with their replies queued (the caller
+    sends them); return what was done."""
     report = InboxReport()
     with ctx.service().session() as session:
         handler = _Handler(session, ctx.max_bytes)

@@ -5,18 +5,26 @@
     email,name,status,subscribed_at,subscribed_via,confirmed_at,confirmed_via,left_at,left_via,ref,updated_at
     jane@example.com,Jane Doe,active,2026-11-23T09:00:00Z,cli,2026-11-23T09:00:00Z,cli,,,,2026-11-23T09:00:00Z
 
-``email`` is in normal form (never quoted); times are ISO 8601 UTC (``...Z``), empty when
-unknown; ``*_via`` is a :class:`Source` value; ``name`` and ``ref`` are quoted when they hold
-``,`` ``"`` or a line break. :func:`build` and :func:`parse_line` read rows that were checked
-already (the files store checks them while it scans its list).
+``email`` is in normal form (never quoted), one row per mailbox
+(:func:`~crusader_mail.storage.rules.mailbox_key`), rows in mailbox-key order; times are ISO
+8601 UTC (``...Z``), empty when unknown; ``*_via`` is a :class:`Source` value; ``name`` and
+``ref`` are quoted when they hold ``,`` ``"`` or a line break.
+
+An export (``crusader-mail subscribers export``) is the header line then every row, UTF-8 with
+``\n`` line ends; ``subscribers import --restore`` loads one into any store unchanged.
+:func:`split_line` and :func:`check_fields` check a row (:class:`RowProblem` says what is
+wrong, the caller says where); :func:`build` and :func:`parse_line` read rows checked already.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from datetime import UTC, datetime
 
 from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.storage.rules import normal_or_none
+from crusader_mail.util.masking import mask_email
 
 COLUMNS = (
     "email",
@@ -99,3 +107,83 @@ def parse_line(line: str) -> Subscriber:
     """A :class:`Subscriber` from a checked row line."""
     fields = line.split(",") if '"' not in line else next(csv.reader([line]))
     return build(fields, STATUSES[fields[2]])
+
+
+# --- checking a row ---------------------------------------------------------------------------
+
+_TIME_COLUMNS = (3, 5, 7, 10)
+_VIA_COLUMNS = (4, 6, 8)
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ASCII_LOCAL = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*\Z")
+
+
+class RowProblem(ValueError):
+    """What is wrong with one row (``str`` is the message, without the file and line)."""
+
+
+class AddressCheck:
+    """Is a stored address in normal form? Plain ASCII local parts take a fast path that asks
+    email-validator once per domain; anything else is validated whole."""
+
+    def __init__(self) -> None:
+        self._domains: dict[str, bool] = {}
+
+    def is_normal(self, address: str) -> bool:
+        local, at, domain = address.rpartition("@")
+        if (
+            at
+            and address.isascii()
+            and len(local) <= 64
+            and len(address) <= 254
+            and _ASCII_LOCAL.match(local)
+        ):
+            known = self._domains.get(domain)
+            if known is None:
+                known = normal_or_none(f"a@{domain}") == f"a@{domain}"
+                if len(self._domains) < 100_000:
+                    self._domains[domain] = known
+            return known
+        return normal_or_none(address) == address
+
+
+def split_line(line: str) -> list[str]:
+    """The fields of a row line; :class:`RowProblem` for broken quoting."""
+    if '"' not in line:
+        return line.split(",")
+    try:
+        return next(csv.reader([line], strict=True))
+    except csv.Error as error:
+        raise RowProblem(f"broken CSV quoting ({error})") from None
+
+
+def check_fields(fields: list[str], check: AddressCheck) -> Status:
+    """The status of a row whose every field is as the format says; :class:`RowProblem`
+    naming the first field that is not (addresses masked)."""
+    if len(fields) != len(COLUMNS):
+        raise RowProblem(f"{len(fields)} columns, expected {len(COLUMNS)} ({HEADER})")
+    status = STATUSES.get(fields[2])
+    if status is None:
+        raise RowProblem(f"status {fields[2][:40]!r} is not one of " + ", ".join(STATUSES))
+    email = fields[0]
+    if not check.is_normal(email):
+        normal = normal_or_none(email)
+        hint = f" (write it as {mask_email(normal)})" if normal else ""
+        raise RowProblem(f"{mask_email(email)} is not a valid address in normal form{hint}")
+    for index in _VIA_COLUMNS:
+        if fields[index] and fields[index] not in SOURCES:
+            raise RowProblem(
+                f"{COLUMNS[index]} {fields[index][:40]!r} is not one of " + ", ".join(SOURCES)
+            )
+    for index in _TIME_COLUMNS:
+        if fields[index]:
+            _check_time(fields[index], COLUMNS[index])
+    return status
+
+
+def _check_time(text: str, column: str) -> None:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise RowProblem(f"{column} {text[:40]!r} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise RowProblem(f"{column} {text!r} has no timezone (write UTC, ending in Z)")

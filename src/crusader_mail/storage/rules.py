@@ -20,6 +20,10 @@ locked row.
 - ``forget`` (a store operation, no rule needed) erases the reader: no trace of the address
   is left in the roster.
 
+One reader per mailbox: addresses are compared by :func:`mailbox_key` (the whole address
+lowercased), and the address is kept as first given. :func:`merge_variants` makes one reader
+of rows kept before that rule (a list that held ``Carol@example.org`` and ``carol@example.org``).
+
 Every change stamps the consent record with ``now`` (whole seconds, UTC):
 ``subscribed_at/via`` when someone joins or rejoins, ``confirmed_at/via`` when they become
 active, ``left_at/via`` when they leave, ``ref`` (message id, file name, request id) and
@@ -32,6 +36,7 @@ a complaint, a confirmation link): they act only on a reader still on the list.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -228,6 +233,58 @@ def mark(
     if old.status in LEFT and not upgrade:
         return old
     return _left(old, status, via=via, ref=ref, now=now)
+
+
+# --- one reader per mailbox -------------------------------------------------------------------
+
+_LEFT_ORDER = (Status.COMPLAINED, Status.BOUNCED, Status.UNSUBSCRIBED)  # the strongest first
+
+
+def merge_variants(variants: Sequence[Subscriber]) -> Subscriber:
+    """One reader from rows whose addresses differ only in case, so consent is never widened:
+
+    - status: a reader who left in any spelling stays left (complained before bounced before
+      unsubscribed); else active if any spelling was confirmed; else pending;
+    - the consent record (stamps, vias, ref) is the whole record of a row with that status,
+      the one that holds the most (then the earliest subscribed), never pieced together;
+    - the address is the earliest subscribed spelling (the first given; a row without a
+      subscription time counts by its last change), the name the record's or else the first
+      one given.
+    """
+    if not variants:
+        raise ValueError("merge_variants needs at least one reader")
+    by_age = sorted(variants, key=_joined_order)
+    left = [sub for sub in variants if sub.status in LEFT]
+    if left:
+        strongest = min(_LEFT_ORDER.index(sub.status) for sub in left)
+        pool = [sub for sub in left if sub.status is _LEFT_ORDER[strongest]]
+    else:
+        active = [sub for sub in variants if sub.status is Status.ACTIVE]
+        pool = active or list(variants)
+    record = min(pool, key=lambda sub: (-_filled(sub), _joined_order(sub)))
+    name = record.name or next((sub.name for sub in by_age if sub.name), "")
+    return record.model_copy(update={"email": by_age[0].email, "name": name})
+
+
+def _joined_order(sub: Subscriber) -> tuple[bool, datetime, str]:
+    joined = sub.subscribed_at or sub.updated_at
+    return (joined is None, joined or datetime.max.replace(tzinfo=UTC), sub.email)
+
+
+def _filled(sub: Subscriber) -> int:
+    """How much of the consent record a row holds."""
+    fields: tuple[object, ...] = (
+        sub.name,
+        sub.subscribed_at,
+        sub.subscribed_via,
+        sub.confirmed_at,
+        sub.confirmed_via,
+        sub.left_at,
+        sub.left_via,
+        sub.ref,
+        sub.updated_at,
+    )
+    return sum(1 for value in fields if value)
 
 
 def _left(old: Subscriber, status: Status, *, via: Source, ref: str, now: datetime) -> Subscriber:

@@ -1,33 +1,55 @@
-"""Importing readers from a user's CSV file (``crusader-mail subscribers import``).
+"""Importing readers from a user's CSV file, and restoring an export
+(``crusader-mail subscribers import [--restore]``).
 
-:func:`read_import` reads the file (an ``email`` and an optional ``name`` column) and names
-every bad row; :func:`import_readers` adds the good ones through the roster's rules, so a reader
-who left is never brought back by an import.
+:func:`read_import` reads a user's file (an ``email`` and an optional ``name`` column), names
+every bad row and merges rows of one mailbox (the same address, or one that differs only in
+case: the first spelling is kept); :func:`import_readers` adds the good ones through the
+roster's rules, so a reader who left is never brought back by an import.
+
+:func:`check_restore` checks a whole export (:mod:`crusader_mail.storage.rows`) before anything
+is stored, naming every bad row; :func:`restore_rows` then streams its readers for
+:meth:`Roster.restore`, which stores them as they are.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from crusader_mail.errors import ImportRejected, InvalidAddress, SubscriberError
-from crusader_mail.models import Source, Status
+from crusader_mail.models import Source, Status, Subscriber
 from crusader_mail.storage.contract import AddReport, Roster
-from crusader_mail.storage.rules import MAX_NAME, STAYING, clean_text, normalize_email
-from crusader_mail.util.masking import mask_addresses
+from crusader_mail.storage.rows import (
+    HEADER,
+    AddressCheck,
+    RowProblem,
+    build,
+    check_fields,
+    split_line,
+)
+from crusader_mail.storage.rules import (
+    MAX_NAME,
+    STAYING,
+    clean_text,
+    mailbox_key,
+    normalize_email,
+)
+from crusader_mail.util.masking import mask_addresses, mask_email
 
 # --- the file ---------------------------------------------------------------------------------
 
 
 @dataclass
 class ImportFile:
-    """A user's CSV read for import: good rows merged by address, bad rows each described."""
+    """A user's CSV read for import: good rows merged by mailbox, bad rows each described."""
 
     rows: dict[str, str] = field(default_factory=dict)  # normalized address -> name
     bad: list[str] = field(default_factory=list)  # "line 4: j•••@example.com: reason"
-    duplicates: int = 0  # rows merged into an earlier row with the same address
+    duplicates: int = 0  # rows merged into an earlier row with the very same address
+    case_merged: int = 0  # rows merged into an earlier row whose address differs only in case
+    spellings: dict[str, str] = field(default_factory=dict)  # mailbox key -> first spelling
 
 
 def read_import(path: Path) -> ImportFile:
@@ -81,10 +103,14 @@ def _import_row(
         if name_at is not None and name_at < len(fields)
         else ""
     )
-    if email in result.rows:
-        result.duplicates += 1
-        if name and not result.rows[email]:
-            result.rows[email] = name
+    first = result.spellings.setdefault(mailbox_key(email), email)
+    if first in result.rows:  # a row of this mailbox came earlier
+        if first == email:
+            result.duplicates += 1
+        else:
+            result.case_merged += 1
+        if name and not result.rows[first]:
+            result.rows[first] = name
         return
     result.rows[email] = name
 
@@ -108,3 +134,77 @@ def import_readers(
     if status not in STAYING:
         raise SubscriberError(f"an import makes readers pending or active, not {status.value}")
     return roster.add_many(rows.items(), status=status, via=Source.IMPORT, ref=ref)
+
+
+# --- restoring an export ----------------------------------------------------------------------
+
+
+def check_restore(path: Path) -> int:
+    """Check every row of the export at ``path``; how many readers it holds. Any bad row (a
+    damaged field, an address not in normal form, a second row of one mailbox) raises
+    :class:`ImportRejected` naming every one of them, so nothing is restored from a file
+    that is not whole."""
+    check = AddressCheck()
+    seen: dict[str, int] = {}
+    bad: list[str] = []
+    for line_no, line in _export_lines(path):
+        try:
+            fields = split_line(line)
+            check_fields(fields, check)
+        except RowProblem as problem:
+            bad.append(f"line {line_no}: {problem}")
+            continue
+        key = mailbox_key(fields[0])
+        first = seen.setdefault(key, line_no)
+        if first != line_no:
+            bad.append(
+                f"line {line_no}: {mask_email(fields[0])} is the reader of line {first} "
+                "(`subscribers tidy` merges such rows in the list exported)"
+            )
+    if bad:
+        rows = "row" if len(bad) == 1 else "rows"
+        raise ImportRejected(f"{path}: {len(bad)} bad {rows}, nothing restored: " + "; ".join(bad))
+    return len(seen)
+
+
+def restore_rows(path: Path) -> Iterator[Subscriber]:
+    """The readers of an export that :func:`check_restore` passed, streamed (a row that no
+    longer passes, the file having changed since, raises :class:`ImportRejected`)."""
+    check = AddressCheck()
+    for line_no, line in _export_lines(path):
+        try:
+            fields = split_line(line)
+            yield build(fields, check_fields(fields, check))
+        except RowProblem as problem:
+            raise ImportRejected(f"{path}, line {line_no}: {problem}") from None
+
+
+def _export_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, row line) of an export: the header line (after the list file's version
+    line, when the file is a list file itself), then rows; blank lines skipped."""
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except FileNotFoundError:
+        raise ImportRejected(f"{path}: no such file") from None
+    except OSError as error:
+        raise ImportRejected(f"{path}: cannot read: {error.strerror}") from None
+    line_no = 0
+    with handle:
+        try:
+            first = handle.readline().rstrip("\r\n")
+            line_no = 1
+            if first.startswith("# crusader-mail subscribers v"):
+                first = handle.readline().rstrip("\r\n")
+                line_no = 2
+            if first != HEADER:
+                raise ImportRejected(
+                    f"{path}, line {line_no}: not an export of crusader-mail subscribers: the "
+                    f"header is {mask_addresses(first[:100])!r}, expected {HEADER!r}"
+                )
+            for raw in handle:
+                line_no += 1
+                line = raw.rstrip("\r\n")
+                if line:
+                    yield line_no, line
+        except UnicodeDecodeError:
+            raise ImportRejected(f"{path}, line {line_no + 1}: not UTF-8 text") from None

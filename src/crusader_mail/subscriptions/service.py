@@ -3,7 +3,7 @@ complaints and webhook events that take them off the list.
 
 ::
 
-    service = SubscriptionService(settings, clock, mailer, store, signer)
+    service = SubscriptionService(settings, clock, store, signer)
     service.find(purpose, token) -> address      # reading only: the page behind a link
     service.reader(address) -> Subscriber | None
     with service.session() as session:           # one unit of change (store.memory(), then
@@ -15,10 +15,13 @@ complaints and webhook events that take them off the list.
 - Unsubscribe is immediate with a token or a proven sender; otherwise the reader gets a
   one-step confirmation (an UNSUBSCRIBE token, valid forever). A goodbye follows.
 - Requests and signals from outside change only a reader still on the list
-  (:func:`crusader_mail.storage.rules.staying`).
+  (:func:`crusader_mail.storage.rules.staying`). Any spelling of an address is its reader.
+- Replies are queued with the change (:meth:`RosterChanges.queue_mail`), never sent inside it:
+  the caller sends them once the change is stored, outside any lock
+  (:func:`crusader_mail.subscriptions.outbox.send_queued`), so a slow or unreachable SendGrid
+  never delays or undoes a change. A reply goes to the address as the list keeps it.
 - At most one confirmation / already-subscribed / leave / help reply per address per
-  ``REPLY_WINDOW`` (the store's memory keeps the reply times); a reply the mailer failed to
-  send does not count.
+  ``REPLY_WINDOW`` (the store's memory keeps the reply times); a queued reply counts.
 
 Each action returns one line saying what it did (addresses masked) for the caller's report.
 """
@@ -30,7 +33,6 @@ from contextlib import contextmanager
 
 from crusader_mail.clock import Clock
 from crusader_mail.delivery.links import list_headers
-from crusader_mail.delivery.mailer import Mailer
 from crusader_mail.errors import CrusaderMailError, TokenError, TokenExpired
 from crusader_mail.models import Source, Status, Subscriber
 from crusader_mail.settings import Settings
@@ -48,14 +50,11 @@ _MAX_AGE_DAYS: dict[Purpose, int | None] = {
 
 
 class SubscriptionService:
-    """The service for one store, mailer and secret; :meth:`session` opens a unit of change."""
+    """The service for one store and secret; :meth:`session` opens a unit of change."""
 
-    def __init__(
-        self, settings: Settings, clock: Clock, mailer: Mailer, store: Store, signer: Signer
-    ) -> None:
+    def __init__(self, settings: Settings, clock: Clock, store: Store, signer: Signer) -> None:
         self.settings = settings
         self.clock = clock
-        self.mailer = mailer
         self.store = store
         self.signer = signer
         self.replies = Replies(settings)
@@ -103,12 +102,15 @@ class Session:
         shown = mask_email(email)
         current = self.roster.get(email)
         if current is not None and current.status is Status.ACTIVE:
-            sent = self._reply_limited(ReplyKind.ALREADY, email, headers=self._list_headers(email))
-            return f"{shown} is already subscribed; " + _said(sent, "told so")
-        self.roster.request(email, name=name, via=via, ref=ref)
+            email = current.email
+            queued = self._reply_limited(
+                ReplyKind.ALREADY, email, headers=self._list_headers(email)
+            )
+            return f"{shown} is already subscribed; " + _said(queued, "reply queued")
+        email = self.roster.request(email, name=name, via=via, ref=ref).email
         token = self.service.signer.make(Purpose.CONFIRM, email, self.clock.now())
-        sent = self._reply_limited(ReplyKind.CONFIRM, email, token=token)
-        return f"{shown} pending; " + _said(sent, "confirmation sent")
+        queued = self._reply_limited(ReplyKind.CONFIRM, email, token=token)
+        return f"{shown} pending; " + _said(queued, "confirmation queued")
 
     def confirm_token(self, token: str, ref: str, via: Source) -> str:
         try:
@@ -125,9 +127,9 @@ class Session:
         if current is None or current.status is not Status.PENDING:
             state = current.status.value if current else "not on the list"
             return f"{shown} is {state}: nothing changed"
-        self.roster.confirm(email, via=via, ref=ref)
-        sent = self._send(ReplyKind.WELCOME, email, headers=self._list_headers(email))
-        return f"{shown} confirmed: active" + ("; welcome sent" if sent else "; welcome NOT sent")
+        email = self.roster.confirm(email, via=via, ref=ref).email
+        self._queue(ReplyKind.WELCOME, email, headers=self._list_headers(email))
+        return f"{shown} confirmed: active; welcome queued"
 
     # -- leaving -------------------------------------------------------------------------------
 
@@ -143,24 +145,26 @@ class Session:
         current = self.roster.get(email)
         if not rules.staying(current):
             return f"{shown} is {_state(current)}: nothing changed"
-        self.roster.unsubscribe(email, via=via, ref=ref)
-        sent = self._send(ReplyKind.GOODBYE, email)
-        return f"{shown} unsubscribed" + ("; goodbye sent" if sent else "; goodbye NOT sent")
+        left = self.roster.unsubscribe(email, via=via, ref=ref)
+        self._queue(ReplyKind.GOODBYE, left.email if left else email)
+        return f"{shown} unsubscribed; goodbye queued"
 
     def unsubscribe_request(self, email: str, proven: bool, ref: str, via: Source) -> str:
         """A reader asks to leave without a token: at once when ``proven`` (an authenticated
         sender), else they are asked to confirm with one step."""
         current = self.roster.get(email)
-        if not rules.staying(current):
+        if current is None or not rules.staying(current):
             return f"{mask_email(email)} is {_state(current)}: nothing changed, no reply"
         if proven:
             return self.unsubscribe(email, ref, via)
-        token = self.service.signer.make(Purpose.UNSUBSCRIBE, email, self.clock.now())
-        sent = self._reply_limited(ReplyKind.LEAVE, email, token=token)
-        return f"{mask_email(email)} not authenticated; " + _said(sent, "asked to confirm leaving")
+        token = self.service.signer.make(Purpose.UNSUBSCRIBE, current.email, self.clock.now())
+        queued = self._reply_limited(ReplyKind.LEAVE, current.email, token=token)
+        return f"{mask_email(email)} not authenticated; " + _said(
+            queued, "asked to confirm leaving (reply queued)"
+        )
 
     def help(self, email: str) -> str:
-        return _said(self._reply_limited(ReplyKind.HELP, email), "help sent")
+        return _said(self._reply_limited(ReplyKind.HELP, email), "help queued")
 
     # -- signals: bounces, complaints, webhook events ------------------------------------------
 
@@ -214,26 +218,20 @@ class Session:
 
     def _reply_limited(
         self, kind: ReplyKind, email: str, *, token: str = "", headers: dict[str, str] | None = None
-    ) -> str:
-        """ "sent", "limited" (one went out within the window already) or "failed" (not
-        counted)."""
+    ) -> bool:
+        """Queue the reply unless one was queued within ``REPLY_WINDOW`` (``False`` then)."""
         now = self.clock.now()
         if not self.memory.may_reply(kind.value, email, now, REPLY_WINDOW):
-            return "limited"
-        if not self._send(kind, email, token=token, headers=headers):
-            return "failed"
-        self.memory.replied(kind.value, email, now)
-        return "sent"
-
-    def _send(
-        self, kind: ReplyKind, email: str, *, token: str = "", headers: dict[str, str] | None = None
-    ) -> bool:
-        message = self.service.replies.build(kind, email, token=token, headers=headers)
-        try:
-            self.service.mailer.send_one(message)
-        except CrusaderMailError:
             return False
+        self._queue(kind, email, token=token, headers=headers)
+        self.memory.replied(kind.value, email, now)
         return True
+
+    def _queue(
+        self, kind: ReplyKind, email: str, *, token: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        message = self.service.replies.build(kind, email, token=token, headers=headers)
+        self.roster.queue_mail(message)
 
 
 def _verify(
@@ -242,21 +240,24 @@ def _verify(
     token: str,
     candidates: Callable[[bytes, HintOf], list[str]],
 ) -> str:
-    """The one reader among ``candidates`` (looked up by the token's hint) ``token`` was made
-    for; a confirmation token expires after ``CONFIRM_DAYS``."""
+    """The one reader among ``candidates`` ``token`` was made for, looked up by the token's
+    hint (then, for a token mailed before tokens named the mailbox, by its old-form hint); a
+    confirmation token expires after ``CONFIRM_DAYS``."""
     hint = token_hint(token)
-    found = candidates(hint, service.signer.hint) if hint is not None else []
-    now = service.clock.now()
-    return service.signer.verify(purpose, token, found, now, _MAX_AGE_DAYS[purpose])
+    if hint is None:
+        raise TokenError("this link is not valid (it may have been altered)")
+    signer, now, days = service.signer, service.clock.now(), _MAX_AGE_DAYS[purpose]
+    try:
+        return signer.verify(purpose, token, candidates(hint, signer.hint), now, days)
+    except TokenExpired:
+        raise
+    except TokenError:
+        return signer.verify(purpose, token, candidates(hint, signer.old_hint), now, days)
 
 
 def _state(reader: Subscriber | None) -> str:
     return reader.status.value if reader else "not on the list"
 
 
-def _said(outcome: str, done: str) -> str:
-    if outcome == "sent":
-        return done
-    if outcome == "limited":
-        return "no reply (one already went out in the last 24 hours)"
-    return "reply NOT sent (the mailer failed; a new request will retry)"
+def _said(queued: bool, done: str) -> str:
+    return done if queued else "no reply (one was already queued in the last 24 hours)"

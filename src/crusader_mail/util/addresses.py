@@ -2,9 +2,10 @@
 
 Contract::
 
-    lower_domain(address) -> str          ``Jane@EXAMPLE.com`` -> ``Jane@example.com``: the form
-                                          addresses are keyed and compared in (the local part may
-                                          be case-sensitive, the domain is not)
+    lower_domain(address) -> str          ``Jane@EXAMPLE.com`` -> ``Jane@example.com``: the
+                                          domain lowercased, the local part as given (readers are
+                                          compared by ``storage.rules.mailbox_key``; old tokens
+                                          and version 1 ledgers keyed this form)
     plus_address(address, tag) -> str     ``news@example.com`` + ``subscribe`` ->
                                           ``news+subscribe@example.com``
 """

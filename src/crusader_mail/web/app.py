@@ -5,8 +5,10 @@ Contract: ``build_app(settings, clock, mailer, store) -> Starlette`` with
 - ``GET /unsubscribe?token=`` and ``GET /confirm?token=``: a page with a button; they change
   NOTHING (mail scanners follow links).
 - ``POST /unsubscribe`` (also RFC 8058 one-click: body ``List-Unsubscribe=One-Click``, token in
-  the query) and ``POST /confirm``: do it through the subscription service, answer with a page;
-  the service sends the goodbye / welcome.
+  the query) and ``POST /confirm``: do it through the subscription service, answer with a page.
+  The goodbye / welcome is queued with the change and sent after the response has gone out
+  (:class:`~crusader_mail.subscriptions.outbox.Drainer`, a Starlette background task), so a
+  slow or unreachable SendGrid never delays an answer or undoes a change.
 - ``POST /inbound[/{secret}]`` and ``POST /events``: SendGrid's hooks
   (:mod:`crusader_mail.web.sendgrid_hooks`).
 
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -41,6 +44,7 @@ from crusader_mail.models import Source, Status
 from crusader_mail.settings import Settings
 from crusader_mail.storage.contract import Store
 from crusader_mail.storage.rules import staying
+from crusader_mail.subscriptions.outbox import Drainer
 from crusader_mail.subscriptions.service import SubscriptionService
 from crusader_mail.util.masking import mask_email
 from crusader_mail.util.tokens import Purpose
@@ -58,10 +62,12 @@ SECURITY_HEADERS = {
 
 
 def build_app(settings: Settings, clock: Clock, mailer: Mailer, store: Store) -> Starlette:
-    ctx = InboxContext.create(settings, clock, mailer, store)
+    """The app; ``mailer`` sends the queued replies after each response that may queue one."""
+    ctx = InboxContext.create(settings, clock, store)
     service = ctx.service()
-    web = _Pages(service)
-    hooks = SendGridHooks(ctx, service)
+    drain = Drainer(store, mailer, clock)
+    web = _Pages(service, drain)
+    hooks = SendGridHooks(ctx, service, drain)
     routes = [
         Route("/", web.home, methods=["GET"]),
         Route("/unsubscribe", web.unsubscribe_page, methods=["GET"]),
@@ -136,8 +142,9 @@ class _Outcome:
 class _Pages:
     """The pages behind the links in mail: a GET asks, a POST does it through the service."""
 
-    def __init__(self, service: SubscriptionService) -> None:
+    def __init__(self, service: SubscriptionService, drain: Drainer) -> None:
         self.service = service
+        self.drain = drain
         self.settings = service.settings
         self.pages = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(service.settings.templates_dir / "web")),
@@ -145,14 +152,18 @@ class _Pages:
             undefined=jinja2.StrictUndefined,
         )
 
-    def page(self, outcome: _Outcome) -> HTMLResponse:
+    def page(self, outcome: _Outcome, *, then_send: bool = False) -> HTMLResponse:
+        """The page; with ``then_send`` the queued replies go out after it was sent."""
         values = {
             "name": self.settings.newsletter.name,
             "site_url": self.settings.newsletter.site_url,
             **outcome.values,
         }
         html = self.pages.get_template(outcome.template).render(values)
-        return HTMLResponse(html, status_code=outcome.status, headers=SECURITY_HEADERS)
+        background = BackgroundTask(self.drain) if then_send else None
+        return HTMLResponse(
+            html, status_code=outcome.status, headers=SECURITY_HEADERS, background=background
+        )
 
     async def home(self, request: Request) -> Response:
         return self.page(_Outcome(200, "home.html", {}))
@@ -174,7 +185,7 @@ class _Pages:
 
     async def unsubscribe(self, request: Request) -> Response:
         token = await _token(request)
-        return self.page(await run_in_threadpool(self._unsubscribe, token))
+        return self.page(await run_in_threadpool(self._unsubscribe, token), then_send=True)
 
     def _unsubscribe(self, token: str) -> _Outcome:
         with self.service.session() as session:
@@ -208,7 +219,7 @@ class _Pages:
 
     async def confirm(self, request: Request) -> Response:
         token = await _token(request)
-        return self.page(await run_in_threadpool(self._confirm, token))
+        return self.page(await run_in_threadpool(self._confirm, token), then_send=True)
 
     def _confirm(self, token: str) -> _Outcome:
         with self.service.session() as session:

@@ -3,7 +3,8 @@
 - ``POST /inbound/{secret}`` (or ``POST /inbound`` with HTTP basic auth, the secret as password):
   SendGrid Inbound Parse, default mode (``headers``, ``text``, ``envelope``, ``SPF``, ``dkim``...)
   and raw mode (``email``: the whole MIME message); handled like any mail by
-  :mod:`crusader_mail.inbox.process`. A busy or damaged store answers ``503`` (SendGrid retries).
+  :mod:`crusader_mail.inbox.process`, its replies sent after the answer (a background task). A
+  busy or damaged store answers ``503`` (SendGrid retries).
 - ``POST /events``: SendGrid Event Webhook, ECDSA-signed (``X-Twilio-Email-Event-Webhook-
   Signature`` over timestamp + body, key ``server.event_public_key``): bounce, dropped,
   spamreport, unsubscribe, group_unsubscribe are recorded through the subscription service;
@@ -27,6 +28,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,6 +39,7 @@ from crusader_mail.inbox.process import InboxContext, process_messages
 from crusader_mail.inbox.sources import MAX_MESSAGE_BYTES, RawMessage
 from crusader_mail.models import Status
 from crusader_mail.storage.rules import normal_or_none
+from crusader_mail.subscriptions.outbox import Drainer
 from crusader_mail.subscriptions.service import SubscriptionService
 
 MAX_BODY = 4 * MAX_MESSAGE_BYTES  # an Inbound Parse post: the message plus its parsed copies
@@ -47,10 +50,11 @@ MAX_EVENT_AGE = 600  # seconds between a signed event batch's timestamp and now 
 class SendGridHooks:
     """The two endpoints; mail goes to the inbox processor, events to the service."""
 
-    def __init__(self, ctx: InboxContext, service: SubscriptionService) -> None:
+    def __init__(self, ctx: InboxContext, service: SubscriptionService, drain: Drainer) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
         self.service = service
+        self.drain = drain
         self.event_key = _event_key(ctx.settings.server.event_public_key)
 
     # -- Inbound Parse -------------------------------------------------------------------------
@@ -80,7 +84,7 @@ class SendGridHooks:
             report = await run_in_threadpool(process_messages, [raw], self.ctx)
         except CrusaderMailError as error:  # busy or damaged state: SendGrid retries later
             return JSONResponse({"error": str(error)}, status_code=503)
-        return JSONResponse(report.as_json())
+        return JSONResponse(report.as_json(), background=BackgroundTask(self.drain))
 
     # -- Event Webhook -------------------------------------------------------------------------
 

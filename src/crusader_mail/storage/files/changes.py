@@ -1,8 +1,11 @@
 """The files store's roster during one unit of change: the list's rows in memory, changed by
 :mod:`crusader_mail.storage.rules`.
 
-Rows nobody touches stay as the lines they were read as (about 170 bytes a reader); a changed
-reader is kept as a :class:`Subscriber` until the save, a forgotten one as ``None``.
+Readers are told apart by mailbox key (:func:`~crusader_mail.storage.rules.mailbox_key`): any
+spelling of an address finds its reader, whose address stays as first given. Rows nobody
+touches stay as the lines they were read as (about 170 bytes a reader); a changed reader is
+kept as a :class:`Subscriber` (a restored one as its row line) until the save, a forgotten one
+as ``None``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from crusader_mail.errors import SubscriberError
 from crusader_mail.models import OutgoingMessage, Source, Status, Subscriber
 from crusader_mail.storage import rules
 from crusader_mail.storage.contract import HintOf
-from crusader_mail.storage.files.list_format import row_email
+from crusader_mail.storage.files.list_format import row_email, row_key
 from crusader_mail.storage.rows import format_row, parse_line
 from crusader_mail.util.masking import mask_email
 
@@ -25,10 +28,11 @@ BaseCandidates = Callable[[bytes, HintOf], list[str]]
 
 
 class ListChanges:
-    """The list in memory during :meth:`SubscriberList.edit`, keyed by normalized address.
+    """The list in memory during :meth:`SubscriberList.edit`, keyed by mailbox key.
 
-    ``lines`` are the rows as loaded, sorted by address and checked; ``base_candidates`` (when
-    given) answers :meth:`candidates` for them from an index, else the lines are searched."""
+    ``lines`` are the rows as loaded, sorted by mailbox key, one per key, and checked;
+    ``base_candidates`` (when given) answers :meth:`candidates` for them from an index, else
+    the lines are searched."""
 
     def __init__(
         self,
@@ -39,7 +43,7 @@ class ListChanges:
         base_candidates: BaseCandidates | None = None,
     ) -> None:
         self._base = lines
-        self._changes: dict[str, Subscriber | None] = {}  # None: forgotten
+        self._changes: dict[str, Subscriber | str | None] = {}  # by key; None: forgotten
         self._clock = clock
         self._base_candidates = base_candidates
         self._open = True
@@ -50,7 +54,7 @@ class ListChanges:
     # -- reading -------------------------------------------------------------------------------
 
     def get(self, email: str) -> Subscriber | None:
-        key = rules.normal_or_none(email)
+        key = _key_or_none(email)
         return self._current(key) if key is not None else None
 
     def __iter__(self) -> Iterator[Subscriber]:
@@ -81,12 +85,12 @@ class ListChanges:
             base = self._base_candidates(hint, hint_of)
         else:
             base = [email for email in map(row_email, self._base) if hint_of(email) == hint]
-        found = [email for email in base if self._changes.get(email, True) is not None]
-        found += [
-            key
-            for key, sub in self._changes.items()
-            if sub is not None and self._find(key) is None and hint_of(key) == hint
-        ]
+        changes = self._changes
+        found = [email for email in base if rules.mailbox_key(email) not in changes]
+        for item in changes.values():  # changed readers, as they are now
+            email = row_email(item) if isinstance(item, str) else item.email if item else None
+            if email is not None and hint_of(email) == hint:
+                found.append(email)
         return found
 
     # -- changes -------------------------------------------------------------------------------
@@ -100,19 +104,21 @@ class ListChanges:
         via: Source,
         ref: str = "",
     ) -> Subscriber:
-        key, old = self._lookup(email)
-        new = rules.add(old, key, name=name, status=status, via=via, ref=ref, now=self._clock.now())
+        normal, key, old = self._lookup(email)
+        new = rules.add(
+            old, normal, name=name, status=status, via=via, ref=ref, now=self._clock.now()
+        )
         self._keep(key, old, new)
         return new
 
     def request(self, email: str, *, name: str = "", via: Source, ref: str = "") -> Subscriber:
-        key, old = self._lookup(email)
-        new = rules.request(old, key, name=name, via=via, ref=ref, now=self._clock.now())
+        normal, key, old = self._lookup(email)
+        new = rules.request(old, normal, name=name, via=via, ref=ref, now=self._clock.now())
         self._keep(key, old, new)
         return new
 
     def confirm(self, email: str, *, via: Source, ref: str = "") -> Subscriber:
-        key, old = self._lookup(email)
+        _normal, key, old = self._lookup(email)
         new = rules.confirm(old, email, via=via, ref=ref, now=self._clock.now())
         self._keep(key, old, new)
         return new
@@ -123,7 +129,7 @@ class ListChanges:
             self._check_open()
         new = rules.unsubscribe(old, via=via, ref=ref, now=self._clock.now())
         if old is not None and new is not None:
-            self._keep(old.email, old, new)
+            self._keep(rules.mailbox_key(old.email), old, new)
         return new
 
     def mark(self, email: str, status: Status, *, via: Source, ref: str = "") -> Subscriber | None:
@@ -132,21 +138,22 @@ class ListChanges:
             self._check_open()
         new = rules.mark(old, status, via=via, ref=ref, now=self._clock.now())
         if old is not None and new is not None:
-            self._keep(old.email, old, new)
+            self._keep(rules.mailbox_key(old.email), old, new)
         return new
 
     def forget(self, email: str) -> bool:
         """Erase the reader's row, consent record and all. ``True`` if they were on the list."""
         self._check_open()
-        key = rules.normal_or_none(email)
-        if key is None or self._current(key) is None:
+        key = _key_or_none(email)
+        current = self._current(key) if key is not None else None
+        if key is None or current is None:
             return False
         if self._find(key) is not None:
             self._changes[key] = None
         else:
             del self._changes[key]
         self.changed = True
-        self.forgotten.append(key)
+        self.forgotten.append(current.email)
         return True
 
     def queue_mail(self, message: OutgoingMessage) -> None:
@@ -165,20 +172,23 @@ class ListChanges:
                 "the roster is closed: change the list inside `with roster.edit() as changes:`"
             )
 
-    def _lookup(self, email: str) -> tuple[str, Subscriber | None]:
+    def _lookup(self, email: str) -> tuple[str, str, Subscriber | None]:
+        """The address in normal form, its key and its reader (raises :class:`InvalidAddress`)."""
         self._check_open()
-        key = rules.normalize_email(email)
-        return key, self._current(key)
+        normal = rules.normalize_email(email)
+        key = rules.mailbox_key(normal)
+        return normal, key, self._current(key)
 
     def _find(self, key: str) -> int | None:
-        index = bisect_left(self._base, key, key=row_email)
-        if index < len(self._base) and row_email(self._base[index]) == key:
+        index = bisect_left(self._base, key, key=row_key)
+        if index < len(self._base) and row_key(self._base[index]) == key:
             return index
         return None
 
     def _current(self, key: str) -> Subscriber | None:
         if key in self._changes:
-            return self._changes[key]
+            item = self._changes[key]
+            return parse_line(item) if isinstance(item, str) else item
         index = self._find(key)
         return parse_line(self._base[index]) if index is not None else None
 
@@ -189,12 +199,18 @@ class ListChanges:
             self.changed = True
 
     def put(self, reader: Subscriber) -> None:
-        """Store ``reader`` as given (a restore): no rule runs."""
+        """Store ``reader`` as given (a restore), replacing the reader of its mailbox: no rule
+        runs. A second reader of one mailbox in the same change raises
+        :class:`SubscriberError` (a restore holds each reader once)."""
         self._check_open()
-        key = rules.normalize_email(reader.email)
-        if key != reader.email:
+        normal = rules.normalize_email(reader.email)
+        if normal != reader.email:
             raise SubscriberError(f"{mask_email(reader.email)} is not in normal form")
-        self._keep(key, None, reader)
+        key = rules.mailbox_key(normal)
+        if key in self._changes:
+            raise SubscriberError(f"{mask_email(reader.email)} is given twice (in any case)")
+        self._changes[key] = format_row(reader)
+        self.changed = True
 
     def take_row(self, key: str, lines: list[str]) -> None:
         """Put a reader's new row (``[]``: forgotten), as a bulk change made it."""
@@ -206,14 +222,20 @@ class ListChanges:
     def _merged(self) -> Iterator[str | Subscriber]:
         changes = self._changes
         untouched: Iterator[tuple[str, str | Subscriber]] = (
-            (row_email(line), line) for line in self._base if row_email(line) not in changes
+            (key, line) for line in self._base if (key := row_key(line)) not in changes
         )
         changed: list[tuple[str, str | Subscriber]] = [
-            (key, sub) for key, sub in sorted(changes.items()) if sub is not None
+            (key, item) for key, item in sorted(changes.items(), key=_first) if item is not None
         ]
         for _key, item in heapq.merge(untouched, changed, key=_first):
             yield item
 
 
-def _first(pair: tuple[str, str | Subscriber]) -> str:
+def _first(pair: tuple[str, object]) -> str:
     return pair[0]
+
+
+def _key_or_none(email: str) -> str | None:
+    """The mailbox key of ``email`` in any spelling, ``None`` when it is no address."""
+    normal = rules.normal_or_none(email)
+    return rules.mailbox_key(normal) if normal is not None else None

@@ -3,7 +3,7 @@
 Contract (``state_dir/ledger/<issue_id>.jsonl``, one ledger per issue; the sender owns it):
 
 - Append-only JSON Lines, one record per line, each written with one ``write`` and ``fsync``.
-  Line 1 is a header ``{"format": "crusader-mail/ledger", "version": 1, "issue", "salt",
+  Line 1 is a header ``{"format": "crusader-mail/ledger", "version": 2, "issue", "salt",
   "key_check", "created_at"}``. Then, per batch of readers::
 
       {"batch": 7, "state": "pending",  "at": ..., "readers": ["9f0c…", …]}   before the request
@@ -15,6 +15,11 @@ Contract (``state_dir/ledger/<issue_id>.jsonl``, one ledger per issue; the sende
   ledger's salt), never as addresses: state folders are committed to public repositories, and a
   keyed hash cannot be tested against a list of guessed addresses without the secret. The header's
   ``key_check`` detects a changed ``secret_key`` (which would make every reader look new).
+- Version 2 hashes the mailbox key (:func:`~crusader_mail.storage.rules.mailbox_key`, the
+  address lowercased), so every spelling of a mailbox is one reader. A version 1 ledger (an
+  issue whose send began before) keeps hashing as it did, the address with its domain
+  lowercased, and is appended to as version 1: the readers it accepted are still recognised,
+  since a reader's stored address keeps its spelling.
 - A batch recorded ``pending`` with no later outcome is *in doubt*: the process died between
   writing ``pending`` and learning (or recording) SendGrid's answer. The sender sends one batch
   at a time, so a crash leaves at most one batch in doubt.
@@ -42,11 +47,13 @@ from typing import Any, Literal
 
 from crusader_mail.clock import Clock
 from crusader_mail.errors import StateError
+from crusader_mail.storage.rules import mailbox_key
 from crusader_mail.util.addresses import lower_domain
 from crusader_mail.util.statefile import fsync_dir, locked
 
 FORMAT = "crusader-mail/ledger"
-VERSION = 1
+VERSION = 2
+_VERSIONS = (1, 2)
 LedgerState = Literal["pending", "accepted", "failed", "released"]
 _STATES = ("pending", "accepted", "failed", "released")
 
@@ -66,8 +73,9 @@ def send_lock(state_dir: Path, timeout: float = 2.0) -> AbstractContextManager[N
     return locked(ledger_dir(state_dir) / "send", timeout=timeout)
 
 
-def _norm(email: str) -> bytes:
-    return lower_domain(email).encode()
+def _norm(email: str, version: int) -> bytes:
+    """What a ledger of ``version`` hashes for ``email``."""
+    return (mailbox_key(email) if version >= 2 else lower_domain(email)).encode()
 
 
 @dataclass
@@ -89,6 +97,7 @@ class Ledger:
     in_doubt_batches: list[int] = field(default_factory=list)
     next_batch: int = 0
     exists: bool = False
+    version: int = VERSION
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -114,7 +123,8 @@ class Ledger:
                 f"{path}: this ledger was written with a different secret_key; restore that "
                 "secret_key (with another one every reader would look new and get the issue again)"
             )
-        ledger = cls(path, issue_id, str(header["salt"]), key, exists=True)
+        version = int(header["version"])
+        ledger = cls(path, issue_id, str(header["salt"]), key, exists=True, version=version)
         ledger._index(batches)
         return ledger
 
@@ -132,7 +142,7 @@ class Ledger:
         self.next_batch = max(batches, default=-1) + 1
 
     def reader_hash(self, email: str) -> int:
-        digest = hashlib.blake2b(_norm(email), key=self._key, digest_size=8).digest()
+        digest = hashlib.blake2b(_norm(email, self.version), key=self._key, digest_size=8).digest()
         return int.from_bytes(digest, "big")
 
     def was_accepted(self, reader: int) -> bool:
@@ -174,7 +184,7 @@ class Ledger:
                 writer.write(
                     {
                         "format": FORMAT,
-                        "version": VERSION,
+                        "version": self.version,
                         "issue": self.issue_id,
                         "salt": self.salt,
                         "key_check": _key_check(self._key),
@@ -257,7 +267,7 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def _check_header(path: Path, record: dict[str, Any], issue_id: str) -> dict[str, Any]:
     if record.get("format") != FORMAT or not isinstance(record.get("salt"), str):
         raise StateError(f"{path}:1: not a crusader-mail ledger (no format header)")
-    if record.get("version") != VERSION:
+    if record.get("version") not in _VERSIONS:
         raise StateError(f"{path}:1: ledger version {record.get('version')!r} is not supported")
     if record.get("issue") != issue_id:
         raise StateError(f"{path}:1: ledger of issue {record.get('issue')!r}, not {issue_id!r}")

@@ -2,16 +2,23 @@
 
 ::
 
-    # crusader-mail subscribers v1
+    # crusader-mail subscribers v2
     email,name,status,subscribed_at,subscribed_via,confirmed_at,confirmed_via,left_at,left_via,ref,updated_at
     jane@example.com,Jane Doe,active,2026-11-23T09:00:00Z,cli,2026-11-23T09:00:00Z,cli,,,,2026-11-23T09:00:00Z
 
 - line 1 names the format and its version; line 2 is the CSV header, exactly these columns;
-- one reader per line (a row of :mod:`crusader_mail.storage.rows`), sorted by address (plain
-  code-point order, as ``LC_ALL=C sort``), so a change is a one-line diff in git; UTF-8, ``\\n``
-  line ends (``\\r\\n`` and a BOM are accepted);
-- ``email`` is in normal form (:func:`~crusader_mail.storage.rules.normalize_email`): never
-  quoted, never twice.
+- one reader per line (a row of :mod:`crusader_mail.storage.rows`), one row per mailbox,
+  sorted by mailbox key (:func:`~crusader_mail.storage.rules.mailbox_key`, the address
+  lowercased, in plain code-point order), so a change is a one-line diff in git; UTF-8,
+  ``\\n`` line ends (``\\r\\n`` and a BOM are accepted);
+- ``email`` is in normal form (:func:`~crusader_mail.storage.rules.normalize_email`), kept as
+  the reader first gave it, never quoted.
+
+Version 1 (before addresses were one reader per mailbox) sorted rows by the address itself and
+could hold ``Carol@example.org`` and ``carol@example.org`` as two readers. It is still read as it
+is; the first change of the list rewrites it as version 2, merging such rows into one reader
+by :func:`~crusader_mail.storage.rules.merge_variants` (a reader who left in any spelling
+stays left).
 
 :func:`scan` streams and checks a list file row by row in constant memory. Anything wrong
 raises :class:`StateError` naming the file and the line (addresses masked); the caller never
@@ -20,56 +27,29 @@ overwrites a file that did not scan.
 
 from __future__ import annotations
 
-import csv
-import re
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from itertools import chain
 from pathlib import Path
 
 from crusader_mail.errors import StateError
 from crusader_mail.models import Status
-from crusader_mail.storage.rows import COLUMNS, HEADER, SOURCES, STATUSES
-from crusader_mail.storage.rules import normal_or_none
+from crusader_mail.storage.rows import (
+    COLUMNS,
+    HEADER,
+    AddressCheck,
+    RowProblem,
+    check_fields,
+    split_line,
+)
+from crusader_mail.storage.rules import mailbox_key
 from crusader_mail.util.masking import mask_email
 
-__all__ = ["COLUMNS", "HEADER", "MARKER", "file_head", "render", "row_email", "scan"]
+__all__ = ["COLUMNS", "HEADER", "MARKER", "ListScan", "file_head", "render", "row_email", "scan"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE = (1, 2)
 MARKER_PREFIX = "# crusader-mail subscribers v"
 MARKER = f"{MARKER_PREFIX}{FORMAT_VERSION}"
-_TIME_COLUMNS = (3, 5, 7, 10)
-_VIA_COLUMNS = (4, 6, 8)
-
-# --- addresses --------------------------------------------------------------------------------
-
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_ASCII_LOCAL = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*\Z")
-
-
-class AddressCheck:
-    """Is a stored address in normal form? Plain ASCII local parts take a fast path that asks
-    email-validator once per domain; anything else is validated whole."""
-
-    def __init__(self) -> None:
-        self._domains: dict[str, bool] = {}
-
-    def is_normal(self, address: str) -> bool:
-        local, at, domain = address.rpartition("@")
-        if (
-            at
-            and address.isascii()
-            and len(local) <= 64
-            and len(address) <= 254
-            and _ASCII_LOCAL.match(local)
-        ):
-            known = self._domains.get(domain)
-            if known is None:
-                known = normal_or_none(f"a@{domain}") == f"a@{domain}"
-                if len(self._domains) < 100_000:
-                    self._domains[domain] = known
-            return known
-        return normal_or_none(address) == address
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -92,54 +72,83 @@ def row_email(line: str) -> str:
     return line[: line.index(",")]
 
 
+def row_key(line: str) -> str:
+    """The mailbox key of a row line: what the rows are sorted and told apart by."""
+    return mailbox_key(line[: line.index(",")])
+
+
 # --- reading ----------------------------------------------------------------------------------
 
 Row = tuple[int, str, list[str], Status]  # line number, line text, fields, status
 
 
-def scan(path: Path, *, ordered: bool = True) -> Iterator[Row]:
+def scan(path: Path, *, ordered: bool = True) -> ListScan:
     """Stream the rows of a list file, each checked; nothing when the file does not exist.
 
     With ``ordered`` (the default) a row out of order or seen twice is an error; without it the
-    caller sorts and checks for duplicates itself (``edit`` tidies a hand-edited file).
-    """
-    try:
-        handle = path.open(encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        return
-    with handle:
-        line_no = 0
+    caller sorts and checks for duplicates itself (``edit`` tidies a hand-edited file)."""
+    return ListScan(path, ordered=ordered)
+
+
+class ListScan:
+    """The rows of one list file as they stream (:func:`scan`); ``version`` is the file's
+    format version once the iteration has begun (``None`` when there is no file)."""
+
+    def __init__(self, path: Path, *, ordered: bool = True) -> None:
+        self.path = path
+        self.ordered = ordered
+        self.version: int | None = None
+
+    def __iter__(self) -> Iterator[Row]:
+        path = self.path
         try:
-            line_no = 1
-            _check_marker(path, handle.readline())
-            line_no = 2
-            header = handle.readline().rstrip("\r\n")
-            if header != HEADER:
-                raise StateError(
-                    f"{path}, line 2: the header is {header[:200]!r}, expected {HEADER!r}"
-                )
-            check = AddressCheck()
-            previous, previous_no = "", 0
-            for raw in handle:
-                line_no += 1
-                line = raw.rstrip("\r\n")
-                if not line:
-                    continue
-                fields = line.split(",") if '"' not in line else _split_quoted(line, path, line_no)
-                status = _check_fields(fields, path, line_no, check)
-                email = fields[0]
-                if ordered:
-                    if email <= previous:
-                        raise StateError(
-                            _order_problem(path, line_no, email, previous, previous_no)
-                        )
-                    previous, previous_no = email, line_no
-                yield line_no, line, fields, status
-        except UnicodeDecodeError:
-            raise StateError(f"{path}, line {line_no}: not UTF-8 text") from None
+            handle = path.open(encoding="utf-8-sig", newline="")
+        except FileNotFoundError:
+            return
+        with handle:
+            line_no = 0
+            try:
+                line_no = 1
+                self.version = _check_marker(path, handle.readline())
+                line_no = 2
+                header = handle.readline().rstrip("\r\n")
+                if header != HEADER:
+                    raise StateError(
+                        f"{path}, line 2: the header is {header[:200]!r}, expected {HEADER!r}"
+                    )
+                sort_key = mailbox_key if self.version >= 2 else _same
+                check = AddressCheck()
+                previous, previous_email, previous_no = "", "", 0
+                for raw in handle:
+                    line_no += 1
+                    line = raw.rstrip("\r\n")
+                    if not line:
+                        continue
+                    try:
+                        fields = split_line(line)
+                        status = check_fields(fields, check)
+                    except RowProblem as problem:
+                        raise StateError(f"{path}, line {line_no}: {problem}") from None
+                    email = fields[0]
+                    if self.ordered:
+                        key = sort_key(email)
+                        if key <= previous:
+                            raise StateError(
+                                order_problem(
+                                    path, line_no, email, previous_email, previous_no, self.version
+                                )
+                            )
+                        previous, previous_email, previous_no = key, email, line_no
+                    yield line_no, line, fields, status
+            except UnicodeDecodeError:
+                raise StateError(f"{path}, line {line_no}: not UTF-8 text") from None
 
 
-def _check_marker(path: Path, first: str) -> None:
+def _same(email: str) -> str:
+    return email
+
+
+def _check_marker(path: Path, first: str) -> int:
     first = first.rstrip("\r\n")
     if not first.startswith(MARKER_PREFIX):
         shown = repr(first[:80]) if first else "an empty line"
@@ -147,70 +156,25 @@ def _check_marker(path: Path, first: str) -> None:
             f"{path}, line 1: not a crusader-mail subscriber list: found {shown}, expected {MARKER!r}"
         )
     version = first[len(MARKER_PREFIX) :].strip()
-    if version != str(FORMAT_VERSION):
+    if version not in {str(known) for known in READABLE}:
         raise StateError(
             f"{path}, line 1: format version {version!r} is not one this crusader-mail reads "
-            f"(it reads v{FORMAT_VERSION})"
+            f"(it reads v{READABLE[0]} to v{READABLE[-1]})"
         )
+    return int(version)
 
 
-def _split_quoted(line: str, path: Path, line_no: int) -> list[str]:
-    try:
-        return next(csv.reader([line], strict=True))
-    except csv.Error as error:
-        raise StateError(f"{path}, line {line_no}: broken CSV quoting ({error})") from None
-
-
-def _check_fields(fields: list[str], path: Path, line_no: int, check: AddressCheck) -> Status:
-    if len(fields) != len(COLUMNS):
-        raise StateError(
-            f"{path}, line {line_no}: {len(fields)} columns, expected {len(COLUMNS)} ({HEADER})"
-        )
-    status = STATUSES.get(fields[2])
-    if status is None:
-        raise StateError(
-            f"{path}, line {line_no}: status {fields[2][:40]!r} is not one of "
-            + ", ".join(STATUSES)
-        )
-    email = fields[0]
-    if not check.is_normal(email):
-        raise StateError(
-            f"{path}, line {line_no}: {mask_email(email)} is not a valid address in normal form"
-            f"{_normal_hint(email)}"
-        )
-    for index in _VIA_COLUMNS:
-        if fields[index] and fields[index] not in SOURCES:
-            raise StateError(
-                f"{path}, line {line_no}: {COLUMNS[index]} {fields[index][:40]!r} is not one of "
-                + ", ".join(SOURCES)
-            )
-    for index in _TIME_COLUMNS:
-        if fields[index]:
-            _check_time(fields[index], COLUMNS[index], path, line_no)
-    return status
-
-
-def _normal_hint(email: str) -> str:
-    normal = normal_or_none(email)
-    return f" (write it as {mask_email(normal)})" if normal else ""
-
-
-def _check_time(text: str, column: str, path: Path, line_no: int) -> None:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise StateError(
-            f"{path}, line {line_no}: {column} {text[:40]!r} is not an ISO 8601 time"
-        ) from None
-    if value.tzinfo is None:
-        raise StateError(
-            f"{path}, line {line_no}: {column} {text!r} has no timezone (write UTC, ending in Z)"
-        )
-
-
-def _order_problem(path: Path, line_no: int, email: str, previous: str, previous_no: int) -> str:
+def order_problem(
+    path: Path, line_no: int, email: str, previous: str, previous_no: int, version: int = 2
+) -> str:
+    """Why a row cannot follow ``previous`` in a file of ``version``."""
     if email == previous:
         return f"{path}, line {line_no}: {mask_email(email)} is already on line {previous_no}"
+    if version >= 2 and mailbox_key(email) == mailbox_key(previous):
+        return (
+            f"{path}, line {line_no}: {mask_email(email)} is the reader of line {previous_no} "
+            "(the addresses differ only in case): keep one row"
+        )
     return (
         f"{path}, line {line_no}: {mask_email(email)} is out of order (rows are sorted by "
         f"address; `crusader-mail subscribers tidy` sorts them)"

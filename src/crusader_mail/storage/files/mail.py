@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from crusader_mail.errors import StateError
 from crusader_mail.models import OutgoingMessage
 from crusader_mail.storage.contract import MAIL_KEEP, QueuedMail
+from crusader_mail.storage.rules import mailbox_key
 from crusader_mail.util.statefile import atomic_write, locked
 
 MAIL_FILE = "pending-mail.jsonl"
@@ -81,13 +82,13 @@ class FileMailQueue:
             self._write(entries)
 
     def forget(self, addresses: Iterable[str]) -> None:
-        """Drop every mail to these addresses (case ignored): a reader was forgotten."""
-        gone = {address.lower() for address in addresses}
+        """Drop every mail to these mailboxes (any spelling): a reader was forgotten."""
+        gone = {mailbox_key(address) for address in addresses}
         if not gone or not self.path.exists():
             return
         with locked(self.path):
             entries = self._read()
-            kept = [e for e in entries if e.mail.message.to_email.lower() not in gone]
+            kept = [e for e in entries if mailbox_key(e.mail.message.to_email) not in gone]
             if len(kept) != len(entries):
                 self._write(kept)
 

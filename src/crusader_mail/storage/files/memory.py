@@ -19,6 +19,7 @@ from pathlib import Path
 
 from crusader_mail.errors import StateError
 from crusader_mail.storage.contract import KEEP_HANDLED, REPLY_WINDOW
+from crusader_mail.storage.rules import mailbox_key
 from crusader_mail.util.statefile import atomic_write, locked
 
 VERSION = 1
@@ -66,7 +67,7 @@ class FileMemory:
         self.replies[self._reply_key(kind, email)] = _stamp(now)
 
     def _reply_key(self, kind: str, email: str) -> str:
-        return f"{kind}:{self._hash('address', email.lower())}"
+        return f"{kind}:{self._hash('address', mailbox_key(email))}"
 
     def prune(self, now: datetime) -> None:
         """Forget reply times older than ``REPLY_WINDOW``, handled ids older than

@@ -9,6 +9,11 @@ renames it, so its memory grows with the number of changes, not readers; each ma
 is changed through a ``ListChanges`` holding just that row, so the rules and consent stamps are
 the ones ``edit`` applies (:mod:`crusader_mail.storage.rules`). A call that changes nothing
 writes nothing. The file format lives in :mod:`crusader_mail.storage.files.list_format`.
+
+Readers are one per mailbox (:func:`~crusader_mail.storage.rules.mailbox_key`). A list of
+format version 1 is read as it is; the first ``edit``, ``update_many``, ``add_many``,
+``restore`` or ``tidy`` rewrites it as version 2, merging rows whose addresses differ only in
+case (:func:`~crusader_mail.storage.rules.merge_variants`).
 """
 
 from __future__ import annotations
@@ -23,10 +28,17 @@ from crusader_mail.errors import StateError, SubscriberError
 from crusader_mail.models import Source, Status, Subscriber
 from crusader_mail.storage.contract import AddReport, BulkReport, HintOf, RowChange
 from crusader_mail.storage.files.changes import ListChanges
-from crusader_mail.storage.files.list_format import file_head, render, row_email, scan
+from crusader_mail.storage.files.list_format import (
+    file_head,
+    order_problem,
+    render,
+    row_email,
+    row_key,
+    scan,
+)
 from crusader_mail.storage.files.mail import FileMailQueue
-from crusader_mail.storage.rows import build
-from crusader_mail.storage.rules import normal_or_none
+from crusader_mail.storage.rows import build, format_row, parse_line
+from crusader_mail.storage.rules import mailbox_key, merge_variants, normal_or_none
 from crusader_mail.util.masking import mask_email
 from crusader_mail.util.statefile import atomic_write, atomic_writer, locked
 
@@ -42,7 +54,7 @@ class SubscriberList:
         self.path = folder / LIST_FILE
         self.clock = clock
         self.mail = mail or FileMailQueue(folder, clock.now)
-        self._index: _HintIndex | None = None
+        self._indexes: dict[HintOf, _HintIndex] = {}
 
     def iter(self, status: Status | None = None) -> Iterator[Subscriber]:
         """Every reader (or those with ``status``) in address order, one row at a time.
@@ -66,26 +78,37 @@ class SubscriberList:
         return counts
 
     def get(self, email: str) -> Subscriber | None:
-        """The reader with this address (any spelling of it), or ``None``."""
-        key = normal_or_none(email)
-        if key is None:
+        """The reader with this address (any spelling of it), or ``None``. In a version 1 list
+        the rows of one mailbox are merged as the first change will merge them."""
+        normal = normal_or_none(email)
+        if normal is None:
             return None
-        for _line_no, _line, fields, status in scan(self.path):
-            if fields[0] == key:
-                return build(fields, status)
-            if fields[0] > key:
+        key = mailbox_key(normal)
+        found: list[Subscriber] = []
+        rows = scan(self.path)
+        for _line_no, _line, fields, status in rows:
+            row = mailbox_key(fields[0])
+            if row == key:
+                found.append(build(fields, status))
+            elif row > key and rows.version == 2:
                 break
-        return None
+        if len(found) > 1:
+            return merge_variants(found)
+        return found[0] if found else None
 
     def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:
-        """The addresses on the list whose ``hint_of(address)`` is ``hint``, from an index of
-        the file that is built again only when the file changed."""
+        """The addresses on the list whose ``hint_of(address)`` is ``hint`` (an empty hint is
+        never looked up), from an index of the file built again only when the file changed;
+        one index per ``hint_of`` (tokens of two forms), at most two kept."""
         identity = _identity(self.path)
-        index = self._index
-        if index is None or index.identity != identity or index.hint_of != hint_of:
+        index = self._indexes.get(hint_of)
+        if index is None or index.identity != identity:
             emails = (fields[0] for _no, _line, fields, _status in scan(self.path, ordered=False))
-            index = self._index = _HintIndex(identity, hint_of, emails)
-        return list(index.by_hint.get(hint, ()))
+            index = _HintIndex(identity, hint_of, emails)
+            if len(self._indexes) >= 2 and hint_of not in self._indexes:
+                self._indexes.clear()
+            self._indexes[hint_of] = index
+        return list(index.by_hint.get(hint, ())) if hint else []
 
     @contextmanager
     def edit(self) -> Iterator[ListChanges]:
@@ -117,7 +140,8 @@ class SubscriberList:
         return report
 
     def restore(self, readers: Iterable[Subscriber]) -> int:
-        """Store each reader's record as given, replacing one already there."""
+        """Store each reader's record as given, replacing the reader of that mailbox; a reader
+        given twice (in any case) raises :class:`SubscriberError` and stores nothing."""
         count = 0
         with self.edit() as changes:
             for reader in readers:
@@ -135,9 +159,10 @@ class SubscriberList:
         """Apply ``change`` to every reader in ``wanted``, streaming: memory grows with the
         number of matches, not with the list.
 
-        Without ``match``, ``wanted`` holds addresses in any spelling (normalized here; one
-        that is not an address matches nobody). With ``match``, a reader is offered when
-        ``match(stored address)`` is in ``wanted`` as given (``str.lower``: ignore case).
+        Without ``match``, ``wanted`` holds addresses in any spelling (their mailbox keys are
+        matched; one that is not an address matches nobody). With ``match``, a reader is
+        offered when ``match(stored address)`` is in ``wanted`` as given
+        (:func:`~crusader_mail.storage.rules.mailbox_key` on addresses SendGrid lowercased).
         ``change(changes, email)`` gets :class:`ListChanges` holding just that reader, so the
         roster's rules and stamps apply; touching another address raises
         :class:`SubscriberError` and writes nothing.
@@ -145,39 +170,49 @@ class SubscriberList:
         Under the list's lock the file is read row by row and written to a temporary file
         beside it, which replaces it atomically only if a reader changed. A damaged file
         raises :class:`StateError` naming the line and is left as it is. A hand-edited file
-        whose rows are out of order is sorted in memory, as :meth:`edit` does."""
+        whose rows are out of order, or a version 1 list, is put in order in memory, as
+        :meth:`edit` does."""
         if match is None:
-            keys = {key for key in map(normal_or_none, wanted) if key is not None}
+            keys = {mailbox_key(normal) for normal in map(normal_or_none, wanted) if normal}
         else:
             keys = set(wanted)
-        key_of = match or _same
+        key_of = match or mailbox_key
         with locked(self.path):
-            report = self._stream_update(keys, change, key_of)
+            done: dict[str, list[str] | None] = {}
+            report = self._stream_update(keys, change, key_of, done)
             if report is None:  # rows out of order: sort them in memory, as edit() does
                 with self._loaded() as roster:
-                    report = _update_in_memory(roster, keys, change, key_of, self.clock)
+                    report = _update_in_memory(roster, keys, change, key_of, self.clock, done)
                     report.written = roster.changed
         return report
 
     def _stream_update(
-        self, keys: Collection[str], change: RowChange, key_of: Callable[[str], str]
+        self,
+        keys: Collection[str],
+        change: RowChange,
+        key_of: Callable[[str], str],
+        done: dict[str, list[str] | None],
     ) -> BulkReport | None:
         """The streaming pass of :meth:`update_many` (lock held); ``None`` when a row is out of
-        order or repeated (nothing written: the caller falls back to the in-memory path)."""
+        order or repeated, or the list is of version 1 (nothing written: the caller falls back
+        to the in-memory path, reusing in ``done`` what ``change`` made of the rows it met, so
+        it is never called twice for one reader)."""
         report = BulkReport()
         with atomic_writer(self.path) as replacement:
             write = replacement.text.write
             write(file_head())
             previous = ""
-            for _line_no, line, fields, _status in scan(self.path, ordered=False):
+            rows = scan(self.path, ordered=False)
+            for _line_no, line, fields, _status in rows:
                 email = fields[0]
-                if email <= previous:
+                key = mailbox_key(email)
+                if key <= previous or rows.version != 2:
                     replacement.discard()
                     return None
-                previous = email
+                previous = key
                 if key_of(email) in keys:
                     report.matched += 1
-                    lines = _change_row(line, email, change, self.clock)
+                    lines = done[line] = _change_row(line, email, change, self.clock)
                     if lines is not None:
                         report.changed += 1
                         for new in lines:
@@ -209,29 +244,65 @@ class SubscriberList:
             return roster.changed
 
     def _load(self) -> tuple[list[str], bool]:
+        """The row lines in mailbox-key order, and whether they had to be put in order (a
+        hand-edited file, or a version 1 list: its case variants are merged then)."""
         lines: list[str] = []
         previous, in_order = "", True
-        for _line_no, line, fields, _status in scan(self.path, ordered=False):
-            if in_order and fields[0] <= previous:
+        rows = scan(self.path, ordered=False)
+        for _line_no, line, fields, _status in rows:
+            key = mailbox_key(fields[0])
+            if in_order and key <= previous:
                 in_order = False
-            previous = fields[0]
+            previous = key
             lines.append(line)
-        if in_order:
+        if rows.version is None or (rows.version == 2 and in_order):  # no file, or in order
             return lines, False
-        seen: dict[str, int] = {}
+        if rows.version == 2:
+            self._check_unique()
+            lines.sort(key=row_key)
+            return lines, True
+        return _merge_case_variants(lines, self.path), True
+
+    def _check_unique(self) -> None:
+        """A hand-edited version 2 list holds each mailbox once: else the error names the row."""
+        seen: dict[str, tuple[int, str]] = {}
         for line_no, _line, fields, _status in scan(self.path, ordered=False):
-            if fields[0] in seen:
-                raise StateError(
-                    f"{self.path}, line {line_no}: {mask_email(fields[0])} is already on "
-                    f"line {seen[fields[0]]}"
-                )
-            seen[fields[0]] = line_no
-        lines.sort(key=row_email)
-        return lines, True
+            key = mailbox_key(fields[0])
+            if key in seen:
+                first_no, first = seen[key]
+                raise StateError(order_problem(self.path, line_no, fields[0], first, first_no))
+            seen[key] = (line_no, fields[0])
 
 
-def _same(email: str) -> str:
-    return email
+def _merge_case_variants(lines: list[str], path: Path) -> list[str]:
+    """The rows of a version 1 list in mailbox-key order, those of one mailbox merged into one
+    reader (:func:`~crusader_mail.storage.rules.merge_variants`). An address twice in the very
+    same spelling is damage, as it always was."""
+    lines.sort(key=row_key)
+    merged: list[str] = []
+    start = 0
+    while start < len(lines):
+        key = row_key(lines[start])
+        end = start + 1
+        while end < len(lines) and row_key(lines[end]) == key:
+            end += 1
+        if end - start == 1:
+            merged.append(lines[start])
+        else:
+            readers = [parse_line(line) for line in lines[start:end]]
+            spellings = [reader.email for reader in readers]
+            if len(set(spellings)) != len(spellings):
+                twice = next(email for email in spellings if spellings.count(email) > 1)
+                raise StateError(_repeated(path, twice))
+            merged.append(format_row(merge_variants(readers)))
+        start = end
+    return merged
+
+
+def _repeated(path: Path, email: str) -> str:
+    """Where the very same address is on the list twice."""
+    where = [no for no, _line, fields, _status in scan(path, ordered=False) if fields[0] == email]
+    return f"{path}, line {where[-1]}: {mask_email(email)} is already on line {where[0]}"
 
 
 def _change_row(line: str, email: str, change: RowChange, clock: Clock) -> list[str] | None:
@@ -259,18 +330,20 @@ def _update_in_memory(
     change: RowChange,
     key_of: Callable[[str], str],
     clock: Clock,
+    done: dict[str, list[str] | None],
 ) -> BulkReport:
     """:meth:`SubscriberList.update_many` on a loaded roster (a file that needed sorting),
-    each reader changed exactly as the streaming pass changes them."""
+    each reader changed exactly as the streaming pass changes them (a row it changed already,
+    in ``done``, is not changed again)."""
     report = BulkReport()
     found = [line for line in roster.lines() if key_of(row_email(line)) in keys]
     for line in found:
         email = row_email(line)
         report.matched += 1
-        lines = _change_row(line, email, change, clock)
+        lines = done[line] if line in done else _change_row(line, email, change, clock)
         if lines is not None:
             report.changed += 1
-            roster.take_row(email, lines)
+            roster.take_row(mailbox_key(email), lines)
     return report
 
 
