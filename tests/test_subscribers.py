@@ -393,12 +393,16 @@ def test_leaving_and_rejoining(readers: SubscriberList, clock: FixedClock) -> No
         )
         clock.advance(timedelta(days=1))
         assert roster.unsubscribe("jo@example.com", via=Source.WEB) == left  # idempotent
-        with pytest.raises(SubscriberError, match="is unsubscribed: only a pending reader"):
-            roster.confirm("jo@example.com", via=Source.EMAIL)
-        back = roster.request("jo@example.com", via=Source.WEB)
-    assert back.status is Status.PENDING
-    assert back.subscribed_at == T0 + timedelta(days=2)
-    assert (back.left_at, back.confirmed_at) == (None, None)
+        assert roster.request("jo@example.com", via=Source.WEB) == left  # stays left
+        back = roster.confirm("jo@example.com", via=Source.EMAIL)  # until they confirm
+    assert back.status is Status.ACTIVE
+    assert back.subscribed_at == back.confirmed_at == T0 + timedelta(days=2)
+    assert back.left_at is None
+    assert [e.action.value for e in readers.history("jo@example.com")] == [
+        "add",
+        "unsubscribe",
+        "confirm",
+    ]
 
 
 def test_request_leaves_an_active_reader_alone(readers: SubscriberList) -> None:

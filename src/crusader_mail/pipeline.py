@@ -5,9 +5,10 @@
     fetch_stage    feeds --reader--> posts --archive.merge--> new posts          (FetchStageResult)
     plan_preview   fetch (nothing saved) + compose.planning                      (Plan)
     send_stage     fetch, plan, suppressions, RenderedIssue + roster --sender--> (SendReport)
-    inbox_stage    [suppressions,] mail from files and IMAP --inbox--> service,
-                   then the replies queued                                       (InboxRun)
-    run            replies left over, suppressions, inbox, fetch, plan, send, save (RunReport)
+    inbox_stage    [suppressions,] expired requests, mail from files and IMAP
+                   --inbox--> service, then the replies queued                   (InboxRun)
+    run            replies left over, expired requests, suppressions, inbox, fetch, plan,
+                   send, save                                                    (RunReport)
 
 Everything a step needs is passed in: settings, the clock, the SendGrid client factory, the
 progress display, the checkpoint, and the store (``inbox_stage``) or the settings to open it with
@@ -64,6 +65,7 @@ from crusader_mail.storage import open_store
 from crusader_mail.storage.archive import Archive
 from crusader_mail.storage.contract import Store
 from crusader_mail.subscriptions.outbox import send_queued
+from crusader_mail.subscriptions.service import expire_requests
 from crusader_mail.util.statefile import atomic_write
 
 Checkpoint = Callable[[], None]
@@ -274,10 +276,12 @@ def inbox_stage(
     """Handle subscribe/confirm/unsubscribe mail, bounces and complaints from files and IMAP,
     then send the replies that are due (once the changes are stored). With ``suppressions`` (a
     SendGrid client factory) pull SendGrid's suppression lists first, so a reader who left
-    through SendGrid's own link is out before any mail is handled."""
+    through SendGrid's own link is out before any mail is handled. Requests to join never
+    confirmed in time are erased first (:func:`expire_requests`)."""
     report = InboxRun()
     if suppressions is not None:
         report.suppressions = sync_suppressions(settings, store.roster, clock, suppressions)
+    report.expired = expire_requests(store, clock)
     ctx = InboxContext.create(settings, clock, store)
     if paths:
         _add_inbox(report, process_messages(read_paths(list(paths), ctx.max_bytes), ctx))
@@ -539,6 +543,8 @@ def run(
     ):
         if not dry_run and mailer is not None:  # replies left over, before anything else
             report.replies = send_queued(store, mailer, clock).as_json()
+        if not dry_run:
+            expire_requests(store, clock)  # requests to join never confirmed in time
         if not dry_run and factory is not None:
             report.suppressions = sync_suppressions(settings, store.roster, clock, factory)
         if settings.imap.host and not dry_run:

@@ -3,6 +3,7 @@
 ::
 
     subscribers_dir/subscribers.csv      roster      SubscriberList   (files.subscribers)
+    subscribers_dir/consent-log.csv      roster.history()  ConsentLog (files.consent_log)
     subscribers_dir/pending-mail.jsonl   mail        FileMailQueue    (files.mail)
     state_dir/inbox.json                 memory()    FileMemory       (files.memory)
     state_dir/archive.jsonl, issues.jsonl, feeds.json
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from crusader_mail.clock import Clock
 from crusader_mail.storage.files.archive import FileArchiveStore
+from crusader_mail.storage.files.consent_log import LOG_FILE
 from crusader_mail.storage.files.ledger import FileLedgerStore, ledger_dir
 from crusader_mail.storage.files.mail import MAIL_FILE, FileMailQueue
 from crusader_mail.storage.files.memory import FileMemory, open_memory
@@ -67,8 +69,8 @@ class FilesStore:
         return [
             f"delivery ledgers ({ledger_dir(self.state_dir)}) keep hashed addresses only: "
             "nothing to erase",
-            f"git history keeps earlier versions of {LIST_FILE} and {MAIL_FILE}: rewrite it "
-            "if the request asks",
+            f"git history keeps earlier versions of {LIST_FILE}, {LOG_FILE} and {MAIL_FILE}: "
+            "rewrite it if the request asks",
         ]
 
     def close(self) -> None:
