@@ -480,11 +480,28 @@ def test_a_reply_that_cannot_be_sent_is_kept_and_sent_later(
         ("You have left Biz Crusader", None),
         ("Nyaan", None),
         ("", None),
+        # a command is the whole line, with only polite words around it
+        ("Stop Discounting Your Services", None),
+        ("Re: Stop Discounting Your Services", None),
+        ("Re: How to subscribe to Biz Crusader or leave it", None),
+        ("Leave a comment below", None),
+        ("Join our webinar on pricing", None),
+        ("Unsubscribe me, please.", "unsubscribe"),
+        ("Fwd: [Biz] remove me from your mailing list", "unsubscribe"),
+        ("confirm abcdefghijklmnopqrstuvwxyz234", "confirm"),
+        ("Please confirm abcdefghijklmnopqrstuvwxyz234 now", None),
     ],
 )
 def test_parse_words(line: str, expected: str | None) -> None:
     found = parse_words(line)
     assert (found.command.value if found else None) == expected
+
+
+def test_a_subject_never_carries_a_token() -> None:
+    assert parse_words("Re: confirm abcdefghijklmnopqrstuvwxyz234", tokens=False) is None
+    found = parse_words("unsubscribe", tokens=False)
+    assert found is not None
+    assert found.command.value == "unsubscribe"
 
 
 def test_raw_message_size_defaults_to_its_length() -> None:

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from peers.sendgrid_server import SendGridServer, sendgrid_server
@@ -37,6 +36,7 @@ from crusader_mail.util.tokens import Purpose, Signer
 from crusader_mail.web.app import MAX_FORM_BODY, build_app
 from crusader_mail.web.sendgrid_hooks import MAX_EVENT_AGE
 from tests.support.inbox import SECRET, make_settings
+from tests.support.web import running
 
 __all__ = ["sendgrid_server"]
 
@@ -82,21 +82,8 @@ def serving(
     if drains is not None:
         assert isinstance(store, FilesStore)
         store.mail = drains
-    app = build_app(settings, clock, mailer, store)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-test")
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            thread.join(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join()
+    with running(build_app(settings, clock, mailer, store)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -124,10 +124,10 @@ class Session:
         current = self.roster.get(email)
         if current is not None and current.status is Status.ACTIVE:
             email = current.email
-            queued = self._reply_limited(
+            why_not = self._reply_limited(
                 ReplyKind.ALREADY, email, headers=self._list_headers(email)
             )
-            return f"{shown} is already subscribed; " + _said(queued, "reply queued")
+            return f"{shown} is already subscribed; " + _said(why_not, "reply queued")
         why_not = self._why_no_reply(ReplyKind.CONFIRM, email)
         if why_not:
             return f"{shown}: no confirmation ({why_not}): nothing changed"
@@ -195,9 +195,9 @@ class Session:
         if proven:
             return self.unsubscribe(email, ref, via)
         token = self.service.signer.make(Purpose.UNSUBSCRIBE, current.email, self.clock.now())
-        queued = self._reply_limited(ReplyKind.LEAVE, current.email, token=token)
+        why_not = self._reply_limited(ReplyKind.LEAVE, current.email, token=token)
         return f"{mask_email(email)} not authenticated; " + _said(
-            queued, "asked to confirm leaving (reply queued)"
+            why_not, "asked to confirm leaving (reply queued)"
         )
 
     def help(self, email: str) -> str:
@@ -284,17 +284,19 @@ class Session:
 
     def _reply_limited(
         self, kind: ReplyKind, email: str, *, token: str = "", headers: dict[str, str] | None = None
-    ) -> bool:
-        """Queue the reply unless :meth:`_why_no_reply` says why not (``False`` then)."""
-        if self._why_no_reply(kind, email):
-            return False
+    ) -> str:
+        """Queue the reply unless :meth:`_why_no_reply` says why not: that reason ("" when
+        queued)."""
+        why_not = self._why_no_reply(kind, email)
+        if why_not:
+            return why_not
         now = self.clock.now()
         self._queue(kind, email, token=token, headers=headers)
         self.memory.replied(kind.value, rules.reply_key(email), now)
         slot = self._free_slot(now)
         if slot is not None:
             self.memory.replied(_CAP, slot, now)
-        return True
+        return ""
 
     def _why_no_reply(self, kind: ReplyKind, email: str) -> str:
         """Why no ``kind`` reply may go to ``email`` now ("" when one may): one went to its
@@ -376,5 +378,5 @@ def _state(reader: Subscriber | None) -> str:
     return reader.status.value if reader else "not on the list"
 
 
-def _said(queued: bool, done: str) -> str:
-    return done if queued else "no reply (one was already queued in the last 24 hours)"
+def _said(why_not: str, done: str) -> str:
+    return f"no reply ({why_not})" if why_not else done

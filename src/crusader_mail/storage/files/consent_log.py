@@ -67,6 +67,12 @@ class ConsentLog:
             fsync_dir(self.path.parent)
         return len(rows)
 
+    def check(self) -> None:
+        """Raise :class:`StateError` when the file is there and is not a consent log (a writer
+        calls it before it changes anything, so a damaged log stops the change whole)."""
+        if self.path.exists():
+            self._kept()
+
     def _kept(self) -> int:
         """How much of the file an append keeps: up to its last complete line, nothing when
         even the head lines were cut short; :class:`StateError` when the head is not ours."""

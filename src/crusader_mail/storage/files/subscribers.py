@@ -124,6 +124,7 @@ class SubscriberList:
         the block ends without an exception and something changed. A damaged file raises
         :class:`StateError` before the block runs and is left as it is."""
         with locked(self.path):
+            self.log.check()
             with self._loaded() as roster:
                 yield roster
             # after the list is saved: its history, the replies, a forgotten reader's traces
@@ -224,6 +225,7 @@ class SubscriberList:
             keys = set(wanted)
         key_of = match or mailbox_key
         with locked(self.path):
+            self.log.check()
             done: dict[str, _RowDone | None] = {}
             report = self._stream_update(keys, change, key_of, done)
             applied = [row for row in done.values() if row is not None]
