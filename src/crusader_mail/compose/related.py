@@ -112,54 +112,47 @@ def _labels(values: Iterable[str]) -> frozenset[str]:
     )
 
 
-def _counts(post: Post) -> Counter[str]:
-    """Counts of a post's words as the HTML has them (code left out; see :func:`_to_tokens`)
-    plus its title's tokens, each counted ``TITLE_WEIGHT`` times."""
-    words = html_words(post.content_html or post.summary_html, skip_code=True)
-    counts = Counter(words or post.excerpt.split())
-    for token in map(_stem, _words(post.title)):
-        counts[token] += TITLE_WEIGHT
-    return counts
+def _token_counts(posts: Sequence[Post]) -> list[Counter[str]]:
+    """Each post's token counts (:func:`tokenize` without the filter: stopwords stay, they weigh
+    nothing): its content (code left out) and its title ``TITLE_WEIGHT`` times.
 
-
-def _to_tokens(every: Sequence[Counter[str]]) -> Counter[str]:
-    """Turn word counts into token counts in place: a word that is not a token as it stands
-    (capitals, punctuation, a plural, CJK) gives its count to its tokens (:func:`tokenize`
-    without the filter: stopwords stay, they weigh nothing). Returns the tokens' document
-    frequencies."""
-    df = Counter(chain.from_iterable(every))  # of the words, made the tokens' below
-    tokens_of: dict[str, list[str]] = {}
-    for word in df:
-        tokens = [*map(_stem, _words(word))]
-        if tokens != [word]:  # never holds the word itself
-            tokens_of[word] = tokens
+    The words are counted as the HTML has them; each distinct word that is not a token as it
+    stands (capitals, punctuation, a plural, CJK) is turned into tokens once, in Python, and
+    every post hands its count of such words over to their tokens, in C."""
+    every = [
+        Counter(html_words(p.content_html or p.summary_html, skip_code=True) or p.excerpt.split())
+        for p in posts
+    ]
+    vocabulary: set[str] = set()
     for counts in every:
-        for word in [*filter(tokens_of.__contains__, counts)]:
-            n = counts.pop(word)
-            for token in tokens_of[word]:
-                if token not in counts:
-                    df[token] += 1
-                counts[token] += n
-    for word in tokens_of:
-        del df[word]
-    return df
+        vocabulary.update(counts)
+    tokens_of: dict[str, tuple[str, ...]] = {}
+    for word in vocabulary:
+        tokens = (*map(_stem, _words(word)),)
+        if tokens != (word,):
+            tokens_of[word] = tokens
+    for counts, post in zip(every, posts, strict=True):
+        words = [*filter(tokens_of.__contains__, counts)]
+        times = [*map(counts.pop, words)]
+        counts.update(chain.from_iterable(map(mul, map(tokens_of.__getitem__, words), times)))
+        counts.update([*map(_stem, _words(post.title))] * TITLE_WEIGHT)
+    return every
 
 
 class RelatedIndex:
     """The posts of an archive made comparable once (token weights, norms, label weights), to
     choose related posts for any issue of them; :func:`choose_related` builds one per call.
 
-    Speed (5,000 posts in under a second: bench/bench_compose.py): counting, document frequencies and the
-    per-candidate sums run in C (``Counter``, ``map``, ``filter``, ``math.hypot``); Python loops
-    only over the vocabulary, the words that are not tokens as they stand, and an issue post's
-    own tokens.
+    Speed (5,000 posts in under a second: bench/bench_compose.py): counting, document
+    frequencies and the per-candidate sums run in C (``Counter``, ``map``, ``filter``,
+    ``math.hypot``); Python loops only over the distinct words and an issue post's tokens.
     """
 
     def __init__(self, posts: Sequence[Post], *, use_labels: bool = True) -> None:
         n = len(posts)
         self.position = {post.id: i for i, post in enumerate(posts)}
-        self.counts = [_counts(post) for post in posts]
-        df = _to_tokens(self.counts)
+        self.counts = _token_counts(posts)
+        df = Counter(chain.from_iterable(self.counts))
         # Every token gets a weight, 0 for one that tells nothing: sums need no test.
         self.idf = {
             token: math.log((1 + n) / (1 + k)) + 1 if 1 < k < n and _telling(token) else 0.0
