@@ -94,7 +94,7 @@ ARCHIVES = (
     ),
     Archive(
         "Pythonic Perambulations",
-        "mostly short summaries, 66 posts, tags (held out: not used while tuning)",
+        "mostly short summaries, tags; fits the issue's held-out archive: not tuned on",
         "archives",
         "jakevdp_jakevdp.github.io__feeds_all.atom.xml",
     ),
