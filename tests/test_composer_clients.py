@@ -96,6 +96,7 @@ PAIRS = {
     "code": ([".content pre", ".content"], [".content pre", ".container"]),
     "table cell": ([".content td", "td"], [".container"]),
     "picture's alt text": ([".lead-image"], [".container"]),
+    "a post's picture's alt text": ([".content img", ".content"], [".content img", ".container"]),
     "note": ([".note p", "p"], [".note p", ".container"]),
     "media card title": ([".media-title a"], [".media-card"]),
     "media card details": ([".media-details"], [".media-card"]),
@@ -108,13 +109,6 @@ PAIRS = {
     "footer": ([".footer p"], [".container"]),
     "footer link": ([".footer a"], [".container"]),
 }
-
-
-def colours(*sheets: dict[tuple[str, str], str]) -> dict[tuple[str, str], str]:
-    merged: dict[tuple[str, str], str] = {}
-    for sheet in sheets:
-        merged.update(sheet)
-    return merged
 
 
 def sheet(css: str, keep: str) -> dict[tuple[str, str], str]:
@@ -142,8 +136,8 @@ def schemes() -> dict[str, dict[tuple[str, str], str]]:
     dark = dark_css()
     return {
         "light": light,
-        "dark": colours(light, sheet(dark, "@media (prefers-color-scheme: dark)")),
-        "Outlook.com dark": colours(light, sheet(dark, "")),
+        "dark": light | sheet(dark, "@media (prefers-color-scheme: dark)"),
+        "Outlook.com dark": light | sheet(dark, ""),
     }
 
 

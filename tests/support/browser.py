@@ -219,7 +219,9 @@ class Browser:
             (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
             (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
         ]
-        self.pid = os.posix_spawn(self.executable, args, dict(os.environ), file_actions=actions)
+        self.pid = os.posix_spawn(
+            self.executable, args, dict(os.environ), file_actions=actions, setpgroup=0
+        )  # its own process group: its renderers go with it
         os.close(to_read)
         os.close(to_write)
         self._out, self._in = to_chromium, from_chromium
@@ -248,7 +250,7 @@ class Browser:
                 break
             time.sleep(0.05)
         else:
-            os.kill(self.pid, signal.SIGKILL)
+            os.killpg(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
         os.close(self._out)
         os.close(self._in)
