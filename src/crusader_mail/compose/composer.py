@@ -13,12 +13,18 @@
   552 (the column) only when the picture is known to be that wide, its own width when known to
   be narrower, none when unknown (never stretched); its audio and video become "Listen" and
   "Watch" cards (at most three; none for a player the full post already shows as a link).
+  Its content fits the issue (:func:`fit_content`): its headings one level down (the issue's one
+  ``h1`` is the newsletter's name, a post's title is an ``h2``), and every picture wider than
+  the column declared at most 552 px wide (Word-rendered Outlook takes the ``width`` attribute
+  and ignores ``max-width``).
 - The text part: ``newsletter.txt``, whose ``html_to_text`` filter lays a post's HTML out as text
   (:func:`crusader_mail.util.html_text.mail_text`), wrapped at 72 columns
   (:func:`crusader_mail.compose.plaintext.wrap_text`).
 - CSS is inlined with premailer ONCE per issue (:func:`inline_css`; never once per reader). The
-  rules it cannot inline (the phones' ``@media`` query) stay in a ``<style>`` block. Network and
-  external files are off; cssutils' log noise is silenced.
+  rules it cannot inline (the phones' ``@media`` query) stay in a ``<style>`` block, made
+  ``!important``; a ``<style data-premailer="ignore">`` block (dark mode) is kept as written,
+  and so are comments (Outlook's ``<!--[if mso]>``). Network and external files are off;
+  cssutils' log noise is silenced.
 - Per-reader values stay placeholders (``[[unsubscribe_url]]``, ``[[email]]``, ``[[name]]``),
   and the ones used are listed in ``RenderedIssue.placeholders``. Only the templates make one:
   with the variables ``unsubscribe_url``, ``email`` and ``name``, or the placeholder itself
@@ -79,7 +85,8 @@ Inliner = Callable[[str], str]
 
 
 def inline_css(html: str) -> str:
-    """Inline the ``<style>`` rules into ``style=""`` attributes (premailer, no network)."""
+    """Inline the ``<style>`` rules into ``style=""`` attributes (premailer, no network); keep
+    ``@media`` rules (made ``!important``), ``data-premailer="ignore"`` blocks and comments."""
     inliner = Premailer(
         html,
         base_url=None,
@@ -179,6 +186,11 @@ _FORMATS = {
 }  # fmt: skip
 _NBSP = "\u00a0"
 _EXTENSION = re.compile(r"\.([A-Za-z0-9]{2,4})$")
+_HEADING = re.compile(r"<(/?)h([1-6])(?=[\s>])")
+_IMG = re.compile(r"<img\s[^>]*>")
+_SIZE = re.compile(r'\s(width|height)="(\d+)"')
+_SRC = re.compile(r'\ssrc="[^"]')
+_ALT = re.compile(r'\salt="')
 
 
 @dataclass(frozen=True)
@@ -283,8 +295,38 @@ def media_view(media: Media, post_title: str) -> MediaView:
     )
 
 
+def _lower_heading(match: re.Match[str]) -> str:
+    return f"<{match.group(1)}h{min(int(match.group(2)) + 1, 6)}"
+
+
+def _fit_image(match: re.Match[str]) -> str:
+    tag = match.group()
+    if _SRC.search(tag) is None:
+        return ""  # its address could not be kept: an empty box
+    if _ALT.search(tag) is None:
+        tag = tag[:-1] + ' alt="">'
+    sizes = {name: int(value) for name, value in _SIZE.findall(tag)}
+    width = sizes.get("width", 0)
+    if width <= COLUMN_WIDTH:
+        return tag
+    fitted = {"width": COLUMN_WIDTH}
+    if "height" in sizes:
+        fitted["height"] = max(1, round(sizes["height"] * COLUMN_WIDTH / width))
+    return _SIZE.sub(lambda m: f' {m.group(1)}="{fitted[m.group(1)]}"', tag)
+
+
+def fit_content(content: str) -> str:
+    """A post's sanitized HTML fitted to the issue: each heading one level down (``h6`` stays);
+    each picture declared wider than the column declared :data:`COLUMN_WIDTH` wide, its height
+    in proportion; a picture without alt text gets ``alt=""`` (read as decoration, not as its
+    file name) and one without an address (the reader could not resolve it) is left out.
+    The reader's sanitizer wrote the markup, so tags are canonical: lowercase names,
+    double-quoted attributes, ``<`` and ``"`` in values escaped."""
+    return _IMG.sub(_fit_image, _HEADING.sub(_lower_heading, content))
+
+
 def post_view(post: Post, full: bool) -> PostView:
-    content = defuse(post.content_html or post.summary_html)
+    content = fit_content(defuse(post.content_html or post.summary_html))
     full = full and bool(content.strip())
     image = image_view(post.image) if post.image is not None else None
     shown = image is not None and (image.url in content or html_lib.escape(image.url) in content)
