@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest workflows services golden docs bench clean
+.PHONY: demo test lint typecheck pytest workflows services golden screenshots docs bench clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=python3" >&2; exit 2; }
@@ -35,6 +35,7 @@ workflows: $(STAMP)
 services:
 	@bash scripts/install-test-services.sh
 
+# Every test, the browser ones (marker `browser`, chromium) and the corpus ones included.
 pytest: $(STAMP) services
 	$(BIN)/pytest
 
@@ -42,6 +43,10 @@ test: lint typecheck workflows pytest
 
 golden: $(STAMP)
 	$(BIN)/python -m tests.support.golden
+
+# docs/screenshots/: the example issue in headless chromium, 600 and 375 px, light and dark
+screenshots: $(STAMP)
+	$(BIN)/python scripts/screenshots.py
 
 docs: $(STAMP)
 	$(BIN)/python scripts/cli_docs.py

@@ -48,6 +48,7 @@ def test_first_run_fills_the_backlog_then_new_posts_show(
             {"url": atom, "status": "ok", "entries": 2, "new": 0, "error": None},
         ],
         "new_posts": [],
+        "backlog": {"first_run": True, "posts": 5, "feeds": {wp: 3, atom: 2}},
     }
     assert (clean_env / "state" / "archive.jsonl").is_file()
 
@@ -65,6 +66,25 @@ def test_first_run_fills_the_backlog_then_new_posts_show(
             "published": "2026-11-23T08:00:00+00:00",
         }
     ]
+
+
+def test_the_backlog_is_named_on_the_first_run_and_for_a_feed_added_later(
+    feed_server: FeedServer, clean_env: Path, clock: FixedClock
+) -> None:
+    hint = "`crusader-mail run --include-backlog N` sends the N newest"
+    wp = feed_server.add("/wp.xml", WORDPRESS)
+    first = run(config(clean_env, [wp]), clock)
+    assert first.exit_code == 0, first.output
+    said = " ".join(first.stdout.split())  # the console may wrap the line
+    assert f"first run: 3 posts already in the feeds archived as backlog, not sent; {hint}" in said
+    atom = feed_server.add("/atom.xml", (FIXTURES / "atom.xml").read_bytes())
+    path = config(clean_env, [wp, atom])
+    added = run(path, clock)
+    said = " ".join(added.stdout.split())
+    assert f"feed {atom}: 2 earlier posts archived as backlog; {hint}" in said
+    assert "No new posts." in added.stdout
+    again = json.loads(run(path, clock, "--json").stdout)
+    assert again["backlog"] == {"first_run": False, "posts": 0, "feeds": {}}
 
 
 def test_include_backlog(feed_server: FeedServer, clean_env: Path, clock: FixedClock) -> None:

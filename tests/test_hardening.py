@@ -29,7 +29,7 @@ from crusader_mail.feeds.read import read_feed
 from crusader_mail.feeds.sanitize import sanitize_html
 from crusader_mail.inbox.process import Action, InboxReport
 from crusader_mail.inbox.sources import _one_line
-from crusader_mail.models import Post, SendReport
+from crusader_mail.models import Post
 from crusader_mail.settings import LoadedSettings, Settings, load_settings
 from crusader_mail.storage.files.subscribers import SubscriberList
 from crusader_mail.subscriptions.imports import read_import
@@ -196,9 +196,10 @@ def test_send_dry_run_prints_a_subject_with_brackets(
         clock: Clock,
         factory: ClientFactory | None,
         **options: Any,
-    ) -> SendReport:
+    ) -> pipeline.SendRun:
         options.pop("progress", None)
-        return send_issue(make_issue(subject=BRACKETS), settings, clock, factory, **options)
+        issue = make_issue(subject=BRACKETS)
+        return pipeline.SendRun([send_issue(issue, settings, clock, factory, **options)])
 
     monkeypatch.setattr(pipeline, "send_stage", send_stage)
     settings = make_settings(tmp_path, secret=None)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from crusader_mail.feeds.sanitize import absolute_url, first_image, sanitize_html
+from crusader_mail.feeds.sanitize import absolute_url, content_images, sanitize_html
 
 BASE = "https://blog.example/posts/one/"
 
@@ -43,13 +45,24 @@ def test_keeps_structure_people_write() -> None:
         "<svg onload='alert(1)'></svg>",
         "<meta http-equiv='refresh' content='0;url=https://evil.example/'>",
         "<a href='vbscript:msgbox(1)'>v</a>",
+        # players become link cards; nothing of theirs gets past the allowlist
+        "<audio src='javascript:alert(1)'>fallback</audio>",
+        "<video src='data:video/mp4;base64,AAAA' poster='javascript:x'>fallback</video>",
+        "<video poster='https://x.example/p.jpg' onplay='x()'><source src='vbscript:x'>fallback</video>",
+        "<iframe src='https://www.youtube.com/embed/dQw4w9WgXcQ' onload='x()'><script>x</script></iframe>",
+        "<a class='media-card' href='javascript:alert(1)' style='x'>fake card</a>",
+        "<video><audio src='https://x.example/a.mp3' onerror='x()'>inner</audio>fallback</video>",
+        "<p title='<iframe src=https://www.youtube.com/embed/dQw4w9WgXcQ>'>t</p>",
     ],
 )
 def test_active_content_never_survives(hostile: str) -> None:
     out = sanitize_html(f"<p>before</p>{hostile}<p>after</p>", BASE).lower()
-    for bad in ("<script", "javascript:", "vbscript:", "data:", " on", "<iframe", "<form", "<object",
-                "<embed", "<style", "style=", "<svg", "<meta", "<input"):  # fmt: skip
+    for bad in ("<script", "javascript:", "vbscript:", "data:", "<iframe", "<form", "<object",
+                "<embed", "<style", "style=", "<svg", "<meta", "<input", "<audio", "<video",
+                "<source", "fallback"):  # fmt: skip
         assert bad not in out
+    assert not re.search(r"\son[a-z]+=", out)
+    assert out.count('class="media-card"') <= 1  # only a card the sanitizer made
     assert "before" in out
     assert "after" in out
 
@@ -83,10 +96,14 @@ def test_non_numeric_sizes_are_dropped() -> None:
     assert "width" not in out
 
 
-def test_first_image() -> None:
-    safe = sanitize_html("<p>x</p><img src='b.png' alt='B &amp; C'>", BASE)
-    image = first_image(safe)
-    assert image is not None
-    assert image.url == "https://blog.example/posts/one/b.png"
-    assert image.alt == "B & C"
-    assert first_image("<p>none</p>") is None
+def test_content_images_in_order_with_their_declared_size() -> None:
+    safe = sanitize_html(
+        "<p>x</p><img src='b.png' alt='B &amp; C'><img src='c.png' width='640px' height='302'>",
+        BASE,
+    )
+    first, second = content_images(safe)
+    assert first.url == "https://blog.example/posts/one/b.png"
+    assert first.alt == "B & C"
+    assert (first.width, first.height) == (None, None)
+    assert (second.url, second.width, second.height) == (BASE + "c.png", 640, 302)
+    assert content_images("<p>none</p>") == []

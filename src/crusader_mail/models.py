@@ -27,8 +27,27 @@ class Frozen(BaseModel):
 
 
 class Image(Frozen):
-    url: str
+    """A picture of a post. Its size is what the feed or the HTML declared, when they did."""
+
+    url: str  # absolute http(s)
     alt: str = ""
+    width: int | None = None  # pixels, as declared; None: unknown
+    height: int | None = None
+
+
+MediaKind = Literal["audio", "video"]
+
+
+class Media(Frozen):
+    """Something to listen to or watch: a podcast enclosure, a video file or a hosted video."""
+
+    kind: MediaKind
+    url: str  # absolute http(s): the file, or the video's page
+    title: str = ""  # plain text; the post's title when the feed names none
+    duration: int | None = None  # seconds
+    type: str = ""  # MIME type ("audio/mpeg"); "text/html": a hosted video's page; "": unknown
+    length: int | None = None  # bytes, when the feed gives a size
+    thumbnail: Image | None = None  # episode art or video still
 
 
 class Post(Frozen):
@@ -45,7 +64,8 @@ class Post(Frozen):
     summary_html: str = ""  # sanitized HTML
     content_html: str = ""  # sanitized HTML (summary_html when the feed has no full content)
     excerpt: str = ""  # plain text: first 55 words + " […]" (whole when shorter)
-    image: Image | None = None  # lead image
+    image: Image | None = None  # lead image: the post's own first real picture
+    media: tuple[Media, ...] = ()  # audio and video to offer (enclosures, media:content)
     feed: str  # the feed URL or path it came from
     first_seen: datetime
 

@@ -2,13 +2,14 @@
 
 ::
 
-    fetch_stage    feeds --reader--> posts --archive.merge--> new posts          (FetchStageResult)
+    fetch_stage    feeds --reader--> posts --archive.merge--> new posts, backlog (FetchStageResult)
     plan_preview   fetch (nothing saved) + compose.planning                      (Plan)
-    send_stage     fetch, plan, suppressions, RenderedIssue + roster --sender--> (SendReport)
+    send_stage     fetch, plan, suppressions, then for each issue of the run:
+                   RenderedIssue + roster --sender-->                            (SendRun)
     inbox_stage    [suppressions,] expired requests, mail from files and IMAP
                    --inbox--> service, then the replies queued                   (InboxRun)
     run            replies left over, expired requests, suppressions, inbox, fetch, plan,
-                   send, save                                                    (RunReport)
+                   send each issue, save                                         (RunReport)
 
 Everything a step needs is passed in: settings, the clock, the SendGrid client factory, the
 progress display, the checkpoint, and the store (``inbox_stage``) or the settings to open it with
@@ -23,9 +24,11 @@ Rules of a real send (``run``, ``send``; not a dry run or a test send):
   (:meth:`Settings.leaving`); a dry run warns instead.
 - SendGrid's suppressions are pulled before the inbox is read and before anything is sent, so
   a reader who left through SendGrid's own link is out first.
-- The issue's record is saved ``sending``, then the ``checkpoint`` runs (the workflow pushes
-  that record to the repository), then the first request goes out. A failed checkpoint sends
-  nothing and puts the record back as it was.
+- A run sends its issues one after the other (one digest, or with ``per_post`` each new post
+  as its own issue), each with its own record and ledger, and stops at the first that fails.
+- Each issue's record is saved ``sending``, then the ``checkpoint`` runs (the workflow pushes
+  that record, and what the issues before it left, to the repository), then its first request
+  goes out. A failed checkpoint sends nothing more and puts the record back as it was.
 - An issue found ``sending`` WITHOUT its delivery ledger was being sent by a run whose ledger
   never reached this copy of the state (the job died after its checkpoint): every reader is in
   doubt, and nothing is sent without ``resend_uncertain``.
@@ -33,25 +36,33 @@ Rules of a real send (``run``, ``send``; not a dry run or a test send):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 from crusader_mail.clock import Clock
 from crusader_mail.compose.composer import fill_placeholders
-from crusader_mail.compose.planning import Plan, compose_posts, plan_issue, preview_plan
+from crusader_mail.compose.planning import Plan, compose_posts, plan_run, preview_plan
 from crusader_mail.delivery.client import ClientFactory
 from crusader_mail.delivery.engine import SendProgress, deliver, send_test
 from crusader_mail.delivery.mailer import Mailer
 from crusader_mail.delivery.suppressions import sync_suppressions
 from crusader_mail.delivery.transport import BatchTransport, DryRunTransport, SendGridTransport
-from crusader_mail.errors import CheckpointFailed, ConfigError, SendError
+from crusader_mail.errors import (
+    CheckpointFailed,
+    ComposeError,
+    ConfigError,
+    CrusaderMailError,
+    SendError,
+)
 from crusader_mail.feeds.fetch import make_client
 from crusader_mail.feeds.read import FetchOutcome, backfill, read_feeds
 from crusader_mail.inbox.process import InboxContext, InboxReport, process_messages
 from crusader_mail.inbox.sources import ImapSource, read_paths
 from crusader_mail.models import (
+    BACKLOG,
     ArchivedPost,
     FeedReport,
     IssueRecord,
@@ -66,6 +77,7 @@ from crusader_mail.storage.archive import Archive
 from crusader_mail.storage.contract import Store
 from crusader_mail.subscriptions.outbox import send_queued
 from crusader_mail.subscriptions.service import expire_requests
+from crusader_mail.util.masking import mask_url
 from crusader_mail.util.statefile import atomic_write
 
 Checkpoint = Callable[[], None]
@@ -75,11 +87,51 @@ pushes the state); raises :class:`CheckpointFailed` when the state could not be 
 # --- fetch ------------------------------------------------------------------------------------
 
 
+INCLUDE_BACKLOG_HINT = "`crusader-mail run --include-backlog N` sends the N newest"
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The posts a fetch archived as backlog and did not release: published before their feed
+    was first seen (or, with ``--backfill``, older than the archive). No issue carries them
+    unless ``--include-backlog N`` asks for the N newest."""
+
+    feeds: dict[str, int] = field(default_factory=dict)  # feed URL -> posts
+    first_run: bool = False  # the archive was empty: the installation's first fetch
+
+    @property
+    def posts(self) -> int:
+        return sum(self.feeds.values())
+
+    def notes(self) -> list[str]:
+        """One line for the editor (feed URLs masked); none when nothing went to the backlog."""
+        if self.first_run and self.posts:
+            return [
+                f"first run: {count_of(self.posts, 'post')} already in the feeds archived as "
+                f"backlog, not sent; {INCLUDE_BACKLOG_HINT}"
+            ]
+        return [
+            f"feed {mask_url(url)}: {count_of(posts, 'earlier post')} archived as backlog; "
+            + INCLUDE_BACKLOG_HINT
+            for url, posts in self.feeds.items()
+            if posts
+        ]
+
+    def to_json(self) -> dict[str, object]:
+        return {"first_run": self.first_run, "posts": self.posts, "feeds": dict(self.feeds)}
+
+
+def count_of(number: int, noun: str) -> str:
+    """``1 post``, ``1,234 posts``."""
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
 @dataclass(frozen=True)
 class FetchStageResult:
     reports: list[FeedReport]
     new_posts: list[ArchivedPost]  # oldest first
     archive: Archive
+    backlog: Backlog = field(default_factory=Backlog)
 
 
 def fetch_stage(
@@ -112,6 +164,7 @@ def _fetch(
     save: bool,
 ) -> FetchStageResult:
     archive = store.archive.load()
+    first_run = not archive.posts and not archive.issues
     with make_client(settings.fetch) as client:
         if backfill_archive:
             outcomes = [
@@ -119,25 +172,43 @@ def _fetch(
             ]
         else:
             outcomes = read_feeds(settings.feeds, client, settings.fetch, archive.feed_cache, clock)
-    reports = _merge_outcomes(archive, outcomes, clock, backfill=backfill_archive)
+    reports, backlog = _merge_outcomes(archive, outcomes, clock, backfill=backfill_archive)
     if include_backlog:
         archive.release_backlog(include_backlog)
     if save:
         store.archive.save(archive)
-    return FetchStageResult(reports=reports, new_posts=archive.new_posts(), archive=archive)
+    kept = {
+        source: sum(1 for post_id in ids if _is_backlog(archive, post_id))
+        for source, ids in backlog.items()
+    }
+    return FetchStageResult(
+        reports=reports,
+        new_posts=archive.new_posts(),
+        archive=archive,
+        backlog=Backlog(feeds={k: v for k, v in kept.items() if v}, first_run=first_run),
+    )
+
+
+def _is_backlog(archive: Archive, post_id: str) -> bool:
+    post = archive.get(post_id)
+    return post is not None and post.issue == BACKLOG
 
 
 def _merge_outcomes(
     archive: Archive, outcomes: Sequence[FetchOutcome], clock: Clock, *, backfill: bool = False
-) -> list[FeedReport]:
+) -> tuple[list[FeedReport], dict[str, list[str]]]:
+    """Each feed's report with its new posts counted, and the ids each archived as backlog."""
     reports = []
+    backlog: dict[str, list[str]] = {}
     for outcome in outcomes:
         source = outcome.report.url
         merged = archive.merge(outcome.posts, clock.now(), backfill=backfill)
         if outcome.cache is not None:
             archive.feed_cache[source] = outcome.cache
         reports.append(outcome.report.model_copy(update={"new": len(merged.new)}))
-    return reports
+        if merged.backlog:
+            backlog[source] = merged.backlog
+    return reports, backlog
 
 
 # --- preview ----------------------------------------------------------------------------------
@@ -171,8 +242,30 @@ class IssueSummary:
 
 
 @dataclass
+class IssueRun:
+    """One issue of a run: what it carries and what its send did."""
+
+    issue: IssueSummary
+    send: SendReport | None = None  # None: the send could not start (checkpoint, composing)
+    newsletter: str | None = None  # where a dry run wrote its newsletter
+    outbox: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "issue": self.issue.__dict__,
+            "send": None if self.send is None else self.send.model_dump(mode="json"),
+            "newsletter": self.newsletter,
+            "outbox": self.outbox,
+        }
+
+
+@dataclass
 class RunReport:
-    """Everything a run did, merged from the stage reports. No addresses in here."""
+    """Everything a run did, merged from the stage reports. No addresses in here.
+
+    ``issues`` lists every issue the run sent or tried to send, in order; ``issue``, ``send``,
+    ``newsletter`` and ``outbox`` are the first one's (a report built with only those gets
+    that one issue in ``issues``)."""
 
     dry_run: bool
     feeds: list[FeedReport] = field(default_factory=list)
@@ -185,25 +278,42 @@ class RunReport:
     outbox: str | None = None
     problems: list[str] = field(default_factory=list)
     error: str | None = None  # the send failed or did not start (one line)
+    issues: list[IssueRun] = field(default_factory=list)
+    backlog: Backlog | None = None  # posts this run archived as backlog
+
+    def __post_init__(self) -> None:
+        if self.issue is not None and not self.issues:
+            self.issues = [IssueRun(self.issue, self.send, self.newsletter, self.outbox)]
+
+    def add_issue(self, done: IssueRun) -> None:
+        if not self.issues:
+            self.issue, self.send = done.issue, done.send
+            self.newsletter, self.outbox = done.newsletter, done.outbox
+        self.issues.append(done)
 
     @property
     def failed(self) -> bool:
-        """Exit 1: no feed could be read, the send failed or could not start (SendGrid, the
-        checkpoint, an issue whose every reader is in doubt), or some readers could not be
-        sent to. Readers in the one batch left in doubt by a crash are a warning, not a
-        failure: the ledger keeps them out unless ``--resend-uncertain``."""
+        """Exit 1: no feed could be read, a send failed or could not start (SendGrid, the
+        checkpoint, an issue whose every reader is in doubt, an issue that could not be
+        composed), or some readers could not be sent to. Readers in the one batch left in
+        doubt by a crash are a warning, not a failure: the ledger keeps them out unless
+        ``--resend-uncertain``."""
         every_feed_failed = bool(self.feeds) and all(r.status == "error" for r in self.feeds)
-        return every_feed_failed or self.error is not None or bool(self.send and self.send.failed)
+        sends = [done.send for done in self.issues] or [self.send]
+        some_failed = any(send is not None and send.failed for send in sends)
+        return every_feed_failed or self.error is not None or some_failed
 
     def to_json(self) -> dict[str, object]:
         return {
             "dry_run": self.dry_run,
             "feeds": [r.model_dump(mode="json") for r in self.feeds],
+            "backlog": None if self.backlog is None else self.backlog.to_json(),
             "inbox": self.inbox,
             "replies": self.replies,
             "suppressions": self.suppressions,
             "issue": None if self.issue is None else self.issue.__dict__,
             "send": None if self.send is None else self.send.model_dump(mode="json"),
+            "issues": [done.to_json() for done in self.issues],
             "newsletter": self.newsletter,
             "outbox": self.outbox,
             "problems": self.problems,
@@ -309,40 +419,6 @@ def _transport(
     return SendGridTransport(settings, clock, factory)
 
 
-def _send_plan(
-    store: Store,
-    archive: Archive,
-    plan: Plan,
-    settings: Settings,
-    clock: Clock,
-    factory: ClientFactory | None,
-    *,
-    dry_run: bool,
-    resend_uncertain: bool,
-    progress: SendProgress | None,
-    checkpoint: Checkpoint | None = None,
-) -> SendReport:
-    """Deliver a planned issue: for real through the ledger, or as a dry run that writes the
-    newsletter and the outbox and changes nothing."""
-    transport = _transport(settings, clock, factory, dry_run=dry_run)
-    if dry_run:
-        write_newsletter(plan.issue, settings.outbox_dir)
-        return deliver(
-            plan.issue, store.roster, store.ledgers, transport, settings, clock, progress=progress
-        )
-    return _deliver_plan(
-        store,
-        archive,
-        plan,
-        settings,
-        clock,
-        transport,
-        resend_uncertain=resend_uncertain,
-        progress=progress,
-        checkpoint=checkpoint,
-    )
-
-
 def _deliver_plan(
     store: Store,
     archive: Archive,
@@ -444,6 +520,15 @@ def check_ways_out(settings: Settings, *, dry_run: bool) -> list[str]:
     return [*leaving.notes, *([problem] if problem else [])]
 
 
+@dataclass
+class SendRun:
+    """What ``send_stage`` did: each issue's send report in sending order (none: nothing was
+    due), and the error that stopped the send, if one did (the reports before it stand)."""
+
+    reports: list[SendReport] = field(default_factory=list)
+    error: CrusaderMailError | None = None
+
+
 def send_stage(
     settings: Settings,
     clock: Clock,
@@ -454,13 +539,14 @@ def send_stage(
     resend_uncertain: bool = False,
     progress: SendProgress | None = None,
     checkpoint: Checkpoint | None = None,
-) -> SendReport | None:
-    """``crusader-mail send``: fetch, plan the next issue exactly as ``run`` would, and send it.
+) -> SendRun:
+    """``crusader-mail send``: fetch, plan the issues exactly as ``run`` would, and send them.
 
-    ``to``: a test send of that issue to one address (no ledger, no state change); when nothing
-    is due it test-sends the newest posts instead, so a new installation can be tried out.
-    ``None`` means there is nothing to send. A real send follows the rules in the module
-    docstring (refusal, checkpoint, an issue whose every reader is in doubt).
+    ``to``: a test send of the next issue to one address (no ledger, no state change); when
+    nothing is due it test-sends the newest posts instead, so a new installation can be tried
+    out. A real send follows the rules in the module docstring (refusal, a checkpoint before
+    each issue, an issue whose every reader is in doubt) and stops at the first issue that
+    fails (:attr:`SendRun.error`).
     """
     if to is None:
         check_ways_out(settings, dry_run=dry_run)
@@ -480,28 +566,29 @@ def _send_stage(
     resend_uncertain: bool,
     progress: SendProgress | None,
     checkpoint: Checkpoint | None,
-) -> SendReport | None:
+) -> SendRun:
     changes_state = not dry_run and to is None
     with store.run_lock() if changes_state else nullcontext():
         fetched = _fetch(store, settings, clock, save=changes_state)
         archive = fetched.archive
-        plan = plan_issue(archive, settings, clock)
+        plans = plan_run(archive, settings, clock)
+        first = next(plans, None)
         if to is not None:
-            if plan is None:
+            if first is None:
                 newest = archive.posts[: settings.cadence.min_posts]
                 if not newest:
-                    return None
-                plan = compose_posts(archive, newest, settings, clock)
+                    return SendRun()
+                first = compose_posts(archive, newest, settings, clock)
             transport = _transport(settings, clock, factory, dry_run=dry_run)
-            return send_test(plan.issue, to, transport, settings, clock)
-        if plan is None:
-            return None
+            return SendRun([send_test(first.issue, to, transport, settings, clock)])
+        if first is None:
+            return SendRun()
         if not dry_run and factory is not None:
             sync_suppressions(settings, store.roster, clock, factory)
-        return _send_plan(
+        done, error = _send_issues(
             store,
             archive,
-            plan,
+            chain([first], plans),
             settings,
             clock,
             factory,
@@ -510,6 +597,72 @@ def _send_stage(
             progress=progress,
             checkpoint=checkpoint,
         )
+        return SendRun([issue.send for issue in done if issue.send is not None], error)
+
+
+def _send_issues(
+    store: Store,
+    archive: Archive,
+    plans: Iterator[Plan],
+    settings: Settings,
+    clock: Clock,
+    factory: ClientFactory | None,
+    *,
+    dry_run: bool,
+    resend_uncertain: bool,
+    progress: SendProgress | None,
+    checkpoint: Checkpoint | None,
+) -> tuple[list[IssueRun], CrusaderMailError | None]:
+    """Send the planned issues one after the other, each through its own ledger and record
+    (the checkpoint runs before each one's first request); stop at the first that fails or
+    cannot be composed. A dry run writes the first issue's newsletter and outbox to
+    ``outbox_dir`` and each further one's to ``outbox_dir/issue-N``."""
+    done: list[IssueRun] = []
+    while True:
+        try:
+            plan = next(plans, None)
+        except ComposeError as error:
+            return done, error
+        if plan is None:
+            return done, None
+        issue = IssueRun(_summary(plan))
+        done.append(issue)
+        try:
+            if dry_run:  # the newsletter and the outbox, and no state changed
+                folder = issue_outbox(settings.outbox_dir, len(done) - 1)
+                issue.outbox, issue.newsletter = str(folder), str(folder / "newsletter.html")
+                shown = settings.model_copy(update={"outbox_dir": folder})
+                write_newsletter(plan.issue, folder)
+                issue.send = deliver(
+                    plan.issue,
+                    store.roster,
+                    store.ledgers,
+                    DryRunTransport(shown, clock),
+                    shown,
+                    clock,
+                    progress=progress,
+                )
+                continue
+            issue.send = _deliver_plan(
+                store,
+                archive,
+                plan,
+                settings,
+                clock,
+                _transport(settings, clock, factory, dry_run=False),
+                resend_uncertain=resend_uncertain,
+                progress=progress,
+                checkpoint=checkpoint,
+            )
+        except (SendError, CheckpointFailed) as error:
+            if isinstance(error, SendError) and isinstance(error.report, SendReport):
+                issue.send = error.report
+            return done, error
+
+
+def issue_outbox(outbox: Path, index: int) -> Path:
+    """Where a dry run writes the issue at ``index`` (0: the first) of its run."""
+    return outbox if index == 0 else outbox / f"issue-{index + 1}"
 
 
 def run(
@@ -525,15 +678,16 @@ def run(
     checkpoint: Checkpoint | None = None,
 ) -> RunReport:
     """The scheduled job: the replies left queued (by the server or an earlier run),
-    suppressions, inbox, feeds, then compose and send what is due.
+    suppressions, inbox, feeds, then compose and send what is due: one digest, or with
+    ``per_post`` every new post as its own issue, one after the other.
 
     A dry run does all of it without sending or changing any state and needs no secrets (the
     inbox is left for the real run: handling mail changes the list and sends replies).
-    Re-running after a failure resumes the unfinished issue first: the delivery ledger makes
-    sure nobody gets it twice and nobody who should have it is skipped. A failed send, or one
-    that could not start (checkpoint, every reader in doubt), is reported in
-    :attr:`RunReport.error` with what was delivered so far. The rules of a real send are in
-    the module docstring.
+    Re-running after a failure resumes the unfinished issue first, then sends what else is
+    due: the delivery ledger makes sure nobody gets an issue twice and nobody who should have
+    it is skipped. A failed send, or one that could not start (checkpoint, every reader in
+    doubt, composing), stops the run and is reported in :attr:`RunReport.error` with what was
+    delivered so far. The rules of a real send are in the module docstring.
     """
     report = RunReport(dry_run=dry_run)
     report.problems.extend(check_ways_out(settings, dry_run=dry_run))
@@ -553,30 +707,22 @@ def run(
             report.inbox = inbox_stage(store, settings, clock, mailer, use_imap=True).as_json()
         fetched = _fetch(store, settings, clock, include_backlog=include_backlog, save=not dry_run)
         report.feeds = fetched.reports
+        report.backlog = fetched.backlog
         report.problems.extend(f"{r.url}: {r.error}" for r in fetched.reports if r.error)
-        archive = fetched.archive
-        plan = plan_issue(archive, settings, clock)
-        if plan is None:
-            return report
-        report.issue = _summary(plan)
-        if dry_run:
-            report.newsletter = str(settings.outbox_dir / "newsletter.html")
-            report.outbox = str(settings.outbox_dir)
-        try:
-            report.send = _send_plan(
-                store,
-                archive,
-                plan,
-                settings,
-                clock,
-                factory,
-                dry_run=dry_run,
-                resend_uncertain=resend_uncertain,
-                progress=progress,
-                checkpoint=checkpoint,
-            )
-        except (SendError, CheckpointFailed) as error:
-            if isinstance(error, SendError) and isinstance(error.report, SendReport):
-                report.send = error.report
+        done, error = _send_issues(
+            store,
+            fetched.archive,
+            plan_run(fetched.archive, settings, clock),
+            settings,
+            clock,
+            factory,
+            dry_run=dry_run,
+            resend_uncertain=resend_uncertain,
+            progress=progress,
+            checkpoint=checkpoint,
+        )
+        for issue in done:
+            report.add_issue(issue)
+        if error is not None:
             report.error = str(error)
     return report

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from crusader_mail.compose.composer import Composer
-from crusader_mail.models import Image, Post, RenderedIssue
+from crusader_mail.models import Image, Media, Post, RenderedIssue
 from crusader_mail.settings import NewsletterSettings, Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +37,7 @@ def make_post(
     days_ago: float | None = None,
     image: bool = False,
     author: str = "Ana Rivera",
+    media: tuple[Media, ...] = (),
 ) -> Post:
     """Post number ``n`` (newer for smaller ``days_ago``; default: ``n`` days ago)."""
     title = title or f"Post number {n}"
@@ -56,7 +57,12 @@ def make_post(
         summary_html=content,
         content_html=content,
         excerpt=excerpt,
-        image=Image(url=f"https://bizcrusader.example/img/{n}.jpg", alt="") if image else None,
+        image=(
+            Image(url=f"https://bizcrusader.example/img/{n}.jpg", alt="", width=1200, height=630)
+            if image
+            else None
+        ),
+        media=media,
         feed="https://bizcrusader.example/feed/",
         first_seen=published,
     )
@@ -103,6 +109,17 @@ def golden_posts() -> tuple[list[Post], list[Post]]:
         categories=("Sales", "Email"),
         tags=("follow-up",),
         author="",
+        media=(
+            Media(
+                kind="audio",
+                url="https://bizcrusader.example/podcast/follow-up.mp3",
+                title="Episode 12: the follow-up email",
+                duration=1725,
+                type="audio/mpeg",
+                length=27_600_000,
+                thumbnail=Image(url="https://bizcrusader.example/podcast/art.jpg"),
+            ),
+        ),
     )
     related = [
         make_post(

@@ -1,9 +1,11 @@
 """`crusader-mail fetch [--json] [--include-backlog N] [--backfill]`: read the feeds into the archive.
 
-Prints a table of feeds (url, status, entries, new, error or warning) and the new posts; with
+Prints a table of feeds (url, status, entries, new, error or warning), a line for the posts
+archived as backlog (:class:`crusader_mail.pipeline.Backlog`), and the new posts; with
 ``--json`` exactly one object on stdout::
 
     {"feeds": [{"url", "status", "entries", "new", "error"}],
+     "backlog": {"first_run", "posts", "feeds": {url: posts}},
      "new_posts": [{"id", "title", "link", "published"}]}
 
 Each failed feed is also one line on stderr. Exit 1 when every feed failed, else 0.
@@ -31,7 +33,7 @@ from crusader_mail.pipeline import fetch_stage
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Make the newest N posts that predate the installation new (they go in the next issue).",
+    help="Make the N newest backlog posts (published before their feed was first seen) new.",
 )
 @click.option(
     "--backfill",
@@ -51,9 +53,10 @@ def fetch(app: AppContext, as_json: bool, include_backlog: int, backfill: bool) 
         if report.status == "error":
             click.echo(f"crusader-mail: feed error: {report.url}: {report.error}", err=True)
     if as_json:
-        click.echo(json.dumps(_as_json(result.reports, result.new_posts), ensure_ascii=False))
+        shown = _as_json(result.reports, result.new_posts) | {"backlog": result.backlog.to_json()}
+        click.echo(json.dumps(shown, ensure_ascii=False))
     else:
-        _print_tables(result.reports, result.new_posts)
+        _print_tables(result.reports, result.new_posts, result.backlog.notes())
     if result.reports and all(report.status == "error" for report in result.reports):
         sys.exit(1)
 
@@ -82,7 +85,9 @@ def _as_json(reports: list[FeedReport], new_posts: list[ArchivedPost]) -> dict[s
     }
 
 
-def _print_tables(reports: list[FeedReport], new_posts: list[ArchivedPost]) -> None:
+def _print_tables(
+    reports: list[FeedReport], new_posts: list[ArchivedPost], notes: list[str]
+) -> None:
     console = make_console()
     feeds = Table(title="Feeds", title_justify="left")
     for name in ("feed", "status", "entries", "new", "error / warning"):
@@ -100,6 +105,8 @@ def _print_tables(reports: list[FeedReport], new_posts: list[ArchivedPost]) -> N
             Text(note),
         )
     console.print(feeds)
+    for note in notes:
+        console.print(note, style="yellow")
     if not new_posts:
         console.print("No new posts.")
         return

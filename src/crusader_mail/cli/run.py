@@ -12,7 +12,7 @@ from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.progress import send_bar
 from crusader_mail.delivery.client import client_factory
 from crusader_mail.delivery.mailer import make_mailer
-from crusader_mail.pipeline import RunReport
+from crusader_mail.pipeline import IssueRun, RunReport, count_of
 from crusader_mail.pipeline import run as run_pipeline
 
 
@@ -23,7 +23,7 @@ from crusader_mail.pipeline import run as run_pipeline
     "--include-backlog",
     type=click.IntRange(min=0),
     default=0,
-    help="Treat the N newest already-archived posts as new (first run, demo).",
+    help="Send the N newest backlog posts (published before their feed was first seen).",
 )
 @click.option(
     "--resend-uncertain",
@@ -48,7 +48,10 @@ def run(
 ) -> None:
     """Sync suppressions, process the inbox, fetch the feeds, and send what is new.
 
-    Nothing new means nothing is sent (exit 0). Exit 1 on failure (a failed send, a failed
+    What a feed published before it was first seen (everything, on the first run) is archived
+    as backlog and not sent; --include-backlog N sends the N newest. With cadence per_post
+    each new post goes out as its own issue, all in this run. Nothing new means nothing is
+    sent (exit 0). Exit 1 on failure (a failed send, a failed
     --checkpoint, an issue whose every reader is in doubt), 2 on a configuration error, e.g.
     when nothing would honour an unsubscribe. A dry run needs no secrets, writes the
     newsletter and the outbox, and only warns.
@@ -74,13 +77,15 @@ def run(
     )
     for problem in report.problems:
         click.echo(f"crusader-mail: warning: {problem}", err=True)
-    if report.send is not None and report.send.uncertain:
-        click.echo(
-            f"crusader-mail: warning: {report.send.uncertain} readers are in doubt (a run died "
-            "between SendGrid's answer and the ledger); check SendGrid's activity feed and run "
-            "'crusader-mail send --resend-uncertain' if they did not get the issue",
-            err=True,
-        )
+    for done in report.issues:
+        if done.send is not None and done.send.uncertain:
+            click.echo(
+                f"crusader-mail: warning: issue {done.issue.issue_id}: {done.send.uncertain} "
+                "readers are in doubt (a run died between SendGrid's answer and the ledger); "
+                "check SendGrid's activity feed and run 'crusader-mail send --resend-uncertain' "
+                "if they did not get the issue",
+                err=True,
+            )
     if summary is not None:
         with summary.open("a", encoding="utf-8") as handle:
             handle.write(markdown_summary(report))
@@ -98,41 +103,49 @@ def text_summary(report: RunReport) -> str:
     lines = []
     ok = sum(1 for feed in report.feeds if feed.status != "error")
     lines.append(f"feeds: {ok} of {len(report.feeds)} read")
+    if report.backlog is not None:
+        lines.extend(report.backlog.notes())
     if report.inbox is not None:
         lines.append(f"inbox: {report.inbox.get('processed', 0)} messages processed")
     if report.suppressions is not None:
         lines.append(f"suppressions: {sum(report.suppressions.values())} synced from SendGrid")
-    if report.issue is None:
-        lines.append("nothing new: no issue sent")
+    if not report.issues:
+        if report.error is None:
+            lines.append("nothing new: no issue sent")
         return "\n".join(lines)
-    issue = report.issue
-    verb = "resumed" if issue.resumed else "composed"
-    lines.append(f"issue {issue.issue_id} {verb}: {issue.subject!r}")
-    lines.append(
-        f"  {len(issue.posts)} posts, {len(issue.related)} related, {issue.html_bytes:,} bytes"
-        + (f", {issue.waiting} posts wait for the next issue" if issue.waiting else "")
-    )
-    lines.extend(f"  note: {note}" for note in issue.notes)
-    if report.send is not None:
-        send = report.send
-        action = "would go to" if send.dry_run else "delivered to"
-        readers = send.delivered if not send.dry_run else send.recipients
-        lines.append(
-            f"  {action} {_count(readers, 'reader')} in {_count(send.requests, 'request')}"
-            + (f", {send.uncertain} in doubt" if send.uncertain else "")
-            + (f", {send.failed} failed" if send.failed else "")
-        )
-    if report.newsletter:
-        lines.append(f"newsletter: {report.newsletter} (open it in a browser)")
-    if report.outbox:
-        lines.append(f"outbox: {report.outbox} (SendGrid request bodies and one complete .eml)")
+    if len(report.issues) > 1:
+        lines.append(f"{len(report.issues)} issues, one after the other:")
+    for done in report.issues:
+        lines.extend(_issue_lines(done, last=done is report.issues[-1]))
     if report.dry_run:
         lines.append("dry run: nothing was sent and no state was changed")
     return "\n".join(lines)
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+def _issue_lines(done: IssueRun, *, last: bool) -> list[str]:
+    issue = done.issue
+    verb = "resumed" if issue.resumed else "composed"
+    lines = [f"issue {issue.issue_id} {verb}: {issue.subject!r}"]
+    waiting = last and issue.waiting  # the posts no issue of this run carries
+    lines.append(
+        f"  {len(issue.posts)} posts, {len(issue.related)} related, {issue.html_bytes:,} bytes"
+        + (f", {issue.waiting} posts wait for the next issue" if waiting else "")
+    )
+    lines.extend(f"  note: {note}" for note in issue.notes)
+    if done.send is not None:
+        send = done.send
+        action = "would go to" if send.dry_run else "delivered to"
+        readers = send.delivered if not send.dry_run else send.recipients
+        lines.append(
+            f"  {action} {count_of(readers, 'reader')} in {count_of(send.requests, 'request')}"
+            + (f", {send.uncertain} in doubt" if send.uncertain else "")
+            + (f", {send.failed} failed" if send.failed else "")
+        )
+    if done.newsletter:
+        lines.append(f"newsletter: {done.newsletter} (open it in a browser)")
+    if done.outbox:
+        lines.append(f"outbox: {done.outbox} (SendGrid request bodies and one complete .eml)")
+    return lines
 
 
 def _cell(text: object) -> str:
@@ -151,25 +164,15 @@ def markdown_summary(report: RunReport) -> str:
         status = feed.status if not feed.error else f"{feed.status}: {feed.error}"
         out.append(f"| {_cell(feed.url)} | {_cell(status)} | {feed.entries} | {feed.new} |")
     out.append("")
-    if report.issue is None:
+    notes = report.backlog.notes() if report.backlog is not None else []
+    if notes:
+        out.extend([*(f"- {_cell(note)}" for note in notes), ""])
+    if not report.issues and report.error is None:
         out.append("Nothing new: no issue was sent.")
-    else:
-        issue = report.issue
-        out.append(
-            f"**{_cell(issue.subject)}** (`{issue.issue_id}`)"
-            + (" (resumed)" if issue.resumed else "")
-        )
-        out.append("")
-        out.append(f"- posts: {len(issue.posts)}, related posts: {len(issue.related)}")
-        if report.send is not None:
-            send = report.send
-            out.append(f"- readers: {send.recipients}, delivered: {send.delivered}")
-            skipped = ", ".join(f"{k} {v}" for k, v in send.skipped.items() if v)
-            if skipped:
-                out.append(f"- not sent to: {skipped}")
-            if send.uncertain or send.failed:
-                out.append(f"- in doubt: {send.uncertain}, failed: {send.failed}")
-        out.extend(f"- note: {_cell(note)}" for note in issue.notes)
+    if len(report.issues) > 1:
+        out.extend([f"{len(report.issues)} issues, one after the other:", ""])
+    for number, done in enumerate(report.issues):
+        out.extend(([""] if number else []) + _issue_markdown(done))
     if report.error:
         out.extend(["", f"**The send failed or did not start:** {_cell(report.error)}"])
     if report.problems:
@@ -178,3 +181,22 @@ def markdown_summary(report: RunReport) -> str:
         out.extend(f"- {_cell(problem)}" for problem in report.problems)
     out.append("")
     return "\n".join(out)
+
+
+def _issue_markdown(done: IssueRun) -> list[str]:
+    issue = done.issue
+    out = [
+        f"**{_cell(issue.subject)}** (`{issue.issue_id}`)" + (" (resumed)" if issue.resumed else "")
+    ]
+    out.append("")
+    out.append(f"- posts: {len(issue.posts)}, related posts: {len(issue.related)}")
+    if done.send is not None:
+        send = done.send
+        out.append(f"- readers: {send.recipients}, delivered: {send.delivered}")
+        skipped = ", ".join(f"{k} {v}" for k, v in send.skipped.items() if v)
+        if skipped:
+            out.append(f"- not sent to: {skipped}")
+        if send.uncertain or send.failed:
+            out.append(f"- in doubt: {send.uncertain}, failed: {send.failed}")
+    out.extend(f"- note: {_cell(note)}" for note in issue.notes)
+    return out

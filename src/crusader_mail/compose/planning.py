@@ -1,21 +1,26 @@
-"""Planning an issue: which posts the next one carries, and composing it with related posts.
+"""Planning: which issues a run sends, which posts each carries, composed with related posts.
 
 ::
 
-    plan_issue(archive, settings, clock) -> Plan | None     the next issue, exactly as send sends it
+    plan_run(archive, settings, clock) -> Iterator[Plan]    the issues of this run, in order
+    plan_issue(archive, settings, clock) -> Plan | None     the first of them (what preview shows)
     preview_plan(archive, settings, clock, posts=, post_url=) -> Plan   what preview shows
     compose_posts(archive, posts, settings, clock) -> Plan  an issue of chosen posts
 
 An issue whose sending was interrupted goes out again first, composed as it was (its record in
-the archive names its posts and related posts). Otherwise the new posts, oldest first, fill an
-issue when there are at least ``cadence.min_posts`` of them. Planning reads the archive and
-changes nothing.
+the archive names its posts and related posts). Then come the new posts, oldest first, when at
+least ``cadence.min_posts`` of them are new, at most ``cadence.max_posts`` in a run (the rest
+wait): all in one issue (``digest``; a run that resumed an issue sends no other), or each in an
+issue of its own (``per_post``: every one in the same run). Related posts are never posts this
+run sends. Planning reads the archive and changes nothing: each plan is composed when it is
+asked for, from the archive as it was when planning began, so what the caller records of the
+earlier issues changes none of the later ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 from crusader_mail.clock import Clock
 from crusader_mail.compose.composer import Composer
@@ -32,23 +37,23 @@ class Plan:
     posts: list[Post]
     related: list[Post]
     resumed: bool = False  # an issue whose sending was interrupted, composed again as it was
-    waiting: list[str] = field(default_factory=list)  # new post ids left for the next issue
+    waiting: list[str] = field(default_factory=list)  # new post ids left for the next run
 
 
 def select_posts(new_posts: Sequence[ArchivedPost], cadence: CadenceSettings) -> list[ArchivedPost]:
-    """The posts the next issue carries (oldest first); empty when too few are new."""
+    """The new posts a run sends (oldest first, at most ``max_posts``); none when too few are
+    new."""
     if len(new_posts) < cadence.min_posts:
         return []
-    limit = 1 if cadence.mode == "per_post" else cadence.max_posts
-    return list(new_posts[:limit])
+    return list(new_posts[: cadence.max_posts])
 
 
-def recently_related(archive: Archive, memory: int) -> set[str]:
-    """Ids shown as related in the last ``memory`` issues: avoided this time."""
+def recently_related(related: Sequence[Sequence[str]], memory: int) -> set[str]:
+    """Ids shown as related in the last ``memory`` issues (``related``: each issue's related
+    ids, oldest first): avoided this time."""
     if memory <= 0:
         return set()
-    recent = archive.issues[-memory:]
-    return {post_id for record in recent for post_id in record.related_ids}
+    return {post_id for ids in related[-memory:] for post_id in ids}
 
 
 def unfinished_issue(archive: Archive) -> IssueRecord | None:
@@ -67,17 +72,31 @@ def compose_posts(
     related: Sequence[Post] | None = None,
 ) -> Plan:
     """Compose an issue of ``posts`` (newest shown first) with related posts from the archive."""
+    history = [record.related_ids for record in archive.issues]
+    return _compose(posts, archive.posts, history, settings, clock, issue_id, related)
+
+
+def _compose(
+    posts: Sequence[Post],
+    pool: Sequence[Post],
+    history: Sequence[Sequence[str]],
+    settings: Settings,
+    clock: Clock,
+    issue_id: str | None = None,
+    related: Sequence[Post] | None = None,
+) -> Plan:
+    """An issue of ``posts`` with ``related`` or, when not given, the best of ``pool`` (minus
+    the issue's own posts), avoiding those shown in the last issues of ``history``."""
     if not posts:
         raise ComposeError("no posts to compose an issue from")
     shown = sorted(posts, key=lambda post: (post.published, post.id), reverse=True)
     ids = [post.id for post in shown]
     if related is None:
         in_issue = set(ids)
-        candidates = [post for post in archive.posts if post.id not in in_issue]
         related = choose_related(
             shown,
-            candidates,
-            recently_related(archive, settings.compose.related_memory),
+            [post for post in pool if post.id not in in_issue],
+            recently_related(history, settings.compose.related_memory),
             settings.compose.related_count,
         )
     issue_id = issue_id or issue_id_for(ids, clock.now().date())
@@ -85,24 +104,59 @@ def compose_posts(
     return Plan(issue=issue, posts=list(shown), related=list(related))
 
 
-def plan_issue(archive: Archive, settings: Settings, clock: Clock) -> Plan | None:
-    """The next issue exactly as ``send`` would send it, or ``None`` when nothing is due."""
+def plan_run(archive: Archive, settings: Settings, clock: Clock) -> Iterator[Plan]:
+    """The issues this run sends, in sending order, each composed when it is asked for."""
     unfinished = unfinished_issue(archive)
+    resumed: _Resumed | None = None
     if unfinished is not None:
-        posts = _lookup(archive, unfinished.post_ids)
-        related = _lookup(archive, unfinished.related_ids)
-        plan = compose_posts(
-            archive, posts, settings, clock, issue_id=unfinished.issue_id, related=related
+        resumed = _Resumed(
+            unfinished.issue_id,
+            _lookup(archive, unfinished.post_ids),
+            _lookup(archive, unfinished.related_ids),
         )
-        return Plan(issue=plan.issue, posts=plan.posts, related=plan.related, resumed=True)
-    new_posts = archive.new_posts()
-    chosen = select_posts(new_posts, settings.cadence)
-    if not chosen:
-        return None
-    plan = compose_posts(archive, chosen, settings, clock)
-    chosen_ids = {post.id for post in chosen}
-    waiting = [post.id for post in new_posts if post.id not in chosen_ids]
-    return Plan(issue=plan.issue, posts=plan.posts, related=plan.related, waiting=waiting)
+    carried = set(unfinished.post_ids) if unfinished is not None else set()
+    new_posts = [post for post in archive.new_posts() if post.id not in carried]
+    per_post = settings.cadence.mode == "per_post"
+    chosen = [] if resumed and not per_post else select_posts(new_posts, settings.cadence)
+    groups = [[post] for post in chosen] if per_post else [chosen] if chosen else []
+    in_run = carried | {post.id for post in chosen}
+    waiting = [post.id for post in new_posts if post.id not in in_run]
+    pool = [post for post in archive.posts if post.id not in in_run]
+    history = [record.related_ids for record in archive.issues]
+    return _plans(resumed, groups, pool, history, waiting, settings, clock)
+
+
+@dataclass(frozen=True)
+class _Resumed:
+    issue_id: str
+    posts: list[Post]
+    related: list[Post]
+
+
+def _plans(
+    resumed: _Resumed | None,
+    groups: Sequence[Sequence[Post]],
+    pool: Sequence[Post],
+    history: Sequence[Sequence[str]],
+    waiting: list[str],
+    settings: Settings,
+    clock: Clock,
+) -> Iterator[Plan]:
+    if resumed is not None:
+        plan = _compose(
+            resumed.posts, pool, history, settings, clock, resumed.issue_id, resumed.related
+        )
+        yield replace(plan, resumed=True, waiting=waiting)
+    history = list(history)
+    for group in groups:
+        plan = _compose(group, pool, history, settings, clock)
+        history.append(plan.issue.related_ids)
+        yield replace(plan, waiting=waiting)
+
+
+def plan_issue(archive: Archive, settings: Settings, clock: Clock) -> Plan | None:
+    """The next issue exactly as ``send`` would send it first, or ``None`` when nothing is due."""
+    return next(plan_run(archive, settings, clock), None)
 
 
 def _lookup(archive: Archive, post_ids: Sequence[str]) -> list[Post]:
