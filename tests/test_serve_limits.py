@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import select
 import socket
 import time
 from collections.abc import Iterator
@@ -81,10 +80,15 @@ class Trickler:
     def step(self) -> None:
         """Send the next byte (all of ``opening`` first); notice when the server hung up."""
         try:
-            readable, _, _ = select.select([self.conn], [], [], 0)
-            if readable and not self.conn.recv(65536):
+            if not self.conn.recv(65536):  # (an answer, if any, is read and dropped)
                 self.closed = True
                 return
+        except BlockingIOError:
+            pass  # nothing to read: still open
+        except OSError:
+            self.closed = True
+            return
+        try:
             if self.pending:
                 sent = self.conn.send(self.pending)
                 self.pending = self.pending[sent:]
