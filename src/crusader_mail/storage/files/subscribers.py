@@ -47,7 +47,9 @@ LIST_FILE = "subscribers.csv"
 
 class SubscriberList:
     """The list file ``folder/subscribers.csv``. Reading streams it; changes go through
-    :meth:`edit`. Readers need no lock: a save replaces the file in one rename."""
+    :meth:`edit`. Readers need no lock: a save replaces the file in one rename. Each change
+    first removes the temporary copies of the list that killed writers left (``erased`` keeps
+    their paths)."""
 
     def __init__(self, folder: Path, clock: Clock, mail: FileMailQueue | None = None) -> None:
         self.folder = folder
@@ -55,6 +57,7 @@ class SubscriberList:
         self.clock = clock
         self.mail = mail or FileMailQueue(folder, clock.now)
         self._indexes: dict[HintOf, _HintIndex] = {}
+        self.erased: list[Path] = []  # temporary copies of the list killed writers left
 
     def iter(self, status: Status | None = None) -> Iterator[Subscriber]:
         """Every reader (or those with ``status``) in address order, one row at a time.
@@ -115,7 +118,7 @@ class SubscriberList:
         """Lock the list, load it, yield its :class:`ListChanges`, and save it atomically when
         the block ends without an exception and something changed. A damaged file raises
         :class:`StateError` before the block runs and is left as it is."""
-        with locked(self.path):
+        with locked(self.path, removed=self.erased):
             with self._loaded() as roster:
                 yield roster
             # after the list is saved: queue the replies, drop a forgotten reader's mail
@@ -177,7 +180,7 @@ class SubscriberList:
         else:
             keys = set(wanted)
         key_of = match or mailbox_key
-        with locked(self.path):
+        with locked(self.path, removed=self.erased):
             done: dict[str, list[str] | None] = {}
             report = self._stream_update(keys, change, key_of, done)
             if report is None:  # rows out of order: sort them in memory, as edit() does
