@@ -137,6 +137,7 @@ def test_suppressions_give_the_same_file_as_the_edit_path(
     assert streamed.path.read_bytes() != FILES[case]
     assert sorted(p.name for p in streamed.path.parent.iterdir()) == [
         LOG_FILE,
+        f"{LOG_FILE}.lock",
         LIST_FILE,
         f"{LIST_FILE}.lock",
     ]

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from peers.sendgrid_server import SendGridServer, sendgrid_server
 
@@ -35,6 +35,7 @@ from crusader_mail.subscriptions.service import reader_state
 from crusader_mail.util.tokens import Purpose, Signer
 from crusader_mail.web.app import MAX_FORM_BODY, build_app
 from crusader_mail.web.sendgrid_hooks import MAX_EVENT_AGE
+from tests.support.commands import signed_request
 from tests.support.inbox import SECRET, make_settings
 from tests.support.web import running
 
@@ -514,17 +515,7 @@ def _multipart(fields: dict[str, str]) -> dict[str, tuple[None, str]]:
 def signed(
     key: ec.EllipticCurvePrivateKey, events: list[dict[str, Any]], at: datetime
 ) -> dict[str, Any]:
-    body = json.dumps(events).encode()
-    timestamp = str(int(at.timestamp()))
-    signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {
-        "content": body,
-        "headers": {
-            "Content-Type": "application/json",
-            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
-        },
-    }
+    return signed_request(key, json.dumps(events).encode(), int(at.timestamp()))
 
 
 def test_event_webhook_records_and_is_idempotent(

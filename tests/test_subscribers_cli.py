@@ -370,3 +370,17 @@ def test_a_real_process(app: AppContext) -> None:
     assert "Traceback" not in rejected.stderr
     exported = call("export")
     assert exported.stdout.splitlines()[1].startswith(f"{JANE},Jane,active,")
+
+
+def test_forget_erases_what_a_killed_erase_of_the_consent_log_left(
+    app: AppContext, readers: SubscriberList
+) -> None:
+    ok(app, "add", JANE)
+    ok(app, "add", "other@example.com")
+    left = readers.log.path.with_name(f".{readers.log.path.name}.ab_3x9zq.tmp")
+    left.write_bytes(readers.log.path.read_bytes())  # a whole copy, as a killed erase leaves
+    out = ok(app, "remove", JANE, "--forget")
+    assert "of subscribers.csv or consent-log.csv left by a killed write" in out
+    assert left.name in out
+    assert not left.exists()
+    assert not [p for p in readers.path.parent.iterdir() if JANE.encode() in p.read_bytes()]

@@ -10,7 +10,8 @@ Where a value comes from, highest first:
 5. the defaults below
 
 Relative paths are taken relative to the config file's folder. Secrets are ``SecretStr``: they
-print as ``**********`` and only :meth:`SecretStr.get_secret_value` reveals them.
+print as ``**********`` and only :meth:`SecretStr.get_secret_value` reveals them. They come
+from the environment or ``.env`` only: one in the TOML file is refused (:func:`secret_keys`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -194,6 +195,10 @@ class ServerSettings(Section):
             "systemd timer): what it records reaches the job"
         ),
     )
+    header_timeout: float = Field(
+        10.0, gt=0, description="seconds a client has to send a request's line and headers"
+    )
+    body_timeout: float = Field(60.0, gt=0, description="seconds a client has to send a body")
 
 
 class Settings(BaseSettings):
@@ -404,6 +409,8 @@ def load_settings(config: Path | None = None) -> LoadedSettings:
     config_file = find_config(config)
     base = config_file.resolve().parent if config_file else Path.cwd()
     toml_data = _read_toml(config_file) if config_file else {}
+    if config_file is not None:
+        _refuse_secrets(toml_data, config_file)
     dotenv_file = base / ".env"
     dotenv = dotenv_file if dotenv_file.is_file() else None
     sources = _provenance(toml_data, config_file, dotenv)
@@ -425,6 +432,43 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+
+
+def secret_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
+    """The dotted name of every secret setting (a ``SecretStr``): only the environment (or the
+    ``.env`` file beside the config file) may set them, never the config file."""
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        kinds = get_args(field.annotation) or (field.annotation,)
+        if SecretStr in kinds:
+            keys.append(prefix + name)
+        for kind in kinds:
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                keys += secret_keys(kind, f"{prefix}{name}.")
+    return keys
+
+
+def env_name(key: str) -> str:
+    """The environment variable of a dotted setting: ``CRUSADER_MAIL_IMAP__PASSWORD``."""
+    return ENV_PREFIX + key.upper().replace(".", "__")
+
+
+def _refuse_secrets(toml_data: Mapping[str, Any], config_file: Path) -> None:
+    """A secret in the config file is refused (ConfigError naming it and its variable), never
+    used: the file is committed."""
+    present = _flatten(toml_data)
+    found = [
+        key for key in secret_keys() if any(k == key or k.startswith(key + ".") for k in present)
+    ]
+    if not found:
+        return
+    where = ["SENDGRID_API_KEY" if key == "sendgrid.api_key" else env_name(key) for key in found]
+    one = len(found) == 1
+    raise ConfigError(
+        f"{config_file}: {' and '.join(found)} {'is a secret' if one else 'are secrets'}, never "
+        f"read from a config file (it gets committed): remove {'it' if one else 'them'} and set "
+        f"{' and '.join(where)} in the environment (a GitHub secret, or .env beside the file)"
+    )
 
 
 def _anchor_paths(settings: Settings, base: Path) -> Settings:
@@ -492,7 +536,7 @@ def _provenance(
     for name, data in reversed(layers):  # lowest first, so higher layers overwrite
         for key in _flatten(data):
             if name == "environment":
-                sources[key] = "env " + ENV_PREFIX + key.upper().replace(".", "__")
+                sources[key] = "env " + env_name(key)
             else:
                 sources[key] = name
     return sources

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 
 import click
@@ -14,6 +16,7 @@ from crusader_mail.delivery.client import client_factory
 from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.pipeline import IssueRun, RunReport, count_of
 from crusader_mail.pipeline import run as run_pipeline
+from crusader_mail.util.masking import mask_message_ids, mask_url
 
 
 @click.command()
@@ -90,13 +93,21 @@ def run(
         with summary.open("a", encoding="utf-8") as handle:
             handle.write(markdown_summary(report))
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2, default=str))
+        click.echo(json.dumps(shown_json(report), indent=2, default=str))
     else:
         click.echo(text_summary(report))
     if report.error is not None:
         click.echo(f"crusader-mail: error: {report.error}", err=True)
     if report.failed:
         raise click.exceptions.Exit(1)
+
+
+def shown_json(report: RunReport) -> dict[str, object]:
+    """The report as ``--json`` prints it: the inbox's Message-IDs masked."""
+    data = report.to_json()
+    if isinstance(report.inbox, dict):
+        data["inbox"] = mask_message_ids(report.inbox)
+    return data
 
 
 def text_summary(report: RunReport) -> str:
@@ -148,21 +159,28 @@ def _issue_lines(done: IssueRun, *, last: bool) -> list[str]:
     return lines
 
 
+_MARKDOWN = re.compile(r"[\\`*_\[\]!|~]")
+
+
 def _cell(text: object) -> str:
-    """Text made safe for one Markdown table cell or line: no pipes, breaks or HTML."""
+    """Text shown as itself in one Markdown table cell or line (feed titles, errors): one line,
+    no HTML (``&``, ``<``, ``>`` as entities), and every character that would make a link, an
+    image, emphasis, code or a new cell escaped with a backslash."""
     flat = " ".join(str(text).split())
-    return flat.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    return html.escape(_MARKDOWN.sub(lambda found: "\\" + found[0], flat), quote=False)
 
 
 def markdown_summary(report: RunReport) -> str:
-    """The job summary an editor reads on GitHub: what went out, never who it went to."""
+    """The job summary an editor reads on GitHub: what went out, never who it went to. What
+    feeds control (titles, errors) shows as plain text, feed URLs masked (``mask_url``)."""
     title = "Newsletter dry run" if report.dry_run else "Newsletter run"
     out = [f"## {title}", ""]
     out.append("| feed | status | entries | new |")
     out.append("| --- | --- | ---: | ---: |")
     for feed in report.feeds:
         status = feed.status if not feed.error else f"{feed.status}: {feed.error}"
-        out.append(f"| {_cell(feed.url)} | {_cell(status)} | {feed.entries} | {feed.new} |")
+        url = _cell(mask_url(feed.url))
+        out.append(f"| {url} | {_cell(status)} | {feed.entries} | {feed.new} |")
     out.append("")
     notes = report.backlog.notes() if report.backlog is not None else []
     if notes:

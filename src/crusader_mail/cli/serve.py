@@ -3,7 +3,9 @@
 Serves :func:`crusader_mail.web.app.build_app` with uvicorn: one-click unsubscribe,
 confirmation buttons, SendGrid Inbound Parse and the Event Webhook. Replies go out through
 SendGrid after each answer. The socket is bound here first, so an address in use is one error
-line (exit 1), not uvicorn's exit 3.
+line (exit 1), not uvicorn's exit 3. uvicorn runs with :class:`~crusader_mail.web.server.
+ServeConfig`: a client gets ``server.header_timeout`` seconds to send a request's head and
+``server.body_timeout`` for its body, then its connection is closed.
 
 The server must share its store with the scheduled job, or a reader's choice made here never
 reaches the next send. A shared database (``database_url``) is shared; the files store is
@@ -24,6 +26,7 @@ from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.errors import ConfigError, CrusaderMailError
 from crusader_mail.storage.files import FilesStore
 from crusader_mail.web.app import build_app
+from crusader_mail.web.server import ServeConfig
 
 NOT_SHARED = (
     "serve: the files store keeps readers' choices in this checkout, and a scheduled job "
@@ -60,7 +63,7 @@ def serve(app: AppContext, host: str | None, port: int | None, same_host: bool) 
         click.echo(
             f"crusader-mail: serving {settings.newsletter.name} on http://{host}:{bound}", err=True
         )
-        config = uvicorn.Config(web, log_level="warning", access_log=False)
+        config = ServeConfig(web, settings.server, log_level="warning", access_log=False)
         uvicorn.Server(config).run(sockets=[sock])
 
 

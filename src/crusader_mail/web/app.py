@@ -13,9 +13,12 @@ Contract: ``build_app(settings, clock, mailer, store) -> Starlette`` with
   (:mod:`crusader_mail.web.sendgrid_hooks`).
 
 Pages are plain HTML from ``templates_dir/web``, with the newsletter's name, no scripts, and a
-strict CSP. Every response carries the security headers, and every request body is capped
-while it streams (``413``): ``MAX_BODY`` for Inbound Parse, ``MAX_EVENTS_BODY`` for events,
-``MAX_FORM_BODY`` elsewhere.
+strict CSP. Every response carries the security headers (an uncaught error's ``500``, a
+``404``, ``405`` or ``413`` too), and every request body is capped while it streams (``413``):
+``MAX_BODY`` for Inbound Parse, ``MAX_EVENTS_BODY`` for events, ``MAX_FORM_BODY`` elsewhere.
+``/unsubscribe/`` and ``/confirm/`` redirect to the configured public URL of the page, or to
+its bare path: never to the host a request names. ``crusader-mail serve`` runs the app with
+:mod:`crusader_mail.web.server` (the time a client may take to send a request is bounded).
 """
 
 from __future__ import annotations
@@ -30,9 +33,8 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -78,7 +80,40 @@ def build_app(settings: Settings, clock: Clock, mailer: Mailer, store: Store) ->
         Route("/inbound/{secret}", hooks.inbound, methods=["POST"]),
         Route("/events", hooks.events, methods=["POST"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(_Guard)])
+    app = _App(routes=routes)
+    app.router.redirect_slashes = False  # Starlette's would send the client to its Host header
+    app.router.default = _SlashRedirect(settings)
+    return app
+
+
+class _App(Starlette):
+    """Starlette with :class:`_Guard` outside everything, its error handler included: the
+    security headers go on every answer, an uncaught error's ``500`` too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return _Guard(super().build_middleware_stack())
+
+
+class _SlashRedirect:
+    """Where no route matches: ``/unsubscribe/`` and ``/confirm/`` (a trailing slash added by
+    hand or by a mail client) are redirected (``307``, the method kept) to the configured
+    public URL of the page (``newsletter.unsubscribe_url``, ``confirm_url``) or, when none is
+    set, to the path alone; never to a host named by the request. Anything else is ``404``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.pages = {
+            "/unsubscribe/": settings.newsletter.unsubscribe_url or "/unsubscribe",
+            "/confirm/": settings.newsletter.confirm_url or "/confirm",
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = self.pages.get(scope["path"]) if scope["type"] == "http" else None
+        if target is None:
+            raise HTTPException(404)
+        query = scope.get("query_string", b"").decode("latin-1")
+        if query:
+            target += ("&" if "?" in target else "?") + query
+        await RedirectResponse(target, status_code=307)(scope, receive, send)
 
 
 def body_limit(path: str) -> int:
@@ -91,9 +126,11 @@ def body_limit(path: str) -> int:
 
 
 class _Guard:
-    """ASGI middleware: the security headers on every response (JSON and errors too), and
-    request bodies capped as they stream: a declared ``Content-Length`` over the cap is refused
-    before anything is read, and a chunked body is cut off (``413``) once it grows past it."""
+    """Around the whole app: the security headers on every response (JSON, redirects and
+    errors too), and request bodies capped as they stream: a declared ``Content-Length`` over
+    the cap is refused before anything is read, and a chunked body is cut off (``413``) once it
+    grows past it. A client gone before its body arrived (it hung up, or ran out of time) is
+    not an error: there is nobody left to answer."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -110,6 +147,8 @@ class _Guard:
                 for name, value in SECURITY_HEADERS.items():
                     if name not in headers:
                         headers[name] = value
+                if message["status"] == 500:  # an uncaught error: the server hangs up after it
+                    headers["Connection"] = "close"
             await send(message)
 
         declared = Headers(scope=scope).get("content-length", "")
@@ -129,7 +168,10 @@ class _Guard:
                     raise HTTPException(413, "too large")
             return message
 
-        await self.app(scope, receive_capped, send_guarded)
+        try:
+            await self.app(scope, receive_capped, send_guarded)
+        except ClientDisconnect:
+            return
 
 
 @dataclass(frozen=True)

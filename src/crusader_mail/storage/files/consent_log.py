@@ -7,8 +7,8 @@
     2026-11-23T09:00:00Z,jane@example.com,request,pending,email,<m1@reader.example>
 
 One row per change of a reader (:func:`~crusader_mail.storage.rows.format_event`), in the order
-the changes were stored. The roster appends a change's events under the list's lock, right
-after the list itself was saved (:meth:`ConsentLog.append`: whole lines written at the end,
+the changes were stored. The roster appends a change's events under the list's lock (and the
+log's own, whose taking removes what a killed writer left), right after the list was saved (:meth:`ConsentLog.append`: whole lines written at the end,
 then fsynced), so a crash between the two can lose one change's events but never records a
 change that was not stored. Rows are never rewritten: only :meth:`ConsentLog.erase` (a reader
 forgotten or expired) replaces the file, atomically, without that reader's rows. An unfinished

@@ -54,7 +54,9 @@ LIST_FILE = "subscribers.csv"
 
 class SubscriberList:
     """The list file ``folder/subscribers.csv``. Reading streams it; changes go through
-    :meth:`edit`. Readers need no lock: a save replaces the file in one rename."""
+    :meth:`edit`. Readers need no lock: a save replaces the file in one rename. Each change
+    first removes the temporary copies of the list that killed writers left (``erased`` keeps
+    their paths)."""
 
     def __init__(self, folder: Path, clock: Clock, mail: FileMailQueue | None = None) -> None:
         self.folder = folder
@@ -63,6 +65,7 @@ class SubscriberList:
         self.mail = mail or FileMailQueue(folder, clock.now)
         self.log = ConsentLog(folder)
         self._indexes: dict[HintOf, _HintIndex] = {}
+        self.erased: list[Path] = []  # temporary copies of the list killed writers left
 
     def iter(self, status: Status | None = None) -> Iterator[Subscriber]:
         """Every reader (or those with ``status``) in address order, one row at a time.
@@ -123,7 +126,7 @@ class SubscriberList:
         """Lock the list, load it, yield its :class:`ListChanges`, and save it atomically when
         the block ends without an exception and something changed. A damaged file raises
         :class:`StateError` before the block runs and is left as it is."""
-        with locked(self.path):
+        with locked(self.path, removed=self.erased):
             self.log.check()
             with self._loaded() as roster:
                 yield roster
@@ -132,11 +135,13 @@ class SubscriberList:
             self.mail.put(roster.queued)
 
     def _stored(self, done: _Done) -> None:
-        """What follows a saved change (lock held): a forgotten reader's history and queued
-        mail erased, then the change's events appended to the consent log."""
-        self.log.erase(done.forgotten)
+        """What follows a saved change (the list's lock held): a forgotten reader's history and
+        queued mail erased, then the change's events appended to the consent log (under its
+        own lock too, which removes what a killed erase left)."""
+        with locked(self.log.path, removed=self.erased):
+            self.log.erase(done.forgotten)
+            self.log.append(done.events)
         self.mail.forget(done.forgotten)
-        self.log.append(done.events)
 
     def history(self, email: str | None = None) -> Iterator[ConsentEvent]:
         """The consent log: the reader's events oldest first, or every event as stored."""
@@ -149,7 +154,7 @@ class SubscriberList:
         """Append ``events`` to the consent log as given (a thousand at a time)."""
         count = 0
         stream = iter(events)
-        with locked(self.path):
+        with locked(self.path), locked(self.log.path, removed=self.erased):
             while chunk := list(islice(stream, 1000)):
                 count += self.log.append(chunk)
         return count
@@ -224,7 +229,7 @@ class SubscriberList:
         else:
             keys = set(wanted)
         key_of = match or mailbox_key
-        with locked(self.path):
+        with locked(self.path, removed=self.erased):
             self.log.check()
             done: dict[str, _RowDone | None] = {}
             report = self._stream_update(keys, change, key_of, done)
