@@ -71,11 +71,12 @@ def raw(sender: str, subject: str, body: str, message_id: str, *head: str) -> st
     return message.as_string()
 
 
-def inbound(http: httpx.Client, fields: dict[str, str]) -> dict[str, object]:
+def inbound(http: httpx.Client, fields: dict[str, str]) -> list[dict[str, str]]:
+    """Post to Inbound Parse: the actions of the answer."""
     response = http.post(SECRET_PATH, files={k: (None, v) for k, v in fields.items()})
     assert response.status_code == 200, response.text
-    answer: dict[str, object] = response.json()
-    return answer
+    actions: list[dict[str, str]] = response.json()["actions"]
+    return actions
 
 
 def link_token(delivery: Delivery, path: str) -> str:
@@ -102,7 +103,7 @@ def test_inbound_parse_never_trusts_an_authentication_results_header_in_the_mess
     envelope = json.dumps({"to": ["news@bizcrusader.example"], "from": "eve@attacker.example"})
     # raw mode: SendGrid says SPF failed and no DKIM of reader.example passed
     message = raw(f"Carol <{CAROL}>", "unsubscribe", "unsubscribe\n", "<f1@x>", FORGED_AUTH)
-    answer = inbound(
+    [action] = inbound(
         http,
         {
             "email": message,
@@ -111,14 +112,10 @@ def test_inbound_parse_never_trusts_an_authentication_results_header_in_the_mess
             "dkim": "{@attacker.example : pass}",
         },
     )
-    assert answer["actions"] == [
-        {
-            "message_id": "<f1@x>",
-            "command": "unsubscribe",
-            "result": "c•••@reader.example not authenticated; asked to confirm leaving "
-            "(reply queued)",
-        }
-    ]
+    assert (action["command"], action["result"]) == (
+        "unsubscribe",
+        "c•••@reader.example not authenticated; asked to confirm leaving (reply queued)",
+    )
     # default mode: the forged header among the parsed headers
     headers = f"{FORGED_AUTH}\nFrom: Carol <{CAROL}>\nTo: news@bizcrusader.example\n"
     headers += "Subject: stop\nMessage-ID: <f2@x>\n"
