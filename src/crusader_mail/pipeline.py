@@ -103,15 +103,16 @@ class Backlog:
     def posts(self) -> int:
         return sum(self.feeds.values())
 
-    def notes(self) -> list[str]:
-        """One line for the editor (feed URLs masked); none when nothing went to the backlog."""
+    def notes(self, shown: Callable[[str], str] = str) -> list[str]:
+        """One line for the editor (feed URLs masked, then passed through ``shown``: the job
+        summary escapes what a feed controls); none when nothing went to the backlog."""
         if self.first_run and self.posts:
             return [
                 f"first run: {count_of(self.posts, 'post')} already in the feeds archived as "
                 f"backlog, not sent; {INCLUDE_BACKLOG_HINT}"
             ]
         return [
-            f"feed {mask_url(url)}: {count_of(posts, 'earlier post')} archived as backlog; "
+            f"feed {shown(mask_url(url))}: {count_of(posts, 'earlier post')} archived as backlog; "
             + INCLUDE_BACKLOG_HINT
             for url, posts in self.feeds.items()
             if posts

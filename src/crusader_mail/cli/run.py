@@ -182,9 +182,9 @@ def markdown_summary(report: RunReport) -> str:
         url = _cell(mask_url(feed.url))
         out.append(f"| {url} | {_cell(status)} | {feed.entries} | {feed.new} |")
     out.append("")
-    notes = report.backlog.notes() if report.backlog is not None else []
+    notes = report.backlog.notes(_cell) if report.backlog is not None else []
     if notes:
-        out.extend([*(f"- {_cell(note)}" for note in notes), ""])
+        out.extend([*(f"- {note}" for note in notes), ""])
     if not report.issues and report.error is None:
         out.append("Nothing new: no issue was sent.")
     if len(report.issues) > 1:
