@@ -260,7 +260,10 @@ KEEP_HANDLED = timedelta(days=400)
 class Memory(Protocol):
     """Which messages and webhook events were handled, and when each address last got a
     rate-limited reply. Stored as keyed hashes only, never addresses or ids in the clear;
-    entries older than ``REPLY_WINDOW`` (replies) or ``KEEP_HANDLED`` (ids) are dropped."""
+    entries older than ``REPLY_WINDOW`` (replies) or ``KEEP_HANDLED`` (ids) are dropped. The
+    ``email`` of ``may_reply``/``replied`` is a key the service makes (a mailbox in
+    :func:`~crusader_mail.storage.rules.reply_key` form, or an hourly slot such as
+    ``slot-7@replies.invalid``): hash it by its mailbox key, never check it as a reader."""
 
     def seen(self, message_key: str) -> bool: ...
 
