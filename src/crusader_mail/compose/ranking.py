@@ -124,7 +124,7 @@ def post_words(post: Post) -> list[str]:
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 _INT = np.int64
-_COUNT_BITS = 20  # a word counted more than a million times in one post counts a million
+_COUNT_BITS = 16  # a word more than 65,535 times in one post counts 65,535 times
 _COUNT_MASK = (1 << _COUNT_BITS) - 1
 
 
@@ -147,18 +147,9 @@ class TextIndex:
             tokens_of += [vocabulary.setdefault(t, len(vocabulary)) for t in tokenize(word)]
             starts.append(len(tokens_of))
         first, per_word = np.array(starts, dtype=_INT), np.array(tokens_of, dtype=_INT)
-        # (post, token, count) for every word, then merged per (post, token): sorted as one
-        # integer (post, token, count), the counts of equal (post, token) summed.
-        spread = first[words + 1] - first[words]  # how many tokens each word becomes
-        at = np.repeat(first[words], spread) + _ranks(spread)
+        # Words as tokens; the counts of words that are the same token in a post summed.
+        self.doc, self.token, tf = _merge(*_tokens(doc, words, times, first, per_word))
         width = max(len(vocabulary), 1)
-        packed = (np.repeat(doc, spread) * width + per_word[at]) << _COUNT_BITS
-        packed = np.sort(packed | np.minimum(np.repeat(times, spread), _COUNT_MASK))
-        keys = packed >> _COUNT_BITS
-        begins = np.flatnonzero(np.diff(keys, prepend=-1))  # where a (post, token) starts
-        tf = np.add.reduceat(packed & _COUNT_MASK, begins) if len(begins) else packed
-        self.doc: Ints = keys[begins] // width
-        self.token: Ints = keys[begins] % width
         df = np.bincount(self.token, minlength=width)
         idf = np.log((1 + n) / (1 + df)) + 1
         weight = (1 + np.log(tf)) * idf[self.token]
@@ -199,6 +190,36 @@ class TextIndex:
         latent /= lengths[:, None]
         result: Floats = latent @ latent.T
         return result
+
+
+def _merge(outer: Ints, inner: Ints, counts: Ints) -> tuple[Ints, Ints, Ints]:
+    """Equal (outer, inner) pairs as one, their counts summed; sorted by (outer, inner).
+
+    Each pair and its count are one integer (outer, inner, count bits), sorted in C."""
+    inner_bits = int(inner.max(initial=0)).bit_length()
+    packed = (outer << inner_bits | inner) << _COUNT_BITS | np.minimum(counts, _COUNT_MASK)
+    packed.sort()
+    keys = packed >> _COUNT_BITS
+    begins = np.flatnonzero(np.diff(keys, prepend=-1))  # where each pair starts
+    sums = np.add.reduceat(packed & _COUNT_MASK, begins) if len(begins) else keys
+    keys = keys[begins]
+    return keys >> inner_bits, keys & ((1 << inner_bits) - 1), sums
+
+
+def _tokens(
+    doc: Ints, words: Ints, times: Ints, first: Ints, per_word: Ints
+) -> tuple[Ints, Ints, Ints]:
+    """Each (post, word, count) as a (post, token, count) for each token of the word (most
+    words are one token; stopwords, numbers and punctuation none)."""
+    spread = np.diff(first)[words]
+    one, many = spread == 1, np.flatnonzero(spread > 1)
+    k = spread[many]
+    at = np.repeat(first[words[many]], k) + _ranks(k)
+    return (
+        np.concatenate([doc[one], np.repeat(doc[many], k)]),
+        np.concatenate([per_word[first[words[one]]], per_word[at]]),
+        np.concatenate([times[one], np.repeat(times[many], k)]),
+    )
 
 
 def _ranks(spread: Ints) -> Ints:
