@@ -513,6 +513,7 @@ def _deliver_plan(
             post_ids=plan.issue.post_ids,
             related_ids=plan.issue.related_ids,
             status="sending",
+            note=plan.note,
         )
     if not plan.resumed or record.status != "sending":
         record = record.model_copy(update={"status": "sending"})
