@@ -12,6 +12,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from peers.feed_server import FeedServer
@@ -33,10 +34,10 @@ def site(tmp_path: Path, feed_server: FeedServer) -> Iterator[Site]:
         yield made
 
 
-def held_run(site: Site, *args: str) -> dict[str, object]:
+def held_run(site: Site, *args: str) -> dict[str, Any]:
     result = site.cli("run", "--json", *args)
     assert result.exit_code == 0, result.output
-    report: dict[str, object] = json.loads(result.stdout)
+    report: dict[str, Any] = json.loads(result.stdout)
     return report
 
 

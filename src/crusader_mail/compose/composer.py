@@ -2,8 +2,9 @@
 
 ::
 
-    Composer(settings).compose(posts, related, issue_id, now) -> RenderedIssue
+    Composer(settings).compose(posts, related, issue_id, now, note=, web=) -> RenderedIssue
     fill_placeholders(text, values, *, html=False) -> str
+    web_page(issue, settings) -> RenderedIssue     an issue's public archive page
 
 - One Jinja environment per :class:`Composer`, loading ``settings.templates_dir``
   (``newsletter.html`` and ``newsletter.txt`` and what they include). Autoescape for ``.html``;
@@ -35,6 +36,12 @@
   (premailer, wrapping) every ``[[`` left over is made inert before the stand-ins become the
   placeholders. The guards then check that each part holds exactly as many of each placeholder
   as the templates put there.
+- ``note``: the editor's note (Markdown, :mod:`crusader_mail.compose.note`) on top of the issue,
+  defused like a post. ``issue_id`` gives the issue's archive page (``page_url``, with
+  ``newsletter.archive_url``): "View in your browser" on top, the archive in the footer.
+- ``web=True``: the issue's public archive page (:func:`web_page`): the templates see ``web``
+  (no "View in your browser", an invitation to subscribe instead of the reader's footer), and
+  every placeholder left is filled with :func:`neutral_values`; the guards then allow none.
 - The guards (:mod:`crusader_mail.compose.guards`) run before the issue is returned: too big ->
   long posts become excerpts and the issue is rendered again with a note; still too big or
   unsafe -> :class:`GuardError`.
