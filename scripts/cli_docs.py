@@ -26,9 +26,11 @@ Exit codes: 0 done, 1 failure, 2 configuration or usage error, 130 interrupted.
 def walk(
     command: click.Command, path: list[str], parent: click.Context | None = None
 ) -> Iterator[tuple[list[str], click.Command, click.Context]]:
-    ctx = click.Context(
-        command, info_name=path[-1], parent=parent, terminal_width=100, max_content_width=100
-    )
+    # the command's own context settings (the top level's "-h"), as the real CLI applies them:
+    # click caches a command's help option once made, so a command invoked earlier in the
+    # same process must read the same here
+    settings = {"terminal_width": 100, "max_content_width": 100, **command.context_settings}
+    ctx = click.Context(command, info_name=path[-1], parent=parent, **settings)
     yield path, command, ctx
     if isinstance(command, click.Group):
         for name in sorted(command.list_commands(ctx)):

@@ -222,3 +222,16 @@ def test_with_approval_turned_off_a_held_issue_still_needs_its_approval(site: Si
         in (report["problems"])
     )
     assert site.statuses()[issue_id] == HELD
+
+
+def test_a_test_send_shows_the_issue_that_awaits_approval(site: Site) -> None:
+    site.install(hidden=2)
+    site.publish(hidden=1)
+    [held] = held_run(site)["issues"]
+    site.publish(hidden=0)  # newer: the held issue, not this one, is what a test send shows
+    result = site.cli("send", "--to", "editor@bizcrusader.example")
+    assert result.exit_code == 0, result.output
+    [delivery] = site.api.deliveries
+    assert delivery.to == ("editor@bizcrusader.example",)
+    assert delivery.subject == "[TEST] " + held["issue"]["subject"]
+    assert site.statuses() == {held["issue"]["issue_id"]: HELD}

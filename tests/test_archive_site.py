@@ -21,10 +21,12 @@ import httpx
 import pytest
 from peers.feed_server import FeedServer
 from peers.sendgrid_server import SendGridServer
+from pydantic import ValidationError
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.compose import guards
 from crusader_mail.errors import ConfigError
+from crusader_mail.settings import NewsletterSettings, ServerSettings, Settings
 from crusader_mail.web.archive_files import ARCHIVE_POLICY
 from tests.support.sending import make_settings
 from tests.support.web import web_app
@@ -41,12 +43,17 @@ def with_archive(site: Site, url: str = ARCHIVE_URL) -> None:
     )
 
 
-@pytest.fixture
-def site(tmp_path: Path, feed_server: FeedServer) -> Iterator[Site]:
+def archived_site(tmp_path: Path, feed_server: FeedServer) -> Iterator[Site]:
+    """A newsletter site (as ``tests/test_pipeline.py`` makes it) with ``archive_url`` set."""
     with SendGridServer() as api:
         made = Site(tmp_path / "site", feed_server, api)
         with_archive(made)
         yield made
+
+
+@pytest.fixture
+def site(tmp_path: Path, feed_server: FeedServer) -> Iterator[Site]:
+    yield from archived_site(tmp_path, feed_server)
 
 
 def sent_ids(site: Site) -> list[str]:
@@ -226,3 +233,36 @@ def test_serve_without_an_archive_folder_answers_404(tmp_path: Path, clock: Fixe
             answer = httpx.get(url + "/archive/")
     assert answer.status_code == 404
     assert answer.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("https://owner.github.io/news", "https://owner.github.io/news/"),
+        ("https://mail.example/archive/", "https://mail.example/archive/"),
+    ],
+)
+def test_the_archive_url_is_a_folder(given: str, kept: str) -> None:
+    settings = Settings(newsletter=NewsletterSettings(archive_url=given))
+    assert settings.newsletter.archive_url == kept
+    assert settings.issue_page_url("2026-11-23-1a2b3c4d") == f"{kept}2026-11-23-1a2b3c4d.html"
+
+
+@pytest.mark.parametrize(
+    "bad", ["/archive/", "javascript:alert(1)", "https://x.example/a?b=c", "https://x.example/a b"]
+)
+def test_an_archive_url_that_is_no_web_folder_is_refused(bad: str) -> None:
+    with pytest.raises(ValidationError, match="archive_url"):
+        NewsletterSettings(archive_url=bad)
+
+
+def test_visitors_subscribe_on_the_serve_host_or_by_mail() -> None:
+    by_mail = Settings(newsletter=NewsletterSettings(from_email="news@blog.example"))
+    assert by_mail.subscribe_link == "mailto:news+subscribe@blog.example"
+    served = Settings(
+        newsletter=NewsletterSettings(unsubscribe_url="https://mail.blog.example/unsubscribe"),
+        server=ServerSettings(same_host=True),
+    )
+    assert served.subscribe_link == "https://mail.blog.example/subscribe"
+    elsewhere = served.model_copy(update={"server": ServerSettings(same_host=False)})
+    assert elsewhere.subscribe_link.startswith("mailto:")  # its store would not reach the job

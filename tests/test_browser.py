@@ -88,6 +88,11 @@ def html(request: pytest.FixtureRequest) -> str:
 def test_issue_holds_in_chromium(
     browser: Browser, html: str, name: str, width: int, scheme: str
 ) -> None:
+    holds(browser, html, width, scheme)
+
+
+def holds(browser: Browser, html: str, width: int, scheme: str) -> list[str]:
+    """Every check on ``html`` at ``width`` in ``scheme``; the names of its links."""
     with browser.open(html, width=width, dark=scheme == "dark") as page:
         seen = page.inspect()
         names = page.link_names()
@@ -95,6 +100,7 @@ def test_issue_holds_in_chromium(
         check_text(seen, scheme)
         check_accessible(seen, names)
         check_network(page, seen)
+    return names
 
 
 def check_layout(seen: dict[str, Any], width: int) -> None:
@@ -188,13 +194,7 @@ def archive_html(name: str) -> str:
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("width", [375, 1000])
 def test_an_archive_page_holds_in_chromium(browser: Browser, width: int, scheme: str) -> None:
-    with browser.open(archive_html("issue"), width=width, dark=scheme == "dark") as page:
-        seen = page.inspect()
-        names = page.link_names()
-        check_layout(seen, width)
-        check_text(seen, scheme)
-        check_accessible(seen, names)
-        check_network(page, seen)
+    names = holds(browser, archive_html("issue"), width, scheme)
     assert any(name.startswith("Subscribe") and "Biz Crusader" in name for name in names)
     assert "All issues" in names
     assert "View in your browser" not in names

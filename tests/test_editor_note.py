@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 from peers.feed_server import FeedServer
-from peers.sendgrid_server import SendGridServer
 
 from crusader_mail.compose import guards
 from crusader_mail.compose.composer import Composer
 from crusader_mail.compose.note import clear_note, note_html, note_text, read_note
 from crusader_mail.errors import ConfigError
 from tests.support.golden import NOW, golden_posts, golden_settings
-from tests.test_archive_site import with_archive
+from tests.test_archive_site import archived_site
 from tests.test_pipeline import ACTIVE, PER_POST, Site
 
 NOTE = """# A word before the posts
@@ -36,10 +35,7 @@ line that goes on.
 
 @pytest.fixture
 def site(tmp_path: Path, feed_server: FeedServer) -> Iterator[Site]:
-    with SendGridServer() as api:
-        made = Site(tmp_path / "site", feed_server, api)
-        with_archive(made)
-        yield made
+    yield from archived_site(tmp_path, feed_server)
 
 
 def write_note(site: Site, text: str = NOTE) -> Path:
