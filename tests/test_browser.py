@@ -23,6 +23,7 @@ from tests.conftest import CORPUS
 from tests.support.browser import (
     Browser,
     Page,
+    archive_pages,
     example_issue,
     feed_issue,
     find_chromium,
@@ -87,6 +88,11 @@ def html(request: pytest.FixtureRequest) -> str:
 def test_issue_holds_in_chromium(
     browser: Browser, html: str, name: str, width: int, scheme: str
 ) -> None:
+    holds(browser, html, width, scheme)
+
+
+def holds(browser: Browser, html: str, width: int, scheme: str) -> list[str]:
+    """Every check on ``html`` at ``width`` in ``scheme``; the names of its links."""
     with browser.open(html, width=width, dark=scheme == "dark") as page:
         seen = page.inspect()
         names = page.link_names()
@@ -94,6 +100,7 @@ def test_issue_holds_in_chromium(
         check_text(seen, scheme)
         check_accessible(seen, names)
         check_network(page, seen)
+    return names
 
 
 def check_layout(seen: dict[str, Any], width: int) -> None:
@@ -174,3 +181,49 @@ def test_a_remote_request_is_refused_and_reported(browser: Browser) -> None:
     assert page.refused == ["https://tracker.example/x"]
     with pytest.raises(AssertionError):
         check_network(page, seen)
+
+
+# --- the public archive: an issue's page and the index, on a phone and a desktop ---------------
+
+
+@functools.cache
+def archive_html(name: str) -> str:
+    return archive_pages()[name]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("width", [375, 1000])
+def test_an_archive_page_holds_in_chromium(browser: Browser, width: int, scheme: str) -> None:
+    names = holds(browser, archive_html("issue"), width, scheme)
+    assert any(name.startswith("Subscribe") and "Biz Crusader" in name for name in names)
+    assert "All issues" in names
+    assert "View in your browser" not in names
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("width", [375, 1000])
+def test_the_archive_index_holds_in_chromium(browser: Browser, width: int, scheme: str) -> None:
+    with browser.open(archive_html("index"), width=width, dark=scheme == "dark") as page:
+        seen = page.inspect()
+        box = page.evaluate(
+            "(() => { const r = document.querySelector('.page').getBoundingClientRect();"
+            " return {left: r.left, right: r.right, width: r.width}; })()"
+        )
+        names = page.link_names()
+    assert seen["scrollWidth"] <= width, "the page scrolls sideways"
+    assert box["left"] >= 0
+    assert box["right"] <= width
+    assert box["width"] <= 600
+    assert seen["darkQuery"] == (scheme == "dark")
+    assert seen["h1"] == 1
+    low = [
+        (round(contrast(t["color"], t["background"]), 2), t["tag"], t["cls"], t["text"])
+        for t in seen["texts"]
+        if contrast(t["color"], t["background"]) < AA_TEXT
+    ]
+    assert low == []
+    assert len(seen["texts"]) >= 8
+    assert "Subscribe" in names
+    assert sum(1 for name in names if name.startswith("A much longer subject")) == 1
+    assert page.refused == []
+    assert set(page.remote_addresses) == {"127.0.0.1"}

@@ -133,7 +133,10 @@ class RenderedIssue(Frozen):
         return len(self.html.encode("utf-8"))
 
 
-IssueStatus = Literal["composed", "sending", "sent"]
+IssueStatus = Literal["composed", "sending", "sent", "awaiting_approval"]
+"""``awaiting_approval``: composed and held (``cadence.approval``) until ``run --approve`` sends
+it; ``composed``: put back after a send that failed before its first request; ``sending``:
+its first request may have gone out (a rerun resumes it); ``sent``: every reader has it."""
 
 
 class IssueRecord(Frozen):
@@ -147,6 +150,7 @@ class IssueRecord(Frozen):
     status: IssueStatus
     sent_at: datetime | None = None
     recipients: int = 0
+    note: str = ""  # the editor's note at the top of the issue (Markdown source, as written)
 
 
 # --- subscribers ------------------------------------------------------------------------------

@@ -9,7 +9,8 @@
     inbox_stage    [suppressions,] expired requests, mail from files and IMAP
                    --inbox--> service, then the replies queued                   (InboxRun)
     run            replies left over, expired requests, suppressions, inbox, fetch, plan,
-                   send each issue, save                                         (RunReport)
+                   send each issue (or hold it for approval), publish it, save   (RunReport)
+    archive_stage  the public archive rebuilt from the issue history             (Published)
 
 Everything a step needs is passed in: settings, the clock, the SendGrid client factory, the
 progress display, the checkpoint, and the store (``inbox_stage``) or the settings to open it with
@@ -32,6 +33,18 @@ Rules of a real send (``run``, ``send``; not a dry run or a test send):
 - An issue found ``sending`` WITHOUT its delivery ledger was being sent by a run whose ledger
   never reached this copy of the state (the job died after its checkpoint): every reader is in
   doubt, and nothing is sent without ``resend_uncertain``.
+- Once an issue is sent: with ``newsletter.archive_url`` its public page, the index and the
+  feed are written to ``archive_dir`` (:mod:`crusader_mail.publish.site`; a failure there is a
+  warning, never a failed send), and the editor's note file is emptied when the issue carried
+  its note (a note given with ``--note`` leaves the file alone; a dry run, a failed send and
+  ``preview`` never empty it).
+- With ``cadence.approval`` a new issue is not sent: it is recorded ``awaiting_approval`` and its
+  preview written to ``preview_dir`` with a made-up sample reader (:data:`SAMPLE_READER`); no
+  new issue is composed while one is held. ``approve`` (``run --approve ID``) sends exactly the
+  held issues named (an approved issue interrupted mid-send may be named again), and nothing
+  else; any other id refuses the run before it changes anything (:class:`ConfigError`). An
+  interrupted issue is resumed without a new approval. ``send`` refuses a real send while
+  ``cadence.approval`` is on.
 """
 
 from __future__ import annotations
@@ -44,7 +57,16 @@ from pathlib import Path
 
 from crusader_mail.clock import Clock
 from crusader_mail.compose.composer import fill_placeholders
-from crusader_mail.compose.planning import Plan, compose_posts, plan_run, preview_plan
+from crusader_mail.compose.note import check_note, clear_note, read_note
+from crusader_mail.compose.planning import (
+    AWAITING,
+    Plan,
+    awaiting_issues,
+    compose_posts,
+    compose_record,
+    plan_run,
+    preview_plan,
+)
 from crusader_mail.delivery.client import ClientFactory
 from crusader_mail.delivery.dry_run import sample_values
 from crusader_mail.delivery.engine import SendProgress, deliver, send_test
@@ -67,11 +89,13 @@ from crusader_mail.models import (
     ArchivedPost,
     FeedReport,
     IssueRecord,
+    IssueStatus,
     Placeholder,
     RenderedIssue,
     SendReport,
     Status,
 )
+from crusader_mail.publish.site import Published, build_site, publish_sent
 from crusader_mail.settings import Settings
 from crusader_mail.storage import open_store
 from crusader_mail.storage.archive import Archive
@@ -223,9 +247,32 @@ def plan_preview(
     posts: int | None = None,
     post_url: str | None = None,
 ) -> Plan:
-    """What ``preview`` shows: the next issue, or chosen posts; changes no state at all."""
+    """What ``preview`` shows: the next issue, or chosen posts, with the editor's note (from
+    ``note_file``); changes no state at all."""
+    note = read_note(settings.note_file)
     fetched = fetch_stage(settings, clock, save=False)
-    return preview_plan(fetched.archive, settings, clock, posts=posts, post_url=post_url)
+    return preview_plan(fetched.archive, settings, clock, posts=posts, post_url=post_url, note=note)
+
+
+# --- the editor's note ------------------------------------------------------------------------
+
+
+def editor_note(settings: Settings, given: str | None = None) -> str:
+    """The note for the next issue (Markdown, "" for none): ``given`` (``run --note``), else
+    the one in ``note_file``. Once an issue carrying a note is sent, ``note_file`` is emptied
+    if it holds that very note (:func:`crusader_mail.compose.note.clear_note`)."""
+    if given is not None:
+        return check_note(given, "--note")
+    return read_note(settings.note_file)
+
+
+SAMPLE_READER: dict[Placeholder, str] = {
+    Placeholder.EMAIL: "reader@preview.invalid",
+    Placeholder.NAME: "Sample Reader",
+    Placeholder.UNSUBSCRIBE_URL: "https://preview.invalid/unsubscribe?this-is-a-preview",
+}
+"""The made-up reader whose values fill an issue held for approval in its preview: never a
+real address (``.invalid`` is a reserved domain)."""
 
 
 # --- send and run -----------------------------------------------------------------------------
@@ -241,6 +288,7 @@ class IssueSummary:
     resumed: bool
     waiting: int
     notes: list[str]
+    note: str = ""  # the editor's note at its top (Markdown)
 
 
 @dataclass
@@ -248,9 +296,13 @@ class IssueRun:
     """One issue of a run: what it carries and what its send did."""
 
     issue: IssueSummary
-    send: SendReport | None = None  # None: the send could not start (checkpoint, composing)
+    send: SendReport | None = None  # None: not sent (held, or it could not start)
     newsletter: str | None = None  # where a dry run wrote its newsletter
     outbox: str | None = None
+    held: bool = False  # awaiting approval: composed, previewed, not sent
+    preview: str | None = None  # where its preview (sample reader) was written, when held
+    preview_text: str | None = None  # that preview's text part (for the job summary)
+    page: str | None = None  # its public archive page, once published
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -258,6 +310,9 @@ class IssueRun:
             "send": None if self.send is None else self.send.model_dump(mode="json"),
             "newsletter": self.newsletter,
             "outbox": self.outbox,
+            "held": self.held,
+            "preview": self.preview,
+            "page": self.page,
         }
 
 
@@ -282,6 +337,7 @@ class RunReport:
     error: str | None = None  # the send failed or did not start (one line)
     issues: list[IssueRun] = field(default_factory=list)
     backlog: Backlog | None = None  # posts this run archived as backlog
+    notes: list[str] = field(default_factory=list)  # what else the run did (note, archive)
 
     def __post_init__(self) -> None:
         if self.issue is not None and not self.issues:
@@ -319,6 +375,7 @@ class RunReport:
             "newsletter": self.newsletter,
             "outbox": self.outbox,
             "problems": self.problems,
+            "notes": self.notes,
             "error": self.error,
         }
 
@@ -333,6 +390,7 @@ def _summary(plan: Plan) -> IssueSummary:
         resumed=plan.resumed,
         waiting=len(plan.waiting),
         notes=list(plan.issue.notes),
+        note=plan.note,
     )
 
 
@@ -456,6 +514,7 @@ def _deliver_plan(
             post_ids=plan.issue.post_ids,
             related_ids=plan.issue.related_ids,
             status="sending",
+            note=plan.note,
         )
     if not plan.resumed or record.status != "sending":
         record = record.model_copy(update={"status": "sending"})
@@ -552,6 +611,11 @@ def send_stage(
     """
     if to is None:
         check_ways_out(settings, dry_run=dry_run)
+    if to is None and not dry_run and settings.cadence.approval:
+        raise ConfigError(
+            "cadence.approval is on: send would skip the approval; `crusader-mail run` holds "
+            "each new issue and `run --approve ISSUE_ID` sends it"
+        )
     with closing(open_store(settings, clock)) as store:
         return _send_stage(
             store, settings, clock, factory, dry_run, to, resend_uncertain, progress, checkpoint
@@ -570,24 +634,29 @@ def _send_stage(
     checkpoint: Checkpoint | None,
 ) -> SendRun:
     changes_state = not dry_run and to is None
+    note = editor_note(settings)
     with store.run_lock() if changes_state else nullcontext():
         fetched = _fetch(store, settings, clock, save=changes_state)
         archive = fetched.archive
-        plans = plan_run(archive, settings, clock)
+        held = awaiting_issues(archive) if to is not None else []
+        if held:  # a test send shows the issue that awaits approval
+            plans = iter([compose_record(archive, held[0], settings, clock)])
+        else:
+            plans = plan_run(archive, settings, clock, note=note)
         first = next(plans, None)
         if to is not None:
             if first is None:
                 newest = archive.posts[: settings.cadence.min_posts]
                 if not newest:
                     return SendRun()
-                first = compose_posts(archive, newest, settings, clock)
+                first = compose_posts(archive, newest, settings, clock, note=note)
             transport = _transport(settings, clock, factory, dry_run=dry_run)
             return SendRun([send_test(first.issue, to, transport, settings, clock)])
         if first is None:
             return SendRun()
         if not dry_run and factory is not None:
             sync_suppressions(settings, store.roster, clock, factory)
-        done, error = _send_issues(
+        done = _send_issues(
             store,
             archive,
             chain([first], plans),
@@ -599,7 +668,18 @@ def _send_stage(
             progress=progress,
             checkpoint=checkpoint,
         )
-        return SendRun([issue.send for issue in done if issue.send is not None], error)
+        return SendRun([issue.send for issue in done.issues if issue.send is not None], done.error)
+
+
+@dataclass
+class _Done:
+    """What :func:`_send_issues` did: each issue, the error that stopped it, what else
+    happened (``notes``) and what went wrong after a send without failing it (``problems``)."""
+
+    issues: list[IssueRun] = field(default_factory=list)
+    error: CrusaderMailError | None = None
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
 def _send_issues(
@@ -614,24 +694,31 @@ def _send_issues(
     resend_uncertain: bool,
     progress: SendProgress | None,
     checkpoint: Checkpoint | None,
-) -> tuple[list[IssueRun], CrusaderMailError | None]:
+    hold: bool = False,
+) -> _Done:
     """Send the planned issues one after the other, each through its own ledger and record
-    (the checkpoint runs before each one's first request); stop at the first that fails or
-    cannot be composed. A dry run writes the first issue's newsletter and outbox to
-    ``outbox_dir`` and each further one's to ``outbox_dir/issue-N``."""
-    done: list[IssueRun] = []
+    (the checkpoint runs before each one's first request), then publish each and empty the
+    note file it emptied; stop at the first that fails or cannot be composed. With ``hold``
+    a new issue is held for approval instead (:func:`_hold`). A dry run writes the first
+    issue's newsletter and outbox to ``outbox_dir`` and each further one's to
+    ``outbox_dir/issue-N``."""
+    done = _Done()
     while True:
         try:
             plan = next(plans, None)
         except ComposeError as error:
-            return done, error
+            done.error = error
+            return done
         if plan is None:
-            return done, None
+            return done
         issue = IssueRun(_summary(plan))
-        done.append(issue)
+        done.issues.append(issue)
         try:
+            if hold and not plan.resumed and not dry_run:
+                _hold(store, archive, plan, settings, clock, issue, _held_count(done) - 1)
+                continue
             if dry_run:  # the newsletter and the outbox, and no state changed
-                folder = issue_outbox(settings.outbox_dir, len(done) - 1)
+                folder = issue_outbox(settings.outbox_dir, len(done.issues) - 1)
                 issue.outbox, issue.newsletter = str(folder), str(folder / "newsletter.html")
                 shown = settings.model_copy(update={"outbox_dir": folder})
                 write_newsletter(plan.issue, folder, sample_values(shown, clock.now()))
@@ -659,7 +746,98 @@ def _send_issues(
         except (SendError, CheckpointFailed) as error:
             if isinstance(error, SendError) and isinstance(error.report, SendReport):
                 issue.send = error.report
-            return done, error
+            done.error = error
+            return done
+        _after_send(archive, plan, settings, clock, issue, done)
+
+
+def _held_count(done: _Done) -> int:
+    return sum(1 for issue in done.issues if issue.held) + 1  # counting the one being held
+
+
+def _hold(
+    store: Store,
+    archive: Archive,
+    plan: Plan,
+    settings: Settings,
+    clock: Clock,
+    issue: IssueRun,
+    index: int,
+) -> None:
+    """Record a new issue as awaiting approval (its posts stay unsent) and write its preview."""
+    status: IssueStatus = AWAITING
+    archive.record_issue(
+        IssueRecord(
+            issue_id=plan.issue.issue_id,
+            created_at=clock.now(),
+            subject=plan.issue.subject,
+            post_ids=plan.issue.post_ids,
+            related_ids=plan.issue.related_ids,
+            status=status,
+            note=plan.note,
+        )
+    )
+    store.archive.save(archive)
+    write_held_preview(plan.issue, settings, issue, index)
+
+
+def write_held_preview(
+    rendered: RenderedIssue, settings: Settings, issue: IssueRun, index: int
+) -> None:
+    """The preview of an issue awaiting approval, filled in for :data:`SAMPLE_READER`, in
+    ``preview_dir`` (``preview_dir/issue-N`` for the one at ``index`` > 0)."""
+    folder = issue_outbox(settings.preview_dir, index)
+    write_newsletter(rendered, folder, SAMPLE_READER)
+    issue.held, issue.preview = True, str(folder)
+    issue.preview_text = fill_placeholders(rendered.text, SAMPLE_READER)
+
+
+def _after_send(
+    archive: Archive,
+    plan: Plan,
+    settings: Settings,
+    clock: Clock,
+    issue: IssueRun,
+    done: _Done,
+) -> None:
+    """What follows a real send: the note file emptied if it holds the note the issue carried,
+    and the issue published (a failure there is a problem, the send stands)."""
+    issue_id = plan.issue.issue_id
+    if plan.note and clear_note(settings.note_file, plan.note):
+        done.notes.append(
+            f"the editor's note went out with issue {issue_id}: {settings.note_file} emptied"
+        )
+    if settings.newsletter.archive_url is None:
+        return
+    try:
+        published = publish_sent(archive, settings, clock, fresh=[issue_id])
+    except (CrusaderMailError, OSError) as error:
+        done.problems.append(
+            f"issue {issue_id} was sent but not published in the archive ({error}); "
+            "`crusader-mail archive build` publishes it"
+        )
+        return
+    issue.page = settings.issue_page_url(issue_id)
+    done.notes.append(
+        f"archive: {count_of(len(published.pages), 'page')} written to {published.folder}, "
+        f"{count_of(published.issues, 'issue')} in its index and feed"
+    )
+
+
+def check_approved(archive: Archive, approve: Sequence[str]) -> None:
+    """Refuse (:class:`ConfigError`) an ``--approve`` id that names no issue held for approval
+    (or interrupted after its approval): nothing is sent then."""
+    records = {record.issue_id: record for record in archive.issues}
+    for issue_id in approve:
+        record = records.get(issue_id)
+        if record is not None and record.status == "sent":
+            raise ConfigError(f"--approve {issue_id}: that issue was sent already; nothing sent")
+        if record is None or record.status not in (AWAITING, "sending", "composed"):
+            held = ", ".join(r.issue_id for r in awaiting_issues(archive)) or "none"
+            raise ConfigError(
+                f"--approve {issue_id}: no issue with this id awaits approval (awaiting: "
+                f"{held}); nothing sent"
+            )
 
 
 def issue_outbox(outbox: Path, index: int) -> Path:
@@ -678,10 +856,14 @@ def run(
     progress: SendProgress | None = None,
     mailer: Mailer | None = None,
     checkpoint: Checkpoint | None = None,
+    note: str | None = None,
+    approve: Sequence[str] = (),
 ) -> RunReport:
     """The scheduled job: the replies left queued (by the server or an earlier run),
     suppressions, inbox, feeds, then compose and send what is due: one digest, or with
-    ``per_post`` every new post as its own issue, one after the other.
+    ``per_post`` every new post as its own issue, one after the other. ``note``: the editor's
+    note for the first new issue (else ``note_file``'s); ``approve``: the held issues to send
+    (with ``cadence.approval`` new issues are held instead of sent).
 
     A dry run does all of it without sending or changing any state and needs no secrets (the
     inbox is left for the real run: handling mail changes the list and sends replies).
@@ -693,10 +875,13 @@ def run(
     """
     report = RunReport(dry_run=dry_run)
     report.problems.extend(check_ways_out(settings, dry_run=dry_run))
+    note_text = editor_note(settings, note)
     with (
         closing(open_store(settings, clock)) as store,
         nullcontext() if dry_run else store.run_lock(),
     ):
+        if approve:  # before anything changes: a wrong id refuses the whole run
+            check_approved(store.archive.load(), approve)
         if not dry_run and mailer is not None:  # replies left over, before anything else
             report.replies = send_queued(store, mailer, clock).as_json()
         if not dry_run:
@@ -711,10 +896,12 @@ def run(
         report.feeds = fetched.reports
         report.backlog = fetched.backlog
         report.problems.extend(f"{r.url}: {r.error}" for r in fetched.reports if r.error)
-        done, error = _send_issues(
+        archive = fetched.archive
+        approval = settings.cadence.approval and not approve
+        done = _send_issues(
             store,
-            fetched.archive,
-            plan_run(fetched.archive, settings, clock),
+            archive,
+            plan_run(archive, settings, clock, note=note_text, approved=approve),
             settings,
             clock,
             factory,
@@ -722,9 +909,59 @@ def run(
             resend_uncertain=resend_uncertain,
             progress=progress,
             checkpoint=checkpoint,
+            hold=approval,
         )
-        for issue in done:
+        if approval and done.error is None and not dry_run:
+            _still_held(archive, settings, clock, done)
+        for issue in done.issues:
             report.add_issue(issue)
-        if error is not None:
-            report.error = str(error)
+        report.notes.extend(done.notes)
+        report.problems.extend(done.problems)
+        report.problems.extend(_approval_notes(archive, settings, done, dry_run, approve))
+        if note is not None and note_text and not any(i.issue.note for i in done.issues):
+            report.problems.append("--note was not used: no new issue was due")
+        if done.error is not None:
+            report.error = str(done.error)
     return report
+
+
+def _still_held(archive: Archive, settings: Settings, clock: Clock, done: _Done) -> None:
+    """The issues held by an earlier run: their preview written again (the workflow keeps it
+    as this run's artifact) and listed as held."""
+    shown = {issue.issue.issue_id for issue in done.issues}
+    for record in awaiting_issues(archive):
+        if record.issue_id in shown:
+            continue
+        try:
+            plan = compose_record(archive, record, settings, clock)
+        except ComposeError as error:
+            done.error = error
+            return
+        issue = IssueRun(_summary(plan))
+        done.issues.append(issue)
+        write_held_preview(plan.issue, settings, issue, _held_count(done) - 1)
+
+
+def _approval_notes(
+    archive: Archive, settings: Settings, done: _Done, dry_run: bool, approve: Sequence[str]
+) -> list[str]:
+    """Warnings about approval: issues left held while ``cadence.approval`` is off, and what a
+    real run would do with the issues of a dry run."""
+    if approve:
+        return []
+    if dry_run and settings.cadence.approval and done.issues:
+        return ["cadence.approval is on: a real run holds new issues for approval"]
+    if settings.cadence.approval:
+        return []
+    return [
+        f"issue {record.issue_id} awaits approval: `crusader-mail run --approve "
+        f"{record.issue_id}` sends it"
+        for record in awaiting_issues(archive)
+    ]
+
+
+def archive_stage(settings: Settings, clock: Clock) -> Published:
+    """``crusader-mail archive build``: the public archive in ``archive_dir`` rebuilt from the
+    issue history (holds the run lock: never beside a run)."""
+    with closing(open_store(settings, clock)) as store, store.run_lock():
+        return build_site(store.archive.load(), settings, clock)

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -36,6 +37,7 @@ from pydantic_settings import (
 )
 
 from crusader_mail.errors import ConfigError
+from crusader_mail.util.addresses import plus_address
 
 ENV_PREFIX = "CRUSADER_MAIL_"
 MIN_SECRET_KEY = 16  # tokens, ledger and inbox-state hashes are keyed with it
@@ -89,6 +91,13 @@ class NewsletterSettings(Section):
     )
     unsubscribe_url: str | None = Field(None, description="https URL of serve's /unsubscribe")
     confirm_url: str | None = Field(None, description="https URL of serve's /confirm")
+    archive_url: str | None = Field(
+        None,
+        description=(
+            "public URL of archive_dir (GitHub Pages, or serve's /archive/): every issue "
+            "links to its page there, and the run publishes each issue it sends"
+        ),
+    )
     replies_per_hour: int = Field(
         60,
         ge=0,
@@ -115,6 +124,20 @@ class NewsletterSettings(Section):
         if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
             raise ValueError("must be one line, without control characters (it goes in a header)")
         return value
+
+    @field_validator("archive_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be an absolute http(s) URL, e.g. https://example.github.io/news/"
+            )
+        if parts.query or parts.fragment or any(ord(ch) <= 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("must be a folder's URL, without query, fragment or spaces")
+        return value if value.endswith("/") else value + "/"
 
 
 class ComposeSettings(Section):
@@ -167,6 +190,13 @@ class CadenceSettings(Section):
     mode: Literal["digest", "per_post"] = "digest"
     min_posts: int = Field(1, ge=1)
     max_posts: int = Field(10, ge=1)
+    approval: bool = Field(
+        False,
+        description=(
+            "hold each new issue for approval: run composes it, writes its preview and sends "
+            "nothing; run --approve ISSUE_ID sends it"
+        ),
+    )
 
 
 class ImapSettings(Section):
@@ -216,6 +246,13 @@ class Settings(BaseSettings):
     templates_dir: Path = Path("templates")
     outbox_dir: Path = Path("outbox")
     preview_dir: Path = Path("preview")
+    archive_dir: Path = Field(
+        Path("archive"), description="the public archive of sent issues (newsletter.archive_url)"
+    )
+    note_file: Path = Field(
+        Path("notes/next.md"),
+        description="the editor's note (Markdown) for the top of the next issue; emptied once sent",
+    )
     secret_key: SecretStr | None = None
     sendgrid: SendGridSettings = SendGridSettings()
     newsletter: NewsletterSettings = NewsletterSettings()
@@ -282,6 +319,24 @@ class Settings(BaseSettings):
     @property
     def command_address(self) -> str:
         return self.newsletter.command_address or self.newsletter.from_email
+
+    def issue_page_url(self, issue_id: str) -> str | None:
+        """The public page of an issue in the archive (``None``: no ``newsletter.archive_url``)."""
+        base = self.newsletter.archive_url
+        return f"{base}{issue_id}.html" if base else None
+
+    @property
+    def subscribe_link(self) -> str:
+        """Where a visitor subscribes: ``/subscribe`` on the host that serves
+        ``newsletter.unsubscribe_url`` (``crusader-mail serve``, over a store the job shares),
+        else a ``mailto:`` to the ``+subscribe`` command address."""
+        serve = self.newsletter.unsubscribe_url
+        if serve and self.shares_store:
+            parts = urlsplit(serve)
+            if parts.scheme in ("http", "https") and parts.netloc:
+                path = parts.path.rpartition("/")[0] + "/subscribe"
+                return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+        return "mailto:" + plus_address(self.command_address, "subscribe")
 
     @property
     def shares_store(self) -> bool:
@@ -487,6 +542,8 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
             "templates_dir": anchor(settings.templates_dir),
             "outbox_dir": anchor(settings.outbox_dir),
             "preview_dir": anchor(settings.preview_dir),
+            "archive_dir": anchor(settings.archive_dir),
+            "note_file": anchor(settings.note_file),
         }
     )
 

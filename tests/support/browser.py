@@ -493,3 +493,42 @@ INSPECT = r"""
   };
 })()
 """
+
+
+# --- the public archive ------------------------------------------------------------------------
+
+ARCHIVE_URL = "https://bizcrusader.example/archive/"
+
+
+def archive_pages() -> dict[str, str]:
+    """The golden issue's archive page (with an editor's note) and an index listing it and an
+    older issue, as ``archive build`` writes them."""
+    from crusader_mail.compose.composer import Composer
+    from crusader_mail.publish.atom import Entry
+    from crusader_mail.publish.site import render_index
+    from tests.support.golden import golden_posts
+
+    settings = golden_settings()
+    settings = settings.model_copy(
+        update={"newsletter": settings.newsletter.model_copy(update={"archive_url": ARCHIVE_URL})}
+    )
+    posts, related = golden_posts()
+    note = "**A word first.** This issue has [a link](https://bizcrusader.example/about).\n"
+    page = Composer(settings).compose(
+        posts, related, "2026-11-23-golden00", EXAMPLE_NOW, note=note, web=True
+    )
+    entries = [
+        Entry(
+            issue_id=issue_id,
+            title=title,
+            url=f"{ARCHIVE_URL}{issue_id}.html",
+            created=EXAMPLE_NOW,
+            sent=EXAMPLE_NOW,
+            posts=tuple(post.title for post in posts),
+        )
+        for issue_id, title in (
+            ("2026-11-23-golden00", page.subject),
+            ("2026-11-16-0a1b2c3d", "A much longer subject line, to see it wrap on a phone " * 2),
+        )
+    ]
+    return {"issue": page.html, "index": render_index(entries, settings)}

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None, obj: AppContext | None = None) -> None:
 
 def _register() -> None:
     from crusader_mail.cli import (
+        archive,
         config,
         fetch,
         inbox,
@@ -82,6 +83,7 @@ def _register() -> None:
         inbox.inbox,
         serve.serve,
         run.run,
+        archive.archive,
         merge.merge_driver,
     ):
         cli.add_command(command)

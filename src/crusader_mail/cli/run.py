@@ -12,6 +12,7 @@ import click
 from crusader_mail.cli.checkpoint import OPTION_HELP, command_checkpoint
 from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.progress import send_bar
+from crusader_mail.compose.note import read_note
 from crusader_mail.delivery.client import client_factory
 from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.pipeline import IssueRun, RunReport, count_of
@@ -39,6 +40,24 @@ from crusader_mail.util.masking import mask_message_ids, mask_url
     type=click.Path(path_type=Path, dir_okay=False),
     help="Append a Markdown summary (no addresses) to this file, e.g. $GITHUB_STEP_SUMMARY.",
 )
+@click.option(
+    "--note",
+    metavar="TEXT",
+    help="The editor's note (Markdown) on top of the next issue, instead of note_file's.",
+)
+@click.option(
+    "--note-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Read the editor's note from this file instead (it is left as it is).",
+)
+@click.option(
+    "--approve",
+    "approve",
+    metavar="ISSUE_ID",
+    multiple=True,
+    help="Send this issue held for approval, and nothing else (repeat it, or separate ids "
+    "with commas or spaces, for several).",
+)
 @click.pass_obj
 def run(
     app: AppContext,
@@ -48,6 +67,9 @@ def run(
     resend_uncertain: bool,
     checkpoint: str | None,
     summary: Path | None,
+    note: str | None,
+    note_file: Path | None,
+    approve: tuple[str, ...],
 ) -> None:
     """Sync suppressions, process the inbox, fetch the feeds, and send what is new.
 
@@ -58,7 +80,20 @@ def run(
     --checkpoint, an issue whose every reader is in doubt), 2 on a configuration error, e.g.
     when nothing would honour an unsubscribe. A dry run needs no secrets, writes the
     newsletter and the outbox, and only warns.
+
+    The editor's note (note_file, or --note / --note-file) goes on top of the next issue;
+    note_file is emptied once that issue is sent. With newsletter.archive_url each issue sent
+    is published in archive_dir. With cadence approval = true a new issue is held: its
+    preview is written to preview_dir (a made-up reader) and --approve ISSUE_ID sends it
+    (exit 2 when ISSUE_ID awaits no approval).
     """
+    if note is not None and note_file is not None:
+        raise click.UsageError("--note and --note-file cannot be used together")
+    if note_file is not None:
+        note = read_note(note_file)
+    approved = list(
+        dict.fromkeys(part for value in approve for part in re.split(r"[\s,]+", value) if part)
+    )
     settings = app.settings
     factory = None
     mailer = None
@@ -77,6 +112,8 @@ def run(
         progress=send_bar(as_json),
         mailer=mailer,
         checkpoint=command_checkpoint(checkpoint),
+        note=note,
+        approve=approved,
     )
     for problem in report.problems:
         click.echo(f"crusader-mail: warning: {problem}", err=True)
@@ -123,11 +160,13 @@ def text_summary(report: RunReport) -> str:
     if not report.issues:
         if report.error is None:
             lines.append("nothing new: no issue sent")
+        lines.extend(report.notes)
         return "\n".join(lines)
     if len(report.issues) > 1:
         lines.append(f"{len(report.issues)} issues, one after the other:")
     for done in report.issues:
         lines.extend(_issue_lines(done, last=done is report.issues[-1]))
+    lines.extend(report.notes)
     if report.dry_run:
         lines.append("dry run: nothing was sent and no state was changed")
     return "\n".join(lines)
@@ -135,7 +174,7 @@ def text_summary(report: RunReport) -> str:
 
 def _issue_lines(done: IssueRun, *, last: bool) -> list[str]:
     issue = done.issue
-    verb = "resumed" if issue.resumed else "composed"
+    verb = "held for approval" if done.held else "resumed" if issue.resumed else "composed"
     lines = [f"issue {issue.issue_id} {verb}: {issue.subject!r}"]
     waiting = last and issue.waiting  # the posts no issue of this run carries
     lines.append(
@@ -143,6 +182,10 @@ def _issue_lines(done: IssueRun, *, last: bool) -> list[str]:
         + (f", {issue.waiting} posts wait for the next issue" if waiting else "")
     )
     lines.extend(f"  note: {note}" for note in issue.notes)
+    if issue.note:
+        lines.append("  with the editor's note on top")
+    if done.held:
+        lines.append(f"  not sent: {APPROVE_HINT.format(issue=issue.issue_id)}")
     if done.send is not None:
         send = done.send
         action = "would go to" if send.dry_run else "delivered to"
@@ -156,7 +199,17 @@ def _issue_lines(done: IssueRun, *, last: bool) -> list[str]:
         lines.append(f"newsletter: {done.newsletter} (open it in a browser)")
     if done.outbox:
         lines.append(f"outbox: {done.outbox} (SendGrid request bodies and one complete .eml)")
+    if done.preview:
+        lines.append(f"preview: {done.preview}/newsletter.html (a made-up sample reader)")
+    if done.page:
+        lines.append(f"  archive page: {done.page}")
     return lines
+
+
+APPROVE_HINT = (
+    "`crusader-mail run --approve {issue}` sends it (on GitHub: Run workflow with "
+    "approve = {issue})"
+)
 
 
 _MARKDOWN = re.compile(r"[\\`*_\[\]!|~]")
@@ -191,6 +244,8 @@ def markdown_summary(report: RunReport) -> str:
         out.extend([f"{len(report.issues)} issues, one after the other:", ""])
     for number, done in enumerate(report.issues):
         out.extend(([""] if number else []) + _issue_markdown(done))
+    if report.notes:
+        out.extend(["", *(f"- {_cell(note)}" for note in report.notes)])
     if report.error:
         out.extend(["", f"**The send failed or did not start:** {_cell(report.error)}"])
     if report.problems:
@@ -203,9 +258,8 @@ def markdown_summary(report: RunReport) -> str:
 
 def _issue_markdown(done: IssueRun) -> list[str]:
     issue = done.issue
-    out = [
-        f"**{_cell(issue.subject)}** (`{issue.issue_id}`)" + (" (resumed)" if issue.resumed else "")
-    ]
+    state = " (held for approval)" if done.held else " (resumed)" if issue.resumed else ""
+    out = [f"**{_cell(issue.subject)}** (`{issue.issue_id}`){state}"]
     out.append("")
     out.append(f"- posts: {len(issue.posts)}, related posts: {len(issue.related)}")
     if done.send is not None:
@@ -217,4 +271,37 @@ def _issue_markdown(done: IssueRun) -> list[str]:
         if send.uncertain or send.failed:
             out.append(f"- in doubt: {send.uncertain}, failed: {send.failed}")
     out.extend(f"- note: {_cell(note)}" for note in issue.notes)
+    if issue.note:
+        out.append("- with the editor's note on top")
+    if done.page:
+        out.append(f"- archive page: {_cell(done.page)}")
+    if done.held:
+        out.extend(_held_markdown(done))
+    return out
+
+
+def _held_markdown(done: IssueRun) -> list[str]:
+    """How to send a held issue, and its text part (filled in for a made-up reader) shown as
+    itself in a fenced block longer than any run of backticks in it."""
+    issue_id = done.issue.issue_id
+    out = [
+        f"- **not sent: awaiting approval.** To send it: Actions > newsletter > Run workflow "
+        f"with approve = `{issue_id}` (or `crusader-mail run --approve {issue_id}`); the "
+        "preview is this run's artifact",
+    ]
+    if done.preview_text:
+        runs = [len(run) for run in re.findall(r"`+", done.preview_text)]
+        fence = "`" * max(3, max(runs, default=0) + 1)
+        out.extend(
+            [
+                "",
+                "<details><summary>The issue as a sample reader gets it (text part)</summary>",
+                "",
+                fence + "text",
+                done.preview_text.rstrip("\n"),
+                fence,
+                "",
+                "</details>",
+            ]
+        )
     return out

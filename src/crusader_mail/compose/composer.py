@@ -2,8 +2,9 @@
 
 ::
 
-    Composer(settings).compose(posts, related, issue_id, now) -> RenderedIssue
+    Composer(settings).compose(posts, related, issue_id, now, note=, web=) -> RenderedIssue
     fill_placeholders(text, values, *, html=False) -> str
+    web_page(issue, settings) -> RenderedIssue     an issue's public archive page
 
 - One Jinja environment per :class:`Composer`, loading ``settings.templates_dir``
   (``newsletter.html`` and ``newsletter.txt`` and what they include). Autoescape for ``.html``;
@@ -35,6 +36,12 @@
   (premailer, wrapping) every ``[[`` left over is made inert before the stand-ins become the
   placeholders. The guards then check that each part holds exactly as many of each placeholder
   as the templates put there.
+- ``note``: the editor's note (Markdown, :mod:`crusader_mail.compose.note`) on top of the issue,
+  defused like a post. ``issue_id`` gives the issue's archive page (``page_url``, with
+  ``newsletter.archive_url``): "View in your browser" on top, the archive in the footer.
+- ``web=True``: the issue's public archive page (:func:`web_page`): the templates see ``web``
+  (no "View in your browser", an invitation to subscribe instead of the reader's footer), and
+  every placeholder left is filled with :func:`neutral_values`; the guards then allow none.
 - The guards (:mod:`crusader_mail.compose.guards`) run before the issue is returned: too big ->
   long posts become excerpts and the issue is rendered again with a note; still too big or
   unsafe -> :class:`GuardError`.
@@ -68,6 +75,7 @@ from markupsafe import Markup
 from premailer import Premailer
 
 from crusader_mail.compose import guards
+from crusader_mail.compose.note import note_html, note_text
 from crusader_mail.compose.plaintext import wrap_text
 from crusader_mail.errors import ComposeError, GuardError, TemplateError
 from crusader_mail.feeds.sanitize import CARD_CLASS
@@ -173,7 +181,8 @@ def _direction(text: str) -> str:
     return "ltr"
 
 
-def _date_text(when: datetime) -> str:
+def date_text(when: datetime) -> str:
+    """``23 November 2026``."""
     return f"{when.day} {when:%B %Y}"
 
 
@@ -339,7 +348,7 @@ def post_view(post: Post, full: bool) -> PostView:
         title=defuse(post.title),
         link=defuse(post.link),
         published=post.published,
-        date=_date_text(post.published),
+        date=date_text(post.published),
         author=defuse(post.author),
         image=image,
         media=media,
@@ -375,9 +384,19 @@ class Composer:
     # -- public ----------------------------------------------------------------------------------
 
     def compose(
-        self, posts: Sequence[Post], related: Sequence[Post], issue_id: str, now: datetime
+        self,
+        posts: Sequence[Post],
+        related: Sequence[Post],
+        issue_id: str,
+        now: datetime,
+        *,
+        note: str = "",
+        web: bool = False,
     ) -> RenderedIssue:
-        """Render the issue (posts in the order given), inline its CSS once, run the guards."""
+        """Render the issue (posts in the order given), inline its CSS once, run the guards.
+
+        ``note``: the editor's note (Markdown) at the top. ``web``: the issue's public archive
+        page instead (:func:`web_page`)."""
         if not posts:
             raise ComposeError(f"issue {issue_id}: no posts to compose")
         full = self.settings.compose.full_content
@@ -385,7 +404,9 @@ class Composer:
         shortened: set[str] = set()
         marks = _stand_ins()
         related_views = [post_view(post, full=False) for post in related]
+        extra = self._extra(issue_id, note, web)
         base = self._context(posts, related_views, issue_id, now, full, shortened, marks)
+        base.update(extra)
         subject_marked = self._render_setting(
             "compose.subject", self.settings.compose.subject, base
         )
@@ -396,7 +417,7 @@ class Composer:
             raise ComposeError(f"issue {issue_id}: the subject (setting compose.subject) is empty")
         while True:
             context = self._context(posts, related_views, issue_id, now, full, shortened, marks)
-            context.update(subject=subject_marked, preheader=preheader_marked)
+            context.update(extra, subject=subject_marked, preheader=preheader_marked)
             html, html_counts = _finish(self.inline(self._render(HTML_TEMPLATE, context)), marks)
             over = guards.size_overshoot(html, limit)
             if over <= 0:
@@ -443,7 +464,34 @@ class Composer:
             "text": text_counts,
         }
         guards.check_issue(issue, limit, placed)
-        return issue
+        return web_page(issue, self.settings) if web else issue
+
+    def _extra(self, issue_id: str, note: str, web: bool) -> dict[str, Any]:
+        """What the templates see besides the posts: the editor's note (``None``, or its
+        ``html`` and ``text``), ``web`` (the archive page), the issue's page, the subscribe
+        link, and the archive's address (``newsletter.archive_url``, "" when none)."""
+        news = self.settings.newsletter
+        view = None
+        if note.strip():
+            html = fit_content(defuse(note_html(note, news.site_url)))
+            view = {
+                "html": Markup(html),  # noqa: S704 - markdown-it, raw HTML off, then nh3
+                "text": defuse(note_text(note)),
+            }
+        subscribe = self.settings.subscribe_link
+        return {
+            "note": view,
+            "web": web,
+            "page_url": self.settings.issue_page_url(issue_id) or "",
+            "archive_url": news.archive_url or "",
+            "subscribe_url": subscribe,
+            "subscribe_by_mail": subscribe.startswith("mailto:"),
+        }
+
+    def render_page(self, name: str, context: Mapping[str, Any]) -> str:
+        """The template ``name`` rendered with ``context`` as it is: no CSS inlining, no
+        placeholders, no guards (the archive's index page; its caller checks it)."""
+        return self._render(name, context)
 
     # -- rendering -------------------------------------------------------------------------------
 
@@ -465,7 +513,7 @@ class Composer:
                 "postal_address": news.postal_address,
                 "from_name": news.from_name or news.name,
             },
-            "issue": {"id": issue_id, "date": now, "date_text": _date_text(now)},
+            "issue": {"id": issue_id, "date": now, "date_text": date_text(now)},
             "posts": [post_view(post, full and post.id not in shortened) for post in posts],
             "related": related,
             "shortened": len(shortened),
@@ -495,6 +543,33 @@ class Composer:
         except jinja2.TemplateError as error:
             raise TemplateError(f"setting {key}: {error.message or error}") from None
         return " ".join(rendered.split())  # one line: a header must not break
+
+
+def neutral_values(settings: Settings) -> dict[Placeholder, str]:
+    """What an archive page shows where an issue has a reader's own values: nobody's address, a
+    greeting to no one in particular, and the way to subscribe instead of the way to leave."""
+    return {
+        Placeholder.EMAIL: "you",
+        Placeholder.NAME: "reader",
+        Placeholder.UNSUBSCRIBE_URL: settings.subscribe_link,
+    }
+
+
+def web_page(issue: RenderedIssue, settings: Settings) -> RenderedIssue:
+    """The public archive page of ``issue`` (composed with ``web=True``): every placeholder
+    filled in with :func:`neutral_values`, then checked by the guards with none allowed."""
+    values = neutral_values(settings)
+    page = issue.model_copy(
+        update={
+            "subject": fill_placeholders(issue.subject, values),
+            "preheader": fill_placeholders(issue.preheader, values),
+            "html": fill_placeholders(issue.html, values, html=True),
+            "text": fill_placeholders(issue.text, values),
+            "placeholders": (),
+        }
+    )
+    guards.check_issue(page, settings.compose.max_html_bytes, {})
+    return page
 
 
 def _template_frame(tb: TracebackType | None, folder: Path) -> str | None:

@@ -11,6 +11,8 @@ Contract: ``build_app(settings, clock, mailer, store) -> Starlette`` with
   slow or unreachable SendGrid never delays an answer or undoes a change.
 - ``POST /inbound[/{secret}]`` and ``POST /events``: SendGrid's hooks
   (:mod:`crusader_mail.web.sendgrid_hooks`).
+- ``GET /archive/``: the public archive of issues, read-only
+  (:mod:`crusader_mail.web.archive_files`).
 
 Pages are plain HTML from ``templates_dir/web``, with the newsletter's name, no scripts, and a
 strict CSP. Every response carries the security headers (an uncaught error's ``500``, a
@@ -50,6 +52,7 @@ from crusader_mail.subscriptions.outbox import Drainer
 from crusader_mail.subscriptions.service import SubscriptionService
 from crusader_mail.util.masking import mask_email
 from crusader_mail.util.tokens import Purpose
+from crusader_mail.web.archive_files import archive_routes
 from crusader_mail.web.sendgrid_hooks import MAX_BODY, MAX_EVENTS_BODY, SendGridHooks
 
 MAX_FORM_BODY = 64 * 1024  # /unsubscribe, /confirm: a token and a word or two
@@ -79,6 +82,7 @@ def build_app(settings: Settings, clock: Clock, mailer: Mailer, store: Store) ->
         Route("/inbound", hooks.inbound, methods=["POST"]),
         Route("/inbound/{secret}", hooks.inbound, methods=["POST"]),
         Route("/events", hooks.events, methods=["POST"]),
+        *archive_routes(settings.archive_dir),  # the public archive, read-only
     ]
     app = _App(routes=routes)
     app.router.redirect_slashes = False  # Starlette's would send the client to its Host header
