@@ -200,6 +200,7 @@ def test_send_dry_run_prints_a_subject_with_brackets(
         **options: Any,
     ) -> pipeline.SendRun:
         options.pop("progress", None)
+        options.pop("fetch_progress", None)
         issue = make_issue(subject=BRACKETS)
         return pipeline.SendRun([send_issue(issue, settings, clock, factory, **options)])
 

@@ -9,6 +9,7 @@ from click.testing import CliRunner, Result
 from crusader_mail.cli import cli
 from crusader_mail.errors import ConfigError
 from crusader_mail.settings import load_settings
+from tests.support.entry import run_main
 
 
 def write_config(folder: Path, text: str) -> Path:
@@ -118,17 +119,8 @@ def check(*args: str, env: dict[str, str] | None = None) -> Result:
 
 def check_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
     """The console entry point (its exit code and one-line errors), stdout and stderr."""
-    from crusader_mail.cli import main
-
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        try:
-            main(["config", "check", *args])
-        except SystemExit as exited:
-            code = exited.code
-        else:  # pragma: no cover - main always exits
-            code = 0
-        return int(code or 0), out.getvalue().decode(), err.getvalue().decode()
+    ran = run_main("config", "check", *args)
+    return ran.code, ran.stdout, ran.stderr
 
 
 @pytest.mark.parametrize(
