@@ -238,8 +238,7 @@ class PreviewServer:
             snap[path] = (stat.st_mtime_ns, stat.st_size)
         return snap
 
-    def _watch(self) -> None:
-        before = self._snapshot()
+    def _watch(self, before: dict[Path, tuple[int, int]]) -> None:
         while not self._stop.wait(self.interval):
             now = self._snapshot()
             if now != before:
@@ -250,7 +249,10 @@ class PreviewServer:
                 self.render_now(changed)
 
     def start(self) -> None:
-        for target in (self.httpd.serve_forever, self._watch):
+        """Serve and watch; an edit made once this returns is seen (the files' state is taken
+        here, not when the watching thread gets to run)."""
+        watch = functools.partial(self._watch, self._snapshot())
+        for target in (self.httpd.serve_forever, watch):
             thread = threading.Thread(target=target, daemon=True)
             thread.start()
             self._threads.append(thread)
