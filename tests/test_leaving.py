@@ -36,7 +36,7 @@ from crusader_mail.settings import (
     ServerSettings,
     Settings,
 )
-from crusader_mail.util.tokens import Signer
+from crusader_mail.util.tokens import MAIL_ID_HEADER, Signer
 from tests.support.golden import NOW, golden_posts, golden_settings
 from tests.support.sending import (
     SECRET,
@@ -138,7 +138,8 @@ def test_subscription_tracking_asks_sendgrid_for_its_link_where_ours_would_be(
     }
     [person] = body["personalizations"]
     assert "[[unsubscribe_url]]" not in person["substitutions"]  # SendGrid fills it
-    assert set(person["headers"]) == {"List-Unsubscribe", "List-Id"}  # no second one-click
+    # no second one-click; the proof a bounce of this copy must return
+    assert set(person["headers"]) == {"List-Unsubscribe", "List-Id", MAIL_ID_HEADER}
     assert validate_mail(body, load_schema(SCHEMA_PATH)) == []
     plain = BodyBuilder(make_issue(), settings_with(imap=True), Signer(SECRET), clock.now())
     assert "tracking_settings" not in plain.body([plain.personalization("a@x.example", "A")])

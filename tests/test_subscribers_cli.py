@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,9 @@ def test_remove_forget_erases_and_names_other_places(
     assert "hashed addresses only" in out
     assert JANE not in out
     assert "jane" not in readers.path.read_text().lower()
+    assert "jane" not in readers.log.path.read_text().lower()  # the consent history too
+    assert "other@example.com" in readers.log.path.read_text()
+    assert "consent-log.csv" in out  # git history keeps earlier versions
     assert "not on the list: nothing to erase" in ok(app, "remove", JANE, "--forget")
 
 
@@ -164,6 +168,51 @@ def test_export_to_a_file_then_restore_elsewhere_gives_the_same_rows(
         "restored 3 readers"  # again: each reader replaced by itself
     )
     assert ok(moved, "export") == exported
+
+
+def test_the_consent_history_exports_and_restores_into_another_store(
+    app: AppContext, clock: FixedClock
+) -> None:
+    ok(app, "add", JANE)
+    clock.advance(timedelta(days=1))
+    ok(app, "remove", JANE)
+    ok(app, "add", "Bob@example.org", "--status", "pending")
+    history = ok(app, "export", "--history")
+    rows = list(csv.DictReader(io.StringIO(history)))
+    assert [(r["email"], r["action"], r["status"], r["via"], r["ref"]) for r in rows] == [
+        (JANE, "add", "active", "cli", "cli add"),
+        (JANE, "unsubscribe", "unsubscribed", "cli", "cli remove"),
+        ("Bob@example.org", "add", "pending", "cli", "cli add"),
+    ]
+    assert rows[1]["at"] == "2026-11-24T09:00:00Z"
+    assert app.config is not None
+    readers_file = app.config.parent / "readers.csv"
+    history_file = app.config.parent / "history.csv"
+    ok(app, "export", "--out", str(readers_file))
+    assert ok(app, "export", "--history", "--out", str(history_file)) == (
+        f"exported 3 events to {history_file}\n"
+    )
+    other = app.config.parent / "other.toml"
+    other.write_text('subscribers_dir = "moved"\noutbox_dir = "out"\n', encoding="utf-8")
+    clock.advance(timedelta(days=1))
+    ok(AppContext(config=other, clock=clock), "import", "--restore", str(readers_file))
+    done = ok(AppContext(config=other, clock=clock), "import", "--restore", str(history_file))
+    assert done == "restored 3 events of the consent history from history.csv\n"
+    moved = list(
+        csv.DictReader(
+            io.StringIO(ok(AppContext(config=other, clock=clock), "export", "--history"))
+        )
+    )
+    assert [(r["email"], r["action"]) for r in moved] == [
+        ("Bob@example.org", "restore"),
+        (JANE, "restore"),
+        *[(r["email"], r["action"]) for r in rows],
+    ]
+    damaged = app.config.parent / "damaged.csv"
+    damaged.write_text(history.replace(",unsubscribe,", ",vanish,"), encoding="utf-8")
+    result = run(AppContext(config=other, clock=clock), "import", "--restore", str(damaged))
+    assert result.exit_code != 0
+    assert "line 3: action 'vanish' is not one of" in str(result.exception)
 
 
 def test_a_restore_with_bad_rows_restores_nothing_and_names_each(
@@ -321,3 +370,17 @@ def test_a_real_process(app: AppContext) -> None:
     assert "Traceback" not in rejected.stderr
     exported = call("export")
     assert exported.stdout.splitlines()[1].startswith(f"{JANE},Jane,active,")
+
+
+def test_forget_erases_what_a_killed_erase_of_the_consent_log_left(
+    app: AppContext, readers: SubscriberList
+) -> None:
+    ok(app, "add", JANE)
+    ok(app, "add", "other@example.com")
+    left = readers.log.path.with_name(f".{readers.log.path.name}.ab_3x9zq.tmp")
+    left.write_bytes(readers.log.path.read_bytes())  # a whole copy, as a killed erase leaves
+    out = ok(app, "remove", JANE, "--forget")
+    assert "of subscribers.csv or consent-log.csv left by a killed write" in out
+    assert left.name in out
+    assert not left.exists()
+    assert not [p for p in readers.path.parent.iterdir() if JANE.encode() in p.read_bytes()]

@@ -190,6 +190,30 @@ class Subscriber(Frozen):
     updated_at: datetime | None = None
 
 
+class ConsentAction(StrEnum):
+    """What changed a reader: one roster operation (:mod:`crusader_mail.storage.rules`)."""
+
+    ADD = "add"
+    REQUEST = "request"
+    CONFIRM = "confirm"
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+    COMPLAIN = "complain"
+    RESTORE = "restore"
+
+
+class ConsentEvent(Frozen):
+    """One change of a reader's consent record, kept for good (appended, never overwritten)
+    until the reader is forgotten: the history behind the record's latest stamps."""
+
+    at: datetime  # UTC, whole seconds: the reader's ``updated_at`` after the change
+    email: str  # as the list keeps it
+    action: ConsentAction
+    status: Status  # the status after the change
+    via: Source
+    ref: str = ""  # the message id, request id or file that made the change
+
+
 # --- outgoing mail ----------------------------------------------------------------------------
 
 

@@ -6,10 +6,10 @@
     plan_preview   fetch (nothing saved) + compose.planning                      (Plan)
     send_stage     fetch, plan, suppressions, then for each issue of the run:
                    RenderedIssue + roster --sender-->                            (SendRun)
-    inbox_stage    [suppressions,] mail from files and IMAP --inbox--> service,
-                   then the replies queued                                       (InboxRun)
-    run            replies left over, suppressions, inbox, fetch, plan, send each issue,
-                   save                                                          (RunReport)
+    inbox_stage    [suppressions,] expired requests, mail from files and IMAP
+                   --inbox--> service, then the replies queued                   (InboxRun)
+    run            replies left over, expired requests, suppressions, inbox, fetch, plan,
+                   send each issue, save                                         (RunReport)
 
 Everything a step needs is passed in: settings, the clock, the SendGrid client factory, the
 progress display, the checkpoint, and the store (``inbox_stage``) or the settings to open it with
@@ -76,6 +76,7 @@ from crusader_mail.storage import open_store
 from crusader_mail.storage.archive import Archive
 from crusader_mail.storage.contract import Store
 from crusader_mail.subscriptions.outbox import send_queued
+from crusader_mail.subscriptions.service import expire_requests
 from crusader_mail.util.masking import mask_url
 from crusader_mail.util.statefile import atomic_write
 
@@ -106,15 +107,16 @@ class Backlog:
     def posts(self) -> int:
         return sum(self.feeds.values())
 
-    def notes(self) -> list[str]:
-        """One line for the editor (feed URLs masked); none when nothing went to the backlog."""
+    def notes(self, shown: Callable[[str], str] = str) -> list[str]:
+        """One line for the editor (feed URLs masked, then passed through ``shown``: the job
+        summary escapes what a feed controls); none when nothing went to the backlog."""
         if self.first_run and self.posts:
             return [
                 f"first run: {count_of(self.posts, 'post')} already in the feeds archived as "
                 f"backlog, not sent; {INCLUDE_BACKLOG_HINT}"
             ]
         return [
-            f"feed {mask_url(url)}: {count_of(posts, 'earlier post')} archived as backlog; "
+            f"feed {shown(mask_url(url))}: {count_of(posts, 'earlier post')} archived as backlog; "
             + INCLUDE_BACKLOG_HINT
             for url, posts in self.feeds.items()
             if posts
@@ -435,10 +437,12 @@ def inbox_stage(
     """Handle subscribe/confirm/unsubscribe mail, bounces and complaints from files and IMAP,
     then send the replies that are due (once the changes are stored). With ``suppressions`` (a
     SendGrid client factory) pull SendGrid's suppression lists first, so a reader who left
-    through SendGrid's own link is out before any mail is handled."""
+    through SendGrid's own link is out before any mail is handled. Requests to join never
+    confirmed in time are erased first (:func:`expire_requests`)."""
     report = InboxRun()
     if suppressions is not None:
         report.suppressions = sync_suppressions(settings, store.roster, clock, suppressions)
+    report.expired = expire_requests(store, clock)
     ctx = InboxContext.create(settings, clock, store)
     if paths:
         _add_inbox(report, process_messages(read_paths(list(paths), ctx.max_bytes), ctx))
@@ -756,6 +760,8 @@ def run(
     ):
         if not dry_run and mailer is not None:  # replies left over, before anything else
             report.replies = send_queued(store, mailer, clock).as_json()
+        if not dry_run:
+            expire_requests(store, clock)  # requests to join never confirmed in time
         if not dry_run and factory is not None:
             report.suppressions = sync_suppressions(settings, store.roster, clock, factory)
         if settings.imap.host and not dry_run:

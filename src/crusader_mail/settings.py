@@ -168,6 +168,14 @@ class NewsletterSettings(Section):
     )
     unsubscribe_url: str | None = Field(None, description="https URL of serve's /unsubscribe")
     confirm_url: str | None = Field(None, description="https URL of serve's /confirm")
+    replies_per_hour: int = Field(
+        60,
+        ge=0,
+        description=(
+            "automatic replies to people who write in (confirmations, already-subscribed, "
+            "leave, help) per hour, all addresses together; one per mailbox a day besides"
+        ),
+    )
 
     @field_validator(
         "name",

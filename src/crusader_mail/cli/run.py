@@ -18,7 +18,6 @@ from crusader_mail.delivery.client import client_factory
 from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.pipeline import (
     FEED_FAILURES_LIMIT,
-    INCLUDE_BACKLOG_HINT,
     IssueRun,
     RunReport,
     broken_feed_line,
@@ -205,12 +204,9 @@ def markdown_summary(report: RunReport) -> str:
         out.append(f"**A feed failed on {FEED_FAILURES_LIMIT} runs in a row: this run fails.**")
         out.extend(f"- {_cell(broken_feed_line(feed))}" for feed in broken)
         out.append("")
-    notes = report.backlog.notes() if report.backlog is not None else []
-    if notes:  # shown as text, but for our own hint's command, in code
-        hint = _cell(INCLUDE_BACKLOG_HINT)
-        out.extend(
-            [*(f"- {_cell(note).replace(hint, INCLUDE_BACKLOG_HINT)}" for note in notes), ""]
-        )
+    notes = report.backlog.notes(_cell) if report.backlog is not None else []
+    if notes:
+        out.extend([*(f"- {note}" for note in notes), ""])
     if not report.issues and report.error is None:
         out.append("Nothing new: no issue was sent.")
     if len(report.issues) > 1:

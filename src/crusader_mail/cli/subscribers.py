@@ -11,6 +11,8 @@ the user asked for the list itself. Failures are raised as
 Moving between stores: ``export --out FILE`` writes every reader with the full consent record
 (the export format of :mod:`crusader_mail.storage.rows`), atomically; ``import --restore FILE``
 checks every row of such a file, then loads it into the configured store unchanged.
+``export --history`` writes the consent history instead (every change of every reader), and
+``import --restore`` of that file appends it to the store's history (after the readers).
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.errors import ConfigError, CrusaderMailError, ImportRejected, SubscriberError
 from crusader_mail.models import Source, Status, Subscriber
 from crusader_mail.storage.contract import Roster
-from crusader_mail.storage.rows import HEADER, format_time
+from crusader_mail.storage.rows import EVENT_HEADER, HEADER, format_event, format_time
 from crusader_mail.subscriptions.forgetting import other_traces
 from crusader_mail.subscriptions.imports import (
+    check_history,
     check_restore,
+    history_events,
     import_readers,
+    is_history,
     read_import,
     restore_rows,
 )
@@ -186,7 +191,7 @@ def list_(app: AppContext, status: str | None, as_json: bool) -> None:
     "--restore",
     is_flag=True,
     help="FILE is an export (`subscribers export`): store every reader as it is there, with "
-    "its status and consent record.",
+    "its status and consent record (or, for `export --history`, append its events).",
 )
 @click.pass_obj
 def import_(
@@ -200,7 +205,9 @@ def import_(
 
     With --restore, FILE is an export: every row is checked first (any bad row: nothing is
     restored, each bad row named), then each reader is stored exactly as exported, replacing
-    the reader of that address; readers not in FILE are kept."""
+    the reader of that address; readers not in FILE are kept. A history export
+    (`export --history`) is checked the same way, then its events are appended to the consent
+    history: restore the readers first, then their history."""
     if restore:
         if status is not None or skip_invalid:
             raise click.UsageError(
@@ -241,6 +248,14 @@ def import_(
 
 
 def _restore(app: AppContext, file: Path) -> None:
+    if is_history(file):
+        check_history(file)
+        added = _readers(app).restore_history(history_events(file))
+        click.echo(
+            f"restored {added} event{'s' if added != 1 else ''} of the consent history from "
+            f"{file.name}"
+        )
+        return
     check_restore(file)
     stored = _readers(app).restore(restore_rows(file))
     click.echo(
@@ -255,21 +270,31 @@ def _restore(app: AppContext, file: Path) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the export to this file (atomically) instead of stdout.",
 )
+@click.option(
+    "--history",
+    is_flag=True,
+    help="Export the consent history instead: every change of every reader, as stored.",
+)
 @click.pass_obj
-def export(app: AppContext, out: Path | None) -> None:
+def export(app: AppContext, out: Path | None, history: bool) -> None:
     """Write every reader with the full consent record as CSV: the header line, then one row
-    per reader in address order. `subscribers import --restore` loads it into any store."""
-    lines = _readers(app).lines()
+    per reader in address order. With --history, every event of the consent history (when,
+    who, what changed, the status after it, how, and what made it), in the order stored.
+    `subscribers import --restore` loads either into any store."""
+    roster = _readers(app)
+    header = EVENT_HEADER if history else HEADER
+    lines = (format_event(e) for e in roster.history()) if history else roster.lines()
+    what = "event" if history else "reader"
     if out is not None:
         count = 0
         with atomic_writer(out) as replacement:
-            replacement.text.write(HEADER + "\n")
+            replacement.text.write(header + "\n")
             for line in lines:
                 replacement.text.write(line + "\n")
                 count += 1
-        click.echo(f"exported {count} reader{'s' if count != 1 else ''} to {out}")
+        click.echo(f"exported {count} {what}{'s' if count != 1 else ''} to {out}")
         return
-    chunk = [HEADER]
+    chunk = [header]
     for line in lines:
         chunk.append(line)
         if len(chunk) >= 1000:

@@ -8,7 +8,9 @@ roster's rules, so a reader who left is never brought back by an import.
 
 :func:`check_restore` checks a whole export (:mod:`crusader_mail.storage.rows`) before anything
 is stored, naming every bad row; :func:`restore_rows` then streams its readers for
-:meth:`Roster.restore`, which stores them as they are.
+:meth:`Roster.restore`, which stores them as they are. An export of the consent history
+(``export --history``; :func:`is_history` tells it apart) is checked by :func:`check_history`
+and streamed by :func:`history_events` for :meth:`Roster.restore_history`.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crusader_mail.errors import ImportRejected, InvalidAddress, SubscriberError
-from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.models import ConsentEvent, Source, Status, Subscriber
 from crusader_mail.storage.contract import AddReport, Roster
 from crusader_mail.storage.rows import (
+    EVENT_HEADER,
     HEADER,
     AddressCheck,
     RowProblem,
     build,
     check_fields,
+    parse_event,
     split_line,
 )
 from crusader_mail.storage.rules import (
@@ -179,9 +183,49 @@ def restore_rows(path: Path) -> Iterator[Subscriber]:
             raise ImportRejected(f"{path}, line {line_no}: {problem}") from None
 
 
-def _export_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, row line) of an export: the header line (after the list file's version
-    line, when the file is a list file itself), then rows; blank lines skipped."""
+def is_history(path: Path) -> bool:
+    """Is ``path`` an export of the consent history (or the files store's consent log)?"""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            first = handle.readline().rstrip("\r\n")
+            if first.startswith("# crusader-mail consent log v"):
+                first = handle.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return first == EVENT_HEADER
+
+
+def check_history(path: Path) -> int:
+    """Check every row of the history export at ``path``; how many events it holds. Bad rows
+    raise :class:`ImportRejected` naming every one of them: nothing is restored then."""
+    check = AddressCheck()
+    bad: list[str] = []
+    count = 0
+    for line_no, line in _export_lines(path, EVENT_HEADER):
+        try:
+            parse_event(line, check)
+            count += 1
+        except RowProblem as problem:
+            bad.append(f"line {line_no}: {problem}")
+    if bad:
+        rows = "row" if len(bad) == 1 else "rows"
+        raise ImportRejected(f"{path}: {len(bad)} bad {rows}, nothing restored: " + "; ".join(bad))
+    return count
+
+
+def history_events(path: Path) -> Iterator[ConsentEvent]:
+    """The events of a history export that :func:`check_history` passed, streamed."""
+    check = AddressCheck()
+    for line_no, line in _export_lines(path, EVENT_HEADER):
+        try:
+            yield parse_event(line, check)
+        except RowProblem as problem:
+            raise ImportRejected(f"{path}, line {line_no}: {problem}") from None
+
+
+def _export_lines(path: Path, header: str = HEADER) -> Iterator[tuple[int, str]]:
+    """(line number, row line) of an export: the ``header`` line (after the version line,
+    when the file is a list file or consent log itself), then rows; blank lines skipped."""
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
     except FileNotFoundError:
@@ -193,13 +237,13 @@ def _export_lines(path: Path) -> Iterator[tuple[int, str]]:
         try:
             first = handle.readline().rstrip("\r\n")
             line_no = 1
-            if first.startswith("# crusader-mail subscribers v"):
+            if first.startswith("# crusader-mail "):
                 first = handle.readline().rstrip("\r\n")
                 line_no = 2
-            if first != HEADER:
+            if first != header:
                 raise ImportRejected(
                     f"{path}, line {line_no}: not an export of crusader-mail subscribers: the "
-                    f"header is {mask_addresses(first[:100])!r}, expected {HEADER!r}"
+                    f"header is {mask_addresses(first[:100])!r}, expected {header!r}"
                 )
             for raw in handle:
                 line_no += 1

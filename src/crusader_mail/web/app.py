@@ -254,7 +254,7 @@ class _Pages:
         current = self.service.reader(email)
         if current is not None and current.status is Status.ACTIVE:
             return _Outcome(200, "done.html", _joined(email))
-        if current is None or current.status is not Status.PENDING:
+        if current is None:  # a token that verifies was made for the reader as they are now
             return _invalid_link()
         question = f"Send the newsletter to {mask_email(email)}?"
         return _ask("Confirm your subscription", question, token, confirm=True)
@@ -271,9 +271,7 @@ class _Pages:
                 return _expired()
             except TokenError:
                 return _invalid_link()
-            if not staying(session.reader(email)):
-                return _invalid_link()
-            session.confirm(email, _web_ref(), Source.WEB)
+            session.confirm(email, _web_ref(), Source.WEB)  # pending, or left and asking back
         return _Outcome(200, "done.html", _joined(email))
 
 

@@ -235,8 +235,10 @@ _DROP_HEADERS = re.compile(r"^(content-type|content-transfer-encoding|mime-versi
 
 def inbound_message(fields: Mapping[str, str]) -> RawMessage:
     """One Inbound Parse post as a message: the raw MIME (raw mode), else its headers with the
-    text part as a plain body (default mode). SendGrid's SPF/DKIM verdict counts as
-    authentication only when aligned with the From domain."""
+    text part as a plain body (default mode). SendGrid's SPF/DKIM verdict (its ``SPF`` and
+    ``dkim`` fields) counts as authentication only when aligned with the From domain, and it is
+    the only one: no host of ours received this message, so an ``Authentication-Results``
+    header in it was written by someone else and is never read (``own_headers=False``)."""
     envelope: dict[str, Any] = {}
     text = fields.get("envelope", "") or "{}"
     try:
@@ -266,6 +268,7 @@ def inbound_message(fields: Mapping[str, str]) -> RawMessage:
         origin="sendgrid-inbound",
         envelope_to=envelope_to,
         authenticated=bool(from_domain) and (spf_pass or dkim_pass),
+        own_headers=False,
     )
 
 

@@ -3,6 +3,7 @@
 ::
 
     subscribers_dir/subscribers.csv      roster      SubscriberList   (files.subscribers)
+    subscribers_dir/consent-log.csv      roster.history()  ConsentLog (files.consent_log)
     subscribers_dir/pending-mail.jsonl   mail        FileMailQueue    (files.mail)
     state_dir/inbox.json                 memory()    FileMemory       (files.memory)
     state_dir/archive.jsonl, issues.jsonl, feeds.json
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from crusader_mail.clock import Clock
 from crusader_mail.storage.files.archive import FileArchiveStore
+from crusader_mail.storage.files.consent_log import LOG_FILE
 from crusader_mail.storage.files.ledger import FileLedgerStore, ledger_dir
 from crusader_mail.storage.files.mail import MAIL_FILE, FileMailQueue
 from crusader_mail.storage.files.memory import FileMemory, open_memory
@@ -65,16 +67,21 @@ class FilesStore:
             yield
 
     def traces(self) -> list[str]:
-        """The ledgers and git history; and the temporary copies of the list or the mail queue
-        that killed writers left: those this store's changes erased, and any still there."""
+        """The ledgers and git history; and the temporary copies of the list, the consent log
+        or the mail queue that killed writers left: those this store's changes erased, and any
+        still there."""
         found = []
         if self.roster.erased:
             names = ", ".join(str(path) for path in self.roster.erased)
             found.append(
-                f"{_copies(len(self.roster.erased))} of {LIST_FILE} left by a killed write (each "
-                f"a full copy of the list): erased: {names}"
+                f"{_copies(len(self.roster.erased))} of {LIST_FILE} or {LOG_FILE} left by a "
+                f"killed write (each a full copy of that file): erased: {names}"
             )
-        remaining = [*leftovers(self.roster.path), *leftovers(self.mail.path)]
+        remaining = [
+            *leftovers(self.roster.path),
+            *leftovers(self.roster.log.path),
+            *leftovers(self.mail.path),
+        ]
         if remaining:
             found.append(
                 f"{_copies(len(remaining))} left by a killed write may hold the address: "
@@ -85,8 +92,8 @@ class FilesStore:
             *found,
             f"delivery ledgers ({ledger_dir(self.state_dir)}) keep hashed addresses only: "
             "nothing to erase",
-            f"git history keeps earlier versions of {LIST_FILE} and {MAIL_FILE}: rewrite it "
-            "if the request asks",
+            f"git history keeps earlier versions of {LIST_FILE}, {LOG_FILE} and {MAIL_FILE}: "
+            "rewrite it if the request asks",
         ]
 
     def close(self) -> None:
