@@ -7,7 +7,8 @@
 
 On a terminal (stderr is one) a rich progress bar; elsewhere (a pipe, a cron mail, the Actions
 log) one line every :data:`EVERY` seconds of the clock's time, ``crusader-mail: sending:
-3,000 of 10,000 readers (30%), 42 s``, and a last one when the step ends, if it took that long.
+3,000 of 10,000 readers (30%), 42 s``, and a last one with the final count when the step ends,
+if it took that long.
 Both follow :class:`crusader_mail.delivery.engine.SendProgress` (``start(total)``,
 ``advance(count)``, ``stop()``; calls come one at a time). stdout keeps only the result, so
 ``--json`` output stays one document.
@@ -61,17 +62,17 @@ class Bar:
 
 
 class Lines:
-    """A line on stderr every ``every`` seconds of ``clock`` (and one at the end, when any was
-    printed), for a log nobody watches live."""
+    """A line on stderr every ``every`` seconds of ``clock`` (and one with the final count at
+    the end, when a line was printed before), for a log nobody watches live."""
 
     def __init__(self, what: str, unit: str, clock: Clock, every: float = EVERY) -> None:
         self.what, self.unit, self.clock, self.every = what, unit, clock, every
         self.total = self.done = 0
-        self.printed = False
+        self.shown: int | None = None  # how many were done at the last line (None: no line yet)
         self._started = self._last = clock.now()
 
     def start(self, total: int) -> None:
-        self.total, self.done, self.printed = total, 0, False
+        self.total, self.done, self.shown = total, 0, None
         self._started = self._last = self.clock.now()
 
     def advance(self, count: int) -> None:
@@ -82,18 +83,18 @@ class Lines:
             self._line()
 
     def stop(self) -> None:
-        if self.printed:
-            self._line(" done")
+        if self.shown is not None and self.shown != self.done:
+            self._line()
 
-    def _line(self, end: str = "") -> None:
+    def _line(self) -> None:
         elapsed = int((self.clock.now() - self._started).total_seconds())
         share = f" ({100 * self.done // self.total}%)" if self.total else ""
         click.echo(
             f"crusader-mail: {self.what}: {self.done:,} of {self.total:,} {self.unit}{share}, "
-            f"{elapsed:,} s{end}",
+            f"{elapsed:,} s",
             err=True,
         )
-        self.printed = True
+        self.shown = self.done
 
 
 def _shown(what: str, unit: str, clock: Clock) -> SendProgress:
