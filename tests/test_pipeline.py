@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
 from crusader_mail.models import Status
 from crusader_mail.storage.files.subscribers import SubscriberList
+from tests.support.commands import demo_copy
 from tests.support.feeds import FEED_SERVER_TOML
 
 REPO = Path(__file__).resolve().parent.parent
@@ -486,14 +486,7 @@ def test_min_posts_holds_an_issue_back(site: Site) -> None:
 
 def test_demo_command_on_a_copy_of_the_repository(tmp_path: Path) -> None:
     """What ``make demo`` runs, on a copy so the test writes nothing into the repository."""
-    copy = tmp_path / "repo"
-    copy.mkdir()
-    for name in ("crusader-mail.toml", "examples", "templates", "subscribers"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, copy / name)
-        else:
-            shutil.copy(source, copy / name)
+    copy = demo_copy(tmp_path / "repo")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     done = subprocess.run(
         [str(CLI), "run", "--dry-run", "--include-backlog", "3"],

@@ -46,6 +46,7 @@ from crusader_mail.clock import Clock
 from crusader_mail.compose.composer import fill_placeholders
 from crusader_mail.compose.planning import Plan, compose_posts, plan_run, preview_plan
 from crusader_mail.delivery.client import ClientFactory
+from crusader_mail.delivery.dry_run import sample_values
 from crusader_mail.delivery.engine import SendProgress, deliver, send_test
 from crusader_mail.delivery.mailer import Mailer
 from crusader_mail.delivery.suppressions import sync_suppressions
@@ -694,7 +695,7 @@ def _send_issues(
                 folder = issue_outbox(settings.outbox_dir, len(done) - 1)
                 issue.outbox, issue.newsletter = str(folder), str(folder / "newsletter.html")
                 shown = settings.model_copy(update={"outbox_dir": folder})
-                write_newsletter(plan.issue, folder)
+                write_newsletter(plan.issue, folder, sample_values(shown, clock.now()))
                 issue.send = deliver(
                     plan.issue,
                     store.roster,

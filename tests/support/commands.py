@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator, Mapping
@@ -30,6 +31,19 @@ def write_site_config(folder: Path, extra: str = "", templates: Path = REPO / "t
         f'[sendgrid]\napi_url = "{NOWHERE}"\nmax_retries = 0\n'
     )
     return config
+
+
+def demo_copy(folder: Path) -> Path:
+    """``folder`` made what ``make demo`` works on: a copy of the repository's settings,
+    example feed, templates and demo readers (so a test writes nothing into the repository)."""
+    folder.mkdir()
+    for name in ("crusader-mail.toml", "examples", "templates", "subscribers"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name)
+        else:
+            shutil.copy(source, folder / name)
+    return folder
 
 
 def run_cli(
