@@ -63,7 +63,7 @@ def settings_with(
     return Settings(
         sendgrid=SendGridSettings(subscription_tracking=tracking),
         newsletter=NewsletterSettings(unsubscribe_url=url),
-        imap=ImapSettings(host="imap.example.org" if imap else None),
+        imap=ImapSettings(host="imap.example.org", user="news") if imap else ImapSettings(),
         server=ServerSettings(
             same_host=same_host, inbound_secret=SecretStr("in-secret") if inbound else None
         ),
@@ -231,7 +231,7 @@ def test_config_check_shows_how_readers_leave_and_warns_without_one_click() -> N
     assert "readers can leave: one click: none; by mail: IMAP" in shown
     assert "warning: no one-click unsubscribe" in shown
     assert "nothing would honour" not in shown
-    data = json.loads(_check(settings_with(url=URL), "--json").output)
+    data = json.loads(_check(settings_with(url=URL), "--json").stdout)
     assert data["leaving"]["one_click"] is None
     assert data["leaving"]["by_mail"] is None
     warnings = data["leaving"]["warnings"]

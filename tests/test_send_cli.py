@@ -58,6 +58,7 @@ def stage(monkeypatch: pytest.MonkeyPatch) -> None:
         resend_uncertain: bool,
         progress: SendProgress | None = None,
         checkpoint: Callable[[], None] | None = None,
+        fetch_progress: SendProgress | None = None,
     ) -> SendRun:
         try:
             report = send_issue(

@@ -594,3 +594,24 @@ def test_expire_pending_erases_requests_never_confirmed(store: Store, clock: Fix
     assert list(store.roster.history("old@example.com")) == []
     assert store.mail.waiting() == 0
     assert store.roster.expire_pending(clock.now() - timedelta(days=7)) == 0
+
+
+def test_a_feeds_failures_in_a_row_are_kept(store: Store) -> None:
+    """The count that fails a run at three (``pipeline.FEED_FAILURES_LIMIT``) survives a save,
+    and so does a feed known only by its failures (never read: its posts stay backlog)."""
+    blog, typo = "https://blog.example/feed/", "https://blog.example/fede/"
+    archive = store.archive.load()
+    archive.record_read(blog, FeedCache(etag='"e"'), failed=False)
+    assert archive.record_read(blog, None, failed=True) == 1
+    assert archive.record_read(typo, None, failed=True) == 1
+    store.archive.save(archive)
+    loaded = store.archive.load()
+    assert loaded.feed_cache == {
+        blog: FeedCache(etag='"e"', failures=1),
+        typo: FeedCache(failures=1, ever_read=False),
+    }
+    assert loaded.record_read(typo, None, failed=True) == 2
+    assert loaded.record_read(blog, None, failed=False) == 0
+    store.archive.save(loaded)
+    again = store.archive.load().feed_cache
+    assert again == {blog: FeedCache(etag='"e"'), typo: FeedCache(failures=2, ever_read=False)}

@@ -86,11 +86,15 @@ FeedStatus = Literal["ok", "not_modified", "error"]
 
 @dataclass(frozen=True)
 class FeedCache:
-    """Per-feed HTTP memory, kept in the archive."""
+    """Per-feed memory, kept in the archive: the HTTP validators and a permanent redirect, and
+    how many runs in a row the feed failed (``ever_read`` is False while it never was read:
+    only its failures are remembered then)."""
 
     etag: str | None = None
     last_modified: str | None = None
     permanent_redirect: str | None = None
+    failures: int = 0
+    ever_read: bool = True
 
 
 class FeedReport(Frozen):
@@ -101,6 +105,8 @@ class FeedReport(Frozen):
     error: str | None = None
     warnings: tuple[str, ...] = ()
     permanent_redirect: str | None = None  # the new URL, when the feed moved for good
+    discovered: str | None = None  # the feed a web page linked, read instead of the page
+    failures: int = 0  # runs in a row this feed failed, this one included (0: it was read)
 
 
 # --- issues -----------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ Rules of a real send (``run``, ``send``; not a dry run or a test send):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -105,6 +105,10 @@ from crusader_mail.subscriptions.service import expire_requests
 from crusader_mail.util.masking import mask_url
 from crusader_mail.util.statefile import atomic_write
 
+Progress = SendProgress
+"""Follows a long step: ``start(total)``, ``advance(count)``, ``stop()`` (feeds read, readers
+sent); the CLI draws it (:mod:`crusader_mail.cli.progress`)."""
+
 Checkpoint = Callable[[], None]
 """Run after an issue's ``sending`` record is saved and before its first request (the workflow
 pushes the state); raises :class:`CheckpointFailed` when the state could not be kept."""
@@ -147,6 +151,24 @@ class Backlog:
         return {"first_run": self.first_run, "posts": self.posts, "feeds": dict(self.feeds)}
 
 
+FEED_FAILURES_LIMIT = 3
+"""A feed that failed on this many runs in a row fails the run: a broken feed is not left to
+go unnoticed week after week (one failure, a server's bad day, is only reported)."""
+
+
+def broken_feeds(reports: Sequence[FeedReport]) -> list[FeedReport]:
+    """The feeds that failed on :data:`FEED_FAILURES_LIMIT` runs in a row or more."""
+    return [report for report in reports if report.failures >= FEED_FAILURES_LIMIT]
+
+
+def broken_feed_line(report: FeedReport) -> str:
+    """One line naming a broken feed (masked), how long it has failed and its last error."""
+    return (
+        f"feed {mask_url(report.url)} has failed on {report.failures} runs in a row (last: "
+        f"{report.error}): fix its URL in feeds, or remove it"
+    )
+
+
 def count_of(number: int, noun: str) -> str:
     """``1 post``, ``1,234 posts``."""
     return f"{number:,} {noun}" + ("" if number == 1 else "s")
@@ -167,6 +189,7 @@ def fetch_stage(
     include_backlog: int = 0,
     backfill_archive: bool = False,
     save: bool = True,
+    progress: Progress | None = None,
 ) -> FetchStageResult:
     """Fetch every feed, merge the posts into the archive, and save it when ``save``."""
     with closing(open_store(settings, clock)) as store:
@@ -177,6 +200,7 @@ def fetch_stage(
             include_backlog=include_backlog,
             backfill_archive=backfill_archive,
             save=save,
+            progress=progress,
         )
 
 
@@ -188,16 +212,25 @@ def _fetch(
     include_backlog: int = 0,
     backfill_archive: bool = False,
     save: bool,
+    progress: Progress | None = None,
 ) -> FetchStageResult:
     archive = store.archive.load()
     first_run = not archive.posts and not archive.issues
-    with make_client(settings.fetch) as client:
+    with make_client(settings.fetch) as client, _following(progress, len(settings.feeds)):
+
+        def read(outcome: FetchOutcome) -> None:
+            if progress is not None:
+                progress.advance(1)
+
         if backfill_archive:
-            outcomes = [
-                backfill(source, client, settings.fetch, clock) for source in settings.feeds
-            ]
+            outcomes = []
+            for source in settings.feeds:
+                outcomes.append(backfill(source, client, settings.fetch, clock))
+                read(outcomes[-1])
         else:
-            outcomes = read_feeds(settings.feeds, client, settings.fetch, archive.feed_cache, clock)
+            outcomes = read_feeds(
+                settings.feeds, client, settings.fetch, archive.feed_cache, clock, on_read=read
+            )
     reports, backlog = _merge_outcomes(archive, outcomes, clock, backfill=backfill_archive)
     if include_backlog:
         archive.release_backlog(include_backlog)
@@ -215,6 +248,19 @@ def _fetch(
     )
 
 
+@contextmanager
+def _following(progress: Progress | None, total: int) -> Iterator[None]:
+    """``progress`` started with ``total`` for the block, and stopped after it."""
+    if progress is None:
+        yield
+        return
+    progress.start(total)
+    try:
+        yield
+    finally:
+        progress.stop()
+
+
 def _is_backlog(archive: Archive, post_id: str) -> bool:
     post = archive.get(post_id)
     return post is not None and post.issue == BACKLOG
@@ -229,9 +275,11 @@ def _merge_outcomes(
     for outcome in outcomes:
         source = outcome.report.url
         merged = archive.merge(outcome.posts, clock.now(), backfill=backfill)
-        if outcome.cache is not None:
-            archive.feed_cache[source] = outcome.cache
-        reports.append(outcome.report.model_copy(update={"new": len(merged.new)}))
+        failed = outcome.report.status == "error"
+        failures = archive.record_read(source, outcome.cache, failed=failed)
+        reports.append(
+            outcome.report.model_copy(update={"new": len(merged.new), "failures": failures})
+        )
         if merged.backlog:
             backlog[source] = merged.backlog
     return reports, backlog
@@ -351,15 +399,17 @@ class RunReport:
 
     @property
     def failed(self) -> bool:
-        """Exit 1: no feed could be read, a send failed or could not start (SendGrid, the
-        checkpoint, an issue whose every reader is in doubt, an issue that could not be
-        composed), or some readers could not be sent to. Readers in the one batch left in
+        """Exit 1: no feed could be read, a feed failed on :data:`FEED_FAILURES_LIMIT` runs in
+        a row, a send failed or could not start (SendGrid, the checkpoint, an issue whose every
+        reader is in doubt, an issue that could not be composed), or some readers could not be
+        sent to. Readers in the one batch left in
         doubt by a crash are a warning, not a failure: the ledger keeps them out unless
         ``--resend-uncertain``."""
         every_feed_failed = bool(self.feeds) and all(r.status == "error" for r in self.feeds)
         sends = [done.send for done in self.issues] or [self.send]
         some_failed = any(send is not None and send.failed for send in sends)
-        return every_feed_failed or self.error is not None or some_failed
+        broken = bool(broken_feeds(self.feeds))
+        return every_feed_failed or self.error is not None or some_failed or broken
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -600,6 +650,7 @@ def send_stage(
     resend_uncertain: bool = False,
     progress: SendProgress | None = None,
     checkpoint: Checkpoint | None = None,
+    fetch_progress: Progress | None = None,
 ) -> SendRun:
     """``crusader-mail send``: fetch, plan the issues exactly as ``run`` would, and send them.
 
@@ -618,7 +669,16 @@ def send_stage(
         )
     with closing(open_store(settings, clock)) as store:
         return _send_stage(
-            store, settings, clock, factory, dry_run, to, resend_uncertain, progress, checkpoint
+            store,
+            settings,
+            clock,
+            factory,
+            dry_run,
+            to,
+            resend_uncertain,
+            progress,
+            checkpoint,
+            fetch_progress,
         )
 
 
@@ -632,11 +692,12 @@ def _send_stage(
     resend_uncertain: bool,
     progress: SendProgress | None,
     checkpoint: Checkpoint | None,
+    fetch_progress: Progress | None = None,
 ) -> SendRun:
     changes_state = not dry_run and to is None
     note = editor_note(settings)
     with store.run_lock() if changes_state else nullcontext():
-        fetched = _fetch(store, settings, clock, save=changes_state)
+        fetched = _fetch(store, settings, clock, save=changes_state, progress=fetch_progress)
         archive = fetched.archive
         held = awaiting_issues(archive) if to is not None else []
         if held:  # a test send shows the issue that awaits approval
@@ -858,6 +919,7 @@ def run(
     checkpoint: Checkpoint | None = None,
     note: str | None = None,
     approve: Sequence[str] = (),
+    fetch_progress: Progress | None = None,
 ) -> RunReport:
     """The scheduled job: the replies left queued (by the server or an earlier run),
     suppressions, inbox, feeds, then compose and send what is due: one digest, or with
@@ -892,10 +954,17 @@ def run(
             if mailer is None:
                 raise ConfigError("the inbox needs a mailer: set SENDGRID_API_KEY")
             report.inbox = inbox_stage(store, settings, clock, mailer, use_imap=True).as_json()
-        fetched = _fetch(store, settings, clock, include_backlog=include_backlog, save=not dry_run)
+        fetched = _fetch(
+            store,
+            settings,
+            clock,
+            include_backlog=include_backlog,
+            save=not dry_run,
+            progress=fetch_progress,
+        )
         report.feeds = fetched.reports
         report.backlog = fetched.backlog
-        report.problems.extend(f"{r.url}: {r.error}" for r in fetched.reports if r.error)
+        report.problems.extend(f"{mask_url(r.url)}: {r.error}" for r in fetched.reports if r.error)
         archive = fetched.archive
         approval = settings.cadence.approval and not approve
         done = _send_issues(

@@ -11,11 +11,20 @@ import click
 
 from crusader_mail.cli.checkpoint import OPTION_HELP, command_checkpoint
 from crusader_mail.cli.context import AppContext
-from crusader_mail.cli.progress import send_bar
+from crusader_mail.cli.fetch import feed_diagnostics
+from crusader_mail.cli.output import warn
+from crusader_mail.cli.progress import fetch_progress, send_progress
 from crusader_mail.compose.note import read_note
 from crusader_mail.delivery.client import client_factory
 from crusader_mail.delivery.mailer import make_mailer
-from crusader_mail.pipeline import IssueRun, RunReport, count_of
+from crusader_mail.pipeline import (
+    FEED_FAILURES_LIMIT,
+    IssueRun,
+    RunReport,
+    broken_feed_line,
+    broken_feeds,
+    count_of,
+)
 from crusader_mail.pipeline import run as run_pipeline
 from crusader_mail.util.masking import mask_message_ids, mask_url
 
@@ -109,22 +118,25 @@ def run(
         dry_run=dry_run,
         include_backlog=include_backlog,
         resend_uncertain=resend_uncertain,
-        progress=send_bar(as_json),
+        progress=send_progress(app.clock),
         mailer=mailer,
         checkpoint=command_checkpoint(checkpoint),
         note=note,
         approve=approved,
+        fetch_progress=fetch_progress(app.clock),
     )
     for problem in report.problems:
-        click.echo(f"crusader-mail: warning: {problem}", err=True)
+        warn(problem)
+    feed_diagnostics(report.feeds, errors=False)  # their errors are among the problems
     for done in report.issues:
+        for note in done.issue.notes:
+            warn(f"issue {done.issue.issue_id}: {note}", "note")
         if done.send is not None and done.send.uncertain:
-            click.echo(
-                f"crusader-mail: warning: issue {done.issue.issue_id}: {done.send.uncertain} "
+            warn(
+                f"issue {done.issue.issue_id}: {done.send.uncertain} "
                 "readers are in doubt (a run died between SendGrid's answer and the ledger); "
                 "check SendGrid's activity feed and run 'crusader-mail send --resend-uncertain' "
-                "if they did not get the issue",
-                err=True,
+                "if they did not get the issue"
             )
     if summary is not None:
         with summary.open("a", encoding="utf-8") as handle:
@@ -150,7 +162,11 @@ def shown_json(report: RunReport) -> dict[str, object]:
 def text_summary(report: RunReport) -> str:
     lines = []
     ok = sum(1 for feed in report.feeds if feed.status != "error")
-    lines.append(f"feeds: {ok} of {len(report.feeds)} read")
+    broken = broken_feeds(report.feeds)
+    lines.append(
+        f"feeds: {ok} of {len(report.feeds)} read"
+        + (f"; {len(broken)} failed on {FEED_FAILURES_LIMIT}+ runs in a row" if broken else "")
+    )
     if report.backlog is not None:
         lines.extend(report.backlog.notes())
     if report.inbox is not None:
@@ -181,7 +197,6 @@ def _issue_lines(done: IssueRun, *, last: bool) -> list[str]:
         f"  {len(issue.posts)} posts, {len(issue.related)} related, {issue.html_bytes:,} bytes"
         + (f", {issue.waiting} posts wait for the next issue" if waiting else "")
     )
-    lines.extend(f"  note: {note}" for note in issue.notes)
     if issue.note:
         lines.append("  with the editor's note on top")
     if done.held:
@@ -232,9 +247,16 @@ def markdown_summary(report: RunReport) -> str:
     out.append("| --- | --- | ---: | ---: |")
     for feed in report.feeds:
         status = feed.status if not feed.error else f"{feed.status}: {feed.error}"
+        if feed.failures > 1:
+            status = f"{feed.status} ({feed.failures} runs in a row): {feed.error}"
         url = _cell(mask_url(feed.url))
         out.append(f"| {url} | {_cell(status)} | {feed.entries} | {feed.new} |")
     out.append("")
+    broken = broken_feeds(report.feeds)
+    if broken:
+        out.append(f"**A feed failed on {FEED_FAILURES_LIMIT} runs in a row: this run fails.**")
+        out.extend(f"- {_cell(broken_feed_line(feed))}" for feed in broken)
+        out.append("")
     notes = report.backlog.notes(_cell) if report.backlog is not None else []
     if notes:
         out.extend([*(f"- {note}" for note in notes), ""])

@@ -6,6 +6,7 @@
     archive.merge(posts, now) -> MergeResult
     archive.posts / get / new_posts / release_backlog / mark_sent / issues / record_issue
     archive.feed_cache: dict[str, FeedCache]
+    archive.record_read(source, cache, failed=...) -> int   # runs in a row the feed failed
     store.archive.save(archive)                # stores what changed since the load
 
 :class:`Archive` does no I/O; an :class:`~crusader_mail.storage.contract.ArchiveStore` loads
@@ -17,7 +18,7 @@ changed meanwhile.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from crusader_mail.errors import StateError
@@ -112,7 +113,11 @@ class Archive:
         for post in posts:
             batch.setdefault(post.feed, set()).add(post.id)
         known = {post.feed for post in self._posts.values()}
-        cached = {without_credentials(source) for source in self.feed_cache}
+        cached = {
+            without_credentials(source)
+            for source, cache in self.feed_cache.items()
+            if cache.ever_read  # only failures remembered: never read, seen for the first time
+        }
         installed = min((post.first_seen for post in self._posts.values()), default=None)
         cutoffs: dict[str, datetime | None] = {}
         for feed, ids in batch.items():
@@ -121,6 +126,26 @@ class Archive:
             elif feed in cached:
                 cutoffs[feed] = installed
         return cutoffs
+
+    def record_read(self, source: str, cache: FeedCache | None, *, failed: bool) -> int:
+        """Remember a read of the feed ``source``: its new cache (``None``: the old one stays)
+        and whether it failed. Returns how many runs in a row it has failed (0: it was read).
+
+        A failure keeps the feed's cache and counts one more (a feed never read gets a cache of
+        its failures alone, ``ever_read`` False); a read clears the count, and a cache that held
+        nothing but failures (a local file's) goes."""
+        old = self.feed_cache.get(source)
+        if failed:
+            base = old if old is not None else FeedCache(ever_read=False)
+            self.feed_cache[source] = replace(base, failures=base.failures + 1)
+            return base.failures + 1
+        if cache is not None:
+            self.feed_cache[source] = replace(cache, failures=0, ever_read=True)
+        elif old is not None and not old.ever_read:
+            del self.feed_cache[source]
+        elif old is not None and old.failures:
+            self.feed_cache[source] = replace(old, failures=0)
+        return 0
 
     @staticmethod
     def _edited(known: ArchivedPost, post: Post) -> ArchivedPost | None:
