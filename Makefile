@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/related_eval.py
 	$(BIN)/python bench/bench_subscribers.py
 	$(BIN)/python bench/bench_send.py
+	$(BIN)/python bench/bench_join.py
 
 clean:
 	rm -rf $(VENV) preview outbox .pytest_cache .mypy_cache .ruff_cache

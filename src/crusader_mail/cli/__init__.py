@@ -70,6 +70,7 @@ def _register() -> None:
         run,
         send,
         serve,
+        snippet,
         subscribers,
     )
 
@@ -81,6 +82,7 @@ def _register() -> None:
         send.send,
         inbox.inbox,
         serve.serve,
+        snippet.snippet,
         run.run,
         merge.merge_driver,
     ):
