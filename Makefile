@@ -65,6 +65,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/related_eval.py
 	$(BIN)/python bench/bench_subscribers.py
 	$(BIN)/python bench/bench_send.py
+	$(BIN)/python bench/bench_join.py
 
 clean:
 	rm -rf $(VENV) preview outbox .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,6 @@ missing chromium is a failure.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,24 +20,18 @@ import pytest
 
 from tests.conftest import CORPUS
 from tests.support.browser import (
+    NEEDS_CHROMIUM,
     Browser,
     Page,
     archive_pages,
     example_issue,
     feed_issue,
-    find_chromium,
+    launch,
     reader_html,
 )
 from tests.support.contrast import AA_TEXT, contrast, luminance, parse_color
 
-CHROMIUM = find_chromium()
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        CHROMIUM is None and not os.environ.get("CI"),
-        reason="chromium is not installed (make services)",
-    ),
-]
+pytestmark = NEEDS_CHROMIUM
 
 # Real feeds of different shapes, as full posts (the hardest case for the layout):
 # natasha: a WordPress iOS blog, pictures and code; many-links: the Google Testing Blog
@@ -62,10 +55,7 @@ def issue_html(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    if CHROMIUM is None:
-        pytest.fail("chromium is not installed: run scripts/install-test-services.sh")
-    with Browser(CHROMIUM, tmp_path_factory.mktemp("chromium")) as running:
-        yield running
+    yield from launch(tmp_path_factory)
 
 
 def cases() -> Iterator[Any]:

@@ -189,6 +189,30 @@ def subscribers_tidy(site: Site) -> None:
     assert site.json("subscribers", "tidy") == {"changed": False}
 
 
+def archive_build(site: Site) -> None:
+    site.prepare("fetch", "--include-backlog", "2")
+    write = site.root / "crusader-mail.toml"
+    write.write_text(
+        write.read_text().replace(
+            "[newsletter]\n", '[newsletter]\narchive_url = "https://blog.example/archive/"\n'
+        )
+    )
+    data = site.json("archive", "build")
+    assert data["issues"] == 0  # nothing sent yet: an empty archive, its index and feed
+
+
+def snippet(site: Site) -> None:
+    write = site.root / "crusader-mail.toml"
+    write.write_text(
+        write.read_text().replace(
+            "[newsletter]\n", '[newsletter]\nconfirm_url = "https://news.example/confirm"\n'
+        )
+    )
+    data = site.json("snippet")
+    assert data["action"] == "https://news.example/subscribe"
+    assert 'action="https://news.example/subscribe"' in data["html"]
+
+
 def serve(site: Site) -> None:
     """``serve --json`` says where it listens in one JSON line, and is listening then."""
     command = [str(CLI), "--config", str(site.root / "crusader-mail.toml"), "serve"]
@@ -228,6 +252,8 @@ CASES: dict[str, Callable[[Site], None]] = {
     "subscribers stats": subscribers_stats,
     "subscribers tidy": subscribers_tidy,
     "serve": serve,
+    "archive build": archive_build,
+    "snippet": snippet,
 }
 
 

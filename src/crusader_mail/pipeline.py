@@ -6,10 +6,11 @@
     plan_preview   fetch (nothing saved) + compose.planning                      (Plan)
     send_stage     fetch, plan, suppressions, then for each issue of the run:
                    RenderedIssue + roster --sender-->                            (SendRun)
-    inbox_stage    [suppressions,] expired requests, mail from files and IMAP
-                   --inbox--> service, then the replies queued                   (InboxRun)
-    run            replies left over, expired requests, suppressions, inbox, fetch, plan,
-                   send each issue (or hold it for approval), publish it, save   (RunReport)
+    inbox_stage    [suppressions,] expired requests, readers added as pending, mail from
+                   files and IMAP --inbox--> service, then the replies queued    (InboxRun)
+    run            expired requests, readers added as pending, replies queued, suppressions,
+                   inbox, fetch, plan, send each issue (or hold it for approval), publish
+                   it, save                                                      (RunReport)
     archive_stage  the public archive rebuilt from the issue history             (Published)
 
 Everything a step needs is passed in: settings, the clock, the SendGrid client factory, the
@@ -101,6 +102,7 @@ from crusader_mail.storage import open_store
 from crusader_mail.storage.archive import Archive
 from crusader_mail.storage.contract import Store
 from crusader_mail.subscriptions.outbox import send_queued
+from crusader_mail.subscriptions.pending import PendingReport, confirm_pending
 from crusader_mail.subscriptions.service import expire_requests
 from crusader_mail.util.masking import mask_url
 from crusader_mail.util.statefile import atomic_write
@@ -376,6 +378,7 @@ class RunReport:
     feeds: list[FeedReport] = field(default_factory=list)
     inbox: dict[str, object] | None = None
     replies: dict[str, int] | None = None  # replies left over from the server or a past run
+    pending: dict[str, int] | None = None  # readers added as pending: asked, reminded, expired
     suppressions: dict[str, int] | None = None
     issue: IssueSummary | None = None
     send: SendReport | None = None
@@ -418,6 +421,7 @@ class RunReport:
             "backlog": None if self.backlog is None else self.backlog.to_json(),
             "inbox": self.inbox,
             "replies": self.replies,
+            "pending": self.pending,
             "suppressions": self.suppressions,
             "issue": None if self.issue is None else self.issue.__dict__,
             "send": None if self.send is None else self.send.model_dump(mode="json"),
@@ -472,14 +476,18 @@ def write_newsletter(
 
 @dataclass
 class InboxRun(InboxReport):
-    """What ``inbox_stage`` did: the inbox report, and the suppression counts when it synced."""
+    """What ``inbox_stage`` did: the inbox report, the suppression counts when it synced, and
+    what became of the readers added as pending."""
 
     suppressions: dict[str, int] | None = None
+    pending: PendingReport | None = None
 
     def as_json(self) -> dict[str, object]:
         done: dict[str, object] = dict(super().as_json())
         if self.suppressions is not None:
             done["suppressions"] = self.suppressions
+        if self.pending is not None and any(self.pending.as_json().values()):
+            done["pending"] = self.pending.as_json()  # only when it did something, as "expired"
         return done
 
 
@@ -497,12 +505,14 @@ def inbox_stage(
     then send the replies that are due (once the changes are stored). With ``suppressions`` (a
     SendGrid client factory) pull SendGrid's suppression lists first, so a reader who left
     through SendGrid's own link is out before any mail is handled. Requests to join never
-    confirmed in time are erased first (:func:`expire_requests`)."""
+    confirmed in time are erased first (:func:`expire_requests`), and the readers added as
+    pending are asked, reminded or erased (:func:`confirm_pending`)."""
     report = InboxRun()
     if suppressions is not None:
         report.suppressions = sync_suppressions(settings, store.roster, clock, suppressions)
     report.expired = expire_requests(store, clock)
     ctx = InboxContext.create(settings, clock, store)
+    report.pending = confirm_pending(ctx.service())
     if paths:
         _add_inbox(report, process_messages(read_paths(list(paths), ctx.max_bytes), ctx))
     if use_imap:
@@ -921,11 +931,12 @@ def run(
     approve: Sequence[str] = (),
     fetch_progress: Progress | None = None,
 ) -> RunReport:
-    """The scheduled job: the replies left queued (by the server or an earlier run),
-    suppressions, inbox, feeds, then compose and send what is due: one digest, or with
-    ``per_post`` every new post as its own issue, one after the other. ``note``: the editor's
-    note for the first new issue (else ``note_file``'s); ``approve``: the held issues to send
-    (with ``cadence.approval`` new issues are held instead of sent).
+    """The scheduled job: requests never confirmed erased, the readers added as pending asked
+    or reminded (:func:`confirm_pending`), the replies queued (by the server, an earlier run
+    or this one) sent, suppressions, inbox, feeds, then compose and send what is due: one
+    digest, or with ``per_post`` every new post as its own issue, one after the other.
+    ``note``: the editor's note for the first new issue (else ``note_file``'s); ``approve``:
+    the held issues to send (with ``cadence.approval`` new issues are held instead of sent).
 
     A dry run does all of it without sending or changing any state and needs no secrets (the
     inbox is left for the real run: handling mail changes the list and sends replies).
@@ -944,10 +955,12 @@ def run(
     ):
         if approve:  # before anything changes: a wrong id refuses the whole run
             check_approved(store.archive.load(), approve)
-        if not dry_run and mailer is not None:  # replies left over, before anything else
-            report.replies = send_queued(store, mailer, clock).as_json()
         if not dry_run:
             expire_requests(store, clock)  # requests to join never confirmed in time
+            service = InboxContext.create(settings, clock, store).service()
+            report.pending = confirm_pending(service).as_json()  # readers added as pending
+        if not dry_run and mailer is not None:  # replies left over, and those just queued
+            report.replies = send_queued(store, mailer, clock).as_json()
         if not dry_run and factory is not None:
             report.suppressions = sync_suppressions(settings, store.roster, clock, factory)
         if settings.imap.host and not dry_run:

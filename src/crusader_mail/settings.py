@@ -184,6 +184,14 @@ class NewsletterSettings(Section):
             "leave, help) per hour, all addresses together; one per mailbox a day besides"
         ),
     )
+    welcome_posts: tuple[str, ...] = Field(
+        (),
+        max_length=10,
+        description=(
+            "the posts the welcome shows (their links or ids), in this order; default: the "
+            "three posts most often chosen as related in the issues sent"
+        ),
+    )
 
     @field_validator(
         "name",
@@ -346,6 +354,47 @@ class ServerSettings(Section):
         10.0, gt=0, description="seconds a client has to send a request's line and headers"
     )
     body_timeout: float = Field(60.0, gt=0, description="seconds a client has to send a body")
+    public_url: str | None = Field(
+        None,
+        description=(
+            "https URL serve is reached at (the subscribe form is public_url/subscribe); "
+            "default: newsletter.confirm_url without its /confirm"
+        ),
+    )
+    trusted_proxy_header: str | None = Field(
+        None,
+        description=(
+            "header the reverse proxy in front of serve puts the client's address in "
+            "(X-Forwarded-For: its last address; X-Real-IP); unset: the connection's address"
+        ),
+    )
+    subscribe_per_ip: int = Field(
+        5, ge=1, description="web sign-ups per client address (an IPv6 /64) per hour"
+    )
+    subscribe_per_hour: int = Field(
+        50, ge=1, description="web sign-ups per hour, everyone together"
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ValueError(
+                "must be an http(s) URL with a host and no query, e.g. https://news.example.com"
+            )
+        if any(ord(ch) < 33 or ord(ch) == 127 for ch in value):
+            raise ValueError("must be one URL, without spaces or control characters")
+        return value.rstrip("/")
+
+    @field_validator("trusted_proxy_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
+            raise ValueError("must be a header name, e.g. X-Forwarded-For")
+        return value
 
 
 class Settings(BaseSettings):

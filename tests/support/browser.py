@@ -5,9 +5,11 @@
     find_chromium() -> str | None                 Debian's chromium (or another on PATH)
     with Browser(executable, profile) as browser:  one headless Chromium, DevTools on a pipe
         browser.open(html, width=375, dark=True) -> Page     the issue, loaded
+        browser.visit(url, width=375) -> Page      a page of a loopback server (serve's own)
         page.inspect() -> dict     layout, every image's box, every visible text's colours
         page.link_names() -> list  the accessible name of every link (what a screen reader says)
         page.screenshot() -> bytes  the whole page as PNG
+    NEEDS_CHROMIUM, launch(tmp_path_factory)     a browser test's pytestmark and browser
     example_issue() / feed_issue(path)           issues of the example feed or a real one
 
 Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: fd 3 in,
@@ -44,6 +46,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+
+import pytest
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.compose.composer import fill_placeholders
@@ -319,42 +323,62 @@ class Browser:
     ) -> Iterator[Page]:
         """``html`` served from 127.0.0.1 and loaded in a ``width`` px wide tab, in the light or
         dark colour scheme, every picture answered with a placeholder."""
-        with serve({"/issue.html": html.encode("utf-8")}) as base:
-            target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-            session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
-                "sessionId"
-            ]
-            page = Page(self, session, declared_sizes(html), width)
-            self._handlers[session] = page
-            try:
-                for method, params in (
-                    ("Page.enable", {}),
-                    ("Network.enable", {}),
-                    ("Fetch.enable", {"patterns": [{"urlPattern": "*"}]}),
-                    (
-                        "Emulation.setDeviceMetricsOverride",
-                        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
-                    ),
-                    (
-                        "Emulation.setEmulatedMedia",
-                        {
-                            "media": "screen",
-                            "features": [
-                                {
-                                    "name": "prefers-color-scheme",
-                                    "value": "dark" if dark else "light",
-                                }
-                            ],
-                        },
-                    ),
-                ):
-                    self.call(method, params, session)
-                self.call("Page.navigate", {"url": base + "/issue.html"}, session)
-                self.wait_for("Page.loadEventFired", session)
-                yield page
-            finally:
-                del self._handlers[session]
-                self.call("Target.closeTarget", {"targetId": target})
+        with (
+            serve({"/issue.html": html.encode("utf-8")}) as base,
+            self.visit(
+                base + "/issue.html",
+                width=width,
+                dark=dark,
+                height=height,
+                sizes=declared_sizes(html),
+            ) as page,
+        ):
+            yield page
+
+    @contextmanager
+    def visit(
+        self,
+        url: str,
+        *,
+        width: int,
+        dark: bool = False,
+        height: int = 800,
+        sizes: dict[str, tuple[int, int]] | None = None,
+    ) -> Iterator[Page]:
+        """The page at ``url`` (on 127.0.0.1) loaded in a fresh ``width`` px wide tab, every
+        remote picture answered with a placeholder (of its size in ``sizes``)."""
+        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
+        page = Page(self, session, sizes or {}, width)
+        self._handlers[session] = page
+        try:
+            for method, params in (
+                ("Page.enable", {}),
+                ("Network.enable", {}),
+                ("Fetch.enable", {"patterns": [{"urlPattern": "*"}]}),
+                (
+                    "Emulation.setDeviceMetricsOverride",
+                    {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+                ),
+                (
+                    "Emulation.setEmulatedMedia",
+                    {
+                        "media": "screen",
+                        "features": [
+                            {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}
+                        ],
+                    },
+                ),
+            ):
+                self.call(method, params, session)
+            self.call("Page.navigate", {"url": url}, session)
+            self.wait_for("Page.loadEventFired", session)
+            yield page
+        finally:
+            del self._handlers[session]
+            self.call("Target.closeTarget", {"targetId": target})
 
 
 @dataclass
@@ -493,6 +517,28 @@ INSPECT = r"""
   };
 })()
 """
+
+
+# --- for the tests -----------------------------------------------------------------------------
+
+CHROMIUM = find_chromium()
+NEEDS_CHROMIUM = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        CHROMIUM is None and not os.environ.get("CI"),
+        reason="chromium is not installed (make services)",
+    ),
+]
+"""A browser test's ``pytestmark``: skipped without chromium on a developer's machine (``make
+services`` installs it); under CI a missing chromium is a failure."""
+
+
+def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """One chromium for a module's tests (its ``browser`` fixture)."""
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: run scripts/install-test-services.sh")
+    with Browser(CHROMIUM, tmp_path_factory.mktemp("chromium")) as running:
+        yield running
 
 
 # --- the public archive ------------------------------------------------------------------------

@@ -21,7 +21,14 @@ from crusader_mail.web.app import build_app
 def running(app: ASGIApp) -> Iterator[str]:
     """``app`` served by uvicorn on 127.0.0.1 in a thread, for the block: its URL."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+            proxy_headers=False,  # as serve: only server.trusted_proxy_header is believed
+        )
     )
     thread = threading.Thread(target=server.run, name="uvicorn-test")
     thread.start()

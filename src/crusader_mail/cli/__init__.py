@@ -71,6 +71,7 @@ def _register() -> None:
         run,
         send,
         serve,
+        snippet,
         subscribers,
     )
 
@@ -82,6 +83,7 @@ def _register() -> None:
         send.send,
         inbox.inbox,
         serve.serve,
+        snippet.snippet,
         run.run,
         archive.archive,
         merge.merge_driver,

@@ -3,6 +3,7 @@
 ::
 
     Composer(settings).compose(posts, related, issue_id, now, note=, web=) -> RenderedIssue
+    Composer(settings).welcome(posts, subject, now) -> RenderedIssue     the reader's welcome
     fill_placeholders(text, values, *, html=False) -> str
     web_page(issue, settings) -> RenderedIssue     an issue's public archive page
 
@@ -85,6 +86,8 @@ from crusader_mail.util.html_text import mail_text
 
 HTML_TEMPLATE = "newsletter.html"
 TEXT_TEMPLATE = "newsletter.txt"
+WELCOME_HTML = "welcome.html"
+WELCOME_TEXT = "welcome.txt"
 WORD_JOINER = "\u2060"
 _FORGEABLE = re.compile(r"([\[{])(?=[\[{%#])")
 _DOUBLE_BRACKET = re.compile(r"\[(?=\[)")
@@ -431,10 +434,7 @@ class Composer:
                     "smaller templates"
                 )
             shortened.update(switched)
-        unsubscribe = marks[Placeholder.UNSUBSCRIBE_URL]
-        text, text_counts = _finish(
-            wrap_text(self._render(TEXT_TEMPLATE, context), links=(unsubscribe,)), marks
-        )
+        text, text_counts = self._text(TEXT_TEMPLATE, context, marks)
         subject, subject_counts = _finish(subject_marked, marks)
         preheader, preheader_counts = _finish(preheader_marked, marks)
         notes: tuple[str, ...] = ()
@@ -443,16 +443,13 @@ class Composer:
                 f"switched {len(shortened)} long post(s) to excerpts "
                 f"(HTML over {limit // 1024} KB, which Gmail clips)",
             )
-        used = tuple(
-            p for p in Placeholder if p.value in html or p.value in text or p.value in subject
-        )
         issue = RenderedIssue(
             issue_id=issue_id,
             subject=subject,
             preheader=preheader,
             html=html,
             text=text,
-            placeholders=used,
+            placeholders=_used(html, text, subject),
             post_ids=tuple(post.id for post in posts),
             related_ids=tuple(post.id for post in related),
             notes=notes,
@@ -493,6 +490,36 @@ class Composer:
         placeholders, no guards (the archive's index page; its caller checks it)."""
         return self._render(name, context)
 
+    def welcome(self, posts: Sequence[Post], subject: str, now: datetime) -> RenderedIssue:
+        """The welcome (``welcome.html`` and ``welcome.txt``): ``posts`` as the blog's best
+        (``best`` in the templates, as excerpts), CSS inlined, the reader's placeholders left
+        for each reader, the guards run. The footer promises one click only for our own
+        https link: SendGrid adds its link to newsletters, not to a welcome."""
+        marks = _stand_ins()
+        context = self._context((), [], "welcome", now, False, set(), marks)
+        context.update(
+            subject=subject,
+            preheader="",
+            best=[post_view(post, full=False) for post in posts],
+            one_click=self.settings.leaving().one_click == "ours",
+        )
+        html, html_counts = _finish(self.inline(self._render(WELCOME_HTML, context)), marks)
+        text, text_counts = self._text(WELCOME_TEXT, context, marks)
+        subject, subject_counts = _finish(" ".join(subject.split()), marks)
+        issue = RenderedIssue(
+            issue_id="welcome",
+            subject=subject,
+            preheader="",
+            html=html,
+            text=text,
+            placeholders=_used(html, text, subject),
+            post_ids=tuple(post.id for post in posts),
+            related_ids=(),
+        )
+        placed = {"subject": subject_counts, "HTML": html_counts, "text": text_counts}
+        guards.check_issue(issue, self.settings.compose.max_html_bytes, placed)
+        return issue
+
     # -- rendering -------------------------------------------------------------------------------
 
     def _context(
@@ -522,6 +549,14 @@ class Composer:
             "email": marks[Placeholder.EMAIL],
             "name": marks[Placeholder.NAME],
         }
+
+    def _text(
+        self, name: str, context: Mapping[str, Any], marks: _StandIns
+    ) -> tuple[str, dict[Placeholder, int]]:
+        """The text part: the template rendered, wrapped (the unsubscribe link on its own line)
+        and finished (:func:`_finish`)."""
+        unsubscribe = marks[Placeholder.UNSUBSCRIBE_URL]
+        return _finish(wrap_text(self._render(name, context), links=(unsubscribe,)), marks)
 
     def _render(self, name: str, context: Mapping[str, Any]) -> str:
         try:
@@ -570,6 +605,11 @@ def web_page(issue: RenderedIssue, settings: Settings) -> RenderedIssue:
     )
     guards.check_issue(page, settings.compose.max_html_bytes, {})
     return page
+
+
+def _used(html: str, text: str, subject: str) -> tuple[Placeholder, ...]:
+    """The placeholders a rendered message holds."""
+    return tuple(p for p in Placeholder if p.value in html or p.value in text or p.value in subject)
 
 
 def _template_frame(tb: TracebackType | None, folder: Path) -> str | None:

@@ -9,6 +9,7 @@ complaints and webhook events that take them off the list.
     with service.session() as session:           # one unit of change (store.memory(), then
         session.subscribe / confirm / unsubscribe / unsubscribe_request / help   # the roster)
         session.confirm_token / unsubscribe_token / find / signal / record_event
+        session.invite / remind / spare_replies    # readers added as pending (subscriptions.pending)
     expire_requests(store, clock) -> int          # erase requests never confirmed
 
 - Subscribe is double opt-in: a new address becomes pending and gets a CONFIRM token, valid
@@ -18,6 +19,9 @@ complaints and webhook events that take them off the list.
   then they are active with a new subscription. Confirming needs the token, from the web
   button or, by mail, from the very address it was made for (:meth:`Session.confirm_token`).
   Requests never confirmed are erased after ``CONFIRM_DAYS`` (:func:`expire_requests`).
+  Confirming queues the welcome (:mod:`crusader_mail.subscriptions.welcome`: the blog's best
+  posts in the newsletter's templates, or the plain ``mail/welcome.txt`` when it cannot be
+  rendered).
 - Unsubscribe is immediate with a token or a proven sender; otherwise the reader gets a
   one-step confirmation (an UNSUBSCRIBE token, valid forever, any number of times: the
   unsubscribe links of every issue ever mailed keep working). A goodbye follows.
@@ -31,7 +35,7 @@ complaints and webhook events that take them off the list.
   the caller sends them once the change is stored, outside any lock
   (:func:`crusader_mail.subscriptions.outbox.send_queued`), so a slow or unreachable SendGrid
   never delays or undoes a change. A reply goes to the address as the list keeps it.
-- At most one confirmation / already-subscribed / leave / help reply per mailbox per
+- At most one confirmation / reminder / already-subscribed / leave / help reply per mailbox per
   ``REPLY_WINDOW`` (by :func:`~crusader_mail.storage.rules.reply_key`: ``victim+1@`` and
   ``Victim@`` are one mailbox), and at most ``newsletter.replies_per_hour`` of them in any hour
   for all addresses together (one-hour slots in the memory); a queued reply counts. A request
@@ -42,19 +46,26 @@ Each action returns one line saying what it did (addresses masked) for the calle
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from crusader_mail.clock import Clock
-from crusader_mail.delivery.links import list_headers, proof_header
+from crusader_mail.compose.composer import fill_placeholders
+from crusader_mail.delivery.links import (
+    list_headers,
+    placeholder_values,
+    proof_header,
+    unsubscribe_links,
+)
 from crusader_mail.errors import CrusaderMailError, TokenError, TokenExpired
-from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.models import OutgoingMessage, Source, Status, Subscriber
 from crusader_mail.settings import Settings
 from crusader_mail.storage import rules
 from crusader_mail.storage.contract import REPLY_WINDOW, HintOf, Memory, RosterChanges, Store
 from crusader_mail.storage.rows import format_time
 from crusader_mail.subscriptions.notices import Replies, ReplyKind
+from crusader_mail.subscriptions.welcome import WelcomeMail
 from crusader_mail.util.masking import mask_email
 from crusader_mail.util.tokens import Purpose, Signer, token_hint
 
@@ -75,6 +86,7 @@ class SubscriptionService:
         self.store = store
         self.signer = signer
         self.replies = Replies(settings)
+        self.welcome = WelcomeMail(settings, clock, store)
 
     def find(self, purpose: Purpose, token: str) -> str:
         """The reader ``token`` was made for, as the roster is stored now; :class:`TokenError`
@@ -131,13 +143,50 @@ class Session:
         why_not = self._why_no_reply(ReplyKind.CONFIRM, email)
         if why_not:
             return f"{shown}: no confirmation ({why_not}): nothing changed"
-        reader = self.roster.request(email, name=name, via=via, ref=ref)
-        now = self.clock.now()
-        token = self.service.signer.make(Purpose.CONFIRM, reader.email, now, reader_state(reader))
-        self._reply_limited(ReplyKind.CONFIRM, reader.email, token=token)
+        reader = self._ask(email, name=name, via=via, ref=ref)
         if reader.status is Status.PENDING:
             return f"{shown} pending; confirmation queued"
         return f"{shown} is {reader.status.value}, until they confirm; confirmation queued"
+
+    def _ask(
+        self, email: str, *, name: str, via: Source, ref: str, added: bool = False
+    ) -> Subscriber:
+        """Record the request (:func:`~crusader_mail.storage.rules.request`) and queue its
+        confirmation, whose token is bound to the reader as the request left them; the caller
+        checked that a confirmation may go out (:meth:`_why_no_reply`)."""
+        reader = self.roster.request(email, name=name, via=via, ref=ref)
+        now = self.clock.now()
+        token = self.service.signer.make(Purpose.CONFIRM, reader.email, now, reader_state(reader))
+        values = {"added": "yes"} if added else None
+        self._reply_limited(ReplyKind.CONFIRM, reader.email, token=token, values=values)
+        return reader
+
+    def invite(self, reader: Subscriber, ref: str) -> str:
+        """Ask a reader an operator added as pending (an import, ``subscribers add``) to
+        confirm: their request is renewed in their consent history (``ref``) and the
+        confirmation queued; "" when done, else why not (nothing changed)."""
+        why_not = self._why_no_reply(ReplyKind.CONFIRM, reader.email)
+        if why_not:
+            return why_not
+        via = reader.subscribed_via or Source.IMPORT
+        self._ask(reader.email, name="", via=via, ref=ref, added=True)
+        return ""
+
+    def remind(self, reader: Subscriber, expires: datetime) -> str:
+        """The one reminder to a pending reader asked to confirm: a new link for the reader as
+        they are (the first one keeps working), saying the address leaves the list at
+        ``expires``; "" when queued, else why not. Changes no reader."""
+        token = self.service.signer.make(
+            Purpose.CONFIRM, reader.email, self.clock.now(), reader_state(reader)
+        )
+        values = {"expires": f"{expires.day} {expires:%B %Y}"}
+        return self._reply_limited(ReplyKind.REMINDER, reader.email, token=token, values=values)
+
+    def spare_replies(self) -> int:
+        """How many automatic replies may still go out in this hour (``replies_per_hour`` less
+        those of the last hour)."""
+        now = self.clock.now()
+        return sum(1 for _slot in free_slots(self.memory, _CAP, _cap_slots(self.settings), now))
 
     def confirm_token(self, token: str, ref: str, via: Source, sender: str | None = None) -> str:
         """Confirm with ``token``; by mail (``sender``: the From address) only when the
@@ -164,9 +213,8 @@ class Session:
         if current is None or current.status is Status.ACTIVE:
             state = current.status.value if current else "not on the list"
             return f"{shown} is {state}: nothing changed"
-        email = self.roster.confirm(email, via=via, ref=ref).email
-        self._queue(ReplyKind.WELCOME, email, headers=self._list_headers(email))
-        return f"{shown} confirmed: active; welcome queued"
+        reader = self.roster.confirm(email, via=via, ref=ref)
+        return f"{shown} confirmed: active; " + self._welcome(reader)
 
     # -- leaving -------------------------------------------------------------------------------
 
@@ -183,7 +231,7 @@ class Session:
         if not rules.staying(current):
             return f"{shown} is {_state(current)}: nothing changed"
         left = self.roster.unsubscribe(email, via=via, ref=ref)
-        self._queue(ReplyKind.GOODBYE, left.email if left else email)
+        self.roster.queue_mail(self._message(ReplyKind.GOODBYE, left.email if left else email))
         return f"{shown} unsubscribed; goodbye queued"
 
     def unsubscribe_request(self, email: str, proven: bool, ref: str, via: Source) -> str:
@@ -282,8 +330,30 @@ class Session:
             return {}
         return {k: v for k, v in made.items() if k.lower().startswith("list-unsubscribe")}
 
+    def _welcome(self, reader: Subscriber) -> str:
+        """Queue the welcome for ``reader``, just confirmed: the rendered one with their own
+        values filled in, else the plain text reply. What was queued (a line's end)."""
+        email = reader.email
+        message = self._message(ReplyKind.WELCOME, email, headers=self._list_headers(email))
+        rendered = self.service.welcome.rendered(message.subject)
+        if isinstance(rendered, str):
+            self.roster.queue_mail(message)
+            return f"welcome queued (plain text: {rendered})"
+        links = unsubscribe_links(self.settings, self.service.signer, email, self.clock.now())
+        values = placeholder_values(email, reader.name, links)
+        html = fill_placeholders(rendered.html, values, html=True)
+        text = fill_placeholders(rendered.text, values)
+        self.roster.queue_mail(message.model_copy(update={"html": html, "text": text}))
+        return "welcome queued"
+
     def _reply_limited(
-        self, kind: ReplyKind, email: str, *, token: str = "", headers: dict[str, str] | None = None
+        self,
+        kind: ReplyKind,
+        email: str,
+        *,
+        token: str = "",
+        headers: dict[str, str] | None = None,
+        values: dict[str, str] | None = None,
     ) -> str:
         """Queue the reply unless :meth:`_why_no_reply` says why not: that reason ("" when
         queued)."""
@@ -291,7 +361,9 @@ class Session:
         if why_not:
             return why_not
         now = self.clock.now()
-        self._queue(kind, email, token=token, headers=headers)
+        self.roster.queue_mail(
+            self._message(kind, email, token=token, headers=headers, values=values)
+        )
         self.memory.replied(kind.value, rules.reply_key(email), now)
         slot = self._free_slot(now)
         if slot is not None:
@@ -311,23 +383,38 @@ class Session:
 
     def _free_slot(self, now: datetime) -> str | None:
         """One of the ``replies_per_hour`` slots not used in the last hour, if any."""
-        for number in range(self.settings.newsletter.replies_per_hour):
-            slot = f"slot-{number}@replies.invalid"
-            if self.memory.may_reply(_CAP, slot, now, CAP_WINDOW):
-                return slot
-        return None
+        return next(free_slots(self.memory, _CAP, _cap_slots(self.settings), now), None)
 
-    def _queue(
-        self, kind: ReplyKind, email: str, *, token: str = "", headers: dict[str, str] | None = None
-    ) -> None:
-        """Queue a reply to ``email``, with its proof header (a bounce of it can be verified)."""
+    def _message(
+        self,
+        kind: ReplyKind,
+        email: str,
+        *,
+        token: str = "",
+        headers: dict[str, str] | None = None,
+        values: dict[str, str] | None = None,
+    ) -> OutgoingMessage:
+        """A reply to ``email``, with its proof header (a bounce of it can be verified)."""
         headers = {**(headers or {}), **proof_header(self.service.signer, email, kind.value)}
-        message = self.service.replies.build(kind, email, token=token, headers=headers)
-        self.roster.queue_mail(message)
+        return self.service.replies.build(kind, email, token=token, headers=headers, values=values)
 
 
 _CAP = "hourly-cap"
 """The memory's reply kind of the hourly slots (:meth:`Session._free_slot`)."""
+
+
+def _cap_slots(settings: Settings) -> list[str]:
+    return [
+        f"slot-{number}@replies.invalid" for number in range(settings.newsletter.replies_per_hour)
+    ]
+
+
+def free_slots(
+    memory: Memory, kind: str, slots: Iterable[str], now: datetime, window: timedelta = CAP_WINDOW
+) -> Iterator[str]:
+    """The ``slots`` not used for ``kind`` within ``window`` (a limit of N per window is N
+    slots: one is taken, :meth:`Memory.replied`, per use)."""
+    return (slot for slot in slots if memory.may_reply(kind, slot, now, window))
 
 
 def reader_state(reader: Subscriber | None) -> str:

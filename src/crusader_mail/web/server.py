@@ -33,7 +33,8 @@ KEEP_ALIVE = 5  # seconds an idle kept-alive connection stays open
 
 class ServeConfig(uvicorn.Config):
     """uvicorn's settings for ``serve``: :class:`BoundedH11Protocol`, no WebSockets, the head
-    size capped, and the read deadlines of ``server``."""
+    size capped, the read deadlines of ``server``, and no ``X-Forwarded-For`` believed (the
+    app reads only ``server.trusted_proxy_header``)."""
 
     def __init__(self, app: ASGIApp, server: ServerSettings, **options: Any) -> None:
         super().__init__(
@@ -42,6 +43,7 @@ class ServeConfig(uvicorn.Config):
             ws="none",
             timeout_keep_alive=KEEP_ALIVE,
             h11_max_incomplete_event_size=MAX_HEAD,
+            proxy_headers=False,  # the client is the peer, or server.trusted_proxy_header's word
             **options,
         )
         self.header_timeout = server.header_timeout
