@@ -50,30 +50,34 @@ SOURCES = {source.value: source for source in Source}
 
 
 def format_time(value: datetime | None) -> str:
+    """``2026-11-23T09:00:00Z`` (UTC, whole seconds), ``""`` for ``None``."""
     if value is None:
         return ""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat()[:19] + "Z"
 
 
 def _quote(value: str) -> str:
-    if any(char in value for char in ',"\r\n'):
+    if "," in value or '"' in value or "\n" in value or "\r" in value:
         return '"' + value.replace('"', '""') + '"'
     return value
 
 
 def format_row(sub: Subscriber) -> str:
-    """One row (without its line end)."""
+    """One row (without its line end). The statuses and sources are ``StrEnum`` members:
+    strings already."""
     return ",".join(
         (
             sub.email,
             _quote(sub.name),
-            sub.status.value,
+            sub.status,
             format_time(sub.subscribed_at),
-            sub.subscribed_via.value if sub.subscribed_via else "",
+            sub.subscribed_via or "",
             format_time(sub.confirmed_at),
-            sub.confirmed_via.value if sub.confirmed_via else "",
+            sub.confirmed_via or "",
             format_time(sub.left_at),
-            sub.left_via.value if sub.left_via else "",
+            sub.left_via or "",
             _quote(sub.ref),
             format_time(sub.updated_at),
         )
@@ -92,8 +96,9 @@ def _via(text: str) -> Source | None:
 
 
 def build(fields: list[str], status: Status) -> Subscriber:
-    """A :class:`Subscriber` from the fields of a checked row."""
-    return Subscriber(
+    """A :class:`Subscriber` from the fields of a checked row (every field is of its type
+    already: the model is made without validating them again)."""
+    return Subscriber.model_construct(
         email=fields[0],
         name=fields[1],
         status=status,
@@ -144,29 +149,34 @@ class AddressCheck:
 
     def is_normal(self, address: str) -> bool:
         local, at, domain = address.rpartition("@")
-        if (
-            at
-            and address.isascii()
-            and len(local) <= 64
-            and len(address) <= 254
-            and _ASCII_LOCAL.match(local)
-        ):
-            known = self._domains.get(domain)
-            if known is None:
-                known = normal_or_none(f"a@{domain}") == f"a@{domain}"
-                if len(self._domains) < 100_000:
-                    self._domains[domain] = known
-            return known
+        if at and address.isascii() and self._plain(local, domain):
+            return self._domain(domain)
         return normal_or_none(address) == address
 
     def normal(self, raw: str) -> str:
         """:func:`~crusader_mail.storage.rules.normalize_email` of ``raw``, by the fast path
         when ``raw`` is a plain ASCII address whose lowercased domain is in normal form."""
-        local, at, domain = raw.strip().rpartition("@")
-        candidate = f"{local}@{domain.lower()}"
-        if at and candidate.isascii() and self.is_normal(candidate):
-            return candidate
+        text = raw.strip()
+        local, at, domain = text.rpartition("@")
+        if at and text.isascii():
+            domain = domain.lower()
+            if self._plain(local, domain) and self._domain(domain):
+                return f"{local}@{domain}"
         return normalize_email(raw)
+
+    @staticmethod
+    def _plain(local: str, domain: str) -> bool:
+        return (
+            len(local) <= 64 and len(local) + len(domain) < 254 and bool(_ASCII_LOCAL.match(local))
+        )
+
+    def _domain(self, domain: str) -> bool:
+        known = self._domains.get(domain)
+        if known is None:
+            known = normal_or_none(f"a@{domain}") == f"a@{domain}"
+            if len(self._domains) < 100_000:
+                self._domains[domain] = known
+        return known
 
 
 def split_line(line: str) -> list[str]:

@@ -32,6 +32,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import chain
 from pathlib import Path
 
@@ -56,11 +57,12 @@ from crusader_mail.storage.rules import (
     mailbox_key,
 )
 from crusader_mail.util.masking import mask_addresses, mask_email
-from crusader_mail.util.spool import RUN, SortedSpool, read_records, write_records
+from crusader_mail.util.spool import RUN, Presorted, RecordWriter, SortedSpool, read_records
 
 # --- the columns ------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)  # a status column repeats a few words on every row
 def _key(text: str) -> str:
     """A header or status word compared loosely: ``Email Address``, ``email_address`` and
     ``E-mail address`` are one; ``past_due`` is ``Past due``."""
@@ -180,12 +182,14 @@ class Columns:
         }
 
     def name_of(self, fields: list[str]) -> str:
-        parts = [fields[at].strip() for at in self.name if at < len(fields)]
-        return clean_text(" ".join(part for part in parts if part), MAX_NAME)
+        """The name columns joined (``clean_text`` collapses the blanks between them)."""
+        return clean_text(" ".join([fields[at] for at in self.name if at < len(fields)]), MAX_NAME)
 
     def verdict(self, fields: list[str]) -> Verdict:
         """A reader, one who left (the strongest way any column says so), or neither."""
         found = [s.read(s.header, fields[s.at] if s.at < len(fields) else "") for s in self.status]
+        if all(verdict is READER for verdict in found):
+            return READER
         for status in _STRENGTH:
             if any(v.left is status for v in found):
                 return Verdict(left=status)
@@ -241,26 +245,24 @@ class ImportFile:
     case_merged: int = 0  # rows merged into an earlier row whose address differs only in case
     readers: int = 0  # mailboxes to add
     leavers: int = 0  # mailboxes the file marks as left
-    merged: list[Merged] = field(default_factory=list)  # held here, or...
-    merged_file: Path | None = None  # ...in this file (marshal records), for a big file
+    held: tuple[list[Merged], list[Merged]] = field(default_factory=lambda: ([], []))
+    # ^ (joining, leaving) held here, or...
+    files: tuple[Path, Path] | None = None  # ...in these files (marshal records): a big file
 
-    def records(self) -> Iterator[Merged]:
-        if self.merged_file is None:
-            yield from self.merged
-            return
-        yield from read_records(self.merged_file)
+    def _merged(self, leaving: bool) -> Iterator[Merged]:
+        if self.files is None:
+            yield from self.held[leaving]
+        else:
+            yield from read_records(self.files[leaving])
 
-    def joining(self) -> Iterator[tuple[str, str]]:
-        """(address, name) of each reader to add, streamed."""
-        for email, name, left in self.records():
-            if not left:
-                yield email, name
+    def joining(self) -> Presorted[tuple[str, str]]:
+        """(address, name) of each reader to add, streamed in mailbox-key order."""
+        return Presorted(lambda: ((email, name) for email, name, _left in self._merged(False)))
 
     def leaving(self) -> Iterator[tuple[str, Status]]:
         """(address, how they left) of each reader the file marks as left, streamed."""
-        for email, _name, left in self.records():
-            if left:
-                yield email, Status(left)
+        for email, _name, left in self._merged(True):
+            yield email, Status(left)
 
     @property
     def rows(self) -> dict[str, str]:
@@ -289,6 +291,7 @@ def read_import(path: Path, spool: Path | None = None) -> ImportFile:
         raise ImportRejected(f"{path}: cannot read: {error.strerror}") from None
     result = ImportFile()
     run = RUN if spool is not None else sys.maxsize
+    line_no = 0
     with handle, SortedSpool(spool or path.parent, "rows-", run) as rows:
         try:
             first = handle.readline()
@@ -300,20 +303,24 @@ def read_import(path: Path, spool: Path | None = None) -> ImportFile:
             columns = result.columns = find_columns(path, next(reader))
             check = AddressCheck()
             for fields in reader:
-                if any(value.strip() for value in fields):
-                    _import_row(result, rows, check, reader.line_num, fields, columns)
+                line_no = reader.line_num
+                if "".join(fields).strip():  # not a blank row
+                    _import_row(result, rows, check, line_no, fields, columns)
         except csv.Error as error:
-            raise ImportRejected(f"{path}, line {reader.line_num}: broken CSV ({error})") from None
-        except UnicodeDecodeError as error:
-            raise ImportRejected(f"{path}: not UTF-8 text (byte {error.start})") from None
+            raise ImportRejected(f"{path}, line {line_no + 1}: broken CSV ({error})") from None
+        except UnicodeDecodeError:
+            raise ImportRejected(f"{path}, after line {line_no}: not UTF-8 text") from None
         except OSError as error:
             raise ImportRejected(f"{path}: cannot read: {error.strerror}") from None
+        merged = _merge_rows(result, rows)
         if spool is None:
-            for merged in _merge_rows(result, rows):
-                result.merged.append(merged)
+            for record in merged:
+                result.held[bool(record[2])].append(record)
         else:
-            result.merged_file = spool / "merged.tmp"
-            write_records(result.merged_file, _merge_rows(result, rows))
+            result.files = (spool / "joining.tmp", spool / "leaving.tmp")
+            with RecordWriter(result.files[0]) as joining, RecordWriter(result.files[1]) as leaving:
+                for record in merged:
+                    (leaving if record[2] else joining).write(record)
     return result
 
 
@@ -345,26 +352,33 @@ def _import_row(
 
 
 def _merge_rows(result: ImportFile, rows: SortedSpool) -> Iterator[Merged]:
-    """The rows of each mailbox (in file order) merged into one: the first spelling is kept,
-    and the first name given; a reader who left in any row stays left, the strongest way
-    (complained, then bounced, then unsubscribed), without a name. Counts the rows merged."""
+    """The rows of each mailbox (in file order) merged into one, counting the rows merged."""
     group: list[tuple[str, str, str]] = []
     key = None
     for row_key, _line_no, email, name, left in chain(rows, [(None, 0, "", "", "")]):
         if row_key != key and group:
-            first = group[0][0]
-            result.duplicates += sum(1 for other, _n, _l in group[1:] if other == first)
-            result.case_merged += sum(1 for other, _n, _l in group[1:] if other != first)
-            leaving = [Status(how) for _e, _n, how in group if how]
-            if leaving:
-                result.leavers += 1
-                yield first, "", min(leaving, key=_STRENGTH.index).value
-            else:
-                result.readers += 1
-                yield first, next((given for _e, given, _l in group if given), ""), ""
+            yield _merged(result, group)
             group = []
         key = row_key
         group.append((email, name, left))
+
+
+def _merged(result: ImportFile, group: list[tuple[str, str, str]]) -> Merged:
+    """The rows of one mailbox as one reader: the first spelling is kept, and the first name
+    given; a reader who left in any row stays left, the strongest way (complained, then
+    bounced, then unsubscribed), without a name."""
+    first, name, left = group[0]
+    if len(group) > 1:
+        result.duplicates += sum(1 for other, _n, _l in group[1:] if other == first)
+        result.case_merged += sum(1 for other, _n, _l in group[1:] if other != first)
+        leaving = [Status(how) for _e, _n, how in group if how]
+        left = min(leaving, key=_STRENGTH.index).value if leaving else ""
+        name = next((given for _e, given, _l in group if given), "")
+    if left:
+        result.leavers += 1
+        return first, "", left
+    result.readers += 1
+    return first, name, ""
 
 
 def _delimiter(header_line: str) -> str:

@@ -21,11 +21,12 @@ import heapq
 import marshal
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Generic, TypeVar
 
 Record = tuple[Any, ...]
+T = TypeVar("T")
 RUN = 100_000
 
 
@@ -82,18 +83,37 @@ class SortedSpool:
         self._held = []
 
 
-def write_records(path: Path, records: Iterable[Record]) -> int:
-    """Write ``records`` to a new file at ``path`` (``marshal``); how many."""
-    count = 0
-    with path.open("xb") as handle:
-        for record in records:
-            marshal.dump(record, handle)
-            count += 1
-    return count
+class Presorted(Generic[T]):
+    """Items whose producer promises they come in the order the consumer sorts them by (for
+    readers: their mailbox key, a :class:`SortedSpool` having sorted them already), so that a
+    consumer may take them as they come instead of sorting them again (checking the order as
+    it reads). ``items()`` gives them afresh each time it is called: they can be read again."""
+
+    def __init__(self, items: Callable[[], Iterable[T]]) -> None:
+        self._items = items
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._items())
+
+
+class RecordWriter:
+    """A new file of records (``marshal``), for :func:`read_records`."""
+
+    def __init__(self, path: Path) -> None:
+        self._handle = path.open("xb")
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._handle.close()
+
+    def write(self, record: Record) -> None:
+        marshal.dump(record, self._handle)
 
 
 def read_records(path: Path) -> Iterator[Record]:
-    """The records :func:`write_records` wrote to ``path``, in order."""
+    """The records a :class:`RecordWriter` wrote to ``path``, in order."""
     with path.open("rb") as handle:
         yield from _records(handle)
 

@@ -77,6 +77,27 @@ class LoadedRows:
         return [email for email in map(row_email, self._lines) if hint_of(email) == hint]
 
 
+class OneRow:
+    """One stored row (or none), for a change of one reader (:class:`Rows`)."""
+
+    def __init__(self, line: str | None) -> None:
+        self._line = line
+        self._key = row_key(line) if line is not None else None
+
+    def line(self, key: str) -> str | None:
+        return self._line if key == self._key else None
+
+    def lines(self) -> Iterator[str]:
+        return iter([self._line] if self._line is not None else [])
+
+    def __len__(self) -> int:
+        return 0 if self._line is None else 1
+
+    def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:
+        line = self._line
+        return [row_email(line)] if line is not None and hint_of(row_email(line)) == hint else []
+
+
 class ListChanges:
     """The list during :meth:`SubscriberList.edit`, keyed by mailbox key: ``rows`` as stored
     (or their lines, sorted by mailbox key, one per key, and checked) and the changes made."""
@@ -91,6 +112,8 @@ class ListChanges:
     ) -> None:
         self._rows: Rows = LoadedRows(rows) if isinstance(rows, list) else rows
         self._check = check or AddressCheck()  # addresses in normal form pass at once
+        self._last_normal: tuple[str, str] | None = None
+        self._last_parsed: tuple[str, Subscriber | None] = ("", None)
         self._changes: dict[str, str | None] = {}  # by key: the new row; None: forgotten
         self._clock = clock
         self._open = True
@@ -234,20 +257,30 @@ class ListChanges:
     def _lookup(self, email: str) -> tuple[str, str, Subscriber | None]:
         """The address in normal form, its key and its reader (raises :class:`InvalidAddress`)."""
         self._check_open()
-        normal = self._check.normal(email)
+        normal = self._normal(email)
         key = rules.mailbox_key(normal)
         return normal, key, self._current(key)
 
     def _key_or_none(self, email: str) -> str | None:
         """The mailbox key of ``email`` in any spelling, ``None`` when it is no address."""
         try:
-            return rules.mailbox_key(self._check.normal(email))
+            return rules.mailbox_key(self._normal(email))
         except InvalidAddress:
             return None
 
+    def _normal(self, email: str) -> str:
+        """``email`` in normal form (the last one asked is kept: a get, then a change)."""
+        if self._last_normal is None or self._last_normal[0] != email:
+            self._last_normal = (email, self._check.normal(email))
+        return self._last_normal[1]
+
     def _current(self, key: str) -> Subscriber | None:
         line = self._changes[key] if key in self._changes else self._rows.line(key)
-        return parse_line(line) if line is not None else None
+        if line is None:
+            return None
+        if self._last_parsed[0] != line:  # the last one read is kept, as above
+            self._last_parsed = (line, parse_line(line))
+        return self._last_parsed[1]
 
     def _keep(
         self,
@@ -270,7 +303,7 @@ class ListChanges:
         runs. A second reader of one mailbox in the same change raises
         :class:`SubscriberError` (a restore holds each reader once)."""
         self._check_open()
-        normal = self._check.normal(reader.email)
+        normal = self._normal(reader.email)
         if normal != reader.email:
             raise SubscriberError(f"{mask_email(reader.email)} is not in normal form")
         key = rules.mailbox_key(normal)

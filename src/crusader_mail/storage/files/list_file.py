@@ -16,7 +16,6 @@ meanwhile (a save renames over it), the open file stays the one that was checked
 
 from __future__ import annotations
 
-import mmap
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -52,7 +51,8 @@ class Span:
 
 
 class Snapshot:
-    """The list file as opened now: ``identity``, ``size``, and its bytes (memory-mapped).
+    """The list file as opened now: ``identity``, ``size``, and its bytes, read where they are
+    (``pread``: a search reads a few lines, and nothing stays mapped into the process).
     ``start`` is where the rows begin (set once the file is known, from its checked scan)."""
 
     def __init__(self, path: Path, fd: int) -> None:
@@ -62,9 +62,7 @@ class Snapshot:
         self.identity = identity_of(stat)
         self.size = stat.st_size
         self.start = 0
-        self._data: mmap.mmap | bytes = (
-            mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if self.size else b""
-        )
+        self._spans: dict[str, Span] = {}  # what locate found: a change reads a row again
 
     @classmethod
     def open(cls, path: Path) -> Snapshot | None:
@@ -80,9 +78,6 @@ class Snapshot:
             raise
 
     def close(self) -> None:
-        if isinstance(self._data, mmap.mmap):
-            self._data.close()
-            self._data = b""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -95,58 +90,72 @@ class Snapshot:
 
     # -- reading rows --------------------------------------------------------------------------
 
-    def line_end(self, start: int) -> int:
-        """Where the line starting at ``start`` ends (after its ``\\n``, or the end of file)."""
-        found = self._data.find(b"\n", start)
-        return self.size if found < 0 else found + 1
+    def raw_line(self, start: int) -> bytes:
+        """The line starting at ``start``, with its line end."""
+        size = 512
+        while True:
+            chunk = os.pread(self.fd, size, start)
+            end = chunk.find(b"\n")
+            if end >= 0:
+                return chunk[: end + 1]
+            if start + len(chunk) >= self.size:
+                return chunk
+            size *= 8
 
     def line_at(self, start: int) -> str:
         """The row starting at ``start``, without its line end."""
-        raw = self._data[start : self.line_end(start)]
-        return raw.decode("utf-8").rstrip("\r\n")
+        return self.raw_line(start).decode("utf-8").rstrip("\r\n")
 
     def email_at(self, start: int) -> str:
         """The address of the row starting at ``start`` (the text before the first comma)."""
-        data = self._data
-        comma = data.find(b",", start, self.line_end(start))
-        return data[start:comma].decode("utf-8")
+        raw = self.raw_line(start)
+        return raw[: raw.find(b",")].decode("utf-8")
 
     def rows(self, start: int | None = None) -> Iterator[tuple[int, bytes]]:
         """(offset, line bytes with its line end) of every line from ``start`` (the first
-        row by default) to the end, blank lines included."""
-        data = self._data
+        row by default) to the end, blank lines included, read through a buffer."""
         position = self.start if start is None else start
-        size = self.size
-        while position < size:
-            end = data.find(b"\n", position)
-            end = size if end < 0 else end + 1
-            yield position, data[position:end]
-            position = end
+        with os.fdopen(os.dup(self.fd), "rb", buffering=1 << 16) as handle:
+            handle.seek(position)
+            for raw in handle:
+                yield position, raw
+                position += len(raw)
 
     def locate(self, key: str) -> Span:
         """The row of mailbox key ``key``, or where it would be inserted (binary search over
-        the sorted rows, then a short walk)."""
+        the sorted rows, then a short walk; kept for the next call)."""
+        span = self._spans.get(key)
+        if span is None:
+            span = self._spans[key] = self._search(key)
+        return span
+
+    def _search(self, key: str) -> Span:
         low, high = self.start, self.size  # rows before low sort before key; high is a row start
         while high - low > WINDOW:
             middle = self._row_start(low + (high - low) // 2)
-            row_key, end = None, middle
+            row_key, raw = None, b""
             while middle < high and row_key is None:  # a blank line: the next row decides
-                end = self.line_end(middle)
-                row_key = self._key(middle, end)
+                raw = self.raw_line(middle)
+                row_key = _key(raw)
                 if row_key is None:
-                    middle = end
+                    middle += len(raw)
             if row_key is None:
                 break
             if row_key < key:
-                low = end
+                low = middle + len(raw)
             elif row_key == key:
-                return Span(middle, end, self.line_at(middle))
+                return Span(middle, middle + len(raw), raw.decode("utf-8").rstrip("\r\n"))
             else:
                 high = middle
-        for start, raw in self.rows(low):
+        rows = (
+            self.rows(low)
+            if high - low > 4 * WINDOW
+            else _lines(os.pread(self.fd, high - low, low), low)
+        )
+        for start, raw in rows:
             if start >= high:
                 break
-            row_key = self._key(start, start + len(raw))
+            row_key = _key(raw)
             if row_key is None:
                 continue
             if row_key == key:
@@ -157,16 +166,34 @@ class Snapshot:
 
     def _row_start(self, position: int) -> int:
         """The first line start at or after ``position``."""
-        found = self._data.find(b"\n", position - 1)
-        return self.size if found < 0 else found + 1
+        position -= 1
+        while position < self.size:
+            chunk = os.pread(self.fd, 4096, position)
+            found = chunk.find(b"\n")
+            if found >= 0:
+                return position + found + 1
+            if not chunk:
+                break
+            position += len(chunk)
+        return self.size
 
-    def _key(self, start: int, end: int) -> str | None:
-        """The mailbox key of the row in ``[start, end)``; ``None`` for a blank line."""
-        data = self._data
-        comma = data.find(b",", start, end)
-        if comma < 0:
-            return None
-        return mailbox_key(data[start:comma].decode("utf-8"))
+
+def _lines(data: bytes, offset: int) -> Iterator[tuple[int, bytes]]:
+    """(offset, line with its line end) of each line of ``data``, read from ``offset``."""
+    position = 0
+    while position < len(data):
+        end = data.find(b"\n", position)
+        end = len(data) if end < 0 else end + 1
+        yield offset + position, data[position:end]
+        position = end
+
+
+def _key(raw: bytes) -> str | None:
+    """The mailbox key of a row (the text before its first comma); ``None`` for a blank line."""
+    comma = raw.find(b",")
+    if comma < 0:
+        return None
+    return mailbox_key(raw[:comma].decode("utf-8"))
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ class ListScan:
             first = handle.readline()
             if first.startswith(BOM):
                 self.clean = False
-            self.version = _check_marker(path, first.removeprefix(BOM).decode("utf-8"))
+            self.version = check_marker(path, first.removeprefix(BOM).decode("utf-8"))
             line_no = 2
             second = handle.readline()
             header = second.decode("utf-8").rstrip("\r\n")
@@ -178,7 +178,8 @@ def _same(email: str) -> str:
     return email
 
 
-def _check_marker(path: Path, first: str) -> int:
+def check_marker(path: Path, first: str) -> int:
+    """The format version the first line of a list file names (:class:`StateError` if none)."""
     first = first.rstrip("\r\n")
     if not first.startswith(MARKER_PREFIX):
         shown = repr(first[:80]) if first else "an empty line"

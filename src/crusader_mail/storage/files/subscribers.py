@@ -49,7 +49,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -57,7 +57,7 @@ from crusader_mail.clock import Clock
 from crusader_mail.errors import StateError, SubscriberError
 from crusader_mail.models import ConsentEvent, Source, Status, Subscriber
 from crusader_mail.storage.contract import AddReport, BulkReport, HintOf, RosterChanges, RowChange
-from crusader_mail.storage.files.changes import ListChanges, LoadedRows, Rows
+from crusader_mail.storage.files.changes import ListChanges, LoadedRows, OneRow, Rows
 from crusader_mail.storage.files.consent_log import ConsentLog
 from crusader_mail.storage.files.list_file import (
     Identity,
@@ -67,6 +67,9 @@ from crusader_mail.storage.files.list_file import (
     write_spliced,
 )
 from crusader_mail.storage.files.list_format import (
+    BOM,
+    ListScan,
+    check_marker,
     file_head,
     order_problem,
     row_email,
@@ -95,7 +98,7 @@ from crusader_mail.storage.rows import (
 )
 from crusader_mail.storage.rules import expired, mailbox_key, merge_variants, normal_or_none
 from crusader_mail.util.masking import mask_email
-from crusader_mail.util.spool import SortedSpool
+from crusader_mail.util.spool import Presorted, Record, SortedSpool
 from crusader_mail.util.statefile import Replacement, atomic_writer, locked
 
 LIST_FILE = "subscribers.csv"
@@ -436,7 +439,11 @@ class SubscriberList:
                     report.names_filled += 1
                 report.unchanged[old.status.value] = report.unchanged.get(old.status.value, 0) + 1
 
-        self._merge(((mailbox_key(email), email, (email, name)) for email, name in readers), add)
+        def given() -> Iterator[tuple[str, str, tuple[str, str]]]:
+            return ((mailbox_key(email), email, (email, name)) for email, name in readers)
+
+        presorted = isinstance(readers, Presorted)
+        self._merge(given, add, presorted=presorted, check=_Normalized())
         return report
 
     def restore(self, readers: Iterable[Subscriber]) -> int:
@@ -454,44 +461,63 @@ class SubscriberList:
                 count += 1
                 yield mailbox_key(reader.email), reader.email, format_row(reader)
 
-        self._merge(given(), put)
+        self._merge(given, put)
         return count
 
     def _merge(
         self,
-        given: Iterable[tuple[str, str, Any]],
+        given: Callable[[], Iterable[tuple[str, str, Any]]],
         apply: Callable[[RosterChanges, list[Any]], None],
+        *,
+        presorted: bool = False,
+        check: AddressCheck | None = None,
     ) -> None:
         """Merge a stream of (mailbox key, address, item) into the list in one locked change:
         ``apply(changes, items)`` for each mailbox, with ``changes`` holding just that reader
         (or none) and ``items`` what was given for it, in the order given.
 
-        What is given is sorted by mailbox key first (in runs of :data:`RUN` spilled beside
-        the list, removed when done; a killed run's files are removed with the lock, as any
-        temporary copy of the list). Then few mailboxes are looked up and spliced in, many
-        are merged with the list as it streams into the new file; the consent log gets their
-        events in one append (spilled too on the way), after the list is stored."""
+        What ``given()`` yields is sorted by mailbox key first (in runs of :data:`RUN`
+        spilled beside the list, removed when done; a killed run's files are removed with the
+        lock, as any temporary copy of the list), unless it comes ``presorted`` (its order is
+        then checked as it is read, and ``given()`` may be called again). Then few mailboxes
+        are looked up and spliced in, many are merged with the list as it streams into the
+        new file; the consent log gets their events in one append (spilled too on the way),
+        after the list is stored. ``check`` normalizes the addresses."""
         with (
             locked(self.path, removed=self.erased),
-            SortedSpool(self.folder, f".{LIST_FILE}.") as incoming,
+            SortedSpool(self.folder, f".{LIST_FILE}.") as spool,
         ):
             self.log.check()
-            for seq, (key, email, item) in enumerate(given):
-                incoming.add((key, seq, email, item))
-            if not incoming.count:
+            records: Iterator[Record]
+            if presorted:
+                incoming = _in_order(_numbered(given()))
+                head = list(islice(incoming, SPLICE_LIMIT + 1))
+                count, records = len(head), chain(head, incoming)
+            else:
+                for record in _numbered(given()):
+                    spool.add(record)
+                count, records = spool.count, iter(spool)
+            if not count:
                 return
             snapshot = Snapshot.open(self.path)
             try:
-                state = self._checked(snapshot) if snapshot is not None else None
-                if snapshot is not None and state is None:  # v1 or out of order: in memory
-                    with self._changing() as roster:
-                        for _key, _email, items in _groups(incoming):
-                            apply(roster, items)
-                    self._stored(_Done(roster.events, roster.forgotten))
-                elif snapshot and state and state.clean and incoming.count <= SPLICE_LIMIT:
-                    self._merge_spliced(snapshot, state, incoming, apply)
-                else:
-                    self._merge_streamed(snapshot, incoming, apply)
+                state = self._known(snapshot) if snapshot is not None else None
+                if snapshot and state and state.clean and count <= SPLICE_LIMIT:
+                    self._merge_spliced(snapshot, state, records, apply, check)
+                    return
+                try:
+                    if snapshot is not None and state is None and _version(snapshot) != 2:
+                        raise _Unordered
+                    self._merge_streamed(snapshot, state, records, apply, check)
+                    return
+                except _Unordered:
+                    if presorted:  # given again, to be sorted with the list in memory
+                        for record in _numbered(given()):
+                            spool.add(record)
+                with self._changing() as roster:  # version 1, or out of order: in memory
+                    for _key, _email, items in _groups(spool):
+                        apply(roster, items)
+                self._stored(_Done(roster.events, roster.forgotten))
             finally:
                 if snapshot is not None:
                     snapshot.close()
@@ -500,10 +526,10 @@ class SubscriberList:
         self,
         snapshot: Snapshot,
         state: ListState,
-        incoming: SortedSpool,
+        incoming: Iterable[Record],
         apply: Callable[[RosterChanges, list[Any]], None],
+        check: AddressCheck | None,
     ) -> None:
-        check = AddressCheck()
         applied: list[_RowDone] = []
         changes: list[tuple[str, str | None]] = []
         for key, email, items in _groups(incoming):
@@ -520,16 +546,18 @@ class SubscriberList:
     def _merge_streamed(
         self,
         snapshot: Snapshot | None,
-        incoming: SortedSpool,
+        state: ListState | None,
+        incoming: Iterable[Record],
         apply: Callable[[RosterChanges, list[Any]], None],
+        check: AddressCheck | None,
     ) -> None:
-        check = AddressCheck()
+        check = check or AddressCheck()
         changed = 0
         with _spill(self.folder) as (events, spilled):
 
             def rows() -> Iterator[str]:
                 nonlocal changed
-                stored = _lines(snapshot) if snapshot is not None else iter(())
+                stored = _stored_lines(snapshot, state) if snapshot is not None else iter(())
                 line = next(stored, None)
                 line_key = row_key(line) if line is not None else ""
                 for key, email, items in _groups(incoming):
@@ -597,15 +625,15 @@ class SubscriberList:
             snapshot = Snapshot.open(self.path)
             if snapshot is not None:
                 with snapshot:
-                    state = self._checked(snapshot)
+                    state = self._known(snapshot)
                     by_key = match is None or match is mailbox_key
                     if state is not None and state.clean and by_key and len(keys) <= SPLICE_LIMIT:
                         report, applied = self._looked_up(snapshot, state, keys, change)
                         if report.written:
                             self._stored(_Done.of(applied))
                         return report
-                    if state is not None:
-                        report = self._stream_update(snapshot, keys, change, key_of, done)
+                    with suppress(_Unordered):
+                        report = self._stream_update(snapshot, state, keys, change, key_of, done)
             if report is None:  # no list, or rows out of order: in memory, as edit() does
                 with self._changing() as roster:
                     report, applied = _update_in_memory(
@@ -643,18 +671,20 @@ class SubscriberList:
     def _stream_update(
         self,
         snapshot: Snapshot,
+        state: ListState | None,
         keys: Collection[str],
         change: RowChange,
         key_of: Callable[[str], str],
         done: dict[str, _RowDone | None],
     ) -> BulkReport:
-        """The streaming pass of :meth:`update_many` (lock held, the file known in order):
-        every row copied to the new file, the wanted ones changed on the way."""
+        """The streaming pass of :meth:`update_many` (lock held): every row copied to the new
+        file, the wanted ones changed on the way (:class:`_Unordered` when the list must be
+        put in order first: nothing is written then)."""
         report = BulkReport()
         changed: list[str | None] = []
 
         def rows() -> Iterator[str]:
-            for line in _lines(snapshot):
+            for line in _stored_lines(snapshot, state):
                 email = row_email(line)
                 if key_of(email) in keys:
                     report.matched += 1
@@ -737,6 +767,34 @@ def _lines(snapshot: Snapshot) -> Iterator[str]:
             yield line
 
 
+class _Unordered(Exception):
+    """The list is of version 1, or its rows are out of order: it must be sorted in memory."""
+
+
+def _stored_lines(snapshot: Snapshot, state: ListState | None) -> Iterator[str]:
+    """Every row of ``snapshot``'s file, in order: as stored when its ``state`` is known, else
+    checked as they are read (damage raises :class:`StateError` naming the line; a list to
+    put in order first raises :class:`_Unordered`)."""
+    if state is not None:
+        yield from _lines(snapshot)
+        return
+    handle = os.fdopen(os.dup(snapshot.fd), "rb")
+    rows = ListScan(snapshot.path, ordered=False, handle=handle)
+    previous = ""
+    for _line_no, line, fields, _status in rows:
+        key = mailbox_key(fields[0])
+        if rows.version != 2 or key <= previous:
+            raise _Unordered
+        previous = key
+        yield line
+
+
+def _version(snapshot: Snapshot) -> int:
+    """The format version of ``snapshot``'s file (its first line)."""
+    first = snapshot.raw_line(0).removeprefix(BOM)
+    return check_marker(snapshot.path, first.decode("utf-8", "replace"))
+
+
 def _hash_rows(snapshot: Snapshot, check: str, hint_of: HintOf) -> HintTable:
     """The hint table of a checked file: each row's address hashed, nothing else read."""
     hints, places = array("I"), array("q")
@@ -751,7 +809,7 @@ def _hash_rows(snapshot: Snapshot, check: str, hint_of: HintOf) -> HintTable:
     return HintTable.build(check, hints, places)
 
 
-def _groups(incoming: SortedSpool) -> Iterator[tuple[str, str, list[Any]]]:
+def _groups(incoming: Iterable[Record]) -> Iterator[tuple[str, str, list[Any]]]:
     """(mailbox key, first address given, items in the order given) of each mailbox."""
     key: str | None = None
     email = ""
@@ -764,6 +822,28 @@ def _groups(incoming: SortedSpool) -> Iterator[tuple[str, str, list[Any]]]:
         items.append(item)
     if key is not None:
         yield key, email, items
+
+
+def _numbered(given: Iterable[tuple[str, str, Any]]) -> Iterator[Record]:
+    """(mailbox key, sequence number, address, item): sorted, the order given is kept."""
+    return ((key, seq, email, item) for seq, (key, email, item) in enumerate(given))
+
+
+class _Normalized(AddressCheck):
+    """Addresses in normal form already (what :meth:`SubscriberList.add_many` is given)."""
+
+    def normal(self, raw: str) -> str:
+        return raw
+
+
+def _in_order(records: Iterable[Record]) -> Iterator[Record]:
+    """``records`` as they come, checked to come by mailbox key (as they were promised)."""
+    previous = ""
+    for record in records:
+        if record[0] < previous:
+            raise SubscriberError("readers promised in mailbox order came out of order")
+        previous = record[0]
+        yield record
 
 
 def _items(apply: Callable[[RosterChanges, list[Any]], None], items: list[Any]) -> RowChange:
@@ -910,15 +990,16 @@ def _change_row(
 ) -> _RowDone | None:
     """Run ``change`` on a roster of one row (``None``: of no row, for a new reader); what it
     made of the row, or ``None`` when it changed nothing."""
-    roster = ListChanges([line] if line is not None else [], clock, check=check)
+    roster = ListChanges(OneRow(line), clock, check=check)
     try:
         change(roster, email)
         if not roster.changed:
             return None
-        row = _RowDone(list(roster.lines()), roster.events, roster.forgotten)
+        changes = roster.changes()
+        row = _RowDone([new for _key, new in changes if new], roster.events, roster.forgotten)
     finally:
         roster.close()
-    if any(row_key(new) != mailbox_key(email) for new in row.lines):
+    if any(key != mailbox_key(email) for key, _new in changes):
         raise SubscriberError(
             f"a bulk update offered {mask_email(email)} and changed another address: "
             "it may change only the reader it is given"
