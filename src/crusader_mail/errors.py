@@ -8,7 +8,8 @@ stderr and an exit code. An expected failure never shows a traceback.
     CrusaderMailError                 exit 1   anything crusader-mail reports on purpose
     ├── ConfigError                   exit 2   a bad setting: names the key, its source, what is expected
     ├── StateError                    exit 1   a state file is damaged or busy; it is never overwritten
-    │   └── LockTimeout               exit 1   another run holds the lock
+    │   ├── LockTimeout               exit 1   another run holds the lock
+    │   └── SchemaMismatch            exit 2   the database schema is not this version's (`db upgrade`)
     ├── FeedError                     exit 1   one feed could not be fetched or parsed (url, reason)
     ├── ComposeError                  exit 1   the issue could not be rendered
     │   ├── TemplateError             exit 1   a template is broken (template name and line)
@@ -43,6 +44,13 @@ class StateError(CrusaderMailError):
 
 class LockTimeout(StateError):
     pass
+
+
+class SchemaMismatch(StateError):
+    """The database has no schema, an older one (run ``crusader-mail db upgrade``), or a newer
+    one than this crusader-mail knows."""
+
+    exit_code = 2
 
 
 class FeedError(CrusaderMailError):

@@ -56,10 +56,21 @@ def main(argv: list[str] | None = None, obj: AppContext | None = None) -> None:
 
 
 def _register() -> None:
-    from crusader_mail.cli import config, fetch, inbox, preview, run, send, serve, subscribers
+    from crusader_mail.cli import (
+        config,
+        db,
+        fetch,
+        inbox,
+        preview,
+        run,
+        send,
+        serve,
+        subscribers,
+    )
 
     for command in (
         config.config,
+        db.db,
         fetch.fetch,
         preview.preview,
         subscribers.subscribers,
