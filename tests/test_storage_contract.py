@@ -240,18 +240,22 @@ def test_one_reader_per_mailbox(store: Store, request: pytest.FixtureRequest) ->
     assert [sub.email for sub in store.roster.iter()] == ["Carol@example.org"]
     assert store.roster.get("carol@EXAMPLE.ORG") == again
     assert store.roster.candidates(hint_of("Carol@example.org"), hint_of) == ["Carol@example.org"]
-    report = store.roster.add_many(
+    added = store.roster.add_many(
         [("CAROL@example.org", ""), ("dan@example.org", "")],
         status=Status.ACTIVE,
         via=Source.IMPORT,
         ref="f.csv",
     )
-    assert (report.added, report.unchanged) == (1, {"active": 1})
+    assert (added.added, added.unchanged) == (1, {"active": 1})
     with store.roster.edit() as changes:
         left = changes.unsubscribe("carol@example.ORG", via=Source.WEB)
     assert left is not None
     assert left.email == "Carol@example.org"
-    report = store.roster.update_many(["DAN@example.org"], lambda c, e: c.forget(e) and None)
+
+    def forget(changes: RosterChanges, email: str) -> None:
+        changes.forget(email)
+
+    report = store.roster.update_many(["DAN@example.org"], forget)
     assert (report.matched, report.changed) == (1, 1)
     assert statuses(store) == {"Carol@example.org": Status.UNSUBSCRIBED}
 
