@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,9 +54,11 @@ def need_postgres() -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def postgres_cluster() -> Iterator[Cluster]:
     need_postgres()
-    server = postgres.start_postgres(Path(tmp_path_factory.mktemp("postgres")) / "cluster")
+    # Not below pytest's temporary root: another pytest session run as the same user resets
+    # that folder to 0700, and the server's own user could no longer reach its files.
+    server = postgres.start_postgres(Path(tempfile.mkdtemp(prefix="crusader-mail-pg-")) / "db")
     try:
         server.create_database(TEMPLATE)
         db = Database(server.url(TEMPLATE))
@@ -67,6 +71,7 @@ def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clust
             yield Cluster(server, admin)
     finally:
         server.stop()
+        shutil.rmtree(server.root.parent, ignore_errors=True)
 
 
 @pytest.fixture

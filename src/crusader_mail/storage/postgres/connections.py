@@ -63,7 +63,8 @@ class Database:
         self._guard = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._held: Counter[int] = Counter()  # connections held, by thread
-        self._closed = False
+        self._lent: dict[int, int] = {}  # id of a connection in use -> the generation it is of
+        self._generation = 0  # close() moves it on: older connections close when given back
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -114,10 +115,11 @@ class Database:
 
     def _take(self) -> Connection:
         with self._guard:
-            if self._closed:
-                raise StateError(f"PostgreSQL at {self.where}: the store is closed")
             if self._idle:
-                return self._idle.pop()
+                conn = self._idle.pop()
+                self._lent[id(conn)] = self._generation
+                return conn
+            generation = self._generation
         conn = self.connect()
         if not self._checked and self._check_schema is not None:
             try:
@@ -127,6 +129,8 @@ class Database:
                 conn.close()
                 raise
             self._checked = True
+        with self._guard:
+            self._lent[id(conn)] = generation
         return conn
 
     def connect(self) -> Connection:
@@ -147,15 +151,17 @@ class Database:
             except psycopg.Error:
                 conn.close()
         with self._guard:
-            if not conn.closed and not self._closed and len(self._idle) < MAX_CONNECTIONS:
+            current = self._lent.pop(id(conn)) == self._generation
+            if current and not conn.closed and len(self._idle) < MAX_CONNECTIONS:
                 self._idle.append(conn)
                 return
         conn.close()
 
     def close(self) -> None:
-        """Close every idle connection; connections in use close when they are given back."""
+        """Close every idle connection; those in use close when they are given back. A later
+        use connects again."""
         with self._guard:
-            self._closed = True
+            self._generation += 1
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
