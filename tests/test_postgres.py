@@ -16,8 +16,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from peers.sendgrid_server import SendGridServer
 
 from crusader_mail.clock import FixedClock
+from crusader_mail.delivery.engine import deliver
 from crusader_mail.errors import ConfigError, LockTimeout, SchemaMismatch, StateError
 from crusader_mail.models import OutgoingMessage, Source, Status, Subscriber
 from crusader_mail.storage.contract import RosterChanges
@@ -28,6 +30,7 @@ from crusader_mail.storage.postgres.connections import Database
 from crusader_mail.storage.rows import parse_line
 from crusader_mail.util.tokens import Signer
 from tests.support.postgres import Cluster
+from tests.support.sending import make_issue, make_settings, reader_address, sendgrid
 
 SECRET = "postgres-secret-0123456789abcdef"
 OTHER_SECRET = "another-secret-0123456789abcdef"
@@ -218,6 +221,25 @@ def test_concurrent_units_from_threads_and_stores_lose_nothing(
         store.close()
 
 
+def test_a_unit_of_change_writes_only_the_row_it_changes(
+    store: PostgresStore, database_url: str
+) -> None:
+    store.roster.add_many(
+        [(f"r{number:04d}@example.com", "") for number in range(2000)],
+        status=Status.ACTIVE,
+        via=Source.IMPORT,
+        ref="seed",
+    )
+    where = "SELECT mailbox, ctid::text FROM readers ORDER BY mailbox"
+    before = {row[0]: row[1] for row in sql(database_url, where)}
+    with store.roster.edit() as changes:
+        changes.unsubscribe("r1234@example.com", via=Source.WEB, ref="one click")
+    after = {row[0]: row[1] for row in sql(database_url, where)}
+    assert [mailbox for mailbox in before if before[mailbox] != after[mailbox]] == [
+        "r1234@example.com"
+    ]
+
+
 def test_a_second_memory_unit_waits_for_the_first(database_url: str, clock: FixedClock) -> None:
     first, second = open_store(database_url, clock), open_store(database_url, clock)
     answer: list[bool] = []
@@ -293,6 +315,58 @@ def test_two_sends_cannot_run_at_once(database_url: str, clock: FixedClock) -> N
         pass
     first.close()
     second.close()
+
+
+def test_the_ledger_keeps_its_key_check_and_its_doubts(
+    database_url: str, clock: FixedClock
+) -> None:
+    store = open_store(database_url, clock)
+    ledger = store.ledgers.load("2026-11-23-1a2b3c4d")
+    readers = [ledger.reader_hash(f"r{number}@example.com") for number in range(6)]
+    with store.ledgers.send_lock(), ledger.writer(clock) as writer:
+        writer.pending(0, readers[:3])
+        writer.accepted(0, "msg-0")
+        writer.pending(1, readers[3:])  # the process dies here: batch 1 is in doubt
+        with pytest.raises(StateError, match="accepted record for unknown batch 7"):
+            writer.accepted(7, "msg-7")
+    again = store.ledgers.load("2026-11-23-1a2b3c4d")
+    assert (again.in_doubt_batches, again.next_batch) == ([1], 2)
+    with store.ledgers.send_lock(), again.writer(clock) as writer:
+        writer.release(again.in_doubt_batches)  # --resend-uncertain
+    released = store.ledgers.load("2026-11-23-1a2b3c4d")
+    assert released.in_doubt_batches == []
+    assert not released.is_in_doubt(released.reader_hash("r4@example.com"))
+    assert released.was_accepted(released.reader_hash("r1@EXAMPLE.com"))
+    store.close()
+    other = open_store(database_url, clock, secret=OTHER_SECRET)
+    with pytest.raises(StateError, match="written with a different secret_key"):
+        other.ledgers.load("2026-11-23-1a2b3c4d")
+    assert other.ledgers.load("2026-11-23-1a2b3c4d", sandbox=True).next_batch == 0
+    other.close()
+
+
+def test_a_send_from_postgres_goes_to_each_reader_once(
+    database_url: str, clock: FixedClock, sendgrid_server: SendGridServer, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, sendgrid_server, sendgrid={"batch_size": 10})
+    store = open_store(database_url, clock, secret=settings.require_secret_key())
+    store.roster.add_many(
+        [(reader_address(number), f"Reader {number}") for number in range(25)],
+        status=Status.ACTIVE,
+        via=Source.IMPORT,
+        ref="seed",
+    )
+    with store.roster.edit() as changes:
+        changes.unsubscribe(reader_address(3), via=Source.WEB)
+    transport = sendgrid(settings, clock)
+    first = deliver(make_issue(), store.roster, store.ledgers, transport, settings, clock)
+    again = deliver(make_issue(), store.roster, store.ledgers, transport, settings, clock)
+    assert (first.delivered, first.requests, first.skipped["unsubscribed"]) == (24, 3, 1)
+    assert (again.delivered, again.skipped["already_delivered"]) == (0, 24)
+    counts = sendgrid_server.per_address()
+    assert set(counts.values()) == {1}
+    assert reader_address(3) not in counts
+    store.close()
 
 
 # --- bulk work --------------------------------------------------------------------------------

@@ -46,10 +46,11 @@ class Hints:
         """Make every committed row's hint ``hint_of``'s: recompute them all when the stored
         check is another function's, then fill the rows that have none."""
         check = hint_of(CHECK_ADDRESS)
-        with self._guard:
-            if self._known != check:
-                self._adopt(check)
-            self._fill(hint_of)
+        if self._known != check:
+            with self._guard:  # one rehash per process at a time
+                if self._known != check:
+                    self._adopt(check)
+        self._fill(hint_of)
 
     def fill(self, conn: Connection, hint_of: HintOf) -> None:
         """Fill the rows without a hint that ``conn``'s transaction sees (its own new rows)."""
