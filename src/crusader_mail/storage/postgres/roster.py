@@ -57,7 +57,7 @@ _UPDATE = (
 class PgChanges:
     """The readers during one unit of change (one transaction on ``conn``).
 
-    ``rows`` caches the readers locked so far by mailbox (``None``: not on the list), so reads
+    It caches the readers locked so far by mailbox (``None``: not on the list), so reads
     see the changes made. With ``only`` (a bulk update offering one reader), other readers
     look absent and changing one raises :class:`SubscriberError`."""
 
