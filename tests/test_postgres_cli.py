@@ -90,6 +90,18 @@ def test_a_database_url_in_the_config_file_is_refused(tmp_path: Path) -> None:
     )
 
 
+def test_the_database_url_may_come_from_dot_env(database_url: str, tmp_path: Path) -> None:
+    (tmp_path / "crusader-mail.toml").write_text('subscribers_dir = "people"\n', encoding="utf-8")
+    (tmp_path / ".env").write_text(f"CRUSADER_MAIL_DATABASE_URL={database_url}\n", encoding="utf-8")
+    added = crusader_mail(tmp_path, "subscribers", "add", "Dot@Env.example")
+    assert (added.returncode, added.stdout) == (0, "added D•••@env.example (active)\n")
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT mailbox, email FROM readers").fetchall() == [
+            ("dot@env.example", "Dot@env.example")
+        ]
+    assert not (tmp_path / "people").exists()
+
+
 def test_an_unreachable_server_is_one_line_without_the_password(tmp_path: Path) -> None:
     import socket
 
