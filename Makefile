@@ -46,12 +46,13 @@ golden: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python scripts/cli_docs.py
 
-bench: $(STAMP)
+bench: $(STAMP) services
 	$(BIN)/python bench/bench_reader.py
 	$(BIN)/python bench/bench_compose.py
 	$(BIN)/python bench/related_eval.py
 	$(BIN)/python bench/bench_subscribers.py
 	$(BIN)/python bench/bench_send.py
+	$(BIN)/python bench/bench_postgres.py
 
 clean:
 	rm -rf $(VENV) preview outbox .pytest_cache .mypy_cache .ruff_cache

@@ -1,10 +1,10 @@
 """The storage contract, run against every store: the roster's rules through ``edit()``, bulk
 updates, token candidates, the memory, the archive and the ledgers. A new store is one more
-line in ``STORES``."""
+line in ``STORES`` (the PostgreSQL store gets a fresh database of the session's cluster)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,21 +25,30 @@ from crusader_mail.models import (
 from crusader_mail.storage import rules
 from crusader_mail.storage.contract import KEEP_HANDLED, REPLY_WINDOW, RosterChanges, Store
 from crusader_mail.storage.files import FilesStore
+from crusader_mail.storage.postgres import PostgresStore
 from crusader_mail.storage.rows import parse_line
 from crusader_mail.util.tokens import Signer
 
 SECRET = "contract-secret-0123456789abcdef"
 
-STORES: dict[str, Callable[[Path, Clock], Store]] = {
-    "files": lambda root, clock: FilesStore(
+STORES: dict[str, Callable[[pytest.FixtureRequest, Path, Clock], Store]] = {
+    "files": lambda request, root, clock: FilesStore(
         root / "state", root / "subscribers", clock, lambda: SECRET
+    ),
+    "postgres": lambda request, root, clock: PostgresStore(
+        request.getfixturevalue("database_url"),
+        clock,
+        lambda: SECRET,
+        hint_of=Signer(SECRET).hint,
     ),
 }
 
 
 @pytest.fixture(params=sorted(STORES))
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock) -> Store:
-    return STORES[request.param](tmp_path, clock)
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock) -> Iterator[Store]:
+    made = STORES[request.param](request, tmp_path, clock)
+    yield made
+    made.close()
 
 
 def statuses(store: Store) -> dict[str, Status]:
@@ -252,6 +261,21 @@ def test_update_many_changes_only_the_readers_it_is_offered(
     assert (report.matched, report.changed, report.written) == (1, 0, False)
 
 
+def test_update_many_with_any_match_function(store: Store) -> None:
+    seed(store, active=["ann@one.example", "bo@two.example", "cy@one.example"])
+
+    def bounce(changes: RosterChanges, email: str) -> None:
+        changes.mark(email, Status.BOUNCED, via=Source.SENDGRID, ref="domain")
+
+    report = store.roster.update_many({"one.example"}, bounce, match=lambda e: e.split("@")[1])
+    assert (report.matched, report.changed, report.written) == (2, 2, True)
+    assert statuses(store) == {
+        "ann@one.example": Status.BOUNCED,
+        "bo@two.example": Status.ACTIVE,
+        "cy@one.example": Status.BOUNCED,
+    }
+
+
 def test_update_many_may_not_touch_another_reader(store: Store) -> None:
     seed(store, active=["a@example.com", "b@example.com"])
 
@@ -262,6 +286,36 @@ def test_update_many_may_not_touch_another_reader(store: Store) -> None:
     with pytest.raises(SubscriberError, match="changed another"):
         store.roster.update_many(["a@example.com"], sneaky)
     assert statuses(store) == {"a@example.com": Status.ACTIVE, "b@example.com": Status.ACTIVE}
+
+
+def test_one_reader_per_mailbox(store: Store) -> None:
+    hint_of = Signer(SECRET).hint
+    seed(store, active=["Carol@Example.org"])
+    with store.roster.edit() as changes:
+        again = changes.add("carol@example.org", name="Carol", via=Source.CLI)
+        assert changes.get("CAROL@example.org") == again
+    assert again.email == "Carol@example.org"  # kept as first given (domain lowercased)
+    assert [sub.email for sub in store.roster.iter()] == ["Carol@example.org"]
+    assert store.roster.get("carol@EXAMPLE.ORG") == again
+    assert store.roster.candidates(hint_of("Carol@example.org"), hint_of) == ["Carol@example.org"]
+    added = store.roster.add_many(
+        [("CAROL@example.org", ""), ("dan@example.org", "")],
+        status=Status.ACTIVE,
+        via=Source.IMPORT,
+        ref="f.csv",
+    )
+    assert (added.added, added.unchanged) == (1, {"active": 1})
+    with store.roster.edit() as changes:
+        left = changes.unsubscribe("carol@example.ORG", via=Source.WEB)
+    assert left is not None
+    assert left.email == "Carol@example.org"
+
+    def forget(changes: RosterChanges, email: str) -> None:
+        changes.forget(email)
+
+    report = store.roster.update_many(["DAN@example.org"], forget)
+    assert (report.matched, report.changed) == (1, 1)
+    assert statuses(store) == {"Carol@example.org": Status.UNSUBSCRIBED}
 
 
 # --- token candidates -------------------------------------------------------------------------

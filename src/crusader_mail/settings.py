@@ -11,6 +11,8 @@ Where a value comes from, highest first:
 
 Relative paths are taken relative to the config file's folder. Secrets are ``SecretStr``: they
 print as ``**********`` and only :meth:`SecretStr.get_secret_value` reveals them.
+``database_url`` (the PostgreSQL store) is read from the environment or ``.env`` only: the TOML
+file is committed, and a ``database_url`` there is refused.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ ENV_PREFIX = "CRUSADER_MAIL_"
 MIN_SECRET_KEY = 16  # tokens, ledger and inbox-state hashes are keyed with it
 CONFIG_ENV = "CRUSADER_MAIL_CONFIG"
 DEFAULT_CONFIG = "crusader-mail.toml"
+ENV_ONLY = "database_url"  # a secret the committed TOML file may not hold
 
 
 class Section(BaseModel):
@@ -204,6 +207,9 @@ class Settings(BaseSettings):
     outbox_dir: Path = Path("outbox")
     preview_dir: Path = Path("preview")
     secret_key: SecretStr | None = None
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL URL of the shared store (environment or .env only)"
+    )
     sendgrid: SendGridSettings = SendGridSettings()
     newsletter: NewsletterSettings = NewsletterSettings()
     compose: ComposeSettings = ComposeSettings()
@@ -396,6 +402,11 @@ def load_settings(config: Path | None = None) -> LoadedSettings:
     config_file = find_config(config)
     base = config_file.resolve().parent if config_file else Path.cwd()
     toml_data = _read_toml(config_file) if config_file else {}
+    if any(str(key).lower() == ENV_ONLY for key in toml_data):
+        raise ConfigError(
+            f"{config_file}: {ENV_ONLY} is a secret and is never read from the config file: "
+            f"remove it there and set {ENV_PREFIX}{ENV_ONLY.upper()} in the environment or .env"
+        )
     dotenv_file = base / ".env"
     dotenv = dotenv_file if dotenv_file.is_file() else None
     sources = _provenance(toml_data, config_file, dotenv)
