@@ -474,6 +474,75 @@ def test_candidates_follow_a_changed_secret_key(database_url: str, clock: FixedC
     new.close()
 
 
+def test_old_and_new_token_hints_are_kept_side_by_side(
+    database_url: str, clock: FixedClock
+) -> None:
+    store = open_store(database_url, clock)
+    signer = Signer(SECRET)
+    new, old = signer.hint, signer.old_hint
+    store.roster.add_many(
+        [("Mixed.Case@example.com", ""), *((f"r{n}@example.com", "") for n in range(20))],
+        status=Status.ACTIVE,
+        via=Source.IMPORT,
+        ref="seed",
+    )
+    for _turn in range(2):  # lookups of either form in turn: neither column is computed again
+        assert store.roster.candidates(new("mixed.case@example.com"), new) == [
+            "Mixed.Case@example.com"
+        ]
+        assert store.roster.candidates(old("Mixed.Case@example.com"), old) == [
+            "Mixed.Case@example.com"
+        ]
+        assert store.roster.candidates(old("r3@example.com"), old) == []  # b"": nobody
+        assert store.roster.candidates(new("r3@example.com"), new) == ["r3@example.com"]
+    # an old-form hint is kept only where it differs from the new one
+    assert sql(database_url, "SELECT email FROM readers WHERE old_hint IS NOT NULL") == [
+        ("Mixed.Case@example.com",)
+    ]
+    assert sql(database_url, "SELECT count(*) FROM readers WHERE hint IS NULL") == [(0,)]
+    assert sql(database_url, "SELECT key FROM store_meta ORDER BY key") == [
+        ("hint_check",),
+        ("old_hint_check",),
+    ]
+    with store.roster.edit() as changes:  # a reader added in this unit is found in it
+        changes.add("New.Comer@example.com", via=Source.CLI)
+        assert changes.candidates(old("New.Comer@example.com"), old) == ["New.Comer@example.com"]
+        assert changes.candidates(b"", old) == []
+    other = Signer(OTHER_SECRET).old_hint  # another secret_key: the old column follows it
+    assert store.roster.candidates(other("Mixed.Case@example.com"), other) == [
+        "Mixed.Case@example.com"
+    ]
+    assert store.roster.candidates(old("Mixed.Case@example.com"), old) == ["Mixed.Case@example.com"]
+    store.close()
+
+
+def test_a_version_1_ledger_keeps_hashing_the_address_as_spelled(
+    database_url: str, clock: FixedClock
+) -> None:
+    store = open_store(database_url, clock)
+    ledger = store.ledgers.load("2026-11-23-1a2b3c4d")
+    assert ledger.version == 2
+    assert ledger.reader_hash("Kim@example.com") == ledger.reader_hash("kim@EXAMPLE.com")
+    with store.ledgers.send_lock(), ledger.writer(clock) as writer:
+        writer.pending(0, [ledger.reader_hash("Kim@example.com")])
+        writer.accepted(0, "msg-0")
+    sql(database_url, "UPDATE ledgers SET version = 1")  # an issue begun before mailbox keys
+    begun = store.ledgers.load("2026-11-23-1a2b3c4d")
+    assert begun.version == 1
+    assert begun.reader_hash("Kim@example.com") != begun.reader_hash("kim@example.com")
+    assert begun.reader_hash("Kim@example.com") == begun.reader_hash("Kim@EXAMPLE.com")
+    with store.ledgers.send_lock(), begun.writer(clock) as writer:
+        writer.pending(1, [begun.reader_hash("Lee@example.com")])
+        writer.accepted(1, "msg-1")
+    again = store.ledgers.load("2026-11-23-1a2b3c4d")
+    assert again.version == 1
+    assert again.was_accepted(again.reader_hash("Lee@example.com"))
+    assert not again.was_accepted(again.reader_hash("lee@example.com"))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        sql(database_url, "UPDATE ledgers SET version = 3")
+    store.close()
+
+
 # --- connections ------------------------------------------------------------------------------
 
 

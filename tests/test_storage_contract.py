@@ -237,6 +237,34 @@ def test_a_restore_replaces_the_reader_of_that_mailbox(store: Store, clock: Fixe
     assert list(store.roster.iter()) == [restored]
 
 
+def test_a_restore_holding_one_mailbox_twice_stores_nothing(
+    store: Store, clock: FixedClock
+) -> None:
+    seed(store, active=["gil@example.org"])
+    before = list(store.roster.lines())
+    twice = [
+        Subscriber(email="hal@example.org", status=Status.ACTIVE),
+        Subscriber(email="gil@example.org", status=Status.UNSUBSCRIBED),
+        Subscriber(email="Hal@example.org", status=Status.PENDING),
+    ]
+    with pytest.raises(SubscriberError, match=r"H•••@example\.org is given twice"):
+        store.roster.restore(twice)
+    assert list(store.roster.lines()) == before
+
+
+def test_readers_come_in_mailbox_order_byte_by_byte(store: Store, clock: FixedClock) -> None:
+    spellings = ["Bo@example.com", "ann@example.com", "b_z@example.com", "BA@example.com"]
+    seed(store, active=spellings, pending=["Zed@example.com"], unsubscribed=["ab@example.com"])
+    everyone = [*spellings, "Zed@example.com", "ab@example.com"]
+    in_order = sorted(everyone, key=lambda email: rules.mailbox_key(email).encode())
+    assert [sub.email for sub in store.roster.iter()] == in_order
+    assert [line.split(",")[0] for line in store.roster.lines()] == in_order
+    active = [email for email in in_order if email in spellings]
+    assert [sub.email for sub in store.roster.iter(Status.ACTIVE)] == active
+    # "_" sorts before "a" byte by byte (a language's collation would put it after "ba")
+    assert active == ["ann@example.com", "b_z@example.com", "BA@example.com", "Bo@example.com"]
+
+
 # --- update_many ------------------------------------------------------------------------------
 
 

@@ -281,7 +281,8 @@ class Settings(BaseSettings):
         """Does what ``serve`` records reach the job? Yes with a database (``database_url``)
         or when ``server.same_host`` says they run on one machine over the same files; a
         ``serve`` elsewhere with the files store keeps its own copy the job never sees."""
-        return self.server.same_host or bool(getattr(self, "database_url", None))
+        url = self.database_url  # an empty value (an unset CI secret) is no database
+        return self.server.same_host or (url is not None and bool(url.get_secret_value()))
 
     def leaving(self) -> Leaving:
         """How readers of this configuration can leave (:class:`Leaving`)."""

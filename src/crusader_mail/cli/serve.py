@@ -8,8 +8,9 @@ line (exit 1), not uvicorn's exit 3.
 The server must share its store with the scheduled job, or a reader's choice made here never
 reaches the next send. A shared database (``database_url``) is shared; the files store is
 shared only when the job runs on this machine, in this folder (cron or a systemd timer), which
-``--same-host`` states. Without it the files store is refused (exit 2): a GitHub Action works
-on its own checkout and would never see this one's changes.
+``--same-host`` or ``[server] same_host = true`` states (:attr:`Settings.shares_store`).
+Otherwise the files store is refused (exit 2): a GitHub Action works on its own checkout and
+would never see this one's changes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import uvicorn
 from crusader_mail.cli.context import AppContext
 from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.errors import ConfigError, CrusaderMailError
-from crusader_mail.storage.files import FilesStore
 from crusader_mail.web.app import build_app
 
 NOT_SHARED = (
@@ -40,18 +40,18 @@ NOT_SHARED = (
     "--same-host",
     is_flag=True,
     help="The scheduled job runs on this machine, in this folder (cron, systemd timer): the "
-    "files store is shared with it.",
+    "files store is shared with it (as [server] same_host = true says).",
 )
 @click.pass_obj
 def serve(app: AppContext, host: str | None, port: int | None, same_host: bool) -> None:
     """Serve the unsubscribe/confirm pages, Inbound Parse and the Event Webhook.
 
     The store must be shared with the scheduled job: a database (database_url), or the files
-    store with --same-host."""
+    store with --same-host (or [server] same_host = true)."""
     settings = app.settings
-    store = app.store()
-    if isinstance(store, FilesStore) and not same_host:
+    if not (same_host or settings.shares_store):
         raise ConfigError(NOT_SHARED)
+    store = app.store()
     web = build_app(settings, app.clock, make_mailer(settings, app.clock), store)
     host = host or settings.server.host
     port = settings.server.port if port is None else port

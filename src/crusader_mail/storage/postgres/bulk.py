@@ -3,17 +3,18 @@
 - :func:`locked_matches` (the suppression sync): the wanted keys are ``COPY``-ed into a
   temporary table and joined with ``readers``; the matching rows come back locked, so memory
   grows with the matches, not with the list or the wanted keys' join.
-- :func:`add_many` (imports) and :func:`restore`: chunk by chunk, the readers already there are
-  locked and read, :func:`~crusader_mail.storage.rules.add` decides (imports only), and the new
-  and changed rows are ``COPY``-ed into a temporary table and stored with one
-  ``INSERT ... ON CONFLICT``. Memory grows with a chunk, never with the list.
+- :func:`add_many` (imports): chunk by chunk, the readers already there are locked and read,
+  :func:`~crusader_mail.storage.rules.add` decides, and the new and changed rows are ``COPY``-ed
+  into a temporary table and stored with one ``INSERT ... ON CONFLICT``. Memory grows with a
+  chunk, never with the list.
+- :func:`restore`: every record is ``COPY``-ed into the temporary table, a mailbox given twice
+  is refused, then one ``INSERT ... ON CONFLICT`` stores them all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
-from typing import LiteralString
 
 from crusader_mail.errors import SubscriberError
 from crusader_mail.models import Source, Status, Subscriber
@@ -43,9 +44,10 @@ _UPSERT = (
     "confirmed_at = EXCLUDED.confirmed_at, confirmed_via = EXCLUDED.confirmed_via, "
     "left_at = EXCLUDED.left_at, left_via = EXCLUDED.left_via, ref = EXCLUDED.ref, "
     "updated_at = EXCLUDED.updated_at, hint = CASE WHEN r.email = EXCLUDED.email "
-    "THEN coalesce(EXCLUDED.hint, r.hint) ELSE EXCLUDED.hint END "
-    "RETURNING mailbox"
+    "THEN coalesce(EXCLUDED.hint, r.hint) ELSE EXCLUDED.hint END, "
+    "old_hint = CASE WHEN r.email = EXCLUDED.email THEN r.old_hint END"
 )
+_TWICE = "SELECT min(email) FROM incoming_readers GROUP BY mailbox HAVING count(*) > 1 LIMIT 1"
 
 
 # --- the suppression sync ---------------------------------------------------------------------
@@ -119,8 +121,10 @@ def add_many(
             current[mailbox] = new
         added = {mailbox: sub for mailbox, sub in current.items() if mailbox not in known}
         changed = [sub for mailbox, sub in current.items() if known.get(mailbox, sub) is not sub]
-        inserted = _store(conn, added.values(), hint_of, _INSERT_NEW)
-        _store(conn, changed, hint_of, _UPSERT)
+        _store(conn, added.values(), hint_of)
+        inserted = {mailbox for (mailbox,) in conn.execute(_INSERT_NEW).fetchall()}
+        _store(conn, changed, hint_of)
+        conn.execute(_UPSERT)
         for mailbox in added.keys() - inserted:  # another unit added them meanwhile
             report.added -= 1
             changes = one_by_one()
@@ -141,19 +145,26 @@ def _count(report: AddReport, old: Subscriber | None, new: Subscriber) -> None:
 
 
 def restore(conn: Connection, readers: Iterable[Subscriber], hint_of: HintOf | None) -> int:
-    """Store each record as given (addresses in normal form), replacing a reader already
-    there; the last record of a mailbox wins. How many records were given."""
+    """Store each record as given (addresses in normal form), replacing the reader of that
+    mailbox; how many were given. A mailbox given twice (in any case) raises
+    :class:`SubscriberError` before anything is stored (the caller's transaction rolls back)."""
     check = AddressCheck()
     count = 0
-    _incoming(conn)
-    for chunk in chunks(readers, CHUNK):
-        rows: dict[str, Subscriber] = {}
-        for sub in chunk:
+
+    def checked() -> Iterator[Subscriber]:
+        nonlocal count
+        for sub in readers:
             if not check.is_normal(sub.email):
                 raise SubscriberError(f"{mask_email(sub.email)} is not an address in normal form")
-            rows[rules.mailbox_key(sub.email)] = sub
             count += 1
-        _store(conn, rows.values(), hint_of, _UPSERT)
+            yield sub
+
+    _incoming(conn)
+    _store(conn, checked(), hint_of)
+    twice = conn.execute(_TWICE).fetchone()
+    if twice is not None:
+        raise SubscriberError(f"{mask_email(twice[0])} is given twice (in any case)")
+    conn.execute(_UPSERT)
     return count
 
 
@@ -166,13 +177,9 @@ def _locked(conn: Connection, mailboxes: list[str]) -> list[Subscriber]:
     return [reader(row) for row in rows]
 
 
-def _store(
-    conn: Connection, subs: Iterable[Subscriber], hint_of: HintOf | None, statement: LiteralString
-) -> set[str]:
-    """``COPY`` ``subs`` into ``incoming_readers`` and run ``statement`` over them; the
-    mailboxes it stored."""
+def _store(conn: Connection, subs: Iterable[Subscriber], hint_of: HintOf | None) -> None:
+    """``COPY`` ``subs`` into ``incoming_readers`` (emptied first)."""
     conn.execute("TRUNCATE incoming_readers")
     with conn.cursor().copy("COPY incoming_readers FROM STDIN") as copy:
         for sub in subs:
             copy.write_row(values(sub, hint_of(sub.email) if hint_of is not None else None))
-    return {mailbox for (mailbox,) in conn.execute(statement).fetchall()}

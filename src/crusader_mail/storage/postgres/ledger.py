@@ -3,7 +3,9 @@ and ``ledger_batches`` (one row per batch: its state, its readers' keyed hashes)
 
 The semantics are the files store's (:mod:`crusader_mail.storage.files.ledger`), and so is the
 code that reads them: the same keyed hashes, the same ``key_check`` refusing a changed
-``secret_key``, the same index of accepted and in-doubt readers. Each record is one committed
+``secret_key``, the same index of accepted and in-doubt readers, and the same versions: the
+ledger's row keeps the version it was begun with (2: the mailbox key is hashed; 1: the address
+with its domain lowercased) and it is hashed that way until the issue is sent. Each record is one committed
 transaction before the call returns: ``pending`` upserts the batch with its readers (8-byte
 big-endian hashes), ``accepted``, ``failed`` and ``released`` update its state. The send lock is
 a session-level advisory lock: a second send fails fast, and a crashed one lets go with its
@@ -60,9 +62,16 @@ class PgLedger(Ledger):
             raise StateError(f"{self.path}: this ledger has no database to write to")
         with self.db.connection() as conn:
             conn.execute(
-                "INSERT INTO ledgers (issue_id, sandbox, salt, key_check, created_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (self.issue_id, self.sandbox, self.salt, _key_check(self._key), clock.now()),
+                "INSERT INTO ledgers (issue_id, sandbox, version, salt, key_check, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (
+                    self.issue_id,
+                    self.sandbox,
+                    self.version,
+                    self.salt,
+                    _key_check(self._key),
+                    clock.now(),
+                ),
             )
             row = conn.execute(
                 "SELECT salt FROM ledgers WHERE issue_id = %s AND sandbox = %s",
@@ -154,7 +163,7 @@ class PgLedgerStore:
         path = self._name(issue_id, sandbox)
         with self._db.transaction() as conn:
             head = conn.execute(
-                "SELECT salt, key_check FROM ledgers WHERE issue_id = %s AND sandbox = %s",
+                "SELECT salt, key_check, version FROM ledgers WHERE issue_id = %s AND sandbox = %s",
                 (issue_id, sandbox),
             ).fetchone()
             rows = conn.execute(
@@ -167,14 +176,16 @@ class PgLedgerStore:
             return PgLedger(
                 path, issue_id, salt, _derive(secret, salt), db=self._db, sandbox=sandbox
             )
-        salt, key_check = str(head[0]), str(head[1])
+        salt, key_check, version = str(head[0]), str(head[1]), int(head[2])
         key = _derive(secret, salt)
         if not hmac.compare_digest(_key_check(key), key_check):
             raise StateError(
                 f"{path}: this ledger was written with a different secret_key; restore that "
                 "secret_key (with another one every reader would look new and get the issue again)"
             )
-        ledger = PgLedger(path, issue_id, salt, key, exists=True, db=self._db, sandbox=sandbox)
+        ledger = PgLedger(
+            path, issue_id, salt, key, exists=True, version=version, db=self._db, sandbox=sandbox
+        )
         ledger._index(
             {
                 int(batch): _Batch(_unpack(bytes(readers)), cast(LedgerState, state))

@@ -50,7 +50,8 @@ def _via(source: Source | None) -> str | None:
 
 
 def values(sub: Subscriber, hint: bytes | None) -> tuple[Any, ...]:
-    """The row of ``readers`` (every column, in table order) holding ``sub``."""
+    """The row of ``readers`` (every column, in table order) holding ``sub`` with its token
+    ``hint``; its old-form hint is left to be filled in when one is looked up (:mod:`.hints`)."""
     return (
         mailbox_key(sub.email),
         sub.email,
@@ -65,6 +66,7 @@ def values(sub: Subscriber, hint: bytes | None) -> tuple[Any, ...]:
         sub.ref,
         sub.updated_at,
         hint,
+        None,
     )
 
 

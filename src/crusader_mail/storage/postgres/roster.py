@@ -1,8 +1,10 @@
 """The PostgreSQL store's roster: the table ``readers``, one row per mailbox.
 
 - Reading needs no lock: :meth:`PgRoster.iter` and :meth:`PgRoster.lines` stream through a
-  server-side cursor in address order, :meth:`PgRoster.counts` is one ``GROUP BY``, ``get`` and
-  ``candidates`` are index lookups (``mailbox``, ``hint``).
+  server-side cursor in mailbox order (byte by byte, as the files store keeps its list, so an
+  export is the same from either store), :meth:`PgRoster.counts` is one ``GROUP BY``, ``get``
+  and ``candidates`` are index lookups (``mailbox``; ``hint`` or ``old_hint``, see
+  :mod:`.hints`).
 - :meth:`PgRoster.edit` is one transaction. Every row it reads or changes is locked first
   (``SELECT ... FOR UPDATE`` by mailbox) and changed by :mod:`crusader_mail.storage.rules`
   applied to the locked row, so units of change of any number of processes never lose each
@@ -40,11 +42,11 @@ RACES = 5  # times a unit reads a reader again after another unit inserted them 
 R = TypeVar("R", Subscriber, Subscriber | None)
 _ONE = select("WHERE mailbox = %s")
 _LOCK_ONE = select("WHERE mailbox = %s FOR UPDATE")
-_ALL = select("ORDER BY email")
-_WITH_STATUS = select("WHERE status = %s ORDER BY email")
+_ALL = select("ORDER BY mailbox")
+_WITH_STATUS = select("WHERE status = %s ORDER BY mailbox")
 
 _INSERT = (
-    "INSERT INTO readers VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "INSERT INTO readers VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (mailbox) DO NOTHING"
 )
 _UPDATE = (
@@ -93,12 +95,8 @@ class PgChanges:
     def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:
         """The addresses on the list now (this unit's changes included) whose hint is ``hint``."""
         self._check_open()
-        self._hints.prepare(hint_of)
-        self._hints.fill(self._conn, hint_of)
-        rows = self._conn.execute(
-            "SELECT email FROM readers WHERE hint = %s ORDER BY email", [hint]
-        ).fetchall()
-        return [email for (email,) in rows if self._only in (None, rules.mailbox_key(email))]
+        found = self._hints.find(self._conn, hint, hint_of)
+        return [email for email in found if self._only in (None, rules.mailbox_key(email))]
 
     # -- changes -------------------------------------------------------------------------------
 
@@ -263,13 +261,12 @@ class PgRoster:
 
     def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:
         """The stored addresses whose hint is ``hint``: an index lookup (hints missing or made
-        with another ``secret_key`` are brought up to date first, see :mod:`.hints`)."""
-        self._hints.prepare(hint_of)
+        with another ``secret_key`` are brought up to date first, see :mod:`.hints`); an empty
+        hint finds nobody."""
+        if not hint:
+            return []
         with self._db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT email FROM readers WHERE hint = %s ORDER BY email", [hint]
-            ).fetchall()
-        return [email for (email,) in rows]
+            return self._hints.find(conn, hint, hint_of)
 
     def _stream(self, query: Query, params: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
         with self._db.transaction() as conn, conn.cursor(name="crusader_mail_rows") as cursor:
@@ -349,7 +346,8 @@ class PgRoster:
 
     def restore(self, readers: Iterable[Subscriber]) -> int:
         """Store each record as given, replacing a reader already there, in one transaction
-        (``COPY`` into a temporary table, then one ``INSERT ... ON CONFLICT`` per chunk)."""
+        (``COPY`` into a temporary table, then one ``INSERT ... ON CONFLICT``). A mailbox given
+        twice raises :class:`SubscriberError` and stores nothing."""
         hint_of = self._hints.for_write()
         with self._db.transaction() as conn:
             return bulk.restore(conn, readers, hint_of)

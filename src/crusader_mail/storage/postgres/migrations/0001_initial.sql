@@ -1,9 +1,10 @@
 -- crusader-mail schema 1: the roster, the replies waiting to go out, the inbox memory, the
 -- archive and the delivery ledgers. Applied by `crusader-mail db upgrade` in one transaction.
 
--- The readers: one row per mailbox (storage.rules.mailbox_key: the whole address lowercased).
+-- The readers: one row per mailbox (storage.rules.mailbox_key: the whole address lowercased),
+-- in mailbox order compared byte by byte (COLLATE "C"), as the files store keeps them.
 CREATE TABLE readers (
-    mailbox         text PRIMARY KEY,
+    mailbox         text COLLATE "C" PRIMARY KEY,
     email           text COLLATE "C" NOT NULL,  -- normal form, spelt as first given
     name            text NOT NULL DEFAULT '',
     status          text NOT NULL
@@ -16,14 +17,17 @@ CREATE TABLE readers (
     left_via        text CHECK (left_via IN ('import', 'cli', 'email', 'web', 'sendgrid')),
     ref             text NOT NULL DEFAULT '',
     updated_at      timestamptz,
-    hint            bytea  -- the keyed token hint of email (util.tokens.Signer.hint); NULL: not yet
+    hint            bytea,  -- the keyed token hint of email (util.tokens.Signer.hint); NULL: not yet
+    old_hint        bytea   -- the hint old-form tokens carry (Signer.old_hint); kept only for an
+                            -- address that is not all lowercase (else the same as hint)
 );
-CREATE INDEX readers_by_email ON readers (email);
-CREATE INDEX readers_by_status ON readers (status, email);
+CREATE INDEX readers_by_status ON readers (status, mailbox);
 CREATE INDEX readers_by_hint ON readers (hint);
 CREATE INDEX readers_without_hint ON readers (mailbox) WHERE hint IS NULL;
+CREATE INDEX readers_by_old_hint ON readers (old_hint) WHERE old_hint IS NOT NULL;
+CREATE INDEX readers_without_old_hint ON readers (mailbox) WHERE old_hint IS NULL AND email <> mailbox;
 
--- Which secret_key the hints were computed with (a keyed check value, never the key).
+-- Which secret_key each hint column was computed with (keyed check values, never the key).
 CREATE TABLE store_meta (
     key    text PRIMARY KEY,
     value  bytea NOT NULL
@@ -79,6 +83,7 @@ INSERT INTO archive_revision (one, revision) VALUES (true, 0);
 CREATE TABLE ledgers (
     issue_id    text NOT NULL,
     sandbox     boolean NOT NULL,
+    version     smallint NOT NULL CHECK (version IN (1, 2)),  -- storage.files.ledger's versions
     salt        text NOT NULL,
     key_check   text NOT NULL,
     created_at  timestamptz NOT NULL,
