@@ -287,6 +287,10 @@ def test_update_many_changes_only_the_readers_it_is_offered(
     }
     report = store.roster.update_many(["cy@example.com"], lambda changes, email: None)
     assert (report.matched, report.changed, report.written) == (1, 0, False)
+    seed(store, active=["Dee@Example.com"])  # the suppression sync's match: the mailbox key
+    report = store.roster.update_many({"dee@example.com"}, leave, match=rules.mailbox_key)
+    assert (report.matched, report.changed) == (1, 1)
+    assert statuses(store)["Dee@example.com"] is Status.UNSUBSCRIBED
 
 
 def test_update_many_with_any_match_function(store: Store) -> None:
@@ -389,6 +393,7 @@ def test_memory_remembers_messages_events_and_replies(store: Store, clock: Fixed
         assert memory.event_seen("ev-1")
         assert not memory.event_seen("ev-2")
         assert not memory.may_reply("help", "jo@EXAMPLE.com", clock.now(), REPLY_WINDOW)
+        assert not memory.may_reply("help", "JO@example.com", clock.now(), REPLY_WINDOW)
         assert memory.may_reply("confirm", "jo@example.com", clock.now(), REPLY_WINDOW)
     clock.advance(timedelta(minutes=1))
     with store.memory() as memory:
