@@ -1,6 +1,7 @@
 """The PostgreSQL store through the command line: ``db upgrade`` and ``db status``, the one-line
 refusals (no schema, an old or newer one, ``database_url`` in the config file), subscriber
-commands on the database, and commands without a database never loading psycopg."""
+commands on the database, commands without a database never loading psycopg, and which stores
+``serve`` takes as shared."""
 
 from __future__ import annotations
 
@@ -9,14 +10,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from click.testing import CliRunner
+from pydantic import SecretStr
 
 from crusader_mail.cli import cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
 from crusader_mail.models import Status
+from crusader_mail.settings import ServerSettings, Settings
+from tests.support.serving import free_port, serve_process
 
 EXE = Path(sys.executable).with_name("crusader-mail")
 
@@ -174,3 +179,25 @@ def test_commands_without_a_database_never_load_psycopg(tmp_path: Path) -> None:
         check=False,
     )
     assert (done.returncode, done.stdout.splitlines()[-1]) == (0, "False"), done.stderr
+
+
+def test_serve_needs_a_store_it_shares_with_the_job(clean_env: Path, tmp_path: Path) -> None:
+    # an empty database_url (an unset CI secret) is no database: the files store is refused
+    refused = crusader_mail(tmp_path, "serve", "--port", "0", database_url="")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("crusader-mail: error: serve: the files store keeps")
+    assert refused.stderr.count("\n") == 1
+    assert not Settings(database_url=SecretStr("")).shares_store
+    assert Settings(database_url=SecretStr("postgresql://db.example/news")).shares_store
+    # [server] same_host says the job runs here, on these files: as --same-host does
+    assert Settings(server=ServerSettings(same_host=True)).shares_store
+    templates = Path(__file__).resolve().parent.parent / "templates"
+    (tmp_path / "crusader-mail.toml").write_text(
+        f'templates_dir = "{templates}"\n[server]\nsame_host = true\n', encoding="utf-8"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CRUSADER_MAIL_DATABASE_URL": ""}
+    env["SENDGRID_API_KEY"] = "SG.replies-go-nowhere-in-this-test"
+    env["CRUSADER_MAIL_SECRET_KEY"] = "serve-test-secret-0123456789"
+    with serve_process(tmp_path, env, free_port()) as served:
+        assert httpx.get(f"{served.url}/unsubscribe?token=nonsense").status_code == 400
+    assert "serving" in served.stderr
