@@ -53,6 +53,7 @@ bench: $(STAMP) services
 	$(BIN)/python bench/bench_subscribers.py
 	$(BIN)/python bench/bench_send.py
 	$(BIN)/python bench/bench_postgres.py
+	$(BIN)/python bench/bench_oneclick.py
 
 clean:
 	rm -rf $(VENV) preview outbox .pytest_cache .mypy_cache .ruff_cache

@@ -4,8 +4,8 @@
 
 Starts a throwaway PostgreSQL cluster (``peers/postgres.py``, Debian's server; ``make
 services`` installs it), runs ``crusader-mail db upgrade``, and fills ``readers`` with ``--rows``
-readers by ``COPY`` (90 % active, token hints keyed with the bench secret); the files store gets
-the same readers as ``subscribers.csv``. Then, each figure the median of ``--runs`` runs
+readers through the store's restore (``COPY``; 90 % active, token hints keyed with the bench
+secret); the files store gets the same readers as ``subscribers.csv``. Then, each figure the median of ``--runs`` runs
 (min and max beside it):
 
 - ``subscribers add`` and ``subscribers remove``: the real command in a fresh process, a
@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,35 +51,42 @@ def reader_row(index: int) -> tuple[str, str, str]:
 # --- filling both stores ----------------------------------------------------------------------
 
 
-def fill_database(url: str, rows: int) -> float:
-    """``COPY`` ``rows`` readers into ``readers``; seconds taken."""
+def fill_database(url: str, readers: Iterable[tuple[str, str, str]]) -> float:
+    """Store (address, name, status) readers through the store's own restore (what
+    ``subscribers import --restore`` does: ``COPY``, token hints keyed with the bench secret),
+    then ``VACUUM ANALYZE``; seconds taken. Each joined by import; one who is not active left
+    by email."""
     import psycopg
 
-    from crusader_mail.storage.postgres.hints import CHECK_ADDRESS
+    from crusader_mail.clock import FixedClock
+    from crusader_mail.models import Source, Status, Subscriber
+    from crusader_mail.storage.postgres import PostgresStore
     from crusader_mail.util.tokens import Signer
 
-    hint = Signer(SECRET).hint
     when = NOW.replace(month=11, day=1, hour=0)
-    started = time.perf_counter()
-    with psycopg.connect(url) as conn:
-        with conn.cursor().copy("COPY readers FROM STDIN") as copy:
-            for index in range(rows):
-                email, name, status = reader_row(index)
-                left = status != "active"
-                copy.write_row(
-                    (
-                        *(email, email, name, status, when, "import", when, "import"),
-                        *((when, "email") if left else (None, None)),
-                        *("", when, hint(email)),
-                    )
-                )
-        conn.execute(
-            "INSERT INTO store_meta (key, value) VALUES ('hint_check', %s)",
-            [hint(CHECK_ADDRESS)],
+    store = PostgresStore(url, FixedClock(NOW), lambda: SECRET, Signer(SECRET).hint)
+    records = (
+        Subscriber(
+            email=email,
+            name=name,
+            status=Status(status),
+            subscribed_at=when,
+            subscribed_via=Source.IMPORT,
+            confirmed_at=when,
+            confirmed_via=Source.IMPORT,
+            left_at=None if status == "active" else when,
+            left_via=None if status == "active" else Source.EMAIL,
+            updated_at=when,
         )
-        conn.commit()
+        for email, name, status in readers
+    )
+    started = time.perf_counter()
+    try:
+        store.roster.restore(records)
+    finally:
+        store.close()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE readers")
+        conn.execute("VACUUM ANALYZE")
     return time.perf_counter() - started
 
 
@@ -204,9 +211,9 @@ def run_bench(server: postgres.Postgres, root: Path, rows: int, runs: int) -> No
     env_files = {**base, "CRUSADER_MAIL_SECRET_KEY": SECRET}
     env_pg = {**env_files, "CRUSADER_MAIL_DATABASE_URL": url}
     subprocess.run([str(EXE), "db", "upgrade"], env=env_pg, cwd=files, check=True)
-    seconds = fill_database(url, rows)
+    seconds = fill_database(url, map(reader_row, range(rows)))
     fill_files(files / "subscribers", rows)
-    print(f"{rows:,} readers: COPY into PostgreSQL {seconds:.1f} s", flush=True)
+    print(f"{rows:,} readers: restored into PostgreSQL (COPY) in {seconds:.1f} s", flush=True)
 
     print("\nwhole commands, wall s: median (min–max)", flush=True)
     print(f"{'command':<34} {'postgres':>24} {'files':>24}")

@@ -1,5 +1,5 @@
 """200 one-click unsubscribes at once over real HTTP on ``crusader-mail serve`` (a subprocess)
-with a PostgreSQL list of 20,000 readers filled by ``COPY``: every one recorded, none failed,
+with a PostgreSQL list of 20,000 readers (restored, so ``COPY``-ed): every one recorded, none failed,
 every other reader as they were, one row per mailbox; with the loopback SendGrid up (each
 goodbye sent once) and down (each goodbye queued, none sent, and sent once it is back). The
 same on 1,000,000 readers, timed, is ``bench/bench_oneclick.py``.
@@ -21,10 +21,10 @@ from peers.sendgrid_server import SendGridServer
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.mailer import make_mailer
+from crusader_mail.models import Source, Status, Subscriber
 from crusader_mail.storage.postgres import PostgresStore
 from crusader_mail.subscriptions.outbox import send_queued
 from crusader_mail.util.tokens import Purpose, Signer
-from tests.support.postgres import copy_readers
 from tests.support.sending import make_settings
 from tests.support.serving import free_port, serve_process
 
@@ -99,13 +99,24 @@ def table(url: str) -> dict[str, tuple[str, str, str | None]]:
 
 @pytest.fixture
 def filled(database_url: str) -> str:
-    count = copy_readers(
-        database_url,
-        ((address(index), f"Reader {index}", "active") for index in range(READERS)),
-        SECRET,
-        JOINED,
+    store = PostgresStore(database_url, FixedClock(JOINED), lambda: SECRET, Signer(SECRET).hint)
+    readers = (
+        Subscriber(
+            email=address(index),
+            name=f"Reader {index}",
+            status=Status.ACTIVE,
+            subscribed_at=JOINED,
+            subscribed_via=Source.IMPORT,
+            confirmed_at=JOINED,
+            confirmed_via=Source.IMPORT,
+            updated_at=JOINED,
+        )
+        for index in range(READERS)
     )
-    assert count == READERS
+    try:
+        assert store.roster.restore(readers) == READERS
+    finally:
+        store.close()
     return database_url
 
 

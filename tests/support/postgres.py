@@ -11,9 +11,8 @@ import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -22,8 +21,6 @@ from peers import postgres
 
 from crusader_mail.storage.postgres import schema
 from crusader_mail.storage.postgres.connections import Database
-from crusader_mail.storage.postgres.hints import CHECK_ADDRESS
-from crusader_mail.util.tokens import Signer
 
 TEMPLATE = "crusader_template"
 
@@ -91,30 +88,3 @@ def empty_database_url(postgres_cluster: Cluster) -> Iterator[str]:
     url = postgres_cluster.database(template="test_empty_template")
     yield url
     postgres_cluster.drop(url)
-
-
-def copy_readers(
-    url: str, readers: Iterable[tuple[str, str, str]], secret: str, when: datetime
-) -> int:
-    """``COPY`` (address in normal form, name, status) rows into ``readers`` of the database at
-    ``url``, fast: joined and confirmed by import at ``when`` (left by email then, when the
-    status is not active), with their token hints keyed with ``secret`` (and its check, so the
-    store takes them as its own); then ``VACUUM ANALYZE``. How many rows."""
-    hint = Signer(secret).hint
-    count = 0
-    with psycopg.connect(url) as conn:
-        with conn.cursor().copy("COPY readers FROM STDIN") as copy:
-            for email, name, status in readers:
-                left = (when, "email") if status != "active" else (None, None)
-                row = (email.lower(), email, name, status, when, "import", when, "import")
-                copy.write_row((*row, *left, "", when, hint(email), None))
-                count += 1
-        conn.execute(
-            "INSERT INTO store_meta (key, value) VALUES ('hint_check', %s) "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            [hint(CHECK_ADDRESS)],
-        )
-        conn.commit()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE readers")
-    return count

@@ -40,8 +40,9 @@ class Column:
     name: str
     meta: str
     check_address: str
-    find: LiteralString  # the addresses with a hint, by mailbox
-    missing: LiteralString  # (mailbox, email) of the rows without a hint, locked
+    lookup: LiteralString  # (mailbox, email, lacking): rows with a hint, and rows without one
+    missing: LiteralString  # (mailbox, email) of the rows without a hint, by mailbox: the
+    # partial index (also with stale statistics after a fill), and locks taken in one order
     put: LiteralString  # set the hints of (mailboxes, hints)
     clear: LiteralString  # forget every hint
 
@@ -49,13 +50,14 @@ class Column:
         return hint_of(self.check_address)
 
 
-_SKIP = " FOR UPDATE SKIP LOCKED"  # rows another unit holds are skipped: it fills them
 HINT = Column(
     "hint",
     "hint_check",
     CHECK_ADDRESS,
-    find="SELECT email FROM readers WHERE hint = %s ORDER BY mailbox",
-    missing="SELECT mailbox, email FROM readers WHERE hint IS NULL",
+    lookup="WITH lacking AS (SELECT mailbox, email FROM readers WHERE hint IS NULL "
+    "ORDER BY mailbox LIMIT %s FOR UPDATE SKIP LOCKED) SELECT mailbox, email, true FROM lacking "
+    "UNION ALL SELECT mailbox, email, false FROM readers WHERE hint = %s",
+    missing="SELECT mailbox, email FROM readers WHERE hint IS NULL ORDER BY mailbox",
     put="UPDATE readers SET hint = given.hint "
     "FROM unnest(%s::text[], %s::bytea[]) AS given (mailbox, hint) "
     "WHERE readers.mailbox = given.mailbox",
@@ -65,8 +67,12 @@ OLD_HINT = Column(
     "old_hint",
     "old_hint_check",
     OLD_CHECK_ADDRESS,
-    find="SELECT email FROM readers WHERE old_hint = %s ORDER BY mailbox",
-    missing="SELECT mailbox, email FROM readers WHERE old_hint IS NULL AND email <> mailbox",
+    lookup="WITH lacking AS (SELECT mailbox, email FROM readers WHERE old_hint IS NULL "
+    "AND email <> mailbox ORDER BY mailbox LIMIT %s FOR UPDATE SKIP LOCKED) "
+    "SELECT mailbox, email, true "
+    "FROM lacking UNION ALL SELECT mailbox, email, false FROM readers WHERE old_hint = %s",
+    missing="SELECT mailbox, email FROM readers WHERE old_hint IS NULL AND email <> mailbox "
+    "ORDER BY mailbox",
     put="UPDATE readers SET old_hint = given.hint "
     "FROM unnest(%s::text[], %s::bytea[]) AS given (mailbox, hint) "
     "WHERE readers.mailbox = given.mailbox",
@@ -91,38 +97,46 @@ class Hints:
 
     def for_write(self) -> HintOf | None:
         """The function whose hints rows written now get in ``hint`` (``None``: they get
-        ``NULL``). Call it before locking any row: the first call may bring the stored hints up
-        to date."""
+        ``NULL``). Call it before locking any row: the first call may clear hints made with
+        another ``secret_key``."""
         own = self._own
         if own is None:
             return None
-        if HINT.name not in self._known:
-            self.prepare(own)
+        self._adopt_once(HINT, own)
         return own if self._known.get(HINT.name) == HINT.check(own) else None
 
-    def prepare(self, hint_of: HintOf) -> Column:
-        """Make every committed row's hint in ``hint_of``'s column ``hint_of``'s: recompute
-        them all when the stored check is another function's, then fill the rows that have
-        none. The column."""
+    def find(self, conn: Connection, hint: bytes, hint_of: HintOf) -> list[str]:
+        """The addresses ``conn``'s transaction sees whose ``hint_of`` hint is ``hint``, by
+        mailbox. One query looks them up and takes the rows still without a hint (locked,
+        those another unit holds skipped: it fills them), which are filled in then; a backlog
+        bigger than one chunk (a new ``secret_key``) is filled in committed chunks first."""
+        if not hint:
+            return []
         column = column_of(hint_of)
+        self._adopt_once(column, hint_of)
+        while True:
+            rows: list[tuple[str, str, bool]] = conn.execute(
+                column.lookup, [FILL_CHUNK, hint]
+            ).fetchall()
+            lacking = [(mailbox, email) for mailbox, email, without in rows if without]
+            _store(conn, column, lacking, hint_of)
+            if len(lacking) < FILL_CHUNK:
+                break
+            while self._fill(column, hint_of, FILL_CHUNK) == FILL_CHUNK:
+                pass
+            with self._db.transaction() as own:  # the planner learns the backlog is gone
+                own.execute("ANALYZE readers")
+        found = [(mailbox, email) for mailbox, email, without in rows if not without]
+        found += [(mailbox, email) for mailbox, email in lacking if hint_of(email) == hint]
+        return [email for _mailbox, email in sorted(found)]
+
+    def _adopt_once(self, column: Column, hint_of: HintOf) -> None:
+        """Make ``hint_of`` the function of ``column`` (clearing another key's hints)."""
         check = column.check(hint_of)
         if self._known.get(column.name) != check:
             with self._guard:  # one rehash per process at a time
                 if self._known.get(column.name) != check:
                     self._adopt(column, check)
-        while self._fill(column, hint_of, FILL_CHUNK) == FILL_CHUNK:
-            pass
-        return column
-
-    def find(self, conn: Connection, hint: bytes, hint_of: HintOf) -> list[str]:
-        """The addresses ``conn``'s transaction sees whose ``hint_of`` hint is ``hint``, by
-        mailbox (its own new rows filled in first)."""
-        if not hint:
-            return []
-        column = self.prepare(hint_of)
-        _store(conn, column, _missing(conn, column, None), hint_of)
-        rows = conn.execute(column.find, [hint]).fetchall()
-        return [email for (email,) in rows]
 
     def _adopt(self, column: Column, check: bytes) -> None:
         with self._db.transaction() as conn:
@@ -149,12 +163,10 @@ class Hints:
         return len(rows)
 
 
-def _missing(conn: Connection, column: Column, limit: int | None) -> list[tuple[str, str]]:
-    """(mailbox, email) of rows ``column`` has no hint for, locked (rows another unit holds are
-    skipped: it fills them)."""
-    if limit is None:
-        return conn.execute(column.missing + _SKIP).fetchall()
-    return conn.execute(column.missing + " LIMIT %s" + _SKIP, [limit]).fetchall()
+def _missing(conn: Connection, column: Column, limit: int) -> list[tuple[str, str]]:
+    """(mailbox, email) of up to ``limit`` rows ``column`` has no hint for, locked (rows
+    another unit holds are skipped: it fills them)."""
+    return conn.execute(column.missing + " LIMIT %s FOR UPDATE SKIP LOCKED", [limit]).fetchall()
 
 
 def _store(conn: Connection, column: Column, rows: list[tuple[str, str]], hint_of: HintOf) -> None:

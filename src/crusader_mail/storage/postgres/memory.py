@@ -1,17 +1,19 @@
 """The PostgreSQL store's memory: the table ``memory`` of keyed hashes, never addresses or ids.
 
 The hashes are the files store's (:class:`~crusader_mail.storage.files.memory.FileMemory`
-computes them), so both stores remember the same keys. One unit of memory is one transaction:
-asking whether a message, an event or a reply time is known first takes a transaction-level
-advisory lock on its hash, so two processes handling the same message one after the other
-never both see it as new. When the block ends without an exception, entries past their keeping
-time are deleted and the transaction commits; otherwise nothing is stored.
+computes them), so both stores remember the same keys. One unit of memory is one transaction,
+begun when the unit first asks or tells something (a unit that never does, such as a one-click
+unsubscribe, costs nothing): asking whether a message, an event or a reply time is known first
+takes a transaction-level advisory lock on its hash, so two processes handling the same
+message one after the other never both see it as new. When the block ends without an
+exception, entries past their keeping time are deleted (by a unit that stored something, and
+by one unit a minute otherwise) and the transaction commits; otherwise nothing is stored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta
 
 from crusader_mail.storage.contract import KEEP_HANDLED, REPLY_WINDOW
@@ -19,14 +21,24 @@ from crusader_mail.storage.files.memory import FileMemory
 from crusader_mail.storage.postgres.connections import LOCK_SPACE, Connection, Database
 
 MEMORY_LOCKS = LOCK_SPACE + 1  # the first key of the advisory locks on memory hashes
+PRUNE_EVERY = timedelta(minutes=1)  # a unit that stores nothing prunes at most this often
 
 
 class PgMemory:
-    """The memory during one unit (one transaction on ``conn``)."""
+    """The memory during one unit (one transaction, on the connection ``begin`` gives the first
+    time it is needed)."""
 
-    def __init__(self, conn: Connection, secret: str) -> None:
-        self._conn = conn
+    def __init__(self, begin: Callable[[], Connection], secret: str) -> None:
+        self._begin = begin
+        self._opened: Connection | None = None
         self._keys = FileMemory(secret, {})  # only its hashing is used
+        self.stored = False  # something was put in this unit
+
+    @property
+    def _conn(self) -> Connection:
+        if self._opened is None:
+            self._opened = self._begin()
+        return self._opened
 
     def seen(self, message_key: str) -> bool:
         return self._known("message", self._keys._hash("message", message_key)) is not None
@@ -67,6 +79,7 @@ class PgMemory:
         return row[0] if row is not None else None
 
     def _put(self, kind: str, key: str, now: datetime) -> None:
+        self.stored = True
         self._conn.execute(
             "INSERT INTO memory (kind, key, at) VALUES (%s, %s, %s) "
             "ON CONFLICT (kind, key) DO UPDATE SET at = EXCLUDED.at",
@@ -74,11 +87,22 @@ class PgMemory:
         )
 
 
-@contextmanager
-def open_memory(db: Database, secret: str, now: Callable[[], datetime]) -> Iterator[PgMemory]:
-    """One unit of memory: stored (after pruning at ``now()``) when the block ends without an
-    exception, rolled back otherwise."""
-    with db.transaction() as conn:
-        memory = PgMemory(conn, secret)
-        yield memory
-        memory.prune(now())
+class PgMemories:
+    """The units of memory of one store, and when this process last pruned the table."""
+
+    def __init__(self, db: Database, now: Callable[[], datetime]) -> None:
+        self._db = db
+        self._now = now
+        self._pruned: datetime | None = None
+
+    @contextmanager
+    def unit(self, secret: str) -> Iterator[PgMemory]:
+        """One unit of memory: stored (after pruning at the clock's now, see the module
+        docstring) when the block ends without an exception, rolled back otherwise."""
+        with ExitStack() as stack:
+            memory = PgMemory(lambda: stack.enter_context(self._db.transaction()), secret)
+            yield memory
+            now = self._now()
+            if memory.stored or self._pruned is None or now - self._pruned >= PRUNE_EVERY:
+                memory.prune(now)
+                self._pruned = now

@@ -29,7 +29,7 @@ from crusader_mail.storage.postgres.connections import Database
 from crusader_mail.storage.postgres.hints import Hints
 from crusader_mail.storage.postgres.ledger import PgLedgerStore
 from crusader_mail.storage.postgres.mail import PgMailQueue
-from crusader_mail.storage.postgres.memory import PgMemory, open_memory
+from crusader_mail.storage.postgres.memory import PgMemories, PgMemory
 from crusader_mail.storage.postgres.roster import PgRoster
 
 RUN_LOCK = 3  # the advisory lock key of a state-changing run
@@ -57,6 +57,7 @@ class PostgresStore:
         self.roster = PgRoster(self._db, clock, Hints(self._db, hint_of))
         self.archive = PgArchiveStore(self._db)
         self.ledgers = PgLedgerStore(self._db, secret_key)
+        self._memories = PgMemories(self._db, clock.now)
 
     @property
     def where(self) -> str:
@@ -64,9 +65,9 @@ class PostgresStore:
         return self._db.where
 
     def memory(self) -> AbstractContextManager[PgMemory]:
-        """One transaction of the memory table, committed (after pruning) when the block ends
-        without an exception."""
-        return open_memory(self._db, self._secret_key(), self.clock.now)
+        """One transaction of the memory table (begun when first used), committed (after
+        pruning) when the block ends without an exception."""
+        return self._memories.unit(self._secret_key())
 
     def run_lock(self) -> AbstractContextManager[None]:
         """An advisory lock: a second run waits a few seconds, then fails with
