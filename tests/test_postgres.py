@@ -24,7 +24,7 @@ from crusader_mail.errors import ConfigError, LockTimeout, SchemaMismatch, State
 from crusader_mail.models import OutgoingMessage, Source, Status, Subscriber
 from crusader_mail.storage.contract import RosterChanges
 from crusader_mail.storage.files import FilesStore
-from crusader_mail.storage.postgres import PostgresStore, schema
+from crusader_mail.storage.postgres import PostgresStore, hints, schema
 from crusader_mail.storage.postgres import store as store_module
 from crusader_mail.storage.postgres.connections import Database
 from crusader_mail.storage.rows import parse_line
@@ -513,6 +513,37 @@ def test_old_and_new_token_hints_are_kept_side_by_side(
         "Mixed.Case@example.com"
     ]
     assert store.roster.candidates(old("Mixed.Case@example.com"), old) == ["Mixed.Case@example.com"]
+    store.close()
+
+
+def test_a_backlog_of_hints_is_filled_in_chunks_then_vacuumed(
+    database_url: str, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hints, "FILL_CHUNK", 4)
+    store = open_store(database_url, clock, secret=None)  # no key: rows get no hint
+    store.roster.add_many(
+        [(f"Cap{number}@example.com", "") for number in range(15)],
+        status=Status.ACTIVE,
+        via=Source.IMPORT,
+        ref="seed",
+    )
+    store.close()
+    store = open_store(database_url, clock)
+    signer = Signer(SECRET)
+    with store.roster.edit() as changes:  # one unit: the first chunk is its own, the rest not
+        assert changes.candidates(signer.old_hint("Cap9@example.com"), signer.old_hint) == [
+            "Cap9@example.com"
+        ]
+        assert changes.candidates(signer.hint("cap13@example.com"), signer.hint) == [
+            "Cap13@example.com"
+        ]
+    assert sql(
+        database_url,
+        "SELECT count(*) FILTER (WHERE hint IS NULL), count(*) FILTER (WHERE old_hint IS NULL) "
+        "FROM readers",
+    ) == [(0, 0)]
+    vacuumed = "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'readers'"
+    assert sql(database_url, vacuumed) == [(True,)]
     store.close()
 
 

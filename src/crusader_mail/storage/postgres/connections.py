@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from crusader_mail.errors import ConfigError, LockTimeout, StateError
@@ -164,6 +165,19 @@ class Database:
             self._generation += 1
             idle, self._idle = self._idle, []
         for conn in idle:
+            conn.close()
+
+    def vacuum(self, table: str) -> None:
+        """``VACUUM (ANALYZE)`` ``table`` on a connection of its own (it cannot run in a
+        transaction): after a large rewrite of a column, so its dead index entries go and the
+        planner's statistics are new."""
+        conn = self.connect()
+        try:
+            conn.autocommit = True
+            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+        except psycopg.OperationalError as error:
+            raise StateError(self.problem(error)) from None
+        finally:
             conn.close()
 
     # -- locks ---------------------------------------------------------------------------------
