@@ -2,11 +2,15 @@
 
     .venv/bin/python bench/bench_oneclick.py [--rows 1000000] [--clicks 200] [--bursts 10]
                                              [--processes 1 2] [--sendgrid up down]
+                                             [--alone 100]
 
 Starts a throwaway PostgreSQL cluster (``peers/postgres.py``), runs ``crusader-mail db
 upgrade`` and restores ``--rows`` readers into it (``Roster.restore``, what ``subscribers import
 --restore`` does: ``COPY``), every third one spelt with capitals. The loopback SendGrid runs in
-a process of its own (``--sendgrid down``: a port nobody listens on). For each ``--processes``
+a process of its own (``--sendgrid down``: a port nobody listens on). First it times token
+lookups (``Roster.candidates``) by the hint tokens carry now and by the old-form hint (the
+first of those fills the old-form hints in), and ``--alone`` POSTs sent one at a time to one
+``serve``. Then, for each ``--processes``
 value it starts that many ``crusader-mail serve`` processes (one uvicorn worker each, each on
 its own port; the client spreads the POSTs over them in turn, as a reverse proxy would), then
 sends ``--bursts`` bursts of ``--clicks`` RFC 8058 one-click POSTs, all of a burst at once, each
