@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/related_eval.py [--corpus ../shared/corpus]
                                             [--archives ../shared/related-archives] [--only NAME]
+                                            [--ideas]
 
 The archives are read in place (never copied into the repository); one that is absent is
 skipped. ``../shared/related-archives/SOURCES.md`` says where each file there comes from.
@@ -22,6 +23,11 @@ the chooser sees; the labels only judge the result.
 - best possible  the share when every choice shares a label wherever 3 such posts exist
 
 Targets: tags kept >= 0.95; tags stripped >= 0.70 and never below TF-IDF cosine.
+
+``--ideas`` then judges other text-only rankings, tags stripped, on every archive (``IDEAS``,
+dense numpy over the same tokens; Pythonic Perambulations, held out, last): the weighting
+before, title weights, BM25, Rocchio feedback, bigrams, a title-only signal, rank fusion with
+plain TF-IDF, LSA, French stopwords. The evidence for what ``choose_related`` does.
 """
 
 from __future__ import annotations
@@ -35,15 +41,26 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import feedparser
+import numpy as np
+import numpy.typing as npt
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from crusader_mail.clock import FixedClock  # noqa: E402
-from crusader_mail.compose.related import RelatedIndex, tokenize  # noqa: E402
+from crusader_mail.compose.ranking import post_words  # noqa: E402
+from crusader_mail.compose.related import (  # noqa: E402
+    LATENT_POSTS,
+    LATENT_WEIGHT,
+    TITLE_WEIGHT,
+    RelatedIndex,
+    latent_rank,
+    tokenize,
+)
 from crusader_mail.feeds.fetch import make_client  # noqa: E402
 from crusader_mail.feeds.read import read_feed  # noqa: E402
 from crusader_mail.models import Post  # noqa: E402
@@ -54,6 +71,7 @@ COUNT = 3
 KEPT_TARGET = 0.95
 STRIPPED_TARGET = 0.70
 NO_LABEL = frozenset({"uncategorized", "uncategorised"})
+HELD_OUT = "Pythonic Perambulations"
 
 
 @dataclass(frozen=True)
@@ -286,6 +304,207 @@ def newest(posts: Sequence[Post]) -> Choices:
     return choose
 
 
+# --- ideas (--ideas): other text-only rankings, judged the same way ------------------------------
+
+Matrix = npt.NDArray[np.float64]
+FRENCH_STOPWORDS = frozenset(
+    """le la les de des du un une et est en que qu qui pour dans pas sur au aux avec ce cet
+    cette ces il ils elle elles on nous vous je ne se sont plus par mais ou donc ni car sa son
+    ses leur leurs mon ma mes notre nos votre vos été être avoir ai avons ont fait comme tout
+    tous toute toutes bien aussi très même sans sous entre encore alors après avant quand si
+    ça cela ceci celui celle ceux dont lui moi peu moins autre autres était sera peut faut""".split()  # noqa: SIM905
+)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """An archive's token counts (posts x tokens), tags stripped: titles, bodies, and bodies
+    with the pairs of neighbouring tokens added."""
+
+    title: Matrix
+    body: Matrix
+    with_bigrams: Matrix
+
+
+def terms(posts: Sequence[Post], drop: frozenset[str] = frozenset()) -> Terms:
+    titles = [[t for t in tokenize(p.title) if t not in drop] for p in posts]
+    bodies = [[t for t in tokenize(" ".join(post_words(p))) if t not in drop] for p in posts]
+    pairs = [[f"{a} {b}" for a, b in pairwise(body)] for body in bodies]
+    vocabulary: dict[str, int] = {}
+    for tokens in (*titles, *bodies, *pairs):
+        for token in tokens:
+            vocabulary.setdefault(token, len(vocabulary))
+
+    def matrix(rows: Sequence[Sequence[str]]) -> Matrix:
+        out = np.zeros((len(posts), len(vocabulary)))
+        for i, tokens in enumerate(rows):
+            for token, k in Counter(tokens).items():
+                out[i, vocabulary[token]] = k
+        return out
+
+    body = matrix(bodies)
+    return Terms(matrix(titles), body, body + matrix(pairs))
+
+
+def weigh(counts: Matrix, *, log_tf: bool = True, every_token: bool = True) -> Matrix:
+    """TF-IDF weights: smooth idf; ``every_token=False`` keeps only the tokens some but not all
+    posts have (the ranking before issue 12's second pass)."""
+    n = counts.shape[0]
+    df = (counts > 0).sum(axis=0)
+    idf = np.log((1 + n) / (1 + df)) + 1
+    if not every_token:
+        idf = idf * ((df > 1) & (df < n))
+    tf = np.where(counts > 0, 1 + np.log(np.maximum(counts, 1)), 0.0) if log_tf else counts
+    weights: Matrix = tf * idf
+    return weights
+
+
+def unit(weights: Matrix) -> Matrix:
+    norms = np.linalg.norm(weights, axis=1, keepdims=True)
+    out: Matrix = weights / np.where(norms == 0, 1.0, norms)
+    return out
+
+
+def cosines(weights: Matrix) -> Matrix:
+    rows = unit(weights)
+    out: Matrix = rows @ rows.T
+    return out
+
+
+def lsa(weights: Matrix, rank: int) -> Matrix:
+    u, s, _ = np.linalg.svd(unit(weights), full_matrices=False)
+    return cosines(u[:, :rank] * s[:rank])
+
+
+def bm25(counts: Matrix, k1: float = 1.2, b: float = 0.75) -> Matrix:
+    """Okapi BM25 of each post's tokens (log tf x idf as the query's weights) against each post."""
+    n = counts.shape[0]
+    df = (counts > 0).sum(axis=0)
+    idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
+    length = counts.sum(axis=1)
+    saturated = counts * (k1 + 1) / (counts + k1 * (1 - b + b * length / length.mean())[:, None])
+    out: Matrix = weigh(counts) @ (saturated * idf).T
+    return out
+
+
+def rocchio(weights: Matrix, k: int = 5, beta: float = 0.5) -> Matrix:
+    """Pseudo-relevance feedback: each post's vector plus ``beta`` x the mean of its ``k`` most
+    similar posts' vectors, compared again."""
+    rows, first = unit(weights), cosines(weights)
+    np.fill_diagonal(first, -np.inf)
+    nearest = np.argsort(-first, axis=1, kind="stable")[:, :k]
+    out: Matrix = unit(rows + beta * rows[nearest].mean(axis=1)) @ rows.T
+    return out
+
+
+def fused(*similarities: Matrix, k: int = 10) -> Matrix:
+    """Reciprocal rank fusion: the sum of 1 / (k + rank) over the rankings."""
+    total = np.zeros_like(similarities[0])
+    for similar in similarities:
+        masked = similar.copy()
+        np.fill_diagonal(masked, -np.inf)
+        order = np.argsort(-masked, axis=1, kind="stable")
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.arange(order.shape[1])[None, :], axis=1)
+        total += 1 / (k + 1 + ranks)
+    return total
+
+
+def _ranking_text(t: Terms) -> Matrix:
+    """This ranking's text part: log tf, title x2, every token, LSA for 20 to 200 posts."""
+    n = t.body.shape[0]
+    now = cosines(weigh(t.title * TITLE_WEIGHT + t.body))
+    low, high = LATENT_POSTS
+    if not low <= n <= high:
+        return now
+    latent = np.clip(lsa(weigh(t.title * TITLE_WEIGHT + t.body), latent_rank(n)), 0.0, None)
+    out: Matrix = now + LATENT_WEIGHT * (now > 0) * latent
+    return out
+
+
+IDEAS: tuple[tuple[str, Callable[[Terms], Matrix]], ...] = (
+    ("plain TF-IDF (tf, title x1)", lambda t: cosines(weigh(t.title + t.body, log_tf=False))),
+    (
+        "before: log tf, title x2, df 2..N-1",
+        lambda t: cosines(weigh(2 * t.title + t.body, every_token=False)),
+    ),
+    ("every token weighs (now, no LSA)", lambda t: cosines(weigh(2 * t.title + t.body))),
+    ("title x1", lambda t: cosines(weigh(t.title + t.body))),
+    ("title x3", lambda t: cosines(weigh(3 * t.title + t.body))),
+    ("BM25 k1 1.2 b 0.75", lambda t: bm25(2 * t.title + t.body)),
+    ("BM25 k1 2.0 b 0.3", lambda t: bm25(2 * t.title + t.body, 2.0, 0.3)),
+    ("Rocchio: top 5 x0.5", lambda t: rocchio(weigh(2 * t.title + t.body))),
+    ("+ bigrams", lambda t: cosines(weigh(2 * t.title + t.with_bigrams))),
+    (
+        "+ title-only cosine x0.1",
+        lambda t: cosines(weigh(2 * t.title + t.body)) + 0.1 * cosines(weigh(t.title)),
+    ),
+    (
+        "rank fusion with plain TF-IDF",
+        lambda t: fused(
+            cosines(weigh(2 * t.title + t.body)), cosines(weigh(t.title + t.body, log_tf=False))
+        ),
+    ),
+    (
+        "LSA alone (N/4 <= 50 dims)",
+        lambda t: lsa(weigh(2 * t.title + t.body), latent_rank(len(t.body))),
+    ),
+    (
+        "+ LSA x0.5 at any size",
+        lambda t: (
+            cosines(w := weigh(2 * t.title + t.body))
+            + LATENT_WEIGHT * np.clip(lsa(w, latent_rank(len(t.body))), 0.0, None)
+        ),
+    ),
+    ("+ LSA x0.5, 20 to 200 posts (now)", _ranking_text),
+)
+
+
+def chosen_by(similar: Matrix, posts: Sequence[Post]) -> Choices:
+    """The 3 most similar other posts (ties: newer first, then position)."""
+
+    def choose(i: int) -> list[int]:
+        order = sorted(
+            (j for j in range(len(posts)) if j != i),
+            key=lambda j: (-similar[i, j], -posts[j].published.timestamp(), j),
+        )
+        return order[:COUNT]
+
+    return choose
+
+
+def ideas(loaded: Sequence[tuple[Archive, list[Post]]]) -> None:
+    """Print, tags stripped, each idea's share on every archive (the held-out one last)."""
+    loaded = sorted(loaded, key=lambda item: item[0].name == HELD_OUT)
+    columns = [archive.name[:10] for archive, _ in loaded]
+    print(f"\nideas, tags stripped ({HELD_OUT} last: held out, never tuned on)")
+    print(f"  {'idea':<36}" + "".join(f"{c:>11}" for c in columns))
+    judged_sets = []
+    for _, posts in loaded:
+        truth = [labels(p) for p in posts]
+        judged_sets.append((truth, [i for i, t in enumerate(truth) if t]))
+
+    def by_idea(f: Callable[[Terms], Matrix]) -> Callable[[list[Post]], Choices]:
+        return lambda posts: chosen_by(f(terms(posts)), posts)
+
+    rows = [(name, by_idea(f)) for name, f in IDEAS]
+    rows.append(
+        (
+            "French stopwords (now, no LSA)",
+            lambda posts: chosen_by(
+                cosines(weigh(2 * (t := terms(posts, FRENCH_STOPWORDS)).title + t.body)), posts
+            ),
+        )
+    )
+    rows.append(("the ranking (choose_related)", ranking))
+    for name, make in rows:
+        shares = [
+            judge(truth, judged, make([stripped(p) for p in posts])).share
+            for (truth, judged), (_, posts) in zip(judged_sets, loaded, strict=True)
+        ]
+        print(f"  {name:<36}" + "".join(f"{x:>11.3f}" for x in shares), flush=True)
+
+
 # --- figures ----------------------------------------------------------------------------------
 
 
@@ -381,9 +600,13 @@ def main() -> int:
         "--archives", type=Path, default=REPO.parent / "shared" / "related-archives"
     )
     parser.add_argument("--only", action="append", help="an archive's name (repeatable)")
+    parser.add_argument(
+        "--ideas", action="store_true", help="also judge other text-only rankings (IDEAS)"
+    )
     args = parser.parse_args()
     roots = {"corpus": args.corpus, "archives": args.archives}
     met: list[tuple[str, str, str]] = []
+    loaded: list[tuple[Archive, list[Post]]] = []
     for archive in ARCHIVES:
         if args.only and archive.name not in args.only:
             continue
@@ -391,11 +614,14 @@ def main() -> int:
         if not path.exists():
             print(f"\n{archive.name}: skipped, {path} is absent")
             continue
-        kept_verdict, stripped_verdict = evaluate(archive, load(archive, path))
+        loaded.append((archive, load(archive, path)))
+        kept_verdict, stripped_verdict = evaluate(*loaded[-1])
         met.append((archive.name, kept_verdict, stripped_verdict))
     print(f"\n{'archive':<26} {'tags kept':<40} tags stripped")
     for name, kept_verdict, stripped_verdict in met:
         print(f"{name:<26} {kept_verdict:<40} {stripped_verdict}")
+    if args.ideas:
+        ideas(loaded)
     return 0
 
 

@@ -21,7 +21,8 @@ It behaves as ``../shared/sendgrid`` (README + mail-send-schema.json) documents 
 - ``GET /v3/suppression/{unsubscribes,bounces,spam_reports,invalid_emails}?limit=&offset=``
   (limit 1..500) and ``GET /v3/asm/groups/{id}/suppressions`` (an array of addresses).
 - Faults for the next requests (:meth:`SendGridServer.fail`): a status (429 with
-  ``X-RateLimit-Reset``, 500, 503 …), ``"drop"`` (read the request, close without an answer)
+  ``X-RateLimit-Reset``, 500, 503 …) with a given error message and field (SendGrid's documented
+  ones in :data:`DOCUMENTED`, field errors in :data:`FIELD_ERRORS`), ``"drop"`` (read the request, close without an answer)
   or ``"drop_after_accept"`` (deliver, then close without an answer); ``delay`` slows every
   mail send down (for kill tests).
 
@@ -60,6 +61,42 @@ MAX_CUSTOM_ARGS = 10_000
 SUPPRESSION_LISTS = ("unsubscribes", "bounces", "spam_reports", "invalid_emails")
 HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 UNSUBSCRIBE_PATH = "/wf/unsubscribe"  # where subscription tracking's links point
+
+
+# SendGrid's refusals for :meth:`SendGridServer.fail`, as (status, message, field). The wording
+# of these is SendGrid's: the OpenAPI description (``access forbidden``, ``authorization
+# required``, ``content too large``, ``too many requests``), error 60222's page (the unverified
+# sender) and the "4XX API Errors and Troubleshooting Suggestions" article (the rest).
+DOCUMENTED: dict[str, tuple[int, str, str | None]] = {
+    "unverified_sender": (
+        403,
+        "The from address does not match a verified Sender Identity. Mail cannot be sent until "
+        "this error is resolved. Visit https://sendgrid.com/docs/for-developers/sending-email/"
+        "sender-identity/ to see the Sender Identity requirements",
+        None,
+    ),
+    "forbidden": (403, "access forbidden", None),
+    "not_authorized": (401, "Authenticated user is not authorized", None),
+    "authorization_required": (401, "authorization required", None),
+    "bad_key": (401, "The provided authorization grant is invalid, expired, or revoked", None),
+    "credits": (401, "Maximum credits exceeded", None),
+    "too_large": (413, "content too large", None),
+    "rate_limited": (429, "too many requests", None),
+}
+# 400s about one field of the request: SendGrid names the field; the messages are this peer's.
+FIELD_ERRORS: dict[str, tuple[int, str, str | None]] = {
+    "sandbox": (
+        400,
+        "The mail_settings.sandbox_mode.enable field must be a boolean.",
+        "mail_settings.sandbox_mode.enable",
+    ),
+    "asm_group": (
+        400,
+        "The asm.group_id field must be one of your unsubscribe groups.",
+        "asm.group_id",
+    ),
+    "bad_from": (400, "The from.email field must be a valid email address.", "from.email"),
+}
 
 
 def error_body(message: str, field: str | None = None, help_url: str | None = HELP) -> bytes:
@@ -121,6 +158,8 @@ class Fault:
     status: int = 0
     reset: int | None = None
     paths: str = "/v3/"  # applies to requests whose path starts with this
+    message: str | None = None  # the error body's message (else one for the status)
+    field: str | None = None  # and its field
 
 
 @dataclass
@@ -199,12 +238,20 @@ class SendGridServer:
     # -- faults and queries --------------------------------------------------------------------
 
     def fail(
-        self, kind: str | int, count: int = 1, *, reset: int | None = None, paths: str = "/v3/"
+        self,
+        kind: str | int,
+        count: int = 1,
+        *,
+        reset: int | None = None,
+        paths: str = "/v3/",
+        message: str | None = None,
+        field: str | None = None,
     ) -> None:
-        """Make the next ``count`` matching requests fail: a status code, "drop" or
-        "drop_after_accept"."""
+        """Make the next ``count`` matching requests fail: a status code (answered with
+        ``message`` and ``field`` in SendGrid's error body, e.g. from :data:`DOCUMENTED`),
+        "drop" or "drop_after_accept"."""
         fault = (
-            Fault("status", status=kind, reset=reset, paths=paths)
+            Fault("status", status=kind, reset=reset, paths=paths, message=message, field=field)
             if isinstance(kind, int)
             else Fault(kind, paths=paths)
         )
@@ -398,10 +445,12 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.reset is not None:
                 headers = {"X-RateLimit-Reset": str(fault.reset), "X-RateLimit-Limit": "600"}
                 headers["X-RateLimit-Remaining"] = "0"
-            message = {429: "too many requests", 400: "Bad Request", 403: "access forbidden"}.get(
-                fault.status, "internal server error"
-            )
-            self._send(fault.status, error_body(message, None, None), headers)
+            message = fault.message or {
+                429: "too many requests",
+                400: "Bad Request",
+                403: "access forbidden",
+            }.get(fault.status, "internal server error")
+            self._send(fault.status, error_body(message, fault.field, None), headers)
         elif fault.kind == "drop":
             self.close_connection = True
             self._log(0)

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Installs the real servers the tests talk to, when missing: Debian's dovecot-imapd (IMAP tests)
-# and postgresql (the PostgreSQL store's tests). The tests start each server themselves on
-# 127.0.0.1 with a temporary configuration (PostgreSQL as a throwaway cluster owned by the
-# `postgres` user, since it refuses to run as root); the packaged services are stopped.
+# and postgresql (the PostgreSQL store's tests), and Debian's chromium for the browser tests
+# (tests/test_browser.py; any chromium or google-chrome already on PATH does). The tests start
+# each server themselves on 127.0.0.1 with a temporary configuration (PostgreSQL as a throwaway
+# cluster owned by the `postgres` user, since it refuses to run as root), and chromium headless
+# with a temporary profile; the packaged services are stopped.
 set -euo pipefail
 need=()
 command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need+=(dovecot-imapd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+  || command -v google-chrome >/dev/null 2>&1 || command -v chrome >/dev/null 2>&1 \
+  || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then

@@ -179,6 +179,52 @@ def test_first_merge_into_an_empty_archive_is_backlog(tmp_path: Path) -> None:
     assert later.added == [post(4).id]
 
 
+OTHER = "https://other.example/feed"
+
+
+def test_a_feed_added_later_is_backlog_at_first_sight_then_new(tmp_path: Path) -> None:
+    archive = FileArchiveStore(tmp_path).load()
+    archive.merge([post(1), post(2)], NOW)  # the installation
+    later = NOW + timedelta(days=7)
+    added = archive.merge([post(3, feed=OTHER), post(4, feed=OTHER)], later)
+    assert added.backlog == [post(3).id, post(4).id]
+    assert added.new == []
+    known = archive.merge([post(5)], later)  # the installed feed's new post
+    assert known.new == [post(5).id]
+    assert known.backlog == []
+    fresh = post(6, id="other-6", feed=OTHER, published=later + timedelta(days=1))
+    assert archive.merge([fresh], later + timedelta(days=2)).new == ["other-6"]
+    assert [p.id for p in archive.new_posts()] == [post(5).id, "other-6"]
+
+
+def test_a_feed_read_empty_before_keeps_what_it_publishes_after_the_installation(
+    tmp_path: Path,
+) -> None:
+    archive = FileArchiveStore(tmp_path).load()
+    archive.merge([post(1)], NOW)
+    archive.feed_cache[OTHER] = FeedCache(etag='"empty"')  # read before, without a post
+    old = post(2, id="other-old", feed=OTHER, published=NOW - timedelta(days=30))
+    new = post(3, id="other-new", feed=OTHER, published=NOW + timedelta(days=3))
+    result = archive.merge([old, new], NOW + timedelta(days=7))
+    assert result.backlog == ["other-old"]  # published before the installation
+    assert result.new == ["other-new"]
+
+
+def test_an_installation_whose_feed_was_empty_mails_its_first_post(tmp_path: Path) -> None:
+    archive = FileArchiveStore(tmp_path).load()
+    assert archive.merge([], NOW).added == []  # the first run read an empty feed
+    archive.feed_cache["https://blog.example/feed/"] = FeedCache()
+    assert archive.merge([post(1)], NOW + timedelta(days=7)).new == [post(1).id]
+
+
+def test_a_moved_feed_is_known_by_its_posts(tmp_path: Path) -> None:
+    archive = FileArchiveStore(tmp_path).load()
+    archive.merge([post(1), post(2)], NOW)
+    moved = "https://blog.example/new-feed/"
+    result = archive.merge([post(2, feed=moved), post(3, feed=moved)], NOW)
+    assert result.new == [post(3).id]
+
+
 def test_include_backlog_releases_the_newest(tmp_path: Path) -> None:
     archive = FileArchiveStore(tmp_path).load()
     archive.merge([post(1), post(2), post(3)], NOW)

@@ -25,6 +25,7 @@ from crusader_mail.delivery.suppressions import (
 from crusader_mail.errors import StateError, SubscriberError
 from crusader_mail.models import Source, Status
 from crusader_mail.storage.contract import RosterChanges
+from crusader_mail.storage.files.consent_log import LOG_FILE
 from crusader_mail.storage.files.list_format import HEADER, MARKER
 from crusader_mail.storage.files.subscribers import LIST_FILE, SubscriberList
 from tests.support.lists import DAMAGE, row
@@ -135,9 +136,15 @@ def test_suppressions_give_the_same_file_as_the_edit_path(
     assert streamed.path.read_bytes() == edited.path.read_bytes()
     assert streamed.path.read_bytes() != FILES[case]
     assert sorted(p.name for p in streamed.path.parent.iterdir()) == [
+        LOG_FILE,
+        f"{LOG_FILE}.lock",
         LIST_FILE,
         f"{LIST_FILE}.lock",
     ]
+    # the consent history: one event per reader changed, the same by either path
+    events = sorted(streamed.history(), key=lambda event: (event.email, event.action))
+    assert len(events) == sum(expected.values())
+    assert events == sorted(edited.history(), key=lambda event: (event.email, event.action))
 
 
 @pytest.mark.parametrize("seed", range(12))

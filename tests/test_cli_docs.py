@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 from pathlib import Path
 from types import ModuleType
 
@@ -44,3 +45,27 @@ def test_readme_names_every_top_level_command() -> None:
     top = {name.split()[1] for name, _ in commands() if len(name.split()) == 2}
     missing = sorted(name for name in top if f"crusader-mail {name}" not in readme)
     assert not missing, f"README.md does not mention: {missing}"
+
+
+@pytest.mark.parametrize("path", [[], ["subscribers", "import"], ["serve"]], ids=str)
+def test_docs_show_what_the_real_command_prints(path: list[str], tmp_path: Path) -> None:
+    """The block of ``crusader-mail ... -h`` in docs/cli.md is what the command prints in a
+    pipe (80 columns): ``-h, --help`` included."""
+    printed = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "crusader-mail"), *path, "-h"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        check=True,
+        timeout=60,
+    ).stdout
+    title = " ".join(["crusader-mail", *path])
+    block = DOC.read_text(encoding="utf-8").split(f"\n## `{title}`\n\n```text\n", 1)[1]
+    assert block.split("\n```\n", 1)[0] == printed.rstrip()
+    assert "  -h, --help " in printed
+
+
+def test_no_command_documents_a_bare_help_option() -> None:
+    lines = DOC.read_text(encoding="utf-8").splitlines()
+    assert not [line for line in lines if line.lstrip().startswith("--help")]

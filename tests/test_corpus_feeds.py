@@ -111,7 +111,7 @@ def test_gzip_and_relative_corpus_files_over_http(
         None,
         clock,
     )
-    assert html.report.error == "not a feed: got an HTML page, not RSS or Atom"
+    assert html.report.error.startswith("not a feed: got a web page that links no RSS or Atom feed")
 
 
 def test_large_feed_over_http_in_bounded_memory(

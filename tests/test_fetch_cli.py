@@ -22,6 +22,9 @@ NEW_ITEM = b"""<item><title>A Brand New Post</title><link>https://bizcrusader.ex
 <pubDate>Mon, 23 Nov 2026 08:00:00 +0000</pubDate><description>Fresh.</description></item>"""
 
 
+CLEAN: dict[str, object] = {"error": None, "warnings": [], "discovered": None, "failures": 0}
+
+
 def config(folder: Path, feeds: list[str]) -> Path:
     path = folder / "crusader-mail.toml"
     path.write_text(f'feeds = {json.dumps(feeds)}\nstate_dir = "state"\n' + FEED_SERVER_TOML)
@@ -44,10 +47,11 @@ def test_first_run_fills_the_backlog_then_new_posts_show(
     data = json.loads(first.stdout)
     assert data == {
         "feeds": [
-            {"url": wp, "status": "ok", "entries": 3, "new": 0, "error": None},
-            {"url": atom, "status": "ok", "entries": 2, "new": 0, "error": None},
+            {"url": wp, "status": "ok", "entries": 3, "new": 0, **CLEAN},
+            {"url": atom, "status": "ok", "entries": 2, "new": 0, **CLEAN},
         ],
         "new_posts": [],
+        "backlog": {"first_run": True, "posts": 5, "feeds": {wp: 3, atom: 2}},
     }
     assert (clean_env / "state" / "archive.jsonl").is_file()
 
@@ -56,7 +60,7 @@ def test_first_run_fills_the_backlog_then_new_posts_show(
 
     feed_server.add("/wp.xml", WORDPRESS.replace(b"<item>", NEW_ITEM + b"<item>", 1), etag='"2"')
     second = json.loads(run(path, clock, "--json").stdout)
-    assert second["feeds"][0] == {"url": wp, "status": "ok", "entries": 4, "new": 1, "error": None}
+    assert second["feeds"][0] == {"url": wp, "status": "ok", "entries": 4, "new": 1, **CLEAN}
     assert second["new_posts"] == [
         {
             "id": "https://bizcrusader.example/?p=200",
@@ -65,6 +69,25 @@ def test_first_run_fills_the_backlog_then_new_posts_show(
             "published": "2026-11-23T08:00:00+00:00",
         }
     ]
+
+
+def test_the_backlog_is_named_on_the_first_run_and_for_a_feed_added_later(
+    feed_server: FeedServer, clean_env: Path, clock: FixedClock
+) -> None:
+    hint = "`crusader-mail run --include-backlog N` sends the N newest"
+    wp = feed_server.add("/wp.xml", WORDPRESS)
+    first = run(config(clean_env, [wp]), clock)
+    assert first.exit_code == 0, first.output
+    said = " ".join(first.stdout.split())  # the console may wrap the line
+    assert f"first run: 3 posts already in the feeds archived as backlog, not sent; {hint}" in said
+    atom = feed_server.add("/atom.xml", (FIXTURES / "atom.xml").read_bytes())
+    path = config(clean_env, [wp, atom])
+    added = run(path, clock)
+    said = " ".join(added.stdout.split())
+    assert f"feed {atom}: 2 earlier posts archived as backlog; {hint}" in said
+    assert "No new posts." in added.stdout
+    again = json.loads(run(path, clock, "--json").stdout)
+    assert again["backlog"] == {"first_run": False, "posts": 0, "feeds": {}}
 
 
 def test_include_backlog(feed_server: FeedServer, clean_env: Path, clock: FixedClock) -> None:
@@ -102,7 +125,8 @@ def test_every_feed_failed_exits_1(
     assert result.exit_code == 1
     data = json.loads(result.stdout)
     assert [f["error"] for f in data["feeds"]] == [
-        "not a feed: got an HTML page, not RSS or Atom",
+        'not a feed: got a web page that links no RSS or Atom feed (<link rel="alternate" '
+        'type="application/rss+xml">); put the feed\'s own URL in feeds',
         "file not found",
     ]
     assert len(result.stderr.strip().splitlines()) == 2

@@ -149,3 +149,20 @@ def test_each_part_holds_exactly_the_placeholders_the_templates_put_there() -> N
     ]
     with pytest.raises(GuardError, match=r"text: 2 \[\[email\]\] where the templates put 1"):
         check_issue(forged, 100_000, placed)
+
+
+def test_outlook_conditional_comments_pass_and_what_they_hide_is_checked() -> None:
+    outlook = (
+        '<!--[if mso]><table role="presentation" width="600"><tr><td width="600"><![endif]-->'
+        + GOOD_BODY
+        + '<!--[if mso]><img src="https://example.com/i.png" width="552" alt=""><![endif]-->'
+        '<!--[if !mso]><!--><img src="https://example.com/i.png" alt=""><!--<![endif]-->'
+        "<!--[if mso]></td></tr></table><![endif]-->"
+    )
+    assert problems_of(issue(outlook)) == []
+    hidden = '<p>ok</p>\n<!--[if mso]><a href="/relative">x</a>\n<script>x()</script><![endif]-->'
+    assert problems_of(issue(hidden)) == [
+        "HTML line 3 (in <!--[if ...]>): <a href> '/relative' is not absolute",
+        "HTML line 4 (in <!--[if ...]>): <script> is not allowed in a newsletter",
+    ]
+    assert problems_of(issue("<!-- [if mso]> just a remark <a href='/x'> -->")) == []

@@ -29,7 +29,7 @@ from crusader_mail.feeds.read import read_feed
 from crusader_mail.feeds.sanitize import sanitize_html
 from crusader_mail.inbox.process import Action, InboxReport
 from crusader_mail.inbox.sources import _one_line
-from crusader_mail.models import Post, SendReport
+from crusader_mail.models import Post
 from crusader_mail.settings import LoadedSettings, Settings, load_settings
 from crusader_mail.storage.files.subscribers import SubscriberList
 from crusader_mail.subscriptions.imports import read_import
@@ -90,10 +90,12 @@ def test_imap_errors_are_masked() -> None:
 # --- secrets ------------------------------------------------------------------------------------
 
 
-def test_a_short_secret_key_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
-    settings = Settings(secret_key="short-key")
+def test_a_short_secret_key_is_a_config_error_not_a_traceback(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRUSADER_MAIL_SECRET_KEY", "short-key")
     with pytest.raises(ConfigError, match="at least 16 characters") as caught:
-        settings.require_secret_key()
+        load_settings(None)
     assert "short-key" not in str(caught.value)
 
 
@@ -124,7 +126,7 @@ def test_short_secret_key_through_the_real_command_exits_2(tmp_path: Path) -> No
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    assert "secret_key is too short" in result.stderr
+    assert "secret_key (from env CRUSADER_MAIL_SECRET_KEY): too short" in result.stderr
     assert "tiny-secret" not in result.stderr + result.stdout
 
 
@@ -196,9 +198,11 @@ def test_send_dry_run_prints_a_subject_with_brackets(
         clock: Clock,
         factory: ClientFactory | None,
         **options: Any,
-    ) -> SendReport:
+    ) -> pipeline.SendRun:
         options.pop("progress", None)
-        return send_issue(make_issue(subject=BRACKETS), settings, clock, factory, **options)
+        options.pop("fetch_progress", None)
+        issue = make_issue(subject=BRACKETS)
+        return pipeline.SendRun([send_issue(issue, settings, clock, factory, **options)])
 
     monkeypatch.setattr(pipeline, "send_stage", send_stage)
     settings = make_settings(tmp_path, secret=None)

@@ -17,8 +17,19 @@ from crusader_mail.inbox.sources import RawMessage, read_paths
 from crusader_mail.models import OutgoingMessage, Source, Status
 from crusader_mail.storage.files.subscribers import SubscriberList
 from crusader_mail.subscriptions.outbox import OutboxReport
-from crusader_mail.util.tokens import Purpose
-from tests.support.inbox import FIXTURES, Inbox, fixture, mail, make_ctx, make_settings, run
+from crusader_mail.subscriptions.service import reader_state
+from crusader_mail.util.tokens import MAIL_ID_HEADER, Purpose
+from tests.support.inbox import (
+    FIXTURES,
+    Inbox,
+    fixture,
+    mail,
+    make_ctx,
+    make_settings,
+    proof,
+    returning,
+    run,
+)
 
 JANE = "jane@reader.example"
 
@@ -40,8 +51,10 @@ def status(ctx: Inbox, email: str) -> Status | None:
 
 
 def token_in(message: OutgoingMessage, purpose: str) -> str:
-    match = re.search(rf"\[{purpose} ([a-z2-7]{{29}})\]", message.subject)
-    assert match, message.subject
+    """The token of a confirm / leave reply: the line it asks a reply to start with."""
+    match = re.search(rf"^  {purpose} ([a-z2-7]{{29}})$", message.text, re.MULTILINE)
+    assert match, message.text
+    assert match.group(1) not in message.subject  # a subject we wrote never carries it
     return match.group(1)
 
 
@@ -63,12 +76,16 @@ def test_subscribe_by_address_makes_pending_and_sends_one_confirmation(ctx: Inbo
     assert reader.name == "Jane Reader"
     [confirmation] = sent(ctx)
     assert confirmation.to_email == JANE
+    assert confirmation.subject == "Please confirm your subscription to Biz Crusader"
     assert confirmation.headers["Auto-Submitted"] == "auto-replied"
     assert confirmation.headers["List-Id"] == ctx.settings.list_id
+    assert confirmation.headers[MAIL_ID_HEADER] == proof(JANE, "confirm")
     token = token_in(confirmation, "confirm")
     assert f"news+confirm-{token}@bizcrusader.example" in confirmation.text
     assert f"https://mail.bizcrusader.example/confirm?token={token}" in confirmation.text
-    assert ctx.signer.matches(Purpose.CONFIRM, token, JANE, ctx.clock.now(), 7)
+    state = reader_state(reader)
+    assert ctx.signer.matches(Purpose.CONFIRM, token, JANE, ctx.clock.now(), 7, state)
+    assert not ctx.signer.matches(Purpose.CONFIRM, token, JANE, ctx.clock.now(), 7)
     [action] = report.actions
     assert action.command == "subscribe"
     assert JANE not in action.result
@@ -80,19 +97,33 @@ def test_subscribe_by_words_in_subject(ctx: Inbox) -> None:
     assert status(ctx, "BOB@reader.example") is Status.PENDING  # the domain is normalized
 
 
-def test_confirm_by_replying_with_any_from_address(ctx: Inbox) -> None:
+def test_confirm_by_replying_from_the_address_with_the_line_asked_for(ctx: Inbox) -> None:
     token = subscribe_and_get_token(ctx)
     subject = sent(ctx)[-1].subject
-    reply = mail(sender="Jane at work <jane.doe@work.example>", subject=f"Re: {subject}")
+    # from another address: the token alone does not confirm by mail
+    elsewhere = mail(
+        sender="Jane at work <jane.doe@work.example>",
+        subject=f"Re: {subject}",
+        body=f"confirm {token}\n",
+        headers={"In-Reply-To": "<confirm-1@bizcrusader.example>"},
+    )
+    report = run(ctx, [elsewhere])
+    assert "only its own mailbox confirms by mail" in report.actions[0].result
+    assert status(ctx, JANE) is Status.PENDING
+    reply = mail(
+        sender="Jane <JANE@reader.example>",
+        subject=f"Re: {subject}",
+        body=f"Confirm {token}\n\n> Someone, probably you, asked...\n",
+        headers={"In-Reply-To": "<confirm-1@bizcrusader.example>"},
+    )
     report = run(ctx, [reply])
     assert status(ctx, JANE) is Status.ACTIVE
     assert status(ctx, "jane.doe@work.example") is None
     welcome = sent(ctx)[-1]
-    assert welcome.to_email == JANE  # the token's address, not the From
+    assert welcome.to_email == JANE
     assert welcome.subject == "Welcome to Biz Crusader"
     assert welcome.headers["List-Unsubscribe"].startswith("<mailto:news+unsubscribe-")
     assert report.actions[0].command == "confirm"
-    assert token
 
 
 def test_confirm_by_mailing_the_confirm_address(ctx: Inbox) -> None:
@@ -133,7 +164,7 @@ def test_forged_from_only_sends_a_confirmation_the_forger_cannot_use(ctx: Inbox)
     assert [m.to_email for m in sent(ctx)] == ["victim@else.example"]
     # the forger guesses a token: nothing happens
     guess = "a" * 29
-    report = run(ctx, [mail(sender="victim@else.example", subject=f"confirm {guess}")])
+    report = run(ctx, [mail(sender="victim@else.example", body=f"confirm {guess}")])
     assert "not valid" in report.actions[0].result
     assert status(ctx, "victim@else.example") is Status.PENDING
 
@@ -141,13 +172,15 @@ def test_forged_from_only_sends_a_confirmation_the_forger_cannot_use(ctx: Inbox)
 def test_a_token_confirms_only_the_address_it_was_made_for(ctx: Inbox) -> None:
     token_a = subscribe_and_get_token(ctx, JANE)
     subscribe_and_get_token(ctx, "bob@reader.example")
-    # Bob sends Jane's token: only Jane can be confirmed by it, never Bob
-    run(ctx, [mail(sender="bob@reader.example", subject=f"confirm {token_a}")])
+    # Bob sends Jane's token: it never confirms Bob, nor Jane from Bob's mailbox
+    run(ctx, [mail(sender="bob@reader.example", body=f"confirm {token_a}")])
     assert status(ctx, "bob@reader.example") is Status.PENDING
+    assert status(ctx, JANE) is Status.PENDING
+    run(ctx, [mail(sender=JANE, body=f"confirm {token_a}")])
     assert status(ctx, JANE) is Status.ACTIVE
     # a token altered by one character confirms nobody
     altered = token_a[:-1] + ("a" if token_a[-1] != "a" else "b")
-    report = run(ctx, [mail(sender="bob@reader.example", subject=f"confirm {altered}")])
+    report = run(ctx, [mail(sender="bob@reader.example", body=f"confirm {altered}")])
     assert "not valid" in report.actions[0].result
     # an unsubscribe token is not a confirm token
     leave = ctx.signer.make(Purpose.UNSUBSCRIBE, "bob@reader.example", ctx.clock.now())
@@ -157,22 +190,22 @@ def test_a_token_confirms_only_the_address_it_was_made_for(ctx: Inbox) -> None:
 
 def test_expired_confirmation_changes_nothing(ctx: Inbox, clock: FixedClock) -> None:
     token = subscribe_and_get_token(ctx)
-    clock.advance(timedelta(days=8))
-    report = run(ctx, [mail(sender=JANE, subject=f"confirm {token}")])
+    clock.advance(timedelta(days=7, hours=23))
+    report = run(ctx, [mail(sender=JANE, body=f"confirm {token}")])
     assert report.actions[0].result == "token expired: nothing changed"
     assert status(ctx, JANE) is Status.PENDING
 
 
 def test_replayed_confirmation_does_not_bring_back_a_reader_who_left(ctx: Inbox) -> None:
     token = subscribe_and_get_token(ctx)
-    confirm = mail(sender=JANE, subject=f"confirm {token}", message_id="<c1@r>")
+    confirm = mail(sender=JANE, body=f"confirm {token}", message_id="<c1@r>")
     run(ctx, [confirm])
     again = run(ctx, [confirm])
     assert again.actions[0].command == "duplicate"
     with ctx.store.roster.edit() as roster:
         roster.unsubscribe(JANE, via=Source.WEB)
     before = len(sent(ctx))
-    report = run(ctx, [mail(sender=JANE, subject=f"confirm {token}", message_id="<c2@r>")])
+    report = run(ctx, [mail(sender=JANE, body=f"confirm {token}", message_id="<c2@r>")])
     assert status(ctx, JANE) is Status.UNSUBSCRIBED
     assert "nothing changed" in report.actions[0].result
     assert len(sent(ctx)) == before
@@ -274,7 +307,8 @@ def test_rejoining_after_leaving_works(ctx: Inbox) -> None:
     run(ctx, [mail(sender=JANE, to=f"news+unsubscribe-{leave}@bizcrusader.example")])
     assert status(ctx, JANE) is Status.UNSUBSCRIBED
     token = subscribe_and_get_token(ctx)
-    run(ctx, [mail(sender=JANE, subject=f"confirm {token}")])
+    assert status(ctx, JANE) is Status.UNSUBSCRIBED  # until they confirm
+    run(ctx, [mail(sender=JANE, to=f"news+confirm-{token}@bizcrusader.example")])
     assert status(ctx, JANE) is Status.ACTIVE
 
 
@@ -299,24 +333,44 @@ def test_not_commands_change_nothing_and_get_no_reply(ctx: Inbox, name: str, com
     assert status(ctx, "erin@reader.example") is Status.ACTIVE
 
 
-def test_bounces_and_complaints_mark_readers(ctx: Inbox) -> None:
+BOUNCES = ["dsn-hard.eml", "exim-bounce.eml", "gmail-bounce.eml", "arf-complaint.eml"]
+
+
+def test_bounces_and_complaints_without_our_proof_are_unverified(ctx: Inbox) -> None:
     readers = ["jane@reader.example", "bob@reader.example", "carol@reader.example"]
     activate(ctx, *readers, "frank@reader.example")
-    report = run(ctx, [fixture("dsn-delayed.eml"), fixture("soft-prose-bounce.eml")])
-    assert [a.command for a in report.actions] == ["bounce", "bounce"]
+    report = run(ctx, [fixture(name) for name in BOUNCES])
+    assert [a.command for a in report.actions] == ["bounce", "bounce", "bounce", "complaint"]
+    assert all("unverified: " in a.result for a in report.actions)
+    assert all(a.result.startswith("no reader on the list changed") for a in report.actions)
+    assert {s.status for s in ctx.store.roster.iter()} == {Status.ACTIVE}
+
+
+def test_bounces_and_complaints_returning_our_proof_mark_the_reader(ctx: Inbox) -> None:
+    readers = ["jane@reader.example", "bob@reader.example", "carol@reader.example"]
+    activate(ctx, *readers, "frank@reader.example")
+    run(ctx, [fixture("dsn-delayed.eml")])
     assert status(ctx, JANE) is Status.ACTIVE  # delays are not failures
-    run(ctx, [fixture("dsn-hard.eml")])
+    report = run(ctx, [returning("dsn-hard.eml", JANE, "bob@reader.example")])
+    assert report.actions[0].result == (
+        "bounced: j•••@reader.example; 1 temporary failure(s) ignored"
+    )
     assert status(ctx, JANE) is Status.BOUNCED
     assert status(ctx, "bob@reader.example") is Status.ACTIVE  # 4.2.2 in the same report
     run(
-        ctx, [fixture("exim-bounce.eml"), fixture("gmail-bounce.eml"), fixture("arf-complaint.eml")]
+        ctx,
+        [
+            returning("exim-bounce.eml", "bob@reader.example"),
+            returning("gmail-bounce.eml", "frank@reader.example"),
+            returning("arf-complaint.eml", "carol@reader.example"),
+        ],
     )
     assert status(ctx, "bob@reader.example") is Status.BOUNCED
     assert status(ctx, "frank@reader.example") is Status.BOUNCED
     assert status(ctx, "carol@reader.example") is Status.COMPLAINED
     jane = ctx.store.roster.get(JANE)
     assert jane is not None
-    assert jane.ref == "<dsn-hard-1@mx.reader.example>"
+    assert jane.ref == "<proven-dsn-hard-1@mx.reader.example>"
     assert sent(ctx) == []
 
 
@@ -329,7 +383,14 @@ def test_every_command_and_signal_finds_the_reader_in_any_spelling(ctx: Inbox) -
     run(ctx, [fixture("unsubscribe-authenticated.eml")])  # from carol@reader.example
     assert status(ctx, "carol@reader.example") is Status.UNSUBSCRIBED
     assert sent(ctx)[-1].to_email == "Carol@reader.example"
-    run(ctx, [fixture("dsn-hard.eml"), fixture("exim-bounce.eml"), fixture("gmail-bounce.eml")])
+    run(
+        ctx,
+        [
+            returning("dsn-hard.eml", "Jane@reader.example"),
+            returning("exim-bounce.eml", "BOB@reader.example"),
+            returning("gmail-bounce.eml", "frank@READER.example"),
+        ],
+    )
     assert status(ctx, "jane@reader.example") is Status.BOUNCED
     assert status(ctx, "bob@reader.example") is Status.BOUNCED
     assert status(ctx, "frank@reader.example") is Status.BOUNCED
@@ -375,7 +436,7 @@ def test_state_file_holds_no_address_and_no_message_id(ctx: Inbox) -> None:
     assert "subscribe-address-1" not in text
     data = json.loads(text)
     assert len(data["messages"]) == 1
-    assert len(data["replies"]) == 1
+    assert sorted(key.partition(":")[0] for key in data["replies"]) == ["confirm", "hourly-cap"]
 
 
 def test_a_reply_that_cannot_be_sent_is_kept_and_sent_later(
@@ -391,14 +452,14 @@ def test_a_reply_that_cannot_be_sent_is_kept_and_sent_later(
     assert report.actions[0].result == "j•••@reader.example pending; confirmation queued"
     assert report.replies == OutboxReport(sent=0, failed=1, waiting=1)
     again = run(ctx, [mail(sender=JANE, subject="subscribe", message_id="<x2@r>")])
-    assert "no reply" in again.actions[0].result  # the queued one counts for the day
+    assert "no confirmation" in again.actions[0].result  # the queued one counts for the day
     recording = ctx.mailer = RecordingMailer()
     run(ctx, [])
     assert recording.sent == []  # a failed reply waits a little before it is tried again
     clock.advance(timedelta(minutes=3))
     report = run(ctx, [])
     [confirmation] = recording.sent
-    assert "[confirm " in confirmation.subject
+    assert token_in(confirmation, "confirm")
     assert report.replies == OutboxReport(sent=1, failed=0, waiting=0)
 
 
@@ -419,11 +480,28 @@ def test_a_reply_that_cannot_be_sent_is_kept_and_sent_later(
         ("You have left Biz Crusader", None),
         ("Nyaan", None),
         ("", None),
+        # a command is the whole line, with only polite words around it
+        ("Stop Discounting Your Services", None),
+        ("Re: Stop Discounting Your Services", None),
+        ("Re: How to subscribe to Biz Crusader or leave it", None),
+        ("Leave a comment below", None),
+        ("Join our webinar on pricing", None),
+        ("Unsubscribe me, please.", "unsubscribe"),
+        ("Fwd: [Biz] remove me from your mailing list", "unsubscribe"),
+        ("confirm abcdefghijklmnopqrstuvwxyz234", "confirm"),
+        ("Please confirm abcdefghijklmnopqrstuvwxyz234 now", None),
     ],
 )
 def test_parse_words(line: str, expected: str | None) -> None:
     found = parse_words(line)
     assert (found.command.value if found else None) == expected
+
+
+def test_a_subject_never_carries_a_token() -> None:
+    assert parse_words("Re: confirm abcdefghijklmnopqrstuvwxyz234", tokens=False) is None
+    found = parse_words("unsubscribe", tokens=False)
+    assert found is not None
+    assert found.command.value == "unsubscribe"
 
 
 def test_raw_message_size_defaults_to_its_length() -> None:

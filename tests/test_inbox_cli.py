@@ -49,6 +49,21 @@ def test_process_paths_json(app: AppContext, sendgrid_server: SendGridServer) ->
     assert len(sendgrid_server.to("jane@reader.example")) == 1
 
 
+def test_process_json_masks_message_ids(app: AppContext, tmp_path: Path) -> None:
+    """Some mailers build the Message-ID from the sender's address: shown, it is masked."""
+    message = tmp_path / "reply.eml"
+    message.write_bytes(
+        b"From: Jane <jane.doe@reader.example>\r\nTo: news@bizcrusader.example\r\n"
+        b"Subject: Loved it\r\nMessage-ID: <jane.doe.1234@reader.example>\r\n\r\nThanks!\r\n"
+    )
+    args = ["inbox", "process", "--json", str(message)]
+    result = CliRunner().invoke(cli, args, obj=app, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    [action] = json.loads(result.stdout)["actions"]
+    assert action["message_id"] == "<j•••@reader.example>"
+    assert "jane.doe" not in result.stdout
+
+
 def test_process_table(app: AppContext) -> None:
     result = CliRunner().invoke(
         cli, ["inbox", "process", str(FIXTURES / "loop.eml")], obj=app, catch_exceptions=False

@@ -36,7 +36,7 @@ from crusader_mail.settings import (
     ServerSettings,
     Settings,
 )
-from crusader_mail.util.tokens import Signer
+from crusader_mail.util.tokens import MAIL_ID_HEADER, Signer
 from tests.support.golden import NOW, golden_posts, golden_settings
 from tests.support.sending import (
     SECRET,
@@ -63,7 +63,7 @@ def settings_with(
     return Settings(
         sendgrid=SendGridSettings(subscription_tracking=tracking),
         newsletter=NewsletterSettings(unsubscribe_url=url),
-        imap=ImapSettings(host="imap.example.org" if imap else None),
+        imap=ImapSettings(host="imap.example.org", user="news") if imap else ImapSettings(),
         server=ServerSettings(
             same_host=same_host, inbound_secret=SecretStr("in-secret") if inbound else None
         ),
@@ -138,7 +138,8 @@ def test_subscription_tracking_asks_sendgrid_for_its_link_where_ours_would_be(
     }
     [person] = body["personalizations"]
     assert "[[unsubscribe_url]]" not in person["substitutions"]  # SendGrid fills it
-    assert set(person["headers"]) == {"List-Unsubscribe", "List-Id"}  # no second one-click
+    # no second one-click; the proof a bounce of this copy must return
+    assert set(person["headers"]) == {"List-Unsubscribe", "List-Id", MAIL_ID_HEADER}
     assert validate_mail(body, load_schema(SCHEMA_PATH)) == []
     plain = BodyBuilder(make_issue(), settings_with(imap=True), Signer(SECRET), clock.now())
     assert "tracking_settings" not in plain.body([plain.personalization("a@x.example", "A")])
@@ -230,7 +231,7 @@ def test_config_check_shows_how_readers_leave_and_warns_without_one_click() -> N
     assert "readers can leave: one click: none; by mail: IMAP" in shown
     assert "warning: no one-click unsubscribe" in shown
     assert "nothing would honour" not in shown
-    data = json.loads(_check(settings_with(url=URL), "--json").output)
+    data = json.loads(_check(settings_with(url=URL), "--json").stdout)
     assert data["leaving"]["one_click"] is None
     assert data["leaving"]["by_mail"] is None
     warnings = data["leaving"]["warnings"]

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
+import random
+import signal
 import subprocess
 import sys
+import time
+from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,6 +29,7 @@ from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
 from crusader_mail.models import Status
 from crusader_mail.storage.files.subscribers import SubscriberList
+from tests.support.commands import demo_copy
 from tests.support.feeds import FEED_SERVER_TOML
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +42,7 @@ ACTIVE = sorted(
     ).iter(Status.ACTIVE)
 )
 SECRET = "pipeline-test-secret-key-0123456789"
+CHOOSER = random.SystemRandom()
 
 
 def items(feed: bytes) -> list[bytes]:
@@ -100,12 +106,35 @@ class Site:
                     ).hexdigest()
         return found
 
-    def install(self) -> None:
+    def install(self, hidden: int = 2) -> Result:
         """The first real run: archive everything, send nothing."""
-        self.publish(hidden=2)
+        self.publish(hidden=hidden)
         result = self.cli("run")
         assert result.exit_code == 0, result.output
         assert self.api.deliveries == []
+        return result
+
+    def configure(self, text: str) -> None:
+        with self.config.open("a", encoding="utf-8") as handle:
+            handle.write(text)
+
+    def set_feeds(self, *urls: str) -> None:
+        lines = self.config.read_text(encoding="utf-8").splitlines(keepends=True)
+        lines[0] = f"feeds = {json.dumps(list(urls))}\n"
+        self.config.write_text("".join(lines), encoding="utf-8")
+
+    def statuses(self) -> dict[str, str]:
+        """Issue id -> status, from the issue history."""
+        lines = (self.root / "state" / "issues.jsonl").read_text(encoding="utf-8").splitlines()
+        return {r["issue_id"]: r["status"] for r in map(json.loads, lines[1:])}
+
+    def received(self) -> dict[str, Counter[str]]:
+        """Subject -> how many times each reader received it."""
+        got: dict[str, Counter[str]] = {}
+        for delivery in self.api.deliveries:
+            for address in delivery.recipients:
+                got.setdefault(delivery.subject, Counter())[address.lower()] += 1
+        return got
 
 
 @pytest.fixture
@@ -205,20 +234,243 @@ def test_rejected_send_fails_in_one_line_and_the_next_run_resumes(site: Site) ->
     assert '"sent"' in (site.root / "state" / "issues.jsonl").read_text(encoding="utf-8")
 
 
-def test_per_post_cadence_sends_one_post_and_the_rest_wait(site: Site) -> None:
-    with site.config.open("a", encoding="utf-8") as handle:
-        handle.write('[cadence]\nmode = "per_post"\n')
-    site.install()
+PER_POST = '[cadence]\nmode = "per_post"\n'
+CHECKPOINT_LOG = """\
+import json, pathlib, sys
+state = pathlib.Path(sys.argv[1]) / "state"
+lines = (state / "issues.jsonl").read_text(encoding="utf-8").splitlines()[1:]
+seen = {"statuses": [json.loads(line)["status"] for line in lines],
+        "ledgers": sorted(p.stem for p in (state / "ledger").glob("*.jsonl"))}
+with (state.parent / "checkpoints.jsonl").open("a", encoding="utf-8") as log:
+    log.write(json.dumps(seen) + "\\n")
+"""
+
+
+def test_per_post_sends_each_new_post_as_its_own_issue_in_one_run(site: Site) -> None:
+    site.configure(PER_POST)
+    site.install(hidden=3)
     site.publish(hidden=0)
-    first = site.cli("run", "--json")
+    script = site.root / "checkpoint.py"
+    script.write_text(CHECKPOINT_LOG, encoding="utf-8")
+    summary = site.root / "summary.md"
+    checkpoint = f"{sys.executable} {script} {site.root}"
+    result = site.cli("run", "--json", "--checkpoint", checkpoint, "--summary", str(summary))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    issues = report["issues"]
+    assert len(issues) == 3
+    assert [len(done["issue"]["posts"]) for done in issues] == [1, 1, 1]
+    assert report["issue"] == issues[0]["issue"]  # the first issue under the old keys
+    assert report["send"] == issues[0]["send"]
+    newest_three = [item.split(b"<guid", 1)[1] for item in items(EXAMPLE.read_bytes())[:3]]
+    sent_ids = [done["issue"]["posts"][0] for done in issues]
+    for guid, sent in zip(reversed(newest_three), sent_ids, strict=True):  # oldest first
+        assert sent.encode() in guid
+    # each post went to every reader exactly once, in requests of two readers
+    received = site.received()
+    assert sorted(received) == sorted(done["issue"]["subject"] for done in issues)
+    assert all(counts == dict.fromkeys(ACTIVE, 1) for counts in received.values())
+    per_issue = -(-len(ACTIVE) // 2)
+    assert len(site.api.mail_requests()) == 3 * per_issue
+    assert all(done["send"]["delivered"] == len(ACTIVE) for done in issues)
+    # one record and one ledger per issue; the checkpoint ran before each one's first request
+    ids = [done["issue"]["issue_id"] for done in issues]
+    assert site.statuses() == dict.fromkeys(ids, "sent")
+    ledgers = sorted(p.stem for p in (site.root / "state" / "ledger").glob("*.jsonl"))
+    assert ledgers == sorted(ids)
+    log = (site.root / "checkpoints.jsonl").read_text(encoding="utf-8").splitlines()
+    seen = [json.loads(line) for line in log]
+    assert [entry["statuses"].count("sending") for entry in seen] == [1, 1, 1]
+    assert [entry["statuses"].count("sent") for entry in seen] == [0, 1, 2]
+    assert [len(entry["ledgers"]) for entry in seen] == [0, 1, 2]
+    text = summary.read_text(encoding="utf-8")
+    assert "3 issues, one after the other" in text
+    assert all(done["issue"]["issue_id"] in text for done in issues)
+    # nothing is due any more
+    again = json.loads(site.cli("run", "--json").stdout)
+    assert again["issues"] == []
+    assert len(site.api.mail_requests()) == 3 * per_issue
+
+
+def test_per_post_dry_run_shows_every_issue_and_changes_nothing(site: Site) -> None:
+    site.configure(PER_POST)
+    site.install(hidden=3)
+    site.publish(hidden=0)
+    before = site.state_bytes()
+    calls = len(site.api.log)
+    result = site.cli("run", "--dry-run", secrets=False)
+    assert result.exit_code == 0, result.output
+    assert site.state_bytes() == before
+    assert len(site.api.log) == calls
+    assert "3 issues, one after the other" in result.stdout
+    outbox = site.root / "outbox"
+    folders = [outbox, outbox / "issue-2", outbox / "issue-3"]
+    subjects = {(folder / "subject.txt").read_text(encoding="utf-8") for folder in folders}
+    assert len(subjects) == 3
+    for folder in folders:
+        assert f"newsletter: {folder / 'newsletter.html'}" in result.stdout
+        assert (folder / "summary.json").is_file()
+    assert result.stdout.count("would go to 4 readers") == 3
+
+
+def test_per_post_killed_mid_way_resumes_and_sends_no_post_twice(site: Site) -> None:
+    """``run`` in a real process, killed (SIGKILL) while an issue is going out: the next run
+    finishes that issue and sends the rest, and no reader gets any post twice."""
+    site.configure(PER_POST)
+    site.install(hidden=3)
+    site.publish(hidden=0)
+    per_issue = -(-len(ACTIVE) // 2)
+    after = CHOOSER.randrange(1, 3 * per_issue)  # requests accepted before the kill
+    label = f"killed with request {after + 1} of {3 * per_issue} in flight"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(site.root),
+        "SENDGRID_API_KEY": API_KEY,
+        "CRUSADER_MAIL_SECRET_KEY": SECRET,
+    }
+    site.api.delay = 0.3
+    running = subprocess.Popen(
+        [str(CLI), "--config", str(site.config), "run"],
+        cwd=site.root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (site.api.accepted_requests >= after and site.api.in_flight):
+        assert running.poll() is None, f"{label}: the run ended before it could be killed"
+        assert time.monotonic() < deadline, f"{label}: the run never got there"
+        time.sleep(0.005)
+    os.killpg(running.pid, signal.SIGKILL)
+    running.wait(10)
+    while site.api.in_flight:  # the request the run was waiting for still lands
+        time.sleep(0.01)
+    site.api.delay = 0.0
+    assert all(n == 1 for c in site.received().values() for n in c.values()), label
+
+    resumed = site.cli("run", "--json")
+    assert resumed.exit_code == 0, f"{label}: {resumed.output}"
+    report = json.loads(resumed.stdout)
+    assert report["issues"][0]["issue"]["resumed"] is True, label
+    assert report["issues"][0]["send"]["uncertain"] == 2, label  # the batch in flight
+    assert [done["issue"]["resumed"] for done in report["issues"][1:]] == [False] * (
+        len(report["issues"]) - 1
+    )
+    received = site.received()
+    assert len(received) == 3, label
+    assert all(counts == dict.fromkeys(ACTIVE, 1) for counts in received.values()), label
+    assert len(site.api.mail_requests()) == 3 * per_issue, label
+    assert set(site.statuses().values()) == {"sent"}, label
+    assert len(site.statuses()) == 3, label
+
+
+def test_per_post_stops_at_a_failed_checkpoint_and_the_next_run_goes_on(site: Site) -> None:
+    site.configure(PER_POST)
+    site.install(hidden=3)
+    site.publish(hidden=0)
+    calls = site.root / "calls"
+    fail_second = f"sh -c 'echo x >> {calls}; test $(wc -l < {calls}) -ne 2'"
+    failed = site.cli("run", "--json", "--checkpoint", fail_second)
+    assert failed.exit_code == 1
+    report = json.loads(failed.stdout)
+    assert "--checkpoint 'sh' failed (exit 1)" in report["error"]
+    first, second = report["issues"]
+    assert first["send"]["delivered"] == len(ACTIVE)
+    assert second["send"] is None  # not one request: its record is back to composed
+    assert sorted(site.statuses().values()) == ["composed", "sent"]
+    assert len(site.received()) == 1
+    again = json.loads(site.cli("run", "--json").stdout)
+    assert [d["issue"]["resumed"] for d in again["issues"]] == [True, False]
+    assert again["issues"][0]["issue"]["issue_id"] == second["issue"]["issue_id"]
+    received = site.received()
+    assert len(received) == 3
+    assert all(counts == dict.fromkeys(ACTIVE, 1) for counts in received.values())
+
+
+def test_per_post_sends_nothing_after_an_issue_whose_every_reader_is_in_doubt(
+    site: Site,
+) -> None:
+    """The run died after its checkpoint and before the ledger (here: the checkpoint kills
+    it): the next run refuses that issue, and the posts after it wait too."""
+    site.configure(PER_POST)
+    site.install(hidden=3)
+    site.publish(hidden=0)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(site.root),
+           "SENDGRID_API_KEY": API_KEY, "CRUSADER_MAIL_SECRET_KEY": SECRET}  # fmt: skip
+    killed = subprocess.run(
+        [str(CLI), "--config", str(site.config), "run", "--checkpoint", "sh -c 'kill -9 $PPID'"],
+        cwd=site.root, env=env, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL
+    assert list(site.statuses().values()) == ["sending"]
+    refused = site.cli("run", "--json")
+    assert refused.exit_code == 1
+    report = json.loads(refused.stdout)
+    assert "in doubt and nothing was sent" in report["error"]
+    assert [d["send"]["uncertain"] for d in report["issues"]] == [len(ACTIVE)]
+    assert site.api.mail_requests() == []
+    assert list(site.statuses().values()) == ["sending"]
+
+
+def test_a_feed_added_later_mails_none_of_its_back_catalogue(site: Site, corpus: Path) -> None:
+    """A real Blogger feed (25 posts) added to an installed newsletter: its posts are archived
+    as backlog, the next issue carries only what is new, and its later posts are new."""
+    site.install()
+    blogger = corpus / "feeds" / "rss2email_rss2email__quiltville_feed.atom"
+    added = site.feeds.add("/quiltville.atom", blogger.read_bytes())
+    site.set_feeds(site.feeds.url("/feed/"), added)
+    site.publish(hidden=0)
+    summary = site.root / "summary.md"
+    result = site.cli("run", "--summary", str(summary))
+    assert result.exit_code == 0, result.output
+    note = (
+        f"feed {added}: 25 earlier posts archived as backlog; "
+        "`crusader-mail run --include-backlog N` sends the N newest"
+    )
+    assert note in result.stdout
+    assert note in summary.read_text(encoding="utf-8")
+    history = (site.root / "state" / "issues.jsonl").read_text(encoding="utf-8").splitlines()
+    [record] = [json.loads(line) for line in history[1:]]
+    assert len(record["post_ids"]) == 2  # the two new posts of the installed feed, no more
+    assert not [i for i in record["post_ids"] + record["related_ids"] if "quiltville" in i]
+
+    # the added feed's next post is new
+    site.clock.advance(timedelta(days=7))
+    fresh = (
+        "<entry><id>tag:quiltville.example,2026:post-new</id><title>A new quilt</title>"
+        '<link rel="alternate" href="https://quiltville.example/new.html"/>'
+        f"<published>{site.clock.now().isoformat()}</published>"
+        '<content type="html">Fresh.</content></entry>'
+    )
+    site.feeds.add(
+        "/quiltville.atom", blogger.read_bytes().replace(b"<entry>", fresh.encode() + b"<entry>", 1)
+    )
+    later = json.loads(site.cli("run", "--json").stdout)
+    assert later["backlog"]["posts"] == 0
+    assert [done["issue"]["posts"] for done in later["issues"]] == [
+        ["tag:quiltville.example,2026:post-new"]
+    ]
+
+
+def test_first_run_says_what_went_to_the_backlog_and_how_to_send_some(site: Site) -> None:
+    site.publish(hidden=0)
+    summary = site.root / "summary.md"
+    first = site.cli("run", "--summary", str(summary))
     assert first.exit_code == 0, first.output
-    report = json.loads(first.stdout)
-    assert len(report["issue"]["posts"]) == 1
-    assert report["issue"]["waiting"] == 1
-    second = json.loads(site.cli("run", "--json").stdout)
-    assert len(second["issue"]["posts"]) == 1
-    assert second["issue"]["posts"] != report["issue"]["posts"]
-    assert json.loads(site.cli("run", "--json").stdout)["issue"] is None
+    count = len(items(EXAMPLE.read_bytes()))
+    note = (
+        f"first run: {count} posts already in the feeds archived as backlog, not sent; "
+        "`crusader-mail run --include-backlog N` sends the N newest"
+    )
+    assert note in first.stdout
+    assert note in summary.read_text(encoding="utf-8")
+    assert site.api.deliveries == []
+    quiet = site.cli("run", "--json")  # nothing new and nothing more in the backlog: no note
+    assert json.loads(quiet.stdout)["backlog"] == {"first_run": False, "posts": 0, "feeds": {}}
+    released = json.loads(site.cli("run", "--json", "--include-backlog", "1").stdout)
+    assert len(released["issues"]) == 1
+    assert len(released["issue"]["posts"]) == 1
 
 
 def test_min_posts_holds_an_issue_back(site: Site) -> None:
@@ -234,14 +486,7 @@ def test_min_posts_holds_an_issue_back(site: Site) -> None:
 
 def test_demo_command_on_a_copy_of_the_repository(tmp_path: Path) -> None:
     """What ``make demo`` runs, on a copy so the test writes nothing into the repository."""
-    copy = tmp_path / "repo"
-    copy.mkdir()
-    for name in ("crusader-mail.toml", "examples", "templates", "subscribers"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, copy / name)
-        else:
-            shutil.copy(source, copy / name)
+    copy = demo_copy(tmp_path / "repo")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     done = subprocess.run(
         [str(CLI), "run", "--dry-run", "--include-backlog", "3"],

@@ -235,7 +235,9 @@ def test_html_page_is_not_a_feed(
         feed_server, client, clock, "html-page.html", content_type="text/html; charset=utf-8"
     )
     assert outcome.report.status == "error"
-    assert outcome.report.error == "not a feed: got an HTML page, not RSS or Atom"
+    assert outcome.report.error.startswith(
+        "not a feed: got a web page that links no RSS or Atom feed"
+    )
     assert outcome.posts == []
 
 

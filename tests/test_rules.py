@@ -37,6 +37,12 @@ def reader(status: Status, name: str = "") -> Subscriber:
             lambda old: rules.confirm(old, old.email, via=Source.WEB, ref="r", now=NOW),
         ),
         (
+            reader(Status.COMPLAINED),
+            lambda old: rules.request(
+                old, old.email, name="Jo", via=Source.EMAIL, ref="r", now=NOW
+            ),
+        ),
+        (
             reader(Status.UNSUBSCRIBED),
             lambda old: rules.unsubscribe(old, via=Source.WEB, ref="r", now=NOW),
         ),
@@ -57,8 +63,50 @@ def test_changes_are_stamped_in_whole_utc_seconds() -> None:
     assert left is not None
     assert left.left_at == left.updated_at == NOW.replace(microsecond=0)
     later = NOW.astimezone(UTC) + timedelta(hours=1)
-    back = rules.request(left, left.email, name="", via=Source.WEB, ref="=cmd()", now=later)
-    assert (back.status, back.left_at, back.ref) == (Status.PENDING, None, "'=cmd()")
+    back = rules.confirm(left, left.email, via=Source.WEB, ref="=cmd()", now=later)
+    assert (back.status, back.left_at, back.ref) == (Status.ACTIVE, None, "'=cmd()")
+    assert back.subscribed_at == back.confirmed_at == later.replace(microsecond=0)
+
+
+@pytest.mark.parametrize("status", sorted(rules.LEFT))
+def test_a_request_leaves_a_reader_who_left_as_they_left(status: Status) -> None:
+    """Anyone can ask in a reader's name: their leaving record stays until they confirm."""
+    left = rules.mark(reader(Status.ACTIVE), Status.BOUNCED, via=Source.EMAIL, ref="x", now=NOW)
+    assert left is not None
+    left = left.model_copy(update={"status": status})
+    assert rules.request(left, left.email, name="Eve", via=Source.EMAIL, ref="f", now=NOW) is left
+    back = rules.confirm(left, left.email, via=Source.EMAIL, ref="<c@x>", now=NOW + DAY)
+    assert (back.status, back.subscribed_via, back.confirmed_via) == (
+        Status.ACTIVE,
+        Source.EMAIL,
+        Source.EMAIL,
+    )
+    assert (back.left_at, back.left_via) == (None, None)
+
+
+def test_reply_key_folds_case_plus_parts_and_gmail_dots() -> None:
+    assert {
+        rules.reply_key(address)
+        for address in ("victim@x.org", "Victim+1@X.org", "VICTIM+a+b@x.org", " victim+@x.org")
+    } == {"victim@x.org"}
+    assert rules.reply_key("v.i.ctim+z@GMail.com") == "victim@gmail.com"
+    assert rules.reply_key("v.ictim@x.org") == "v.ictim@x.org"  # dots matter elsewhere
+    assert rules.reply_key("+tag@x.org") == "+tag@x.org"
+
+
+def test_only_requests_by_mail_or_web_expire() -> None:
+    old = NOW - 8 * DAY
+    asked = Subscriber(
+        email="jo@example.com",
+        status=Status.PENDING,
+        subscribed_at=old,
+        subscribed_via=Source.EMAIL,
+        updated_at=old,
+    )
+    assert rules.expired(asked, NOW - 7 * DAY)
+    assert not rules.expired(asked, old)  # renewed since
+    assert not rules.expired(asked.model_copy(update={"subscribed_via": Source.IMPORT}), NOW)
+    assert not rules.expired(asked.model_copy(update={"status": Status.ACTIVE}), NOW)
 
 
 @pytest.mark.parametrize("status", list(Status))

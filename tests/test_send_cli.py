@@ -25,9 +25,9 @@ from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import Clock, FixedClock
 from crusader_mail.delivery.client import ClientFactory
 from crusader_mail.delivery.engine import SendProgress
-from crusader_mail.errors import ConfigError, SendRejected
+from crusader_mail.errors import ConfigError, SendError, SendRejected
 from crusader_mail.models import SendReport, Status
-from crusader_mail.pipeline import RunReport
+from crusader_mail.pipeline import RunReport, SendRun
 from crusader_mail.settings import LoadedSettings, Settings
 from tests.support.sending import make_issue, make_readers, make_settings, send_issue
 
@@ -42,6 +42,7 @@ KEYS = {
     "retries",
     "failed",
     "uncertain",
+    "issues",
 }
 
 
@@ -57,18 +58,23 @@ def stage(monkeypatch: pytest.MonkeyPatch) -> None:
         resend_uncertain: bool,
         progress: SendProgress | None = None,
         checkpoint: Callable[[], None] | None = None,
-    ) -> SendReport:
-        return send_issue(
-            make_issue(),
-            settings,
-            clock,
-            factory,
-            dry_run=dry_run,
-            to=to,
-            resend_uncertain=resend_uncertain,
-            progress=progress,
-            checkpoint=checkpoint,
-        )
+        fetch_progress: SendProgress | None = None,
+    ) -> SendRun:
+        try:
+            report = send_issue(
+                make_issue(),
+                settings,
+                clock,
+                factory,
+                dry_run=dry_run,
+                to=to,
+                resend_uncertain=resend_uncertain,
+                progress=progress,
+                checkpoint=checkpoint,
+            )
+        except SendError as error:  # as the real stage: the partial report and the error
+            return SendRun([error.report] if isinstance(error.report, SendReport) else [], error)
+        return SendRun([report])
 
     monkeypatch.setattr(pipeline, "send_stage", send_stage, raising=False)
 
@@ -162,10 +168,10 @@ def test_main_keeps_every_exit_code(
     make_readers(settings, clock, 2)
 
     def outcome(error: BaseException | None, *args: str) -> object:
-        def stage(*_args: object, **_options: object) -> SendReport:
+        def stage(*_args: object, **_options: object) -> SendRun:
             if error is not None:
                 raise error
-            return SendReport(issue="x", dry_run=True, failed=1)
+            return SendRun([SendReport(issue="x", dry_run=True, failed=1)])
 
         monkeypatch.setattr(pipeline, "send_stage", stage)
         app = AppContext(clock=clock, _loaded=LoadedSettings(settings, None, {}))

@@ -17,8 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from peers.sendgrid_server import SendGridServer, sendgrid_server
 
@@ -32,10 +31,13 @@ from crusader_mail.storage.files import FilesStore
 from crusader_mail.storage.files.mail import FileMailBatch, FileMailQueue
 from crusader_mail.storage.files.subscribers import SubscriberList
 from crusader_mail.subscriptions.outbox import OutboxReport, send_queued
+from crusader_mail.subscriptions.service import reader_state
 from crusader_mail.util.tokens import Purpose, Signer
 from crusader_mail.web.app import MAX_FORM_BODY, build_app
 from crusader_mail.web.sendgrid_hooks import MAX_EVENT_AGE
+from tests.support.commands import signed_request
 from tests.support.inbox import SECRET, make_settings
+from tests.support.web import running
 
 __all__ = ["sendgrid_server"]
 
@@ -81,21 +83,8 @@ def serving(
     if drains is not None:
         assert isinstance(store, FilesStore)
         store.mail = drains
-    app = build_app(settings, clock, mailer, store)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-test")
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            thread.join(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join()
+    with running(build_app(settings, clock, mailer, store)) as url:
+        yield url
 
 
 @pytest.fixture
@@ -152,6 +141,12 @@ def add(settings: Settings, clock: FixedClock, email: str, status: Status = Stat
 
 def token(purpose: Purpose, email: str, clock: FixedClock) -> str:
     return Signer(SECRET).make(purpose, email, clock.now())
+
+
+def confirm_token(settings: Settings, clock: FixedClock, email: str) -> str:
+    """A confirmation token as the service makes it: for the reader as they are now."""
+    state = reader_state(readers(settings, clock).get(email))
+    return Signer(SECRET).make(Purpose.CONFIRM, email, clock.now(), state)
 
 
 def snapshot(settings: Settings) -> dict[str, bytes]:
@@ -360,7 +355,7 @@ def test_confirm_page_then_button(
     replies: Drains,
 ) -> None:
     add(settings, clock, JANE, Status.PENDING)
-    yes = token(Purpose.CONFIRM, JANE, clock)
+    yes = confirm_token(settings, clock, JANE)
     page = http.get("/confirm", params={"token": yes})
     assert page.status_code == 200
     check_page(page.text)
@@ -388,7 +383,7 @@ def test_expired_confirmation_link(
     http: httpx.Client, settings: Settings, clock: FixedClock
 ) -> None:
     add(settings, clock, JANE, Status.PENDING)
-    old = token(Purpose.CONFIRM, JANE, clock)
+    old = confirm_token(settings, clock, JANE)
     clock.advance(timedelta(days=8))
     response = http.post("/confirm", data={"token": old})
     assert response.status_code == 400
@@ -436,7 +431,7 @@ def test_inbound_raw_mode(
     assert reader.status is Status.PENDING
     replies.wait(1)
     [confirmation] = sendgrid_server.to(JANE)
-    assert "[confirm " in confirmation.subject
+    assert confirmation.subject == "Please confirm your subscription to Biz Crusader"
     # SendGrid retries a post: handled once
     again = http.post(f"/inbound/{INBOUND_SECRET}", files=_multipart(fields))
     assert again.json()["actions"][0]["command"] == "duplicate"
@@ -520,17 +515,7 @@ def _multipart(fields: dict[str, str]) -> dict[str, tuple[None, str]]:
 def signed(
     key: ec.EllipticCurvePrivateKey, events: list[dict[str, Any]], at: datetime
 ) -> dict[str, Any]:
-    body = json.dumps(events).encode()
-    timestamp = str(int(at.timestamp()))
-    signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {
-        "content": body,
-        "headers": {
-            "Content-Type": "application/json",
-            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
-        },
-    }
+    return signed_request(key, json.dumps(events).encode(), int(at.timestamp()))
 
 
 def test_event_webhook_records_and_is_idempotent(

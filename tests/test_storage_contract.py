@@ -112,30 +112,32 @@ def test_every_change_is_the_rule_applied_and_stored(
 
 def test_a_rejoining_reader_gets_a_new_consent_record(store: Store, clock: FixedClock) -> None:
     seed(store, complained=["jo@example.com"])
+    left = store.roster.get("jo@example.com")
     clock.advance(timedelta(days=1))
     with store.roster.edit() as changes:
-        pending = changes.request("jo@EXAMPLE.com", name="Jo\r\nBcc: x", via=Source.WEB)
+        # anyone may ask in their name: they stay as they left, leaving record and all
+        assert changes.request("jo@EXAMPLE.com", name="Jo\r\nBcc: x", via=Source.WEB) == left
         clock.advance(timedelta(minutes=5))
         active = changes.confirm("jo@example.com", via=Source.EMAIL, ref="<m@x>")
         assert changes.confirm("jo@example.com", via=Source.EMAIL) == active  # replayed
-    assert (pending.status, pending.name, pending.left_at) == (Status.PENDING, "Jo Bcc: x", None)
-    assert pending.subscribed_at == clock.now() - timedelta(minutes=5)
-    assert (active.status, active.confirmed_via, active.ref) == (
+    assert (active.status, active.confirmed_via, active.ref, active.left_at) == (
         Status.ACTIVE,
         Source.EMAIL,
         "<m@x>",
+        None,
     )
+    assert active.subscribed_at == active.confirmed_at == clock.now()
     assert store.roster.get("jo@example.com") == active
+    assert [(e.action.value, e.status, e.via) for e in store.roster.history("JO@example.com")] == [
+        ("add", Status.COMPLAINED, Source.CLI),  # the seed
+        ("confirm", Status.ACTIVE, Source.EMAIL),
+    ]
 
 
-def test_confirming_a_reader_who_left_or_nobody_fails(store: Store) -> None:
-    seed(store, unsubscribed=["gone@example.com"])
-    with store.roster.edit() as changes:
-        with pytest.raises(SubscriberError, match="only a pending reader"):
-            changes.confirm("gone@example.com", via=Source.WEB)
-        with pytest.raises(SubscriberError, match="not on the list"):
-            changes.confirm("nobody@example.com", via=Source.WEB)
-    assert statuses(store) == {"gone@example.com": Status.UNSUBSCRIBED}
+def test_confirming_nobody_fails(store: Store) -> None:
+    with store.roster.edit() as changes, pytest.raises(SubscriberError, match="not on the list"):
+        changes.confirm("nobody@example.com", via=Source.WEB)
+    assert statuses(store) == {}
 
 
 def test_forget_leaves_no_trace_and_a_raising_block_stores_nothing(store: Store) -> None:
@@ -202,7 +204,7 @@ def test_one_mailbox_is_one_reader_kept_as_first_given(store: Store, clock: Fixe
     )
     assert statuses(store) == {"Carol@example.org": Status.UNSUBSCRIBED}
     with store.roster.edit() as changes:
-        assert changes.request("carol@EXAMPLE.org", via=Source.WEB).status is Status.PENDING
+        assert changes.request("carol@EXAMPLE.org", via=Source.WEB).status is Status.UNSUBSCRIBED
         assert changes.confirm("CAROL@example.org", via=Source.EMAIL).status is Status.ACTIVE
         marked = changes.mark("carol@example.org", Status.BOUNCED, via=Source.SENDGRID)
         assert marked is not None
@@ -581,3 +583,122 @@ def test_forgetting_a_reader_drops_their_queued_mail(store: Store, clock: FixedC
         changes.forget("a@example.com")
     with store.mail.claim(clock.now()) as batch:
         assert [m.message.to_email for m in batch.mails] == ["b@example.com"]
+
+
+# --- the consent history ----------------------------------------------------------------------
+
+
+def test_every_change_is_appended_to_the_history_and_never_overwritten(
+    store: Store, clock: FixedClock
+) -> None:
+    with store.roster.edit() as changes:
+        changes.request("Kim@example.org", name="Kim", via=Source.EMAIL, ref="<r1@x>")
+        changes.add("kim@example.org", via=Source.CLI)  # there already: no change, no event
+    clock.advance(timedelta(minutes=1))
+    with store.roster.edit() as changes:
+        changes.confirm("KIM@example.org", via=Source.WEB, ref="web:1")
+    clock.advance(timedelta(days=1))
+
+    def bounce(changes: RosterChanges, email: str) -> None:
+        changes.mark(email, Status.BOUNCED, via=Source.SENDGRID, ref="sg")
+
+    store.roster.update_many(["kim@example.org"], bounce)
+    clock.advance(timedelta(days=1))
+    with store.roster.edit() as changes:
+        changes.mark("kim@example.org", Status.COMPLAINED, via=Source.EMAIL, ref="<arf@x>")
+        changes.unsubscribe("kim@example.org", via=Source.WEB, ref="web:2")
+        changes.request("kim@example.org", via=Source.EMAIL, ref="<forged@x>")  # stays left
+    seed(store, active=["lee@example.org"])
+    history = list(store.roster.history("kim@EXAMPLE.org"))
+    assert [(e.action.value, e.status.value, e.via.value, e.ref) for e in history] == [
+        ("request", "pending", "email", "<r1@x>"),
+        ("confirm", "active", "web", "web:1"),
+        ("bounce", "bounced", "sendgrid", "sg"),
+        ("complain", "complained", "email", "<arf@x>"),
+        ("unsubscribe", "unsubscribed", "web", "web:2"),
+    ]
+    assert {e.email for e in history} == {"Kim@example.org"}
+    assert [e.at for e in history] == sorted(e.at for e in history)
+    assert history[-1].at == clock.now()
+    everyone = list(store.roster.history())
+    assert everyone[: len(history)] == history
+    assert [e.email for e in everyone[len(history) :]] == ["lee@example.org"]
+    assert list(store.roster.history("nobody@example.org")) == []
+    assert list(store.roster.history("not an address")) == []
+
+
+def test_a_change_that_fails_adds_no_event(store: Store) -> None:
+    def change_then_fail() -> None:
+        with store.roster.edit() as changes:
+            changes.add("a@example.com", via=Source.CLI)
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        change_then_fail()
+    assert list(store.roster.history()) == []
+
+
+def test_forget_erases_the_history_and_restores_append(store: Store, clock: FixedClock) -> None:
+    seed(store, active=["a@example.com", "b@example.com"])
+    with store.roster.edit() as changes:
+        changes.unsubscribe("a@example.com", via=Source.WEB, ref="web:1")
+    exported = list(store.roster.history())
+    clock.advance(timedelta(minutes=1))
+    with store.roster.edit() as changes:
+        assert changes.forget("A@example.com")
+    assert [e.email for e in store.roster.history()] == ["b@example.com"]
+    assert list(store.roster.history("a@example.com")) == []
+    # moving to another store: the readers, then their history
+    reader = Subscriber(email="a@example.com", status=Status.UNSUBSCRIBED)
+    assert store.roster.restore([reader]) == 1
+    assert store.roster.restore_history(e for e in exported if e.email == "a@example.com") == 2
+    assert [e.action.value for e in store.roster.history("a@example.com")] == [
+        "add",
+        "unsubscribe",
+        "restore",
+    ]
+
+
+def test_expire_pending_erases_requests_never_confirmed(store: Store, clock: FixedClock) -> None:
+    with store.roster.edit() as changes:
+        changes.request("old@example.com", via=Source.EMAIL, ref="<1@x>")
+        changes.request("web@example.com", via=Source.WEB)
+        changes.add("mine@example.com", status=Status.PENDING, via=Source.IMPORT)
+        changes.add("here@example.com", via=Source.CLI)
+        changes.queue_mail(_reply("old@example.com", "Please confirm"))
+    clock.advance(timedelta(days=3))
+    with store.roster.edit() as changes:
+        changes.request("new@example.com", via=Source.EMAIL)
+        changes.request("web@example.com", via=Source.WEB)  # renewed
+    clock.advance(timedelta(days=5))
+    assert store.roster.expire_pending(clock.now() - timedelta(days=7)) == 1
+    assert statuses(store) == {
+        "here@example.com": Status.ACTIVE,
+        "mine@example.com": Status.PENDING,  # an operator's: never expires
+        "new@example.com": Status.PENDING,
+        "web@example.com": Status.PENDING,
+    }
+    assert list(store.roster.history("old@example.com")) == []
+    assert store.mail.waiting() == 0
+    assert store.roster.expire_pending(clock.now() - timedelta(days=7)) == 0
+
+
+def test_a_feeds_failures_in_a_row_are_kept(store: Store) -> None:
+    """The count that fails a run at three (``pipeline.FEED_FAILURES_LIMIT``) survives a save,
+    and so does a feed known only by its failures (never read: its posts stay backlog)."""
+    blog, typo = "https://blog.example/feed/", "https://blog.example/fede/"
+    archive = store.archive.load()
+    archive.record_read(blog, FeedCache(etag='"e"'), failed=False)
+    assert archive.record_read(blog, None, failed=True) == 1
+    assert archive.record_read(typo, None, failed=True) == 1
+    store.archive.save(archive)
+    loaded = store.archive.load()
+    assert loaded.feed_cache == {
+        blog: FeedCache(etag='"e"', failures=1),
+        typo: FeedCache(failures=1, ever_read=False),
+    }
+    assert loaded.record_read(typo, None, failed=True) == 2
+    assert loaded.record_read(blog, None, failed=False) == 0
+    store.archive.save(loaded)
+    again = store.archive.load().feed_cache
+    assert again == {blog: FeedCache(etag='"e"'), typo: FeedCache(failures=2, ever_read=False)}

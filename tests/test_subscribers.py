@@ -393,12 +393,16 @@ def test_leaving_and_rejoining(readers: SubscriberList, clock: FixedClock) -> No
         )
         clock.advance(timedelta(days=1))
         assert roster.unsubscribe("jo@example.com", via=Source.WEB) == left  # idempotent
-        with pytest.raises(SubscriberError, match="is unsubscribed: only a pending reader"):
-            roster.confirm("jo@example.com", via=Source.EMAIL)
-        back = roster.request("jo@example.com", via=Source.WEB)
-    assert back.status is Status.PENDING
-    assert back.subscribed_at == T0 + timedelta(days=2)
-    assert (back.left_at, back.confirmed_at) == (None, None)
+        assert roster.request("jo@example.com", via=Source.WEB) == left  # stays left
+        back = roster.confirm("jo@example.com", via=Source.EMAIL)  # until they confirm
+    assert back.status is Status.ACTIVE
+    assert back.subscribed_at == back.confirmed_at == T0 + timedelta(days=2)
+    assert back.left_at is None
+    assert [e.action.value for e in readers.history("jo@example.com")] == [
+        "add",
+        "unsubscribe",
+        "confirm",
+    ]
 
 
 def test_request_leaves_an_active_reader_alone(readers: SubscriberList) -> None:
@@ -543,3 +547,47 @@ def test_subscriber_objects_are_plain_models(readers: SubscriberList) -> None:
     (sub,) = readers.iter()
     assert isinstance(sub, Subscriber)
     assert sub == Subscriber.model_validate(sub.model_dump())
+
+
+# --- the consent log (consent-log.csv) --------------------------------------------------------
+
+
+def test_the_consent_log_is_appended_and_a_cut_append_is_skipped_then_cut_off(
+    readers: SubscriberList, clock: FixedClock
+) -> None:
+    with readers.edit() as roster:
+        roster.add("a@example.com", via=Source.CLI, ref="first")
+    log = readers.log.path
+    first = log.read_bytes()
+    assert first.startswith(b"# crusader-mail consent log v1\nat,email,action,status,via,ref\n")
+    clock.advance(timedelta(minutes=1))
+    with readers.edit() as roster:
+        roster.unsubscribe("a@example.com", via=Source.WEB, ref="web:1")
+    assert log.read_bytes().startswith(first)  # appended: the old rows are never rewritten
+    # a crash in the middle of an append leaves part of a line: it never counts
+    with log.open("ab") as handle:
+        handle.write(b"2026-11-23T09:02:00Z,a@example.com,confi")
+    assert [e.action.value for e in readers.history("a@example.com")] == ["add", "unsubscribe"]
+    with readers.edit() as roster:
+        roster.add("b@example.com", via=Source.CLI)
+    assert b"confi" not in log.read_bytes()
+    assert [e.email for e in readers.history()] == ["a@example.com"] * 2 + ["b@example.com"]
+
+
+def test_a_damaged_consent_log_is_named_and_never_overwritten(
+    readers: SubscriberList, clock: FixedClock
+) -> None:
+    with readers.edit() as roster:
+        roster.add("a@example.com", via=Source.CLI)
+    log = readers.log.path
+    log.write_bytes(log.read_bytes() + b"yesterday,a@example.com,add,active,cli,\n")
+    with pytest.raises(StateError, match=r"consent-log\.csv, line 4: at 'yesterday' is not"):
+        list(readers.history("a@example.com"))
+    log.write_bytes(b"something else\n")
+    with (
+        pytest.raises(StateError, match=r"consent-log\.csv, line 1: not a consent log"),
+        readers.edit() as roster,
+    ):
+        roster.add("b@example.com", via=Source.CLI)
+    assert log.read_bytes() == b"something else\n"
+    assert readers.get("b@example.com") is None  # the change stopped whole

@@ -1,4 +1,5 @@
-"""``crusader-mail subscribers ...`` through click's runner, and once through a real process."""
+"""``crusader-mail subscribers ...`` through click's runner, and a few times through a real
+process; imports of other newsletter tools' exports at the end."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -98,6 +100,9 @@ def test_remove_forget_erases_and_names_other_places(
     assert "hashed addresses only" in out
     assert JANE not in out
     assert "jane" not in readers.path.read_text().lower()
+    assert "jane" not in readers.log.path.read_text().lower()  # the consent history too
+    assert "other@example.com" in readers.log.path.read_text()
+    assert "consent-log.csv" in out  # git history keeps earlier versions
     assert "not on the list: nothing to erase" in ok(app, "remove", JANE, "--forget")
 
 
@@ -164,6 +169,51 @@ def test_export_to_a_file_then_restore_elsewhere_gives_the_same_rows(
         "restored 3 readers"  # again: each reader replaced by itself
     )
     assert ok(moved, "export") == exported
+
+
+def test_the_consent_history_exports_and_restores_into_another_store(
+    app: AppContext, clock: FixedClock
+) -> None:
+    ok(app, "add", JANE)
+    clock.advance(timedelta(days=1))
+    ok(app, "remove", JANE)
+    ok(app, "add", "Bob@example.org", "--status", "pending")
+    history = ok(app, "export", "--history")
+    rows = list(csv.DictReader(io.StringIO(history)))
+    assert [(r["email"], r["action"], r["status"], r["via"], r["ref"]) for r in rows] == [
+        (JANE, "add", "active", "cli", "cli add"),
+        (JANE, "unsubscribe", "unsubscribed", "cli", "cli remove"),
+        ("Bob@example.org", "add", "pending", "cli", "cli add"),
+    ]
+    assert rows[1]["at"] == "2026-11-24T09:00:00Z"
+    assert app.config is not None
+    readers_file = app.config.parent / "readers.csv"
+    history_file = app.config.parent / "history.csv"
+    ok(app, "export", "--out", str(readers_file))
+    assert ok(app, "export", "--history", "--out", str(history_file)) == (
+        f"exported 3 events to {history_file}\n"
+    )
+    other = app.config.parent / "other.toml"
+    other.write_text('subscribers_dir = "moved"\noutbox_dir = "out"\n', encoding="utf-8")
+    clock.advance(timedelta(days=1))
+    ok(AppContext(config=other, clock=clock), "import", "--restore", str(readers_file))
+    done = ok(AppContext(config=other, clock=clock), "import", "--restore", str(history_file))
+    assert done == "restored 3 events of the consent history from history.csv\n"
+    moved = list(
+        csv.DictReader(
+            io.StringIO(ok(AppContext(config=other, clock=clock), "export", "--history"))
+        )
+    )
+    assert [(r["email"], r["action"]) for r in moved] == [
+        ("Bob@example.org", "restore"),
+        (JANE, "restore"),
+        *[(r["email"], r["action"]) for r in rows],
+    ]
+    damaged = app.config.parent / "damaged.csv"
+    damaged.write_text(history.replace(",unsubscribe,", ",vanish,"), encoding="utf-8")
+    result = run(AppContext(config=other, clock=clock), "import", "--restore", str(damaged))
+    assert result.exit_code != 0
+    assert "line 3: action 'vanish' is not one of" in str(result.exception)
 
 
 def test_a_restore_with_bad_rows_restores_nothing_and_names_each(
@@ -321,3 +371,248 @@ def test_a_real_process(app: AppContext) -> None:
     assert "Traceback" not in rejected.stderr
     exported = call("export")
     assert exported.stdout.splitlines()[1].startswith(f"{JANE},Jane,active,")
+
+
+def test_forget_erases_what_a_killed_erase_of_the_consent_log_left(
+    app: AppContext, readers: SubscriberList
+) -> None:
+    ok(app, "add", JANE)
+    ok(app, "add", "other@example.com")
+    left = readers.log.path.with_name(f".{readers.log.path.name}.ab_3x9zq.tmp")
+    left.write_bytes(readers.log.path.read_bytes())  # a whole copy, as a killed erase leaves
+    out = ok(app, "remove", JANE, "--forget")
+    assert "of subscribers.csv or consent-log.csv left by a killed write" in out
+    assert left.name in out
+    assert not left.exists()
+    assert not [p for p in readers.path.parent.iterdir() if JANE.encode() in p.read_bytes()]
+
+
+# --- the exports of other newsletter tools ----------------------------------------------------
+# Mailchimp, Substack, Buttondown, listmonk and Ghost, with their own column names (as their
+# export code writes them): the command says which columns it used, and a reader the export
+# marks as left never becomes an active reader here.
+
+MAILCHIMP_SUBSCRIBED = (
+    "Email Address,First Name,Last Name,Company,MEMBER_RATING,OPTIN_TIME,OPTIN_IP,"
+    "CONFIRM_TIME,CONFIRM_IP,LATITUDE,LONGITUDE,GMTOFF,DSTOFF,TIMEZONE,CC,REGION,"
+    "LAST_CHANGED,LEID,EUID,NOTES,TAGS\n"
+    "ann.archer@example.com,Ann,Archer,,2,2020-01-01 10:00:00,,2020-01-01 10:00:00,,,,,,,,,"
+    "2020-01-01 10:00:00,1,a1,,\n"
+    "bob.baker@example.com, Bob ,,,2,2020-01-01 10:00:00,,2020-01-01 10:00:00,,,,,,,,,"
+    '2020-01-01 10:00:00,2,b2,,"""Editors"""\n'
+)
+MAILCHIMP_UNSUBSCRIBED = (
+    "Email Address,First Name,Last Name,Company,Position,ZIP Code,MEMBER_RATING,OPTIN_TIME,"
+    "OPTIN_IP,CONFIRM_TIME,CONFIRM_IP,LATITUDE,LONGITUDE,GMTOFF,DSTOFF,TIMEZONE,CC,REGION,"
+    "UNSUB_TIME,UNSUB_CAMPAIGN_TITLE,UNSUB_CAMPAIGN_ID,UNSUB_REASON,UNSUB_REASON_OTHER,LEID,"
+    "EUID,NOTES,TAGS\n"
+    "bob.baker@example.com,Bob,,,,,,2018-02-12 10:54:27,,2018-02-12 10:54:27,,,,,,,,,"
+    "2018-07-23 12:19:27,,,,,,,,\n"
+    "una.gone@example.com,Una,Gone,,,,,2018-02-12 10:54:26,,2018-02-12 10:54:26,,,,,,,,,"
+    "2023-06-06 12:56:15,,,,,,,,\n"
+)
+MAILCHIMP_CLEANED = (
+    "Email Address,First Name,Last Name,MEMBER_RATING,OPTIN_TIME,CONFIRM_TIME,CLEAN_TIME,"
+    "CLEAN_CAMPAIGN_TITLE,CLEAN_CAMPAIGN_ID,LEID,EUID,NOTES,TAGS\n"
+    "dead.box@example.com,Dee,,1,2018-02-05 19:28:23,2018-02-05 19:28:23,2020-03-23 17:30:05,"
+    ",,,,,Editors\n"
+)
+
+RECORDED_ONE = (
+    "recorded 1 reader who left (1 unsubscribed), without their names: never sent an issue, "
+    "never brought back by an import"
+)
+
+
+def imported(app: AppContext, name: str, text: str, *args: str) -> list[str]:
+    assert app.config is not None
+    source = app.config.parent / name
+    source.write_text(text, encoding="utf-8")
+    result = run(app, "import", str(source), *args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert result.stderr == ""
+    return result.stdout.splitlines()
+
+
+def statuses(readers: SubscriberList) -> dict[str, tuple[str, str]]:
+    return {s.email: (s.status.value, s.name) for s in readers.iter()}
+
+
+def test_a_mailchimp_export_is_read_and_the_columns_named(
+    app: AppContext, readers: SubscriberList
+) -> None:
+    lines = imported(app, "subscribed_members_export.csv", MAILCHIMP_SUBSCRIBED)
+    assert lines == [
+        "using column 'Email Address' for the address and 'First Name' + 'Last Name' for the name",
+        "added 2 readers (active)",
+    ]
+    assert statuses(readers) == {
+        "ann.archer@example.com": ("active", "Ann Archer"),
+        "bob.baker@example.com": ("active", "Bob"),
+    }
+
+
+def test_mailchimp_unsubscribed_and_cleaned_never_become_active(
+    app: AppContext, readers: SubscriberList
+) -> None:
+    imported(app, "subscribed.csv", MAILCHIMP_SUBSCRIBED)
+    lines = imported(app, "unsubscribed.csv", MAILCHIMP_UNSUBSCRIBED)
+    assert lines == [
+        "using column 'Email Address' for the address and 'First Name' + 'Last Name' for the "
+        "name; 'UNSUB_TIME' for who left",
+        "added 0 readers (active)",
+        RECORDED_ONE,
+        "1 reader on the list is marked as left in the file: now 1 unsubscribed",
+    ]
+    lines = imported(app, "cleaned.csv", MAILCHIMP_CLEANED)
+    assert lines[0].endswith("; 'CLEAN_TIME' for who left")
+    assert statuses(readers) == {
+        "ann.archer@example.com": ("active", "Ann Archer"),
+        "bob.baker@example.com": ("unsubscribed", "Bob"),
+        "dead.box@example.com": ("bounced", ""),
+        "una.gone@example.com": ("unsubscribed", ""),
+    }
+    gone = readers.get("una.gone@example.com")
+    assert gone is not None
+    assert (gone.subscribed_at, gone.left_via, gone.ref) == (
+        None,
+        Source.IMPORT,
+        "unsubscribed.csv",
+    )
+    # the subscribed file again (an old copy): who left stays left
+    lines = imported(app, "subscribed.csv", MAILCHIMP_SUBSCRIBED)
+    assert (
+        "1 of them had left (unsubscribed, bounced or complained) and were not re-activated"
+        in lines
+    )
+    assert statuses(readers)["bob.baker@example.com"][0] == "unsubscribed"
+    # and the left file again: nothing changes
+    lines = imported(app, "unsubscribed.csv", MAILCHIMP_UNSUBSCRIBED)
+    assert lines[-1] == "2 marked as left had already left here: unchanged"
+
+
+# Each tool's export header as its export code writes it, one reader who reads, one who left,
+# and (where the tool has them) rows that are neither.
+EXPORTS = {
+    "substack": (
+        "email,active_subscription,expiry,email_disabled,created_at\n"
+        "ann.archer@example.com,true,2027-07-06T16:20:44.000Z,false,2018-08-27T15:06:27.713Z\n"
+        "una.gone@example.com,,,true,2018-12-19T08:03:04.977Z\n"
+        "x1y2@deletion-request.substack.com,,,false,2019-01-01T00:00:00.000Z\n",
+        "using column 'email' for the address (no name column); 'email_disabled' for who left",
+        {"ann.archer@example.com": ("active", ""), "una.gone@example.com": ("unsubscribed", "")},
+        "skipped 1 row, neither subscribed nor left: a Substack deletion request (1)",
+    ),
+    "buttondown": (
+        "email,subscriber_type,creation_date,notes,metadata,tags,referrer_url\n"
+        "ann.archer@example.com,regular,2025-03-03,,{},[],\n"
+        "una.gone@example.com,unsubscribed,2024-02-02,,{},[],\n"
+        "pat.pending@example.com,unactivated,2024-02-02,,{},[],\n"
+        "spam.bot@example.com,spammy,2024-02-02,,{},[],\n",
+        "using column 'email' for the address (no name column); 'subscriber_type' for who left",
+        {"ann.archer@example.com": ("active", ""), "una.gone@example.com": ("unsubscribed", "")},
+        "skipped 2 rows, neither subscribed nor left: subscriber_type 'spammy' (1), "
+        "subscriber_type 'unactivated' (1)",
+    ),
+    "listmonk": (
+        "uuid,email,name,attributes,status,created_at,updated_at\n"
+        'a1,ann.archer@example.com,Ann Archer,"{""city"": ""Bengaluru""}",enabled,'
+        "2024-01-01 00:00:00 +0000 UTC,2024-01-01 00:00:00 +0000 UTC\n"
+        "b2,una.gone@example.com,Una Gone,{},blocklisted,2024-01-01,2024-01-02\n"
+        "c3,dee.disabled@example.com,Dee,{},disabled,2024-01-01,2024-01-02\n",
+        "using column 'email' for the address and 'name' for the name; 'status' for who left",
+        {
+            "ann.archer@example.com": ("active", "Ann Archer"),
+            "una.gone@example.com": ("unsubscribed", ""),
+        },
+        "skipped 1 row, neither subscribed nor left: status 'disabled' (1)",
+    ),
+    "ghost": (
+        "id,email,name,note,subscribed_to_emails,complimentary_plan,stripe_customer_id,"
+        "created_at,deleted_at,labels,tiers\n"
+        "1,ann.archer@example.com,Ann Archer,,true,false,,2026-01-01T00:00:00.000Z,,vip,\n"
+        "2,una.gone@example.com,Una Gone,,false,false,,2026-01-01T00:00:00.000Z,,,\n",
+        "using column 'email' for the address and 'name' for the name; "
+        "'subscribed_to_emails' for who left",
+        {
+            "ann.archer@example.com": ("active", "Ann Archer"),
+            "una.gone@example.com": ("unsubscribed", ""),
+        },
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("tool", sorted(EXPORTS))
+def test_each_tools_export(tool: str, app: AppContext, readers: SubscriberList) -> None:
+    text, columns, expected, skipped = EXPORTS[tool]
+    lines = imported(app, f"{tool}.csv", text)
+    assert lines[0] == columns
+    assert "added 1 reader (active)" in lines
+    assert RECORDED_ONE in lines
+    assert (skipped in lines) if skipped else not any(x.startswith("skipped") for x in lines)
+    assert statuses(readers) == expected
+    assert [s.email for s in readers.iter(Status.ACTIVE)] == ["ann.archer@example.com"]
+
+
+def test_leaving_wins_within_one_file(app: AppContext, readers: SubscriberList) -> None:
+    """Mailchimp's three files pasted into one, or a reader in two rows: left is left."""
+    text = (
+        "email,status\n"
+        "ann.archer@example.com,subscribed\n"
+        "Ann.Archer@example.com,cleaned\n"
+        "ann.archer@example.com,unsubscribed\n"
+        "bob.baker@example.com,complained\n"
+        "bob.baker@example.com,active\n"
+        "cat.new@example.com,\n"
+    )
+    lines = imported(app, "mixed.csv", text)
+    assert statuses(readers) == {
+        "ann.archer@example.com": ("bounced", ""),
+        "bob.baker@example.com": ("complained", ""),
+    }
+    assert "skipped 1 row, neither subscribed nor left: status '' (1)" in lines
+
+
+def test_no_address_column_names_what_it_found(app: AppContext) -> None:
+    assert app.config is not None
+    source = app.config.parent / "people.csv"
+    source.write_text("Mail,Full Name\nann@example.com,Ann\n")
+    result = run(app, "import", str(source))
+    assert isinstance(result.exception, ImportRejected)
+    assert str(result.exception) == (
+        f"{source}, line 1: no 'email' column (nor 'Email Address', 'E-mail'; found 'Mail', "
+        "'Full Name')"
+    )
+
+
+def test_import_json_in_a_real_process(app: AppContext, readers: SubscriberList) -> None:
+    assert app.config is not None
+    run(app, "add", "bob.baker@example.com")
+    source = app.config.parent / "unsubscribed.csv"
+    source.write_text(MAILCHIMP_UNSUBSCRIBED)
+    exe = Path(sys.executable).with_name("crusader-mail")
+    done = subprocess.run(
+        [str(exe), "--config", str(app.config), "subscribers", "import", str(source), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    data = json.loads(done.stdout)
+    assert data["columns"] == {
+        "email": "Email Address",
+        "name": ["First Name", "Last Name"],
+        "status": ["UNSUB_TIME"],
+    }
+    assert (data["added"], data["left"]) == (
+        0,
+        {"recorded": {"unsubscribed": 1}, "now_left": {"unsubscribed": 1}, "already_left": 0},
+    )
+    assert "bob.baker@" not in done.stdout
+    assert "una.gone@" not in done.stdout
+    assert statuses(readers) == {
+        "bob.baker@example.com": ("unsubscribed", ""),
+        "una.gone@example.com": ("unsubscribed", ""),
+    }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -89,3 +90,37 @@ def test_the_service_finds_the_reader_of_an_old_token(
                 "another-secret-0123456789", Purpose.UNSUBSCRIBE, "Carol@example.org", clock.now()
             ),
         )
+
+
+def test_a_token_bound_to_a_state_is_void_in_any_other() -> None:
+    signer = Signer(SECRET)
+    token = signer.make(Purpose.CONFIRM, "jo@example.org", NOW, "pending@2026-11-23T00:00:00Z")
+    assert signer.matches(
+        Purpose.CONFIRM, token, "JO@example.org", NOW, 7, state="pending@2026-11-23T00:00:00Z"
+    )
+    for other in ("", "active@2026-11-23T00:05:00Z", "unsubscribed@2026-11-23T00:00:00Z"):
+        assert not signer.matches(Purpose.CONFIRM, token, "jo@example.org", NOW, 7, state=other)
+    # an unsubscribe token is bound to no state: every issue's link keeps working
+    leave = signer.make(Purpose.UNSUBSCRIBE, "jo@example.org", NOW)
+    assert signer.matches(Purpose.UNSUBSCRIBE, leave, "jo@example.org", NOW)
+
+
+def test_a_mail_id_proves_the_one_mailbox_it_was_made_for() -> None:
+    signer = Signer(SECRET)
+    value = signer.mail_id("Carol@Example.org", "2026-11-23-1a2b3c4d")
+    assert re.fullmatch(r"2026-11-23-1a2b3c4d\.[a-z2-7]{26}", value)
+    looked_up: list[bytes] = []
+
+    def candidates(hint: bytes) -> list[str]:
+        looked_up.append(hint)
+        return ["bob@example.org", "carol@example.org"]
+
+    assert signer.mail_id_reader(value.upper(), candidates) == "carol@example.org"
+    assert looked_up == [signer.hint("carol@example.org")]
+    ref, _, code = value.partition(".")
+    assert signer.mail_id_reader(f"2026-11-30-1a2b3c4d.{code}", candidates) is None  # other ref
+    assert signer.mail_id_reader(f"{ref}.{'a' * 26}", candidates) is None  # made up
+    assert signer.mail_id_reader("not a mail id", candidates) is None
+    assert Signer("another-secret-0123456789").mail_id_reader(value, candidates) is None
+    with pytest.raises(ValueError, match="not a mail id ref"):
+        signer.mail_id("carol@example.org", "no spaces allowed")

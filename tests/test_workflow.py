@@ -135,9 +135,10 @@ class Site:
             [str(CLI), *args], cwd=self.root, env=self.env, capture_output=True, text=True
         )
 
-    def commit_state(self) -> str:
+    def commit_state(self, *more: str) -> str:
+        """``scripts/commit-state.sh state subscribers`` (and ``more`` folders)."""
         done = subprocess.run(
-            ["bash", "scripts/commit-state.sh", "state", "subscribers"],
+            ["bash", "scripts/commit-state.sh", "state", "subscribers", *more],
             cwd=self.root,
             env=self.env,
             capture_output=True,
@@ -146,10 +147,13 @@ class Site:
         )
         return done.stdout
 
-    def workflow_run(self, *extra: str) -> subprocess.CompletedProcess[str]:
-        """The workflow's steps: run (its exit code kept), then always commit the state."""
+    def workflow_run(
+        self, *extra: str, more: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
+        """The workflow's steps: run (its exit code kept), then always commit the state (and
+        the ``more`` folders: the workflow commits ``archive`` and ``notes`` too)."""
         result = self.cli("run", "--summary", "summary.md", "--checkpoint", CHECKPOINT, *extra)
-        self.commit_state()
+        self.commit_state(*more)
         return result
 
     def pushed_commits(self) -> int:
@@ -626,3 +630,50 @@ def test_commit_state_fails_on_a_conflict_no_driver_resolves(tmp_path: Path) -> 
     assert "conflict in state/issues.jsonl" in done.stderr
     assert not (work / ".git" / "rebase-merge").exists()
     assert "the run's line" in (work / "state" / "issues.jsonl").read_text(encoding="utf-8")
+
+
+def test_a_held_issue_approved_by_a_dispatch_pushes_its_page_and_the_emptied_note(
+    site: Site,
+) -> None:
+    """``approval = true`` and ``archive_url`` set, a note in notes/next.md: the scheduled run
+    holds the issue and pushes nothing but its record; the dispatch with approve (in a fresh
+    checkout, as a new Action) sends it, and the archive page and the emptied note reach the
+    repository with the state."""
+    config = site.root / "crusader-mail.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            "[newsletter]\n", '[newsletter]\narchive_url = "https://news.blog.example/"\n'
+        )
+        + "[cadence]\napproval = true\n",
+        encoding="utf-8",
+    )
+    (site.root / "notes").mkdir()
+    (site.root / "notes" / "next.md").write_text("Back from *holiday*.\n", encoding="utf-8")
+    site.git("add", "-A")
+    site.git("-c", "user.name=e", "-c", "user.email=e@example.com", "commit", "-qm", "note")
+    site.git("push", "-q", "origin", "main")
+    published = ("archive", "notes")
+    assert site.workflow_run(more=published).returncode == 0  # the first run: backlog only
+    site.feeds.add("/feed.xml", rss(6), etag="v6")
+    held = site.workflow_run(more=published)
+    assert held.returncode == 0, held.stderr
+    assert site.api.deliveries == []
+    [record] = [json.loads(line) for line in site.pushed("state/issues.jsonl").splitlines()[1:]]
+    assert record["status"] == "awaiting_approval"
+    assert record["note"] == "Back from *holiday*."
+    assert f"approve = `{record['issue_id']}`" in (site.root / "summary.md").read_text()
+    assert site.pushed("notes/next.md") == "Back from *holiday*.\n"
+    assert site.pushed("archive/index.html") == ""
+
+    dispatch = site.fresh_checkout("dispatch")
+    approved = dispatch.workflow_run("--approve", record["issue_id"], more=published)
+    assert approved.returncode == 0, approved.stderr
+    assert issues_received(site.api) == {ISSUE_6: set(READERS)}
+    assert "<em>holiday</em>" in site.api.deliveries[0].rendered()
+    assert site.pushed("notes/next.md") == ""
+    page = site.pushed(f"archive/{record['issue_id']}.html")
+    assert "<em>holiday</em>" in page
+    assert f"https://news.blog.example/{record['issue_id']}.html" in site.pushed(
+        "archive/index.html"
+    )
+    assert "@example.com" not in page + site.pushed("archive/feed.xml")

@@ -82,3 +82,34 @@ def test_the_inbox_runs_every_15_minutes_and_never_beside_the_newsletter() -> No
         for name, text in STATE_WORKFLOWS.items()
     }
     assert groups["inbox.yml"] == groups["newsletter.yml"] != []
+
+
+def test_the_archive_is_deployed_by_a_job_that_may_only_deploy_pages() -> None:
+    send, pages = NEWSLETTER.split("\n  pages:\n")
+    permissions = re.search(r"\n    permissions:\n((?:      .*\n)+)", pages)
+    assert permissions is not None
+    granted = [line.split("#")[0].strip() for line in permissions.group(1).splitlines()]
+    assert granted == ["pages: write", "id-token: write"]
+    assert "needs: newsletter" in pages
+    assert "needs.newsletter.outputs.archive == 'true'" in pages
+    assert re.findall(r"uses: (actions/[\w-]+)@", pages) == ["actions/deploy-pages"]
+    assert "secrets." not in pages
+    assert "actions/checkout" not in pages  # nothing to read: the artifact is all it deploys
+    assert "uses: actions/upload-pages-artifact@" in send
+    assert "path: archive/" in send
+    commit = next(s for s in steps(send) if "run: bash scripts/commit-state.sh" in s)
+    assert "commit-state.sh state subscribers archive notes" in commit
+
+
+def test_approve_and_note_reach_the_run_as_data() -> None:
+    assert re.search(r"\n\s+approve:\n", NEWSLETTER)
+    assert re.search(r"\n\s+note:\n", NEWSLETTER)
+    run = next(step for step in steps(NEWSLETTER) if "crusader-mail run" in step)
+    assert "APPROVE: ${{ inputs.approve }}" in run
+    assert "NOTE: ${{ inputs.note }}" in run
+    assert '--approve "$APPROVE"' in run
+    assert '--note "$NOTE"' in run
+    script = run.split("run: |", 1)[1]
+    assert "${{" not in script  # an input is never pasted into the shell script
+    preview = next(s for s in steps(NEWSLETTER) if "newsletter-awaiting-approval" in s)
+    assert "path: preview/" in preview

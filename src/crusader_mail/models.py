@@ -86,11 +86,15 @@ FeedStatus = Literal["ok", "not_modified", "error"]
 
 @dataclass(frozen=True)
 class FeedCache:
-    """Per-feed HTTP memory, kept in the archive."""
+    """Per-feed memory, kept in the archive: the HTTP validators and a permanent redirect, and
+    how many runs in a row the feed failed (``ever_read`` is False while it never was read:
+    only its failures are remembered then)."""
 
     etag: str | None = None
     last_modified: str | None = None
     permanent_redirect: str | None = None
+    failures: int = 0
+    ever_read: bool = True
 
 
 class FeedReport(Frozen):
@@ -101,6 +105,8 @@ class FeedReport(Frozen):
     error: str | None = None
     warnings: tuple[str, ...] = ()
     permanent_redirect: str | None = None  # the new URL, when the feed moved for good
+    discovered: str | None = None  # the feed a web page linked, read instead of the page
+    failures: int = 0  # runs in a row this feed failed, this one included (0: it was read)
 
 
 # --- issues -----------------------------------------------------------------------------------
@@ -133,7 +139,10 @@ class RenderedIssue(Frozen):
         return len(self.html.encode("utf-8"))
 
 
-IssueStatus = Literal["composed", "sending", "sent"]
+IssueStatus = Literal["composed", "sending", "sent", "awaiting_approval"]
+"""``awaiting_approval``: composed and held (``cadence.approval``) until ``run --approve`` sends
+it; ``composed``: put back after a send that failed before its first request; ``sending``:
+its first request may have gone out (a rerun resumes it); ``sent``: every reader has it."""
 
 
 class IssueRecord(Frozen):
@@ -147,6 +156,7 @@ class IssueRecord(Frozen):
     status: IssueStatus
     sent_at: datetime | None = None
     recipients: int = 0
+    note: str = ""  # the editor's note at the top of the issue (Markdown source, as written)
 
 
 # --- subscribers ------------------------------------------------------------------------------
@@ -182,6 +192,30 @@ class Subscriber(Frozen):
     left_via: Source | None = None
     ref: str = ""  # the message id, IP-free request id or file that made the last change
     updated_at: datetime | None = None
+
+
+class ConsentAction(StrEnum):
+    """What changed a reader: one roster operation (:mod:`crusader_mail.storage.rules`)."""
+
+    ADD = "add"
+    REQUEST = "request"
+    CONFIRM = "confirm"
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+    COMPLAIN = "complain"
+    RESTORE = "restore"
+
+
+class ConsentEvent(Frozen):
+    """One change of a reader's consent record, kept for good (appended, never overwritten)
+    until the reader is forgotten: the history behind the record's latest stamps."""
+
+    at: datetime  # UTC, whole seconds: the reader's ``updated_at`` after the change
+    email: str  # as the list keeps it
+    action: ConsentAction
+    status: Status  # the status after the change
+    via: Source
+    ref: str = ""  # the message id, request id or file that made the change
 
 
 # --- outgoing mail ----------------------------------------------------------------------------

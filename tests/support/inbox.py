@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -15,11 +16,14 @@ from crusader_mail.inbox.sources import RawMessage, read_paths
 from crusader_mail.settings import Settings
 from crusader_mail.storage import open_store
 from crusader_mail.subscriptions.outbox import send_queued
+from crusader_mail.util.tokens import MAIL_ID_HEADER, Signer
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "mail"
 SECRET = "test-secret-key-0123456789abcdef"
 TRUSTED = "mx.bizcrusader.example"
+ISSUE = "2026-11-23-1a2b3c4d"
+OUR_FROM = b"From: Biz Crusader <news@bizcrusader.example>\n"
 
 
 def make_settings(tmp_path: Path, **extra: Any) -> Settings:
@@ -105,3 +109,20 @@ def run(inbox: Inbox, messages: Iterable[RawMessage]) -> InboxReport:
     report = process_messages(list(messages), inbox)
     report.replies = send_queued(inbox.store, inbox.mailer, inbox.clock)
     return report
+
+
+def proof(email: str, ref: str = ISSUE) -> str:
+    """The ``X-Crusader-Mail-Id`` value our mail to ``email`` carries (issue ``ref``)."""
+    return Signer(SECRET).mail_id(email, ref)
+
+
+def returning(name: str, *readers: str, ref: str = ISSUE) -> RawMessage:
+    """The fixture bounce or complaint ``name`` as it comes back for mail we really sent: the
+    copy of our message it returns carries our proof header for each of ``readers`` (and the
+    report gets a Message-ID of its own, so it is not the fixture handled twice)."""
+    data = (FIXTURES / name).read_bytes()
+    assert OUR_FROM in data, f"{name} returns no copy of our message"
+    proofs = "".join(f"{MAIL_ID_HEADER}: {proof(reader, ref)}\n" for reader in readers)
+    data = data.replace(OUR_FROM, OUR_FROM + proofs.encode(), 1)
+    data = re.sub(rb"(?im)^(message-id:\s*<)", rb"\1proven-", data, count=1)
+    return RawMessage(data, origin=f"{name} (returning our proof)")

@@ -50,6 +50,8 @@ def make_settings(
         state_dir=tmp / "state",
         subscribers_dir=tmp / "subscribers",
         outbox_dir=tmp / "outbox",
+        note_file=tmp / "notes" / "next.md",  # never the checkout's own notes/
+        archive_dir=tmp / "archive",
         secret_key=SecretStr(secret) if secret else None,
         sendgrid=SendGridSettings(**sg),
         newsletter=NewsletterSettings(**news),

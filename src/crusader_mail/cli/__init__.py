@@ -19,7 +19,19 @@ from crusader_mail.errors import CrusaderMailError
 
 COMMANDS = {
     name: (name, name)
-    for name in ("config", "db", "fetch", "preview", "subscribers", "send", "inbox", "serve", "run")
+    for name in (
+        "archive",
+        "config",
+        "db",
+        "fetch",
+        "inbox",
+        "preview",
+        "run",
+        "send",
+        "serve",
+        "snippet",
+        "subscribers",
+    )
 } | {"merge-driver": ("merge", "merge_driver")}
 """The top-level commands: name -> (module in ``crusader_mail.cli``, attribute)."""
 

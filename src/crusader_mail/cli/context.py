@@ -22,8 +22,12 @@ class AppContext:
     _store: Store | None = None
 
     def loaded(self) -> LoadedSettings:
+        """The settings, loaded on first use; their warnings (an unknown ``CRUSADER_MAIL_*``
+        name) go to stderr then, once."""
         if self._loaded is None:
             self._loaded = load_settings(self.config)
+            for warning in self._loaded.warnings:
+                click.echo(f"crusader-mail: warning: {warning}", err=True)
         return self._loaded
 
     @property

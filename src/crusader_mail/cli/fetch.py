@@ -1,12 +1,18 @@
 """`crusader-mail fetch [--json] [--include-backlog N] [--backfill]`: read the feeds into the archive.
 
-Prints a table of feeds (url, status, entries, new, error or warning) and the new posts; with
-``--json`` exactly one object on stdout::
+Prints a table of feeds (each URL masked and shortened to what tells it apart, status, entries,
+new, error), a line for the posts archived as backlog (:class:`crusader_mail.pipeline.Backlog`),
+and the new posts; with ``--json`` exactly one object on stdout::
 
-    {"feeds": [{"url", "status", "entries", "new", "error"}],
+    {"feeds": [{"url", "status", "entries", "new", "error", "warnings", "discovered",
+                "failures"}],
+     "backlog": {"first_run", "posts", "feeds": {url: posts}},
      "new_posts": [{"id", "title", "link", "published"}]}
 
-Each failed feed is also one line on stderr. Exit 1 when every feed failed, else 0.
+Diagnostics go to stderr, with ``--json`` too: a line per failed feed, per feed warning (a web
+page read through the feed it links says which URL to put in the settings), per feed broken
+for three runs in a row, and the progress (:mod:`crusader_mail.cli.progress`). Exit 1 when every
+feed failed or one failed on three runs in a row (``pipeline.FEED_FAILURES_LIMIT``), else 0.
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ from rich.text import Text
 
 from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.output import console as make_console
+from crusader_mail.cli.output import feed_column_width, short_url, warn
+from crusader_mail.cli.progress import fetch_progress
 from crusader_mail.models import ArchivedPost, FeedReport
-from crusader_mail.pipeline import fetch_stage
+from crusader_mail.pipeline import broken_feed_line, broken_feeds, fetch_stage
+from crusader_mail.util.masking import mask_url
 
 
 @click.command()
@@ -31,7 +40,7 @@ from crusader_mail.pipeline import fetch_stage
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Make the newest N posts that predate the installation new (they go in the next issue).",
+    help="Make the N newest backlog posts (published before their feed was first seen) new.",
 )
 @click.option(
     "--backfill",
@@ -46,16 +55,30 @@ def fetch(app: AppContext, as_json: bool, include_backlog: int, backfill: bool) 
         app.clock,
         include_backlog=include_backlog,
         backfill_archive=backfill,
+        progress=fetch_progress(app.clock),
     )
-    for report in result.reports:
-        if report.status == "error":
-            click.echo(f"crusader-mail: feed error: {report.url}: {report.error}", err=True)
+    feed_diagnostics(result.reports)
     if as_json:
-        click.echo(json.dumps(_as_json(result.reports, result.new_posts), ensure_ascii=False))
+        shown = _as_json(result.reports, result.new_posts) | {"backlog": result.backlog.to_json()}
+        click.echo(json.dumps(shown, ensure_ascii=False))
     else:
-        _print_tables(result.reports, result.new_posts)
-    if result.reports and all(report.status == "error" for report in result.reports):
+        _print_tables(result.reports, result.new_posts, result.backlog.notes())
+    every_failed = result.reports and all(report.status == "error" for report in result.reports)
+    if every_failed or broken_feeds(result.reports):
         sys.exit(1)
+
+
+def feed_diagnostics(reports: list[FeedReport], *, errors: bool = True) -> None:
+    """Each feed's error (unless ``errors`` is off) and warnings on stderr, URLs masked, then
+    the feeds broken for ``pipeline.FEED_FAILURES_LIMIT`` runs in a row as errors."""
+    for report in reports:
+        url = mask_url(report.url)
+        if report.status == "error" and errors:
+            click.echo(f"crusader-mail: feed error: {url}: {report.error}", err=True)
+        for warning in report.warnings:
+            warn(warning if warning.startswith(url) else f"feed {url}: {warning}")
+    for report in broken_feeds(reports):
+        click.echo(f"crusader-mail: error: {broken_feed_line(report)}", err=True)
 
 
 def _as_json(reports: list[FeedReport], new_posts: list[ArchivedPost]) -> dict[str, object]:
@@ -67,6 +90,9 @@ def _as_json(reports: list[FeedReport], new_posts: list[ArchivedPost]) -> dict[s
                 "entries": r.entries,
                 "new": r.new,
                 "error": r.error,
+                "warnings": list(r.warnings),
+                "discovered": r.discovered,
+                "failures": r.failures,
             }
             for r in reports
         ],
@@ -82,24 +108,52 @@ def _as_json(reports: list[FeedReport], new_posts: list[ArchivedPost]) -> dict[s
     }
 
 
-def _print_tables(reports: list[FeedReport], new_posts: list[ArchivedPost]) -> None:
+NOTE = "error / note"
+
+
+def _notes(report: FeedReport) -> str:
+    """The last cell of a feed's row: its error, how long it has failed, where it was read."""
+    said = [report.error] if report.error else []
+    if report.failures > 1:
+        said.append(f"failed {report.failures} runs in a row")
+    if report.discovered:
+        said.append(f"read from its feed {mask_url(report.discovered)}")
+    if report.permanent_redirect:
+        said.append(f"moved permanently to {mask_url(report.permanent_redirect)}")
+    return "; ".join(said)
+
+
+def _print_tables(
+    reports: list[FeedReport], new_posts: list[ArchivedPost], notes: list[str]
+) -> None:
     console = make_console()
+    said = {r.url: _notes(r) for r in reports}
+    others = [
+        max([len("status"), *(len(r.status) for r in reports)]),
+        len("entries"),
+        len("new"),
+        max([len(NOTE), *(len(note) for note in said.values())]),
+    ]
+    width = feed_column_width(console.width, [r.url for r in reports], others)
     feeds = Table(title="Feeds", title_justify="left")
-    for name in ("feed", "status", "entries", "new", "error / warning"):
-        feeds.add_column(name, justify="right" if name in ("entries", "new") else "left")
+    feeds.add_column("feed", no_wrap=True, max_width=width)
+    feeds.add_column("status")
+    feeds.add_column("entries", justify="right")
+    feeds.add_column("new", justify="right")
+    feeds.add_column(NOTE, overflow="fold")
     style = {"ok": "green", "not_modified": "cyan", "error": "red"}
     for r in reports:
-        note = r.error or "; ".join(r.warnings)
-        if r.permanent_redirect:
-            note = f"moved permanently to {r.permanent_redirect}" + (f"; {note}" if note else "")
+        shown = short_url(r.url, width)
         feeds.add_row(
-            Text(r.url),
+            Text(shown),
             Text(r.status, style=style[r.status]),
             str(r.entries),
             str(r.new),
-            Text(note),
+            Text(said[r.url].replace(mask_url(r.url), shown)),
         )
     console.print(feeds)
+    for note in notes:
+        console.print(note, style="yellow")
     if not new_posts:
         console.print("No new posts.")
         return

@@ -7,7 +7,9 @@ list (the inbox workflow runs both every 15 minutes). The replies are queued wit
 and sent through SendGrid once the changes are stored, with any left over from before. Output:
 a table and a line about the replies, or with ``--json`` exactly one object ``{"processed",
 "actions": [{"message_id", "command", "result"}], "replies": {"sent", "failed", "waiting"}}``
-(plus ``"suppressions"`` with ``--sync-suppressions``); addresses are masked.
+(plus ``"suppressions"`` with ``--sync-suppressions``, and ``"expired"``: requests to join
+never confirmed in 7 days, erased first); addresses are masked, and so are Message-IDs
+(``<j•••@mail.example>``: their left part may be the sender's address).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from crusader_mail.delivery.client import client_factory
 from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.inbox.process import InboxReport
 from crusader_mail.pipeline import InboxRun, inbox_stage
+from crusader_mail.util.masking import mask_message_ids
 
 
 @click.group()
@@ -59,7 +62,7 @@ def process(
         store, settings, app.clock, mailer, list(paths), use_imap=use_imap, suppressions=factory
     )
     if as_json:
-        click.echo(json.dumps(report.as_json(), ensure_ascii=False))
+        click.echo(json.dumps(mask_message_ids(report.as_json()), ensure_ascii=False))
     else:
         _table(report)
 
@@ -68,6 +71,8 @@ def _table(report: InboxReport) -> None:
     console = make_console()
     if isinstance(report, InboxRun) and report.suppressions is not None:
         console.print(f"suppressions: {sum(report.suppressions.values())} synced from SendGrid")
+    if report.expired:
+        console.print(f"expired: {report.expired} request(s) to join never confirmed, erased")
     table = Table(title=f"Inbox: {report.processed} message(s)")
     table.add_column("where")
     table.add_column("command")

@@ -7,7 +7,8 @@ and writes ``DIR/newsletter.html``, ``DIR/newsletter.txt`` and ``DIR/subject.txt
 "related"}`` (html/text: the files' paths). ``--as EMAIL`` fills in that reader's values
 (:func:`reader_values`); ``--open`` opens the result in the browser. ``--serve`` serves DIR on
 127.0.0.1 and renders again whenever a template or the settings file changes
-(:mod:`crusader_mail.web.preview`).
+(:mod:`crusader_mail.web.preview`), saying so in the terminal (stderr) with the time, the new
+subject and size, or the template error the page shows. Notes go to stderr, with --json too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import webbrowser
+from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import click
 
 from crusader_mail import pipeline
 from crusader_mail.cli.context import AppContext
+from crusader_mail.cli.output import warn
 from crusader_mail.clock import Clock
 from crusader_mail.delivery.links import personal_values
 from crusader_mail.models import Placeholder
@@ -111,7 +114,12 @@ def preview(
             webbrowser.open(written.html.resolve().as_uri())
         return
     server = PreviewServer(
-        previewer.out, previewer.render, previewer.watched, app.settings.templates_dir, port=port
+        previewer.out,
+        previewer.render,
+        previewer.watched,
+        app.settings.templates_dir,
+        port=port,
+        on_render=functools.partial(_rendered, app.clock),
     )
     server.render_now()
     if server.written is not None:
@@ -128,8 +136,34 @@ def preview(
             click.echo("Stopped.", err=True)
 
 
+def _rendered(
+    clock: Clock, written: Written | None, error: str | None, changed: Sequence[Path]
+) -> None:
+    """The terminal's line after an edit: rendered again (subject, size), or the error the
+    page shows too."""
+    at = clock.now().astimezone().strftime("%H:%M:%S")
+    names = ", ".join(sorted({path.name for path in changed}))
+    if written is None:
+        click.echo(
+            f"crusader-mail: {at} {names} changed; not rendered: {error} (the page shows it too; "
+            "the last good render stays until it is fixed)",
+            err=True,
+        )
+        return
+    issue = written.issue
+    click.echo(
+        f"crusader-mail: {at} {names} changed; rendered again: {issue.subject!r}, "
+        f"{issue.html_bytes:,} bytes",
+        err=True,
+    )
+    for note in issue.notes:
+        warn(note, "note")
+
+
 def _report(written: Written, as_json: bool, as_email: str | None) -> None:
     issue = written.issue
+    for note in issue.notes:
+        warn(note, "note")
     if as_json:
         click.echo(json.dumps(written.to_json(), ensure_ascii=False))
         return
@@ -138,8 +172,6 @@ def _report(written: Written, as_json: bool, as_email: str | None) -> None:
     click.echo(
         f"Posts: {len(written.posts)}, related: {len(written.related)}, HTML: {issue.html_bytes:,} bytes"
     )
-    for note in issue.notes:
-        click.echo(f"Note: {note}")
     if as_email:
         click.echo(f"Per-reader values filled in for {mask_email(as_email)}")
     click.echo(f"Wrote {written.html}, {written.text.name}, {written.subject.name}")

@@ -1,13 +1,16 @@
 """``crusader-mail send [--dry-run] [--to EMAIL] [--resend-uncertain] [--checkpoint CMD] [--json]``.
 
-Sends the composed issue (``pipeline.send_stage`` finds or composes it, pulls suppressions and
-calls :func:`crusader_mail.delivery.engine.deliver` or
-:func:`~crusader_mail.delivery.engine.send_test`). A rich progress bar goes to stderr when it is a
-terminal and ``--json`` is off (:mod:`crusader_mail.cli.progress`); a summary follows.
-``--json`` prints exactly one object: ``{"issue", "dry_run", "recipients", "delivered",
-"skipped": {"unsubscribed", "bounced", "complained", "pending", "already_delivered",
-"duplicate"}, "requests", "retries", "failed", "uncertain"}`` — also when the send stops midway (then the
-error line follows on stderr and the exit code is 1). No address is ever printed in full.
+Sends the issues that are due (``pipeline.send_stage`` finds or composes them, pulls suppressions
+and calls :func:`crusader_mail.delivery.engine.deliver` for each, or
+:func:`~crusader_mail.delivery.engine.send_test`): one digest, or with ``cadence.mode =
+"per_post"`` each new post as its own issue. Progress goes to stderr: a rich bar on a terminal,
+else a line every few seconds (:mod:`crusader_mail.cli.progress`); a summary of each issue
+follows on stdout, and the notes (readers in doubt, a dry run's notes and problems) on stderr. ``--json`` prints exactly one object, the first issue's report plus every issue's:
+``{"issue", "dry_run", "recipients", "delivered", "skipped": {"unsubscribed", "bounced",
+"complained", "pending", "already_delivered", "duplicate"}, "requests", "retries", "failed",
+"uncertain", "issues": [{the same keys but "issues"}, ...]}`` — also when the send stops midway
+(then the error line follows on stderr and the exit code is 1). No address is ever printed in
+full.
 A real send where nothing would honour an unsubscribe exits 2; a dry run warns on stderr.
 """
 
@@ -25,10 +28,10 @@ from crusader_mail import pipeline
 from crusader_mail.cli.checkpoint import OPTION_HELP, command_checkpoint
 from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.output import console as make_console
-from crusader_mail.cli.progress import send_bar
+from crusader_mail.cli.output import warn
+from crusader_mail.cli.progress import fetch_progress, send_progress
 from crusader_mail.delivery.client import client_factory
 from crusader_mail.delivery.dry_run import SUMMARY, THROWAWAY_NOTE
-from crusader_mail.errors import SendError
 from crusader_mail.models import SendReport
 
 
@@ -51,50 +54,63 @@ def send(
     checkpoint: str | None,
     as_json: bool,
 ) -> None:
-    """Send the next issue to every active reader, exactly once.
+    """Send what is due to every active reader, each issue exactly once.
 
-    Fetches the feeds and plans the issue as `run` does (an interrupted issue first), pulls
-    SendGrid's suppressions, then delivers through the ledger. --dry-run writes outbox/ and
-    changes nothing. --to sends the issue to one address with a [TEST] subject, without
-    ledger or state change; with nothing new it test-sends the newest post.
+    Fetches the feeds and plans as `run` does (an interrupted issue first; with cadence
+    per_post each new post is an issue of its own), pulls SendGrid's suppressions, then
+    delivers each issue through its ledger. --dry-run writes outbox/ (a further issue in
+    outbox/issue-N) and changes nothing. --to sends the next issue to one address with a
+    [TEST] subject, without ledger or state change; with nothing new it test-sends the
+    newest post.
     """
     settings = app.settings
     factory = None if dry_run else client_factory(settings)
     if to is None:
         for warning in pipeline.check_ways_out(settings, dry_run=dry_run):
-            click.echo(f"crusader-mail: warning: {warning}", err=True)
-    try:
-        report = pipeline.send_stage(
-            settings,
-            app.clock,
-            factory,
-            dry_run=dry_run,
-            to=to,
-            resend_uncertain=resend_uncertain,
-            progress=send_bar(as_json),
-            checkpoint=command_checkpoint(checkpoint),
-        )
-    except SendError as error:
-        if as_json and isinstance(error.report, SendReport):
-            click.echo(json.dumps(error.report.model_dump(mode="json")))
-        raise
+            warn(warning)
+    sent = pipeline.send_stage(
+        settings,
+        app.clock,
+        factory,
+        dry_run=dry_run,
+        to=to,
+        resend_uncertain=resend_uncertain,
+        progress=send_progress(app.clock),
+        checkpoint=command_checkpoint(checkpoint),
+        fetch_progress=fetch_progress(app.clock),
+    )
+    outbox = settings.outbox_dir if dry_run else None
     if as_json:
-        click.echo(json.dumps(_as_json(report)))
-        return
-    _print(report, settings.outbox_dir if dry_run else None, test_to=bool(to))
+        click.echo(json.dumps(_as_json(sent.reports)))
+    else:
+        _print(sent.reports, outbox, test_to=bool(to))
+    _diagnostics(sent.reports, outbox)
+    if sent.error is not None:
+        raise sent.error
 
 
-def _as_json(report: SendReport | None) -> dict[str, Any]:
-    if report is None:  # nothing to send
-        return SendReport(issue="", dry_run=False).model_dump(mode="json") | {"issue": None}
-    return report.model_dump(mode="json")
+def _as_json(reports: list[SendReport]) -> dict[str, Any]:
+    """The first issue's report (``"issue": null`` when nothing was due) and every issue's."""
+    every = [report.model_dump(mode="json") for report in reports]
+    if not reports:
+        return SendReport(issue="", dry_run=False).model_dump(mode="json") | {
+            "issue": None,
+            "issues": every,
+        }
+    return every[0] | {"issues": every}
 
 
-def _print(report: SendReport | None, outbox: Path | None, *, test_to: bool) -> None:
+def _print(reports: list[SendReport], outbox: Path | None, *, test_to: bool) -> None:
     console = make_console()
-    if report is None:
+    if not reports:
         console.print("nothing to send: no composed issue is waiting")
         return
+    for index, report in enumerate(reports):
+        folder = None if outbox is None else pipeline.issue_outbox(outbox, index)
+        _print_one(console, report, folder, test_to=test_to)
+
+
+def _print_one(console: Console, report: SendReport, outbox: Path | None, *, test_to: bool) -> None:
     mode = "dry run" if report.dry_run else ("test send" if test_to else "sent")
     table = Table(title=f"issue {report.issue} ({mode})", show_header=False)
     table.add_column("what")
@@ -111,31 +127,45 @@ def _print(report: SendReport | None, outbox: Path | None, *, test_to: bool) -> 
     for name, count in rows:
         table.add_row(name, f"{count:,}")
     console.print(table)
-    if report.uncertain:
-        console.print(
-            f"{report.uncertain:,} readers were in a batch left in doubt by an "
-            "interrupted send: they may or may not have it. `send --resend-uncertain` sends "
-            "it to them again.",
-            style="yellow",
-        )
     if outbox is not None:
         _print_outbox(console, outbox)
 
 
-def _print_outbox(console: Console, outbox: Path) -> None:
+def _outbox_summary(outbox: Path) -> dict[str, Any] | None:
     path = outbox / SUMMARY
     if not path.is_file():
+        return None
+    summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return summary
+
+
+def _print_outbox(console: Console, outbox: Path) -> None:
+    summary = _outbox_summary(outbox)
+    if summary is None:
         return
-    summary = json.loads(path.read_text(encoding="utf-8"))
     console.print(f"subject: {summary['subject']}")
     console.print(f"from: {summary['from']}")
     sample = ", ".join(summary["sample_recipients"])
     console.print(f"first recipients: {sample or '(none)'}")
     files = [*summary["request_files"], *([summary["eml"]] if summary["eml"] else []), SUMMARY]
     console.print(f"written to {outbox}: {', '.join(files)}")
-    for note in summary["notes"]:
-        console.print(f"note: {note}", style="yellow")
-    for problem in summary["problems"]:
-        console.print(f"problem: {problem}", style="red")
-    if THROWAWAY_NOTE in summary["notes"]:
-        console.print("set CRUSADER_MAIL_SECRET_KEY to sign real unsubscribe links")
+
+
+def _diagnostics(reports: list[SendReport], outbox: Path | None) -> None:
+    """On stderr, with --json too: readers left in doubt, and a dry run's notes and problems."""
+    for index, report in enumerate(reports):
+        if report.uncertain:
+            warn(
+                f"issue {report.issue}: {report.uncertain:,} readers were in a batch left in "
+                "doubt by an interrupted send: they may or may not have it. `send "
+                "--resend-uncertain` sends it to them again."
+            )
+        summary = None if outbox is None else _outbox_summary(pipeline.issue_outbox(outbox, index))
+        if summary is None:
+            continue
+        for note in summary["notes"]:
+            warn(note, "note")
+        for problem in summary["problems"]:
+            warn(problem, "problem")
+        if THROWAWAY_NOTE in summary["notes"]:
+            warn("set CRUSADER_MAIL_SECRET_KEY to sign real unsubscribe links", "note")

@@ -3,7 +3,8 @@
 Contract: a thin layer over the store's roster (:func:`crusader_mail.storage.open_store`) and
 :mod:`crusader_mail.subscriptions.imports`. ``add``, ``remove`` and ``import`` print addresses
 masked (their output lands in logs); ``list`` and ``export`` print them whole, because there
-the user asked for the list itself. Failures are raised as
+the user asked for the list itself. Every command takes ``--json``: one JSON document on
+stdout, the same addresses masked or whole as its text, notes on stderr. Failures are raised as
 :class:`~crusader_mail.errors.SubscriberError` subclasses; ``cli.main`` prints their one line.
 ``add``, ``remove`` and ``import`` end by sending the replies waiting in the store
 (:func:`crusader_mail.subscriptions.outbox.send_queued`), when there are any.
@@ -11,11 +12,14 @@ the user asked for the list itself. Failures are raised as
 Moving between stores: ``export --out FILE`` writes every reader with the full consent record
 (the export format of :mod:`crusader_mail.storage.rows`), atomically; ``import --restore FILE``
 checks every row of such a file, then loads it into the configured store unchanged.
+``export --history`` writes the consent history instead (every change of every reader), and
+``import --restore`` of that file appends it to the store's history (after the readers).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import click
@@ -28,12 +32,17 @@ from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.errors import ConfigError, CrusaderMailError, ImportRejected, SubscriberError
 from crusader_mail.models import Source, Status, Subscriber
 from crusader_mail.storage.contract import Roster
-from crusader_mail.storage.rows import HEADER, format_time
+from crusader_mail.storage.rows import EVENT_HEADER, HEADER, format_event, format_time
 from crusader_mail.subscriptions.forgetting import other_traces
 from crusader_mail.subscriptions.imports import (
+    LeftReport,
+    check_history,
     check_restore,
+    history_events,
     import_readers,
+    is_history,
     read_import,
+    record_left,
     restore_rows,
 )
 from crusader_mail.subscriptions.outbox import send_queued
@@ -47,27 +56,46 @@ def _readers(app: AppContext) -> Roster:
     return app.store().roster
 
 
-def _send_waiting(app: AppContext) -> None:
+JSON_OPTION = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object on stdout."
+)
+
+
+def _emit(data: Mapping[str, object]) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False))
+
+
+def _send_waiting(app: AppContext, *, as_json: bool = False) -> dict[str, int] | None:
     """Send the replies waiting in the store (queued by the server, the inbox or an earlier
-    command) now that this command's change is stored; one line about it, nothing when none
-    wait. A failure here is a warning: the change itself is done."""
+    command) now that this command's change is stored; one line about it (with ``as_json``
+    the counts are returned for the JSON document instead), nothing when none wait. A failure
+    here is a warning: the change itself is done."""
     store = app.store()
     try:
         waiting = store.mail.waiting()
         if not waiting:
-            return
+            return None
         try:
             mailer = make_mailer(app.settings, app.clock)
         except ConfigError:
             replies = "reply" if waiting == 1 else "replies"
             click.echo(
                 f"{waiting} {replies} waiting: sent by the next command run with "
-                "SENDGRID_API_KEY (run, inbox process, serve)"
+                "SENDGRID_API_KEY (run, inbox process, serve)",
+                err=as_json,
             )
-            return
-        click.echo(send_queued(store, mailer, app.clock).line())
+            return {"sent": 0, "failed": 0, "waiting": waiting}
+        report = send_queued(store, mailer, app.clock)
+        if not as_json:
+            click.echo(report.line())
+        return report.as_json()
     except CrusaderMailError as error:
         click.echo(f"crusader-mail: warning: the waiting replies were not sent: {error}", err=True)
+        return None
+
+
+def _with_replies(data: Mapping[str, object], replies: dict[str, int] | None) -> dict[str, object]:
+    return dict(data) if replies is None else {**data, "replies": replies}
 
 
 @click.group()
@@ -81,13 +109,23 @@ def subscribers() -> None:
 @click.option(
     "--status", type=STATUS_CHOICE, default=Status.ACTIVE.value, show_default=True, help="Status."
 )
+@JSON_OPTION
 @click.pass_obj
-def add(app: AppContext, email: str, name: str, status: str) -> None:
+def add(app: AppContext, email: str, name: str, status: str, as_json: bool) -> None:
     """Add EMAIL to the list. A reader already there is left as they are."""
     with _readers(app).edit() as roster:
         before = roster.get(email)
         after = roster.add(email, name=name, status=Status(status), via=Source.CLI, ref="cli add")
     shown = mask_email(after.email)
+    if as_json:
+        done = {
+            "email": shown,
+            "added": before is None,
+            "status": after.status.value,
+            "name_added": before is not None and after.name != before.name,
+        }
+        _emit(_with_replies(done, _send_waiting(app, as_json=True)))
+        return
     if before is None:
         click.echo(f"added {shown} ({after.status.value})")
     elif before.status in (Status.UNSUBSCRIBED, Status.COMPLAINED):
@@ -106,17 +144,22 @@ def add(app: AppContext, email: str, name: str, status: str) -> None:
 @click.option(
     "--forget", is_flag=True, help="Erase every trace of the address (a privacy request)."
 )
+@JSON_OPTION
 @click.pass_obj
-def remove(app: AppContext, email: str, forget: bool) -> None:
+def remove(app: AppContext, email: str, forget: bool, as_json: bool) -> None:
     """Unsubscribe EMAIL now, or with --forget erase it from the list entirely."""
     shown = mask_email(email.strip())
     if forget:
         store = app.store()
         with store.roster.edit() as roster:
             erased = roster.forget(email)
+        traces = other_traces(store, app.settings.outbox_dir)
+        if as_json:
+            _emit({"email": shown, "erased": erased, "other_places": traces})
+            return
         click.echo(f"erased {shown}" if erased else f"{shown} is not on the list: nothing to erase")
         click.echo("other places to check:")
-        for trace in other_traces(store, app.settings.outbox_dir):
+        for trace in traces:
             click.echo(f"  - {trace}")
         return
     with _readers(app).edit() as roster:
@@ -124,6 +167,14 @@ def remove(app: AppContext, email: str, forget: bool) -> None:
         after = roster.unsubscribe(email, via=Source.CLI, ref="cli remove")
     if before is None or after is None:
         raise SubscriberError(f"{shown} is not on the list")
+    if as_json:
+        done = {
+            "email": mask_email(after.email),
+            "status": after.status.value,
+            "was": before.status.value,
+        }
+        _emit(_with_replies(done, _send_waiting(app, as_json=True)))
+        return
     if before.status is Status.UNSUBSCRIBED:
         click.echo(f"{mask_email(after.email)} was already unsubscribed")
     else:
@@ -147,6 +198,11 @@ def _as_json(sub: Subscriber) -> dict[str, str | None]:
     }
 
 
+def _readers_json(readers: Iterable[Subscriber]) -> dict[str, object]:
+    rows = [_as_json(sub) for sub in readers]
+    return {"count": len(rows), "subscribers": rows}
+
+
 @subscribers.command("list")
 @click.option("--status", type=STATUS_CHOICE, help="Only readers with this status.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -156,8 +212,7 @@ def list_(app: AppContext, status: str | None, as_json: bool) -> None:
     wanted = Status(status) if status else None
     readers = _readers(app).iter(wanted)
     if as_json:
-        rows = [_as_json(sub) for sub in readers]
-        click.echo(json.dumps({"count": len(rows), "subscribers": rows}, indent=2))
+        click.echo(json.dumps(_readers_json(readers), indent=2))
         return
     table = Table(title=f"subscribers ({status or 'all'})")
     table.add_column("email", no_wrap=True)
@@ -186,13 +241,29 @@ def list_(app: AppContext, status: str | None, as_json: bool) -> None:
     "--restore",
     is_flag=True,
     help="FILE is an export (`subscribers export`): store every reader as it is there, with "
-    "its status and consent record.",
+    "its status and consent record (or, for `export --history`, append its events).",
 )
+@JSON_OPTION
 @click.pass_obj
 def import_(
-    app: AppContext, file: Path, status: str | None, skip_invalid: bool, restore: bool
+    app: AppContext,
+    file: Path,
+    status: str | None,
+    skip_invalid: bool,
+    restore: bool,
+    as_json: bool,
 ) -> None:
-    """Import FILE (CSV with an `email` column, optional `name`; other columns ignored).
+    """Import FILE: a CSV with an address column and an optional name, or the subscriber
+    export of Mailchimp, Substack, Buttondown, listmonk or Ghost. The first line says which
+    columns were used: the address (`email`, `Email Address`, `E-mail`), the name (`name`, or
+    `First Name` + `Last Name`) and the columns that say who left (Mailchimp's `UNSUB_TIME`
+    and `CLEAN_TIME`, Substack's `email_disabled`, Ghost's `subscribed_to_emails`, Buttondown's
+    `subscriber_type`, a `status` column such as listmonk's); other columns are ignored.
+
+    Rows marked as left (unsubscribed, cleaned, blocklisted, bounced, complained) are recorded
+    as readers who left, without their name, so they are never sent an issue and no later
+    import brings them back; a reader on the list whom the file marks as left leaves. Rows that
+    are neither subscribed nor left (unconfirmed, disabled, a deletion request) are skipped.
 
     Bad rows stop the import, each named, unless --skip-invalid. Readers already on the list
     keep their status: an import never brings back a reader who left. Rows whose addresses
@@ -200,26 +271,56 @@ def import_(
 
     With --restore, FILE is an export: every row is checked first (any bad row: nothing is
     restored, each bad row named), then each reader is stored exactly as exported, replacing
-    the reader of that address; readers not in FILE are kept."""
+    the reader of that address; readers not in FILE are kept. A history export
+    (`export --history`) is checked the same way, then its events are appended to the consent
+    history: restore the readers first, then their history."""
     if restore:
         if status is not None or skip_invalid:
             raise click.UsageError(
                 "--restore stores the file as it is: no --status, --skip-invalid"
             )
-        _restore(app, file)
+        _restore(app, file, as_json)
         return
     status = status or Status.ACTIVE.value
     parsed = read_import(file)
     if parsed.bad and not skip_invalid:
         raise ImportRejected(
             f"{file}: {len(parsed.bad)} bad row{'s' if len(parsed.bad) != 1 else ''}, nothing "
-            f"imported (--skip-invalid imports the {len(parsed.rows)} good ones): "
-            + "; ".join(parsed.bad)
+            f"imported (--skip-invalid imports the {len(parsed.rows) + len(parsed.left)} good "
+            "ones): " + "; ".join(parsed.bad)
         )
-    report = import_readers(_readers(app), parsed.rows, status=Status(status), ref=file.name)
+    if parsed.columns is not None and not as_json:  # --json: in the object
+        click.echo(parsed.columns.describe())
+    roster = _readers(app)
+    report = import_readers(roster, parsed.rows, status=Status(status), ref=file.name)
+    left = record_left(roster, parsed.left, ref=file.name)
+    if as_json:
+        done: dict[str, object] = {
+            "file": file.name,
+            "columns": parsed.columns.as_json() if parsed.columns else None,
+            "status": status,
+            "added": report.added,
+            "left": left.as_json(),
+            "skipped": parsed.skipped,
+            "bad": parsed.bad,
+            "duplicates": parsed.duplicates,
+            "case_merged": parsed.case_merged,
+            "unchanged": report.unchanged,
+            "kept_away": report.kept_away,
+            "names_filled": report.names_filled,
+        }
+        _emit(_with_replies(done, _send_waiting(app, as_json=True)))
+        return
     for problem in parsed.bad:
         click.echo(f"skipped {problem}")
     click.echo(f"added {report.added} reader{'s' if report.added != 1 else ''} ({status})")
+    _say_left(left)
+    if parsed.skipped:
+        count = sum(parsed.skipped.values())
+        why = ", ".join(f"{reason} ({n})" for reason, n in sorted(parsed.skipped.items()))
+        click.echo(
+            f"skipped {count} row{'s' if count != 1 else ''}, neither subscribed nor left: {why}"
+        )
     if parsed.duplicates:
         click.echo(f"merged {parsed.duplicates} repeated row(s) of the same address")
     if parsed.case_merged:
@@ -240,9 +341,43 @@ def import_(
     _send_waiting(app)
 
 
-def _restore(app: AppContext, file: Path) -> None:
+def _counted(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+def _say_left(left: LeftReport) -> None:
+    if left.recorded:
+        total = sum(left.recorded.values())
+        click.echo(
+            f"recorded {total} reader{'s' if total != 1 else ''} who left "
+            f"({_counted(left.recorded)}), without their names: never sent an issue, never "
+            "brought back by an import"
+        )
+    if left.now_left:
+        total = sum(left.now_left.values())
+        verb = "reader on the list is" if total == 1 else "readers on the list are"
+        click.echo(f"{total} {verb} marked as left in the file: now {_counted(left.now_left)}")
+    if left.already_left:
+        click.echo(f"{left.already_left} marked as left had already left here: unchanged")
+
+
+def _restore(app: AppContext, file: Path, as_json: bool) -> None:
+    if is_history(file):
+        check_history(file)
+        added = _readers(app).restore_history(history_events(file))
+        if as_json:
+            _emit({"file": file.name, "events_restored": added})
+            return
+        click.echo(
+            f"restored {added} event{'s' if added != 1 else ''} of the consent history from "
+            f"{file.name}"
+        )
+        return
     check_restore(file)
     stored = _readers(app).restore(restore_rows(file))
+    if as_json:
+        _emit({"file": file.name, "restored": stored})
+        return
     click.echo(
         f"restored {stored} reader{'s' if stored != 1 else ''} from {file.name}, each with "
         "the status and consent record exported"
@@ -255,21 +390,48 @@ def _restore(app: AppContext, file: Path) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the export to this file (atomically) instead of stdout.",
 )
+@click.option(
+    "--history",
+    is_flag=True,
+    help="Export the consent history instead: every change of every reader, as stored.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object: with --out what was written, else the readers as `list "
+    "--json` prints them (with --history, the events).",
+)
 @click.pass_obj
-def export(app: AppContext, out: Path | None) -> None:
+def export(app: AppContext, out: Path | None, history: bool, as_json: bool) -> None:
     """Write every reader with the full consent record as CSV: the header line, then one row
-    per reader in address order. `subscribers import --restore` loads it into any store."""
-    lines = _readers(app).lines()
+    per reader in address order. With --history, every event of the consent history (when,
+    who, what changed, the status after it, how, and what made it), in the order stored.
+    `subscribers import --restore` loads either into any store."""
+    roster = _readers(app)
+    if as_json and out is None:
+        if history:
+            events = [event.model_dump(mode="json") for event in roster.history()]
+            _emit({"count": len(events), "events": events})
+        else:
+            _emit(_readers_json(roster.iter()))
+        return
+    header = EVENT_HEADER if history else HEADER
+    lines = (format_event(e) for e in roster.history()) if history else roster.lines()
+    what = "event" if history else "reader"
     if out is not None:
         count = 0
         with atomic_writer(out) as replacement:
-            replacement.text.write(HEADER + "\n")
+            replacement.text.write(header + "\n")
             for line in lines:
                 replacement.text.write(line + "\n")
                 count += 1
-        click.echo(f"exported {count} reader{'s' if count != 1 else ''} to {out}")
+        if as_json:
+            _emit({"exported": count, "what": f"{what}s", "out": str(out)})
+            return
+        click.echo(f"exported {count} {what}{'s' if count != 1 else ''} to {out}")
         return
-    chunk = [HEADER]
+    chunk = [header]
     for line in lines:
         chunk.append(line)
         if len(chunk) >= 1000:
@@ -299,9 +461,13 @@ def stats(app: AppContext, as_json: bool) -> None:
 
 
 @subscribers.command()
+@JSON_OPTION
 @click.pass_obj
-def tidy(app: AppContext) -> None:
+def tidy(app: AppContext, as_json: bool) -> None:
     """Put a hand-edited list in order (it is checked first): rows sorted by address, and a
     list kept before addresses were one reader per mailbox rewritten with case variants merged."""
     changed = _readers(app).tidy()
+    if as_json:
+        _emit({"changed": changed})
+        return
     click.echo("put the list in order" if changed else "the list is already in order")

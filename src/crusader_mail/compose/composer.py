@@ -2,8 +2,10 @@
 
 ::
 
-    Composer(settings).compose(posts, related, issue_id, now) -> RenderedIssue
+    Composer(settings).compose(posts, related, issue_id, now, note=, web=) -> RenderedIssue
+    Composer(settings).welcome(posts, subject, now) -> RenderedIssue     the reader's welcome
     fill_placeholders(text, values, *, html=False) -> str
+    web_page(issue, settings) -> RenderedIssue     an issue's public archive page
 
 - One Jinja environment per :class:`Composer`, loading ``settings.templates_dir``
   (``newsletter.html`` and ``newsletter.txt`` and what they include). Autoescape for ``.html``;
@@ -13,12 +15,18 @@
   552 (the column) only when the picture is known to be that wide, its own width when known to
   be narrower, none when unknown (never stretched); its audio and video become "Listen" and
   "Watch" cards (at most three; none for a player the full post already shows as a link).
+  Its content fits the issue (:func:`fit_content`): its headings one level down (the issue's one
+  ``h1`` is the newsletter's name, a post's title is an ``h2``), and every picture wider than
+  the column declared at most 552 px wide (Word-rendered Outlook takes the ``width`` attribute
+  and ignores ``max-width``).
 - The text part: ``newsletter.txt``, whose ``html_to_text`` filter lays a post's HTML out as text
   (:func:`crusader_mail.util.html_text.mail_text`), wrapped at 72 columns
   (:func:`crusader_mail.compose.plaintext.wrap_text`).
 - CSS is inlined with premailer ONCE per issue (:func:`inline_css`; never once per reader). The
-  rules it cannot inline (the phones' ``@media`` query) stay in a ``<style>`` block. Network and
-  external files are off; cssutils' log noise is silenced.
+  rules it cannot inline (the phones' ``@media`` query) stay in a ``<style>`` block, made
+  ``!important``; a ``<style data-premailer="ignore">`` block (dark mode) is kept as written,
+  and so are comments (Outlook's ``<!--[if mso]>``). Network and external files are off;
+  cssutils' log noise is silenced.
 - Per-reader values stay placeholders (``[[unsubscribe_url]]``, ``[[email]]``, ``[[name]]``),
   and the ones used are listed in ``RenderedIssue.placeholders``. Only the templates make one:
   with the variables ``unsubscribe_url``, ``email`` and ``name``, or the placeholder itself
@@ -29,6 +37,12 @@
   (premailer, wrapping) every ``[[`` left over is made inert before the stand-ins become the
   placeholders. The guards then check that each part holds exactly as many of each placeholder
   as the templates put there.
+- ``note``: the editor's note (Markdown, :mod:`crusader_mail.compose.note`) on top of the issue,
+  defused like a post. ``issue_id`` gives the issue's archive page (``page_url``, with
+  ``newsletter.archive_url``): "View in your browser" on top, the archive in the footer.
+- ``web=True``: the issue's public archive page (:func:`web_page`): the templates see ``web``
+  (no "View in your browser", an invitation to subscribe instead of the reader's footer), and
+  every placeholder left is filled with :func:`neutral_values`; the guards then allow none.
 - The guards (:mod:`crusader_mail.compose.guards`) run before the issue is returned: too big ->
   long posts become excerpts and the issue is rendered again with a note; still too big or
   unsafe -> :class:`GuardError`.
@@ -62,6 +76,7 @@ from markupsafe import Markup
 from premailer import Premailer
 
 from crusader_mail.compose import guards
+from crusader_mail.compose.note import note_html, note_text
 from crusader_mail.compose.plaintext import wrap_text
 from crusader_mail.errors import ComposeError, GuardError, TemplateError
 from crusader_mail.feeds.sanitize import CARD_CLASS
@@ -71,6 +86,8 @@ from crusader_mail.util.html_text import mail_text
 
 HTML_TEMPLATE = "newsletter.html"
 TEXT_TEMPLATE = "newsletter.txt"
+WELCOME_HTML = "welcome.html"
+WELCOME_TEXT = "welcome.txt"
 WORD_JOINER = "\u2060"
 _FORGEABLE = re.compile(r"([\[{])(?=[\[{%#])")
 _DOUBLE_BRACKET = re.compile(r"\[(?=\[)")
@@ -79,7 +96,8 @@ Inliner = Callable[[str], str]
 
 
 def inline_css(html: str) -> str:
-    """Inline the ``<style>`` rules into ``style=""`` attributes (premailer, no network)."""
+    """Inline the ``<style>`` rules into ``style=""`` attributes (premailer, no network); keep
+    ``@media`` rules (made ``!important``), ``data-premailer="ignore"`` blocks and comments."""
     inliner = Premailer(
         html,
         base_url=None,
@@ -166,7 +184,8 @@ def _direction(text: str) -> str:
     return "ltr"
 
 
-def _date_text(when: datetime) -> str:
+def date_text(when: datetime) -> str:
+    """``23 November 2026``."""
     return f"{when.day} {when:%B %Y}"
 
 
@@ -179,6 +198,11 @@ _FORMATS = {
 }  # fmt: skip
 _NBSP = "\u00a0"
 _EXTENSION = re.compile(r"\.([A-Za-z0-9]{2,4})$")
+_HEADING = re.compile(r"<(/?)h([1-6])(?=[\s>])")
+_IMG = re.compile(r"<img\s[^>]*>")
+_SIZE = re.compile(r'\s(width|height)="(\d+)"')
+_SRC = re.compile(r'\ssrc="[^"]')
+_ALT = re.compile(r'\salt="')
 
 
 @dataclass(frozen=True)
@@ -283,8 +307,38 @@ def media_view(media: Media, post_title: str) -> MediaView:
     )
 
 
+def _lower_heading(match: re.Match[str]) -> str:
+    return f"<{match.group(1)}h{min(int(match.group(2)) + 1, 6)}"
+
+
+def _fit_image(match: re.Match[str]) -> str:
+    tag = match.group()
+    if _SRC.search(tag) is None:
+        return ""  # its address could not be kept: an empty box
+    if _ALT.search(tag) is None:
+        tag = tag[:-1] + ' alt="">'
+    sizes = {name: int(value) for name, value in _SIZE.findall(tag)}
+    width = sizes.get("width", 0)
+    if width <= COLUMN_WIDTH:
+        return tag
+    fitted = {"width": COLUMN_WIDTH}
+    if "height" in sizes:
+        fitted["height"] = max(1, round(sizes["height"] * COLUMN_WIDTH / width))
+    return _SIZE.sub(lambda m: f' {m.group(1)}="{fitted[m.group(1)]}"', tag)
+
+
+def fit_content(content: str) -> str:
+    """A post's sanitized HTML fitted to the issue: each heading one level down (``h6`` stays);
+    each picture declared wider than the column declared :data:`COLUMN_WIDTH` wide, its height
+    in proportion; a picture without alt text gets ``alt=""`` (read as decoration, not as its
+    file name) and one without an address (the reader could not resolve it) is left out.
+    The reader's sanitizer wrote the markup, so tags are canonical: lowercase names,
+    double-quoted attributes, ``<`` and ``"`` in values escaped."""
+    return _IMG.sub(_fit_image, _HEADING.sub(_lower_heading, content))
+
+
 def post_view(post: Post, full: bool) -> PostView:
-    content = defuse(post.content_html or post.summary_html)
+    content = fit_content(defuse(post.content_html or post.summary_html))
     full = full and bool(content.strip())
     image = image_view(post.image) if post.image is not None else None
     shown = image is not None and (image.url in content or html_lib.escape(image.url) in content)
@@ -297,7 +351,7 @@ def post_view(post: Post, full: bool) -> PostView:
         title=defuse(post.title),
         link=defuse(post.link),
         published=post.published,
-        date=_date_text(post.published),
+        date=date_text(post.published),
         author=defuse(post.author),
         image=image,
         media=media,
@@ -333,9 +387,19 @@ class Composer:
     # -- public ----------------------------------------------------------------------------------
 
     def compose(
-        self, posts: Sequence[Post], related: Sequence[Post], issue_id: str, now: datetime
+        self,
+        posts: Sequence[Post],
+        related: Sequence[Post],
+        issue_id: str,
+        now: datetime,
+        *,
+        note: str = "",
+        web: bool = False,
     ) -> RenderedIssue:
-        """Render the issue (posts in the order given), inline its CSS once, run the guards."""
+        """Render the issue (posts in the order given), inline its CSS once, run the guards.
+
+        ``note``: the editor's note (Markdown) at the top. ``web``: the issue's public archive
+        page instead (:func:`web_page`)."""
         if not posts:
             raise ComposeError(f"issue {issue_id}: no posts to compose")
         full = self.settings.compose.full_content
@@ -343,7 +407,9 @@ class Composer:
         shortened: set[str] = set()
         marks = _stand_ins()
         related_views = [post_view(post, full=False) for post in related]
+        extra = self._extra(issue_id, note, web)
         base = self._context(posts, related_views, issue_id, now, full, shortened, marks)
+        base.update(extra)
         subject_marked = self._render_setting(
             "compose.subject", self.settings.compose.subject, base
         )
@@ -354,7 +420,7 @@ class Composer:
             raise ComposeError(f"issue {issue_id}: the subject (setting compose.subject) is empty")
         while True:
             context = self._context(posts, related_views, issue_id, now, full, shortened, marks)
-            context.update(subject=subject_marked, preheader=preheader_marked)
+            context.update(extra, subject=subject_marked, preheader=preheader_marked)
             html, html_counts = _finish(self.inline(self._render(HTML_TEMPLATE, context)), marks)
             over = guards.size_overshoot(html, limit)
             if over <= 0:
@@ -368,10 +434,7 @@ class Composer:
                     "smaller templates"
                 )
             shortened.update(switched)
-        unsubscribe = marks[Placeholder.UNSUBSCRIBE_URL]
-        text, text_counts = _finish(
-            wrap_text(self._render(TEXT_TEMPLATE, context), links=(unsubscribe,)), marks
-        )
+        text, text_counts = self._text(TEXT_TEMPLATE, context, marks)
         subject, subject_counts = _finish(subject_marked, marks)
         preheader, preheader_counts = _finish(preheader_marked, marks)
         notes: tuple[str, ...] = ()
@@ -380,16 +443,13 @@ class Composer:
                 f"switched {len(shortened)} long post(s) to excerpts "
                 f"(HTML over {limit // 1024} KB, which Gmail clips)",
             )
-        used = tuple(
-            p for p in Placeholder if p.value in html or p.value in text or p.value in subject
-        )
         issue = RenderedIssue(
             issue_id=issue_id,
             subject=subject,
             preheader=preheader,
             html=html,
             text=text,
-            placeholders=used,
+            placeholders=_used(html, text, subject),
             post_ids=tuple(post.id for post in posts),
             related_ids=tuple(post.id for post in related),
             notes=notes,
@@ -401,6 +461,63 @@ class Composer:
             "text": text_counts,
         }
         guards.check_issue(issue, limit, placed)
+        return web_page(issue, self.settings) if web else issue
+
+    def _extra(self, issue_id: str, note: str, web: bool) -> dict[str, Any]:
+        """What the templates see besides the posts: the editor's note (``None``, or its
+        ``html`` and ``text``), ``web`` (the archive page), the issue's page, the subscribe
+        link, and the archive's address (``newsletter.archive_url``, "" when none)."""
+        news = self.settings.newsletter
+        view = None
+        if note.strip():
+            html = fit_content(defuse(note_html(note, news.site_url)))
+            view = {
+                "html": Markup(html),  # noqa: S704 - markdown-it, raw HTML off, then nh3
+                "text": defuse(note_text(note)),
+            }
+        subscribe = self.settings.subscribe_link
+        return {
+            "note": view,
+            "web": web,
+            "page_url": self.settings.issue_page_url(issue_id) or "",
+            "archive_url": news.archive_url or "",
+            "subscribe_url": subscribe,
+            "subscribe_by_mail": subscribe.startswith("mailto:"),
+        }
+
+    def render_page(self, name: str, context: Mapping[str, Any]) -> str:
+        """The template ``name`` rendered with ``context`` as it is: no CSS inlining, no
+        placeholders, no guards (the archive's index page; its caller checks it)."""
+        return self._render(name, context)
+
+    def welcome(self, posts: Sequence[Post], subject: str, now: datetime) -> RenderedIssue:
+        """The welcome (``welcome.html`` and ``welcome.txt``): ``posts`` as the blog's best
+        (``best`` in the templates, as excerpts), CSS inlined, the reader's placeholders left
+        for each reader, the guards run. The footer promises one click only for our own
+        https link: SendGrid adds its link to newsletters, not to a welcome."""
+        marks = _stand_ins()
+        context = self._context((), [], "welcome", now, False, set(), marks)
+        context.update(
+            subject=subject,
+            preheader="",
+            best=[post_view(post, full=False) for post in posts],
+            one_click=self.settings.leaving().one_click == "ours",
+        )
+        html, html_counts = _finish(self.inline(self._render(WELCOME_HTML, context)), marks)
+        text, text_counts = self._text(WELCOME_TEXT, context, marks)
+        subject, subject_counts = _finish(" ".join(subject.split()), marks)
+        issue = RenderedIssue(
+            issue_id="welcome",
+            subject=subject,
+            preheader="",
+            html=html,
+            text=text,
+            placeholders=_used(html, text, subject),
+            post_ids=tuple(post.id for post in posts),
+            related_ids=(),
+        )
+        placed = {"subject": subject_counts, "HTML": html_counts, "text": text_counts}
+        guards.check_issue(issue, self.settings.compose.max_html_bytes, placed)
         return issue
 
     # -- rendering -------------------------------------------------------------------------------
@@ -423,7 +540,7 @@ class Composer:
                 "postal_address": news.postal_address,
                 "from_name": news.from_name or news.name,
             },
-            "issue": {"id": issue_id, "date": now, "date_text": _date_text(now)},
+            "issue": {"id": issue_id, "date": now, "date_text": date_text(now)},
             "posts": [post_view(post, full and post.id not in shortened) for post in posts],
             "related": related,
             "shortened": len(shortened),
@@ -432,6 +549,14 @@ class Composer:
             "email": marks[Placeholder.EMAIL],
             "name": marks[Placeholder.NAME],
         }
+
+    def _text(
+        self, name: str, context: Mapping[str, Any], marks: _StandIns
+    ) -> tuple[str, dict[Placeholder, int]]:
+        """The text part: the template rendered, wrapped (the unsubscribe link on its own line)
+        and finished (:func:`_finish`)."""
+        unsubscribe = marks[Placeholder.UNSUBSCRIBE_URL]
+        return _finish(wrap_text(self._render(name, context), links=(unsubscribe,)), marks)
 
     def _render(self, name: str, context: Mapping[str, Any]) -> str:
         try:
@@ -453,6 +578,38 @@ class Composer:
         except jinja2.TemplateError as error:
             raise TemplateError(f"setting {key}: {error.message or error}") from None
         return " ".join(rendered.split())  # one line: a header must not break
+
+
+def neutral_values(settings: Settings) -> dict[Placeholder, str]:
+    """What an archive page shows where an issue has a reader's own values: nobody's address, a
+    greeting to no one in particular, and the way to subscribe instead of the way to leave."""
+    return {
+        Placeholder.EMAIL: "you",
+        Placeholder.NAME: "reader",
+        Placeholder.UNSUBSCRIBE_URL: settings.subscribe_link,
+    }
+
+
+def web_page(issue: RenderedIssue, settings: Settings) -> RenderedIssue:
+    """The public archive page of ``issue`` (composed with ``web=True``): every placeholder
+    filled in with :func:`neutral_values`, then checked by the guards with none allowed."""
+    values = neutral_values(settings)
+    page = issue.model_copy(
+        update={
+            "subject": fill_placeholders(issue.subject, values),
+            "preheader": fill_placeholders(issue.preheader, values),
+            "html": fill_placeholders(issue.html, values, html=True),
+            "text": fill_placeholders(issue.text, values),
+            "placeholders": (),
+        }
+    )
+    guards.check_issue(page, settings.compose.max_html_bytes, {})
+    return page
+
+
+def _used(html: str, text: str, subject: str) -> tuple[Placeholder, ...]:
+    """The placeholders a rendered message holds."""
+    return tuple(p for p in Placeholder if p.value in html or p.value in text or p.value in subject)
 
 
 def _template_frame(tb: TracebackType | None, folder: Path) -> str | None:

@@ -18,6 +18,9 @@ The guards:
   ``url()`` is absolute ``http``/``https`` (with a host) or ``mailto:``, or exactly a placeholder;
 - tags: no ``script``, ``iframe``, ``form``, ``object``, ``embed`` (nor ``applet``, ``frame``,
   ``frameset``, ``base``, ``meta http-equiv=refresh``), no ``on*`` event attributes;
+- Outlook's conditional comments (``<!--[if mso]> ... <![endif]-->``, the templates' tables
+  and pictures for Word-rendered Outlook) are welcome, and what they hide from the other
+  programs is checked like the rest of the HTML (URLs, tags, handlers);
 - template syntax: no ``{{``, ``{%``, ``{#`` and no ``[[token]]`` that is not a known placeholder,
   in the subject, preheader, HTML or text;
 - placeholders: each part holds exactly as many of each placeholder as ``placed`` says (a
@@ -44,6 +47,7 @@ _PLACEHOLDERS = frozenset(p.value for p in Placeholder)
 _TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#")
 _TOKEN = re.compile(r"\[\[[^\[\]\s]{1,60}\]\]")
 _CSS_URL = re.compile(r"url\(\s*(['\"]?)(.*?)\1\s*\)", re.IGNORECASE)
+_CONDITIONAL = re.compile(r"\[if [^\]]*\]>(.*)<!\[endif\]\Z", re.DOTALL | re.IGNORECASE)
 MAX_REPORTED = 5
 
 Placed = Mapping[str, Mapping[Placeholder, int]]  # part name -> placeholder -> count
@@ -75,14 +79,16 @@ def url_problem(url: str) -> str | None:
 
 
 class _Inspector(HTMLParser):
-    def __init__(self) -> None:
+    def __init__(self, first_line: int = 1, where: str = "") -> None:
         super().__init__(convert_charrefs=True)
         self.problems: list[str] = []
         self.in_style = False
+        self.first_line = first_line  # of the text fed (a comment's starts mid-document)
+        self.where = where
 
     def _add(self, what: str) -> None:
         line, _ = self.getpos()
-        self.problems.append(f"HTML line {line}: {what}")
+        self.problems.append(f"HTML line {line + self.first_line - 1}{self.where}: {what}")
 
     def _check_url(self, where: str, url: str) -> None:
         problem = url_problem(url)
@@ -120,6 +126,17 @@ class _Inspector(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.in_style:
             self._check_css("<style>", data)
+
+    def handle_comment(self, data: str) -> None:
+        """A conditional comment's HTML (what Outlook reads) is checked like the rest."""
+        hidden = _CONDITIONAL.match(data.strip())
+        if hidden is None:
+            return
+        line, _ = self.getpos()
+        inner = _Inspector(line + self.first_line - 1, " (in <!--[if ...]>)")
+        inner.feed(hidden.group(1))
+        inner.close()
+        self.problems.extend(inner.problems)
 
     def _check_css(self, where: str, css: str) -> None:
         for match in _CSS_URL.finditer(css):

@@ -1,27 +1,47 @@
-"""Planning an issue: which posts the next one carries, and composing it with related posts.
+"""Planning: which issues a run sends, which posts each carries, composed with related posts.
 
 ::
 
-    plan_issue(archive, settings, clock) -> Plan | None     the next issue, exactly as send sends it
-    preview_plan(archive, settings, clock, posts=, post_url=) -> Plan   what preview shows
-    compose_posts(archive, posts, settings, clock) -> Plan  an issue of chosen posts
+    plan_run(archive, settings, clock, note=, approved=) -> Iterator[Plan]   this run's issues
+    plan_issue(archive, settings, clock, note=) -> Plan | None   the first of them
+    preview_plan(archive, settings, clock, posts=, post_url=, note=) -> Plan   what preview shows
+    compose_posts(archive, posts, settings, clock, note=) -> Plan   an issue of chosen posts
+    compose_record(archive, record, settings, clock, web=) -> Plan  an issue as its record says
+    awaiting_issues(archive) -> list[IssueRecord]            issues held for approval
 
 An issue whose sending was interrupted goes out again first, composed as it was (its record in
-the archive names its posts and related posts). Otherwise the new posts, oldest first, fill an
-issue when there are at least ``cadence.min_posts`` of them. Planning reads the archive and
-changes nothing.
+the archive names its posts, related posts and note). Then come the new posts, oldest first, when at
+least ``cadence.min_posts`` of them are new, at most ``cadence.max_posts`` in a run (the rest
+wait): all in one issue (``digest``; a run that resumed an issue sends no other), or each in an
+issue of its own (``per_post``: every one in the same run). Related posts are never posts this
+run sends. Planning reads the archive and changes nothing: each plan is composed when it is
+asked for, from the archive as it was when planning began, so what the caller records of the
+earlier issues changes none of the later ones.
+
+The editor's ``note`` goes at the top of the first new issue, unless an issue it plans from its
+record already carries it (an interrupted or held issue composed with it). Issues held for
+approval (``awaiting_approval``) keep their posts: no new issue carries them, and none is
+planned while one is held and ``cadence.approval`` is on. ``approved`` plans exactly those held
+(or interrupted) issues, in the order of the history, and nothing else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 from crusader_mail.clock import Clock
 from crusader_mail.compose.composer import Composer
 from crusader_mail.compose.related import choose_related
 from crusader_mail.errors import ComposeError
-from crusader_mail.models import ArchivedPost, IssueRecord, Post, RenderedIssue, issue_id_for
+from crusader_mail.models import (
+    ArchivedPost,
+    IssueRecord,
+    IssueStatus,
+    Post,
+    RenderedIssue,
+    issue_id_for,
+)
 from crusader_mail.settings import CadenceSettings, Settings
 from crusader_mail.storage.archive import Archive
 
@@ -31,30 +51,39 @@ class Plan:
     issue: RenderedIssue
     posts: list[Post]
     related: list[Post]
-    resumed: bool = False  # an issue whose sending was interrupted, composed again as it was
-    waiting: list[str] = field(default_factory=list)  # new post ids left for the next issue
+    resumed: bool = False  # composed again as its record says (interrupted, or approved)
+    waiting: list[str] = field(default_factory=list)  # new post ids left for the next run
+    note: str = ""  # the editor's note at its top (Markdown source)
 
 
 def select_posts(new_posts: Sequence[ArchivedPost], cadence: CadenceSettings) -> list[ArchivedPost]:
-    """The posts the next issue carries (oldest first); empty when too few are new."""
+    """The new posts a run sends (oldest first, at most ``max_posts``); none when too few are
+    new."""
     if len(new_posts) < cadence.min_posts:
         return []
-    limit = 1 if cadence.mode == "per_post" else cadence.max_posts
-    return list(new_posts[:limit])
+    return list(new_posts[: cadence.max_posts])
 
 
-def recently_related(archive: Archive, memory: int) -> set[str]:
-    """Ids shown as related in the last ``memory`` issues: avoided this time."""
+def recently_related(related: Sequence[Sequence[str]], memory: int) -> set[str]:
+    """Ids shown as related in the last ``memory`` issues (``related``: each issue's related
+    ids, oldest first): avoided this time."""
     if memory <= 0:
         return set()
-    recent = archive.issues[-memory:]
-    return {post_id for record in recent for post_id in record.related_ids}
+    return {post_id for ids in related[-memory:] for post_id in ids}
+
+
+AWAITING: IssueStatus = "awaiting_approval"
 
 
 def unfinished_issue(archive: Archive) -> IssueRecord | None:
     """An issue whose sending started and did not finish: it goes out before anything new."""
-    pending = [record for record in archive.issues if record.status != "sent"]
+    pending = [record for record in archive.issues if record.status in ("composed", "sending")]
     return pending[-1] if pending else None
+
+
+def awaiting_issues(archive: Archive) -> list[IssueRecord]:
+    """The issues held for approval (``cadence.approval``), oldest first."""
+    return [record for record in archive.issues if record.status == AWAITING]
 
 
 def compose_posts(
@@ -65,44 +94,119 @@ def compose_posts(
     *,
     issue_id: str | None = None,
     related: Sequence[Post] | None = None,
+    note: str = "",
 ) -> Plan:
     """Compose an issue of ``posts`` (newest shown first) with related posts from the archive."""
+    history = [record.related_ids for record in archive.issues]
+    return _compose(posts, archive.posts, history, settings, clock, issue_id, related, note)
+
+
+def compose_record(
+    archive: Archive, record: IssueRecord, settings: Settings, clock: Clock, *, web: bool = False
+) -> Plan:
+    """The issue ``record`` names, composed again: its posts, related posts and note. ``web``:
+    its public archive page, dated as the issue was created."""
+    posts = _lookup(archive, record.post_ids)
+    related = _lookup(archive, record.related_ids)
+    if web:
+        shown = _newest_first(posts)
+        page = Composer(settings).compose(
+            shown, related, record.issue_id, record.created_at, note=record.note, web=True
+        )
+        return Plan(issue=page, posts=shown, related=related, resumed=True, note=record.note)
+    plan = _compose(posts, (), (), settings, clock, record.issue_id, related, record.note)
+    return replace(plan, resumed=True)
+
+
+def _newest_first(posts: Sequence[Post]) -> list[Post]:
+    return sorted(posts, key=lambda post: (post.published, post.id), reverse=True)
+
+
+def _compose(
+    posts: Sequence[Post],
+    pool: Sequence[Post],
+    history: Sequence[Sequence[str]],
+    settings: Settings,
+    clock: Clock,
+    issue_id: str | None = None,
+    related: Sequence[Post] | None = None,
+    note: str = "",
+) -> Plan:
+    """An issue of ``posts`` with ``related`` or, when not given, the best of ``pool`` (minus
+    the issue's own posts), avoiding those shown in the last issues of ``history``."""
     if not posts:
         raise ComposeError("no posts to compose an issue from")
-    shown = sorted(posts, key=lambda post: (post.published, post.id), reverse=True)
+    shown = _newest_first(posts)
     ids = [post.id for post in shown]
     if related is None:
         in_issue = set(ids)
-        candidates = [post for post in archive.posts if post.id not in in_issue]
         related = choose_related(
             shown,
-            candidates,
-            recently_related(archive, settings.compose.related_memory),
+            [post for post in pool if post.id not in in_issue],
+            recently_related(history, settings.compose.related_memory),
             settings.compose.related_count,
         )
     issue_id = issue_id or issue_id_for(ids, clock.now().date())
-    issue = Composer(settings).compose(shown, list(related), issue_id, clock.now())
-    return Plan(issue=issue, posts=list(shown), related=list(related))
+    issue = Composer(settings).compose(shown, list(related), issue_id, clock.now(), note=note)
+    return Plan(issue=issue, posts=list(shown), related=list(related), note=note)
 
 
-def plan_issue(archive: Archive, settings: Settings, clock: Clock) -> Plan | None:
-    """The next issue exactly as ``send`` would send it, or ``None`` when nothing is due."""
+def plan_run(
+    archive: Archive,
+    settings: Settings,
+    clock: Clock,
+    *,
+    note: str = "",
+    approved: Sequence[str] = (),
+) -> Iterator[Plan]:
+    """The issues this run sends, in sending order, each composed when it is asked for."""
+    if approved:
+        chosen_records = [record for record in archive.issues if record.issue_id in approved]
+        return (compose_record(archive, record, settings, clock) for record in chosen_records)
     unfinished = unfinished_issue(archive)
+    held = awaiting_issues(archive)
+    carried = {post_id for record in [*held, *([unfinished] if unfinished else [])]
+               for post_id in record.post_ids}  # fmt: skip
+    new_posts = [post for post in archive.new_posts() if post.id not in carried]
+    per_post = settings.cadence.mode == "per_post"
+    blocked = (unfinished is not None and not per_post) or (held and settings.cadence.approval)
+    chosen = [] if blocked else select_posts(new_posts, settings.cadence)
+    groups = [[post] for post in chosen] if per_post else [chosen] if chosen else []
+    in_run = carried | {post.id for post in chosen}
+    waiting = [post.id for post in new_posts if post.id not in in_run]
+    pool = [post for post in archive.posts if post.id not in in_run]
+    history = [record.related_ids for record in archive.issues]
+    if any(record.note == note for record in [*held, *([unfinished] if unfinished else [])]):
+        note = ""  # an issue composed with it carries it already
+    return _plans(archive, unfinished, groups, pool, history, waiting, note, settings, clock)
+
+
+def _plans(
+    archive: Archive,
+    unfinished: IssueRecord | None,
+    groups: Sequence[Sequence[Post]],
+    pool: Sequence[Post],
+    history: Sequence[Sequence[str]],
+    waiting: list[str],
+    note: str,
+    settings: Settings,
+    clock: Clock,
+) -> Iterator[Plan]:
     if unfinished is not None:
-        posts = _lookup(archive, unfinished.post_ids)
-        related = _lookup(archive, unfinished.related_ids)
-        plan = compose_posts(
-            archive, posts, settings, clock, issue_id=unfinished.issue_id, related=related
-        )
-        return Plan(issue=plan.issue, posts=plan.posts, related=plan.related, resumed=True)
-    new_posts = archive.new_posts()
-    chosen = select_posts(new_posts, settings.cadence)
-    if not chosen:
-        return None
-    plan = compose_posts(archive, chosen, settings, clock)
-    chosen_ids = {post.id for post in chosen}
-    waiting = [post.id for post in new_posts if post.id not in chosen_ids]
-    return Plan(issue=plan.issue, posts=plan.posts, related=plan.related, waiting=waiting)
+        yield replace(compose_record(archive, unfinished, settings, clock), waiting=waiting)
+    history = list(history)
+    for group in groups:
+        plan = _compose(group, pool, history, settings, clock, note=note)
+        note = ""  # the first new issue carries it
+        history.append(plan.issue.related_ids)
+        yield replace(plan, waiting=waiting)
+
+
+def plan_issue(
+    archive: Archive, settings: Settings, clock: Clock, *, note: str = ""
+) -> Plan | None:
+    """The next issue exactly as ``send`` would send it first, or ``None`` when nothing is due."""
+    return next(plan_run(archive, settings, clock, note=note), None)
 
 
 def _lookup(archive: Archive, post_ids: Sequence[str]) -> list[Post]:
@@ -122,22 +226,28 @@ def preview_plan(
     *,
     posts: int | None = None,
     post_url: str | None = None,
+    note: str = "",
 ) -> Plan:
     """What ``preview`` shows: the post at ``post_url``, the newest ``posts``, or else the
-    next issue (:class:`ComposeError` when nothing is due)."""
+    next issue: the first held for approval, else what a run would send first
+    (:class:`ComposeError` when nothing is due). ``note``: the editor's note, shown on top of
+    chosen posts and of a new issue (a held one shows its own)."""
     if post_url is not None:
         match = [post for post in archive.posts if post.link == post_url or post.id == post_url]
         if not match:
             raise ComposeError(f"{post_url}: no post with this link in the archive")
-        return compose_posts(archive, match[:1], settings, clock)
+        return compose_posts(archive, match[:1], settings, clock, note=note)
     if posts is not None:
         if posts < 1:
             raise ComposeError("--posts needs a number of at least 1")
         newest = archive.posts[:posts]
         if not newest:
             raise ComposeError("the archive is empty: no feed gave any post")
-        return compose_posts(archive, newest, settings, clock)
-    plan = plan_issue(archive, settings, clock)
+        return compose_posts(archive, newest, settings, clock, note=note)
+    held = awaiting_issues(archive)
+    if held:
+        return compose_record(archive, held[0], settings, clock)
+    plan = plan_issue(archive, settings, clock, note=note)
     if plan is None:
         raise ComposeError(
             "nothing new to preview (all posts were sent or predate the installation); "

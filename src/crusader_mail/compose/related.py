@@ -5,13 +5,16 @@ Contract::
     choose_related(issue_posts, candidates, avoid, count) -> list[Post]
     RelatedIndex(posts).choose(issue_posts, candidates, avoid, count)   the same, built once
 
-How two posts are compared (pure Python, deterministic, no numpy):
+How two posts are compared (numpy, deterministic):
 
-1. Text, TF-IDF cosine. A post is its title (counted ``TITLE_WEIGHT`` times) plus its whole
-   plain-text content, code left out, as :func:`tokenize` tokens. A token tells something only
-   when some but not all posts have it (the candidates and the issue's posts: N of them); it
-   weighs ``(1 + ln tf) * idf`` with ``idf = ln((1 + N) / (1 + df)) + 1``. The text score is the
-   cosine of the two posts' weights: 0 (no telling token in common) to 1, whatever the length.
+1. Text, TF-IDF cosine (:class:`~.ranking.TextIndex`): a post is its title (counted
+   ``TITLE_WEIGHT`` times) plus its whole text, code left out, as :func:`tokenize` tokens, each
+   weighing ``(1 + ln tf) * idf`` with ``idf = ln((1 + N) / (1 + df)) + 1`` over the N posts (the
+   candidates and the issue's). The cosine is 0 (no token in common) to 1, whatever the length.
+   In archives of ``LATENT_POSTS`` posts (small ones: their idf says little), posts with a token
+   in common add ``LATENT_WEIGHT`` x their cosine in a latent space (LSA, ``latent_rank(N)``
+   dimensions), clipped at 0: words that keep company count as the same topic; the sum is
+   divided by ``1 + LATENT_WEIGHT``, so the text score stays 0 to 1.
 2. Categories and tags (one set of labels, case and Unicode forms folded) add ``LABEL_WEIGHT``
    x the sum over shared labels of ``ln(N / df) / ln(N)``: a label on every post adds nothing,
    one on fewer than sqrt(N) posts outweighs any text score, so the blog's own labels decide
@@ -23,7 +26,7 @@ There is no threshold: the best candidates are taken however low their scores, s
 summaries rank like long posts (scores are only compared with each other). Eligibility, in
 order of preference (a later tier is used only when the earlier ones run out):
 
-1. related (score above 0: a telling token or a label in common) and not in ``avoid``;
+1. related (score above 0: a token or a label in common) and not in ``avoid``;
 2. recent posts (published desc, older than the issue first) not in ``avoid``: only posts that
    share nothing with the issue land here;
 3. posts in ``avoid`` (shown as related in the last few issues), related first, then recent.
@@ -36,74 +39,27 @@ archives by ``bench/related_eval.py``.
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
-from itertools import chain, repeat
-from operator import mul
+from itertools import chain
 
+import numpy as np
+
+from crusader_mail.compose.ranking import TextIndex, tokenize
 from crusader_mail.models import Post
-from crusader_mail.util.html_text import html_words
+
+__all__ = ["LABEL_WEIGHT", "TITLE_WEIGHT", "RelatedIndex", "choose_related", "tokenize"]
 
 TITLE_WEIGHT = 2
 LABEL_WEIGHT = 2.0
-
-# Scripts written without spaces between words: their runs become character bigrams.
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_WORD_RE = re.compile(f"[^\\W{_CJK}]+")  # a run of letters and digits outside those scripts
-_CJK_ANY_RE = re.compile(f"[{_CJK}]")
-_CJK_PAIR_RE = re.compile(f"(?=([{_CJK}]{{2}}))")  # overlapping bigrams, found in C
-_CJK_ALONE_RE = re.compile(f"(?<![{_CJK}])[{_CJK}](?![{_CJK}])")
-
-# Words too common to say anything about a topic (English; other languages rely on idf).
-STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been
-    before being below between both but by can could did do does doing down during each few
-    for from further get got had has have having he her here hers herself him himself his how
-    i if in into is it its itself just let like me more most my myself no nor not now of off
-    on once one only or other our ours ourselves out over own same she should so some such
-    than that the their theirs them themselves then there these they this those through to too
-    under until up use used using very was we were what when where which while who whom why
-    will with would you your yours yourself yourselves new way make many much well""".split()  # noqa: SIM905
-)
+LATENT_WEIGHT = 0.5
+LATENT_POSTS = (20, 200)  # from and to (inclusive); bench/related_eval.py --ideas
 
 
-def _stem(word: str) -> str:
-    """A very light plural fold: posts/post, classes/class, stories/story."""
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 4 and word.endswith("sses"):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
-_STOP_TOKENS = STOPWORDS | frozenset(map(_stem, STOPWORDS))
-
-
-def _words(text: str) -> list[str]:
-    """The words of ``text``, lower-cased, unfolded, stopwords kept; CJK runs as bigrams."""
-    lowered = text.casefold()
-    words = _WORD_RE.findall(lowered)
-    if _CJK_ANY_RE.search(lowered):
-        words += _CJK_PAIR_RE.findall(lowered)
-        words += _CJK_ALONE_RE.findall(lowered)
-    return words
-
-
-def _telling(token: str) -> bool:
-    """False for stopwords, numbers and one-letter words (a lone CJK character tells)."""
-    if len(token) == 1:
-        return bool(_CJK_ANY_RE.match(token))
-    return not token.isdigit() and token not in _STOP_TOKENS
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased words, plurals folded, without stopwords, numbers or one-letter words; CJK
-    runs become character bigrams (CJK text has no spaces between words)."""
-    return [token for token in map(_stem, _words(text)) if _telling(token)]
+def latent_rank(n: int) -> int:
+    """The LSA dimensions for ``n`` posts: a quarter of them, at most 50."""
+    return min(50, n // 4)
 
 
 def _labels(values: Iterable[str]) -> frozenset[str]:
@@ -112,96 +68,42 @@ def _labels(values: Iterable[str]) -> frozenset[str]:
     )
 
 
-def _token_counts(posts: Sequence[Post]) -> list[Counter[str]]:
-    """Each post's token counts (:func:`tokenize` without the filter: stopwords stay, they weigh
-    nothing): its content (code left out) and its title ``TITLE_WEIGHT`` times.
-
-    The words are counted as the HTML has them; each distinct word that is not a token as it
-    stands (capitals, punctuation, a plural, CJK) is turned into tokens once, in Python, and
-    every post hands its count of such words over to their tokens, in C."""
-    every = [
-        Counter(html_words(p.content_html or p.summary_html, skip_code=True) or p.excerpt.split())
-        for p in posts
-    ]
-    vocabulary: set[str] = set()
-    for counts in every:
-        vocabulary.update(counts)
-    tokens_of: dict[str, tuple[str, ...]] = {}
-    for word in vocabulary:
-        tokens = (*map(_stem, _words(word)),)
-        if tokens != (word,):
-            tokens_of[word] = tokens
-    for counts, post in zip(every, posts, strict=True):
-        words = [*filter(tokens_of.__contains__, counts)]
-        times = [*map(counts.pop, words)]
-        counts.update(chain.from_iterable(map(mul, map(tokens_of.__getitem__, words), times)))
-        counts.update([*map(_stem, _words(post.title))] * TITLE_WEIGHT)
-    return every
-
-
 class RelatedIndex:
-    """The posts of an archive made comparable once (token weights, norms, label weights), to
-    choose related posts for any issue of them; :func:`choose_related` builds one per call.
-
-    Speed (5,000 posts in under a second: bench/bench_compose.py): counting, document
-    frequencies and the per-candidate sums run in C (``Counter``, ``map``, ``filter``,
-    ``math.hypot``); Python loops only over the distinct words and an issue post's tokens.
-    """
+    """The posts of an archive made comparable once (:class:`~.ranking.TextIndex`, label
+    weights), to choose related posts for any issue of them; :func:`choose_related` builds one
+    per call."""
 
     def __init__(self, posts: Sequence[Post], *, use_labels: bool = True) -> None:
         n = len(posts)
         self.position = {post.id: i for i, post in enumerate(posts)}
-        self.counts = _token_counts(posts)
-        df = Counter(chain.from_iterable(self.counts))
-        # Every token gets a weight, 0 for one that tells nothing: sums need no test.
-        self.idf = {
-            token: math.log((1 + n) / (1 + k)) + 1 if 1 < k < n and _telling(token) else 0.0
-            for token, k in df.items()
-        }
-        most = max((max(c.values(), default=0) for c in self.counts), default=0)
-        self.tf = [0.0] + [1 + math.log(k) for k in range(1, most + 1)]
-        self.norms = [self._norm(c) for c in self.counts]
+        self.text = TextIndex(posts, title_weight=TITLE_WEIGHT)
+        low, high = LATENT_POSTS
+        self.latent = self.text.latent_cosine(latent_rank(n)) if low <= n <= high else None
         empty: frozenset[str] = frozenset()
         self.labels = [_labels((*p.categories, *p.tags)) if use_labels else empty for p in posts]
         label_df = Counter(chain.from_iterable(self.labels))
         scale = math.log(n) if n > 1 else 1.0
         self.label_weight = {label: math.log(n / k) / scale for label, k in label_df.items()}
 
-    def _norm(self, counts: Counter[str]) -> float:
-        tf = map(self.tf.__getitem__, counts.values())
-        return math.hypot(*map(mul, tf, map(self.idf.__getitem__, counts.keys())))
-
-    def _query(self, i: int) -> dict[str, float]:
-        """Post ``i``'s telling tokens and weights, divided by its norm, times the idf the
-        candidates' side lacks (candidates' counts are weighed by ``tf`` only)."""
-        counts, norm = self.counts[i], self.norms[i]
-        query: dict[str, float] = {}
-        for token, k in counts.items():
-            idf = self.idf[token]
-            if idf:
-                query[token] = self.tf[k] * idf * idf / norm
-        return query
-
     def scores(self, issue: Sequence[int], candidates: Sequence[int]) -> list[list[float]]:
         """For each issue post (a position), one score per candidate (positions, in order)."""
-        queries = [self._query(i) for i in issue]
-        inside = {token: 0 for query in queries for token in query}.__contains__
-        query_labels = [self.labels[i] for i in issue]
-        out: list[list[float]] = [[] for _ in issue]
-        tf, zero = self.tf.__getitem__, repeat(0.0)
-        for j in candidates:
-            counts, labels_j = self.counts[j], self.labels[j]
-            shared = [*filter(inside, counts)]  # in the candidate's own order: deterministic
-            tfs = [*map(tf, map(counts.__getitem__, shared))]
-            for query, labels, scores in zip(queries, query_labels, out, strict=True):
-                score = (
-                    sum(map(mul, map(query.get, shared, zero), tfs)) / self.norms[j] if tfs else 0.0
-                )
-                if labels and labels_j:
-                    common = labels & labels_j
+        at = np.array(candidates, dtype=np.int64)
+        out = []
+        for i in issue:
+            text = self.text.cosine(i)[at]
+            if self.latent is not None:
+                latent = (text > 0) * np.clip(self.latent[i, at], 0.0, None)
+                text = (text + LATENT_WEIGHT * latent) / (1 + LATENT_WEIGHT)  # still 0 to 1
+            # Rounded: equal texts score equal whatever the order the sums were taken in.
+            scores: list[float] = np.round(text, 12).tolist()
+            labels = self.labels[i]
+            if labels:
+                for k, j in enumerate(candidates):
+                    common = labels & self.labels[j]
                     if common:
-                        score += LABEL_WEIGHT * sum(self.label_weight[x] for x in sorted(common))
-                scores.append(score)
+                        weights = sorted(self.label_weight[x] for x in common)
+                        scores[k] += LABEL_WEIGHT * sum(weights)
+            out.append(scores)
         return out
 
     def choose(

@@ -4,7 +4,8 @@ An issue goes out as one body per batch: the issue's ONE html and text are share
 before ``text/html``), and each reader is one personalization whose ``to`` holds that reader
 only, so nobody sees another address. Per-reader values go in ``substitutions``
 (:class:`~crusader_mail.models.Placeholder` keys) and the per-reader ``List-Unsubscribe``
-headers literally in ``personalizations[].headers`` (SendGrid substitutes nothing in headers).
+headers and proof header (``X-Crusader-Mail-Id``, :func:`~crusader_mail.delivery.links.proof_header`)
+literally in ``personalizations[].headers`` (SendGrid substitutes nothing in headers).
 With ``sendgrid.subscription_tracking`` a newsletter body asks SendGrid for its one-click link
 (``tracking_settings.subscription_tracking`` with ``substitution_tag`` ``[[unsubscribe_url]]``:
 SendGrid puts its URL there and adds its ``List-Unsubscribe`` header), so the reader's
@@ -22,6 +23,7 @@ from crusader_mail.delivery.links import (
     clean_name,
     headers_for,
     placeholder_values,
+    proof_header,
     unsubscribe_links,
 )
 from crusader_mail.models import OutgoingMessage, RenderedIssue
@@ -72,6 +74,7 @@ class BodyBuilder:
         self.settings = settings
         self.signer = signer
         self.now = now
+        self.issue_id = issue.issue_id
         content = [{"type": "text/plain", "value": issue.text}] if issue.text else []
         content.append({"type": "text/html", "value": issue.html})
         shared: dict[str, Any] = {
@@ -98,7 +101,10 @@ class BodyBuilder:
         return {
             "to": [_recipient(email, name)],
             "substitutions": substitutions,
-            "headers": headers_for(self.settings, links),
+            "headers": {
+                **headers_for(self.settings, links),
+                **proof_header(self.signer, email, self.issue_id),
+            },
         }
 
     def body(self, personalizations: list[dict[str, Any]]) -> dict[str, Any]:

@@ -5,9 +5,12 @@
 - :class:`Retrier` calls SendGrid, retrying 429 (waiting for ``X-RateLimit-Reset`` when given),
   5xx and connection errors/timeouts with exponential backoff and full jitter, at most
   ``sendgrid.max_retries`` times, never waiting more than ``sendgrid.backoff_max``; then it
-  raises :class:`~crusader_mail.errors.RetriesExhausted`. Any other answer (400, 401, 403, 404,
-  413) raises :class:`~crusader_mail.errors.SendRejected` at once: one line naming what SendGrid
-  rejected and the setting to look at (:func:`rejection`).
+  raises :class:`~crusader_mail.errors.RetriesExhausted` (after 429s: the rate limit, and to
+  run again later). Any other answer (400, 401, 403, 404, 413) raises
+  :class:`~crusader_mail.errors.SendRejected` at once: one line with SendGrid's message and the
+  fix its documented meaning calls for (:func:`rejection`): verify the sender or its domain,
+  the key's permissions, a wrong key, used-up credits, sandbox mode, the unsubscribe group,
+  the size, the API URL; else the setting behind the field it names.
 """
 
 from __future__ import annotations
@@ -79,12 +82,102 @@ def message_id(response: Any) -> str | None:
 
 # --- rejections -------------------------------------------------------------------------------
 
-_HINTS = {
-    401: "check sendgrid.api_key (SENDGRID_API_KEY): the key is wrong or revoked",
-    403: "check the scope of sendgrid.api_key: it needs Mail Send (and Suppressions read)",
-    404: "check sendgrid.api_url (and sendgrid.asm_group_id for unsubscribe groups)",
-    413: "the request is over SendGrid's 30 MB: lower sendgrid.batch_size or shorten the issue",
-}
+
+@dataclass(frozen=True)
+class _Answer:
+    """One of SendGrid's documented refusals and its fix: it applies to an answer with one of
+    ``statuses`` (any, when empty) whose messages hold one of ``words`` or whose field starts
+    with one of ``fields`` (either, when both are given; neither: the status alone)."""
+
+    statuses: tuple[int, ...]
+    words: tuple[str, ...]
+    fields: tuple[str, ...]
+    fix: str
+    suppressions_fix: str | None = None  # instead of ``fix`` when a suppression list was asked
+
+    def applies(self, status: int, text: str, field: str) -> bool:
+        if self.statuses and status not in self.statuses:
+            return False
+        if not self.words and not self.fields:
+            return True
+        return any(word in text for word in self.words) or any(
+            field.startswith(prefix) for prefix in self.fields
+        )
+
+
+_KEYS_PAGE = "Settings > API Keys in SendGrid"
+# SendGrid's errors (https://www.twilio.com/docs/sendgrid/api-reference/mail-send/errors and its
+# "4XX API Errors and Troubleshooting" article) and what to change; the first that applies wins.
+_ANSWERS = (
+    _Answer(
+        (),
+        ("verified sender identity", "not authorized to send from", "sender identity"),
+        (),
+        "newsletter.from_email is not a verified sender of this SendGrid account (the API key "
+        "is not the problem): verify that address (Settings > Sender Authentication > Single "
+        "Sender Verification) or authenticate its domain (Domain Authentication)",
+    ),
+    _Answer(
+        (),
+        ("maximum credits exceeded", "credits"),
+        (),
+        "the SendGrid plan's sending credits are used up: wait until they reset (daily on the "
+        "free plan, monthly on others) or upgrade the plan, then run the same command to resume",
+    ),
+    _Answer(
+        (401,),
+        ("not authorized", "permission", "scope"),
+        (),
+        "check the scope of sendgrid.api_key: it needs the Mail Send permission "
+        f"({_KEYS_PAGE} > Edit), and Suppressions read for the suppression sync",
+        "check the scope of sendgrid.api_key: reading SendGrid's suppression lists needs "
+        f"Suppressions read ({_KEYS_PAGE} > Edit), besides Mail Send",
+    ),
+    _Answer(
+        (401,),
+        (),
+        (),
+        "check sendgrid.api_key (SENDGRID_API_KEY): SendGrid does not know this key (mistyped, "
+        f"deleted or revoked); create one under {_KEYS_PAGE} and set SENDGRID_API_KEY",
+    ),
+    _Answer(
+        (400, 403),
+        ("sandbox",),
+        ("mail_settings.sandbox_mode",),
+        "look at sendgrid.sandbox_mode (true or false; with true SendGrid checks each request "
+        "and delivers nothing)",
+    ),
+    _Answer(
+        (400, 403, 404),
+        ("asm", "unsubscribe group", "suppression group", "group_id", "group id"),
+        ("asm",),
+        "sendgrid.asm_group_id must be the id of one of this account's unsubscribe groups "
+        "(Suppressions > Unsubscribe Groups), or be left out",
+    ),
+    _Answer(
+        (403,),
+        (),
+        (),
+        "check the scope of sendgrid.api_key: it needs the Mail Send permission "
+        f"({_KEYS_PAGE} > Edit), and Suppressions read for the suppression sync",
+        "check the scope of sendgrid.api_key: reading SendGrid's suppression lists needs "
+        f"Suppressions read ({_KEYS_PAGE} > Edit), besides Mail Send",
+    ),
+    _Answer(
+        (413,),
+        (),
+        (),
+        "the request is over SendGrid's 30 MB: lower sendgrid.batch_size, or make the issue "
+        "smaller (compose.full_content = false, compose.max_html_bytes)",
+    ),
+    _Answer(
+        (404,),
+        (),
+        (),
+        "check sendgrid.api_url (https://api.sendgrid.com, or https://api.eu.sendgrid.com for "
+        "an EU subuser)",
+    ),
+)
 _FIELD_SETTINGS = {
     "from": "newsletter.from_email (a verified sender)",
     "reply_to": "newsletter.reply_to",
@@ -95,13 +188,22 @@ _FIELD_SETTINGS = {
     "personalizations": "sendgrid.batch_size and the subscriber list",
     "content": "the templates (templates_dir)",
 }
+RATE_LIMITED = (
+    "SendGrid's rate limit (HTTP 429) held through every retry: the plan's requests per second "
+    "or messages per day ran out; run the same command later to resume (nobody gets it twice)"
+)
 
 
 def rejection(status: int, body: bytes | str | None, what: str) -> SendRejected:
-    """One line: what SendGrid rejected (from its error body) and which setting to look at."""
-    message, where = _error_detail(body)
-    hint = _HINTS.get(status)
-    if hint is None:
+    """One line: what SendGrid rejected (from its error body) and what to change: the fix of
+    its documented message (:data:`_ANSWERS`), else the setting behind the field it names."""
+    message, where, everything = _error_detail(body)
+    text = everything.lower()
+    answer = next((a for a in _ANSWERS if a.applies(status, text, where or "")), None)
+    if answer is not None:
+        suppressions = "suppression list" in what
+        hint = answer.suppressions_fix if suppressions and answer.suppressions_fix else answer.fix
+    else:
         area = (where or "").split(".")[0].split("[")[0]
         setting = _FIELD_SETTINGS.get(area)
         hint = f"look at {setting}" if setting else "look at the request field named above"
@@ -110,7 +212,9 @@ def rejection(status: int, body: bytes | str | None, what: str) -> SendRejected:
     return SendRejected(" ".join(mask_addresses(line).split()))
 
 
-def _error_detail(body: bytes | str | None) -> tuple[str, str | None]:
+def _error_detail(body: bytes | str | None) -> tuple[str, str | None, str]:
+    """(the first error's message, its field, every message joined) of SendGrid's error body
+    ``{"errors": [{"message", "field", "help"}]}``; the body's start when it is not that."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
     try:
         data = json.loads(text)
@@ -119,9 +223,12 @@ def _error_detail(body: bytes | str | None) -> tuple[str, str | None]:
         message = str(first.get("message") or "no message")
         where = first.get("field")
         extra = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        return message + extra, str(where) if where not in (None, "", "null") else None
+        every = " ".join(str(error.get("message") or "") for error in errors)
+        field = str(where) if where not in (None, "", "null") else None
+        return message + extra, field, every
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return (text.strip()[:200] or "no error body"), None
+        shown = text.strip()[:200] or "no error body"
+        return shown, None, shown
 
 
 # --- retries ----------------------------------------------------------------------------------
@@ -157,9 +264,14 @@ class Retrier:
             except (OSError, http.client.HTTPException) as error:
                 problem, answered, reset = _describe_io(error), False, None
             if attempt >= self.settings.max_retries:
+                advice = (
+                    RATE_LIMITED
+                    if problem == "HTTP 429"
+                    else "run the same command again later to resume"
+                )
                 raise RetriesExhausted(
                     f"SendGrid did not accept {what} after {attempt + 1} attempts "
-                    f"(last: {problem}); run the same command again later to resume",
+                    f"(last: {problem}); {advice}",
                     answered=answered,
                 )
             self.sleep(self._delay(attempt, reset))

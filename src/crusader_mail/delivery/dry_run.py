@@ -14,8 +14,14 @@ a real send would and hands each to :class:`Outbox`, which writes
   (SendGrid's own unsubscribe link, with subscription tracking, shows as
   :data:`SENDGRID_LINK_STAND_IN`).
 
+Beside them the dry run writes the newsletter an editor opens (``newsletter.html``,
+``newsletter.txt``, ``subject.txt``: :func:`crusader_mail.pipeline.write_newsletter`) with the
+per-reader placeholders filled for :data:`SAMPLE_READER` (:func:`sample_values`), a clearly
+fake reader, never a real one: the newsletter workflow keeps these three files as a
+downloadable artifact of a dry run, while the ``.eml`` (the first real reader's copy) stays here.
+
 The outbox is output, not state: earlier ``request-*.json``, ``summary.json`` and
-``first-reader.eml`` are replaced; other files (``newsletter.html`` from ``run``) are left alone.
+``first-reader.eml`` are replaced; other files (the newsletter files) are left alone.
 These files hold real addresses and must never be committed: ``/outbox/`` is in the project's
 ``.gitignore``, and the folder also carries its own ``.gitignore`` (``*``), so it stays out of git
 wherever ``outbox_dir`` points (even inside a committed ``state_dir``).
@@ -24,7 +30,9 @@ wherever ``outbox_dir`` points (even inside a committed ``state_dir``).
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping
+from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
@@ -32,10 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from crusader_mail.clock import Clock
-from crusader_mail.models import RenderedIssue, SendReport
+from crusader_mail.delivery.links import personal_values
+from crusader_mail.models import Placeholder, RenderedIssue, SendReport, Status, Subscriber
 from crusader_mail.settings import Settings
 from crusader_mail.util.masking import mask_email
 from crusader_mail.util.statefile import atomic_write
+from crusader_mail.util.tokens import Signer
 
 KEEP_REQUESTS = 3
 SUMMARY = "summary.json"
@@ -45,11 +55,26 @@ MAX_SUBSTITUTION_BYTES = 10_000
 SAMPLE = 5
 GITIGNORE = ".gitignore"
 SENDGRID_LINK_STAND_IN = "https://sendgrid.invalid/unsubscribe-link-added-by-sendgrid"
-"""Stands in the .eml for the link SendGrid's subscription tracking puts in each message."""
+"""Stands in the .eml and the newsletter files for the link SendGrid's subscription tracking
+puts in each message."""
+SAMPLE_READER = Subscriber(
+    email="sample.reader@example.com", name="Sample Reader", status=Status.ACTIVE
+)
+"""The reader a dry run's ``newsletter.html`` is filled for (example.com: reserved, nobody's)."""
 THROWAWAY_NOTE = (
     "secret_key is not set: unsubscribe tokens were signed with a throwaway key "
     "(the links in this outbox will not work)"
 )
+
+
+def sample_values(settings: Settings, now: datetime) -> dict[Placeholder, str]:
+    """The placeholder values of :data:`SAMPLE_READER`: the address, name and unsubscribe link
+    a reader's copy would carry (SendGrid's stand-in with subscription tracking), the link
+    signed with a throwaway key, so it has the real shape and unsubscribes nobody."""
+    values = personal_values(settings, Signer(secrets.token_urlsafe(32)), SAMPLE_READER, now)
+    if settings.sendgrid.subscription_tracking:
+        values[Placeholder.UNSUBSCRIBE_URL] = SENDGRID_LINK_STAND_IN
+    return values
 
 
 def request_name(index: int) -> str:

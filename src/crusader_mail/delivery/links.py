@@ -7,6 +7,10 @@ from a store the job shares). With ``sendgrid.subscription_tracking`` SendGrid a
 one-click header and puts its link where ``[[unsubscribe_url]]`` stands
 (:data:`SENDGRID_LINK_TAG`), so we add no second https one. Otherwise the visible link
 (``[[unsubscribe_url]]``) is our https URL when there is one, else the mailto.
+
+Every message we send also carries its recipient's proof header (:func:`proof_header`,
+``X-Crusader-Mail-Id``): a bounce or complaint that returns it proves it answers our mail to
+that reader (:mod:`crusader_mail.inbox.process`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from datetime import datetime
 from crusader_mail.models import Placeholder, Subscriber
 from crusader_mail.settings import Settings
 from crusader_mail.util.addresses import plus_address
-from crusader_mail.util.tokens import Purpose, Signer
+from crusader_mail.util.tokens import MAIL_ID_HEADER, Purpose, Signer
 
 SENDGRID_LINK_TAG = Placeholder.UNSUBSCRIBE_URL.value
 """With subscription tracking, SendGrid replaces this tag with its own unsubscribe URL."""
@@ -69,6 +73,12 @@ def headers_for(settings: Settings, links: Links) -> dict[str, str]:
             "List-Id": settings.list_id,
         }
     return {"List-Unsubscribe": f"<{links.mailto}>", "List-Id": settings.list_id}
+
+
+def proof_header(signer: Signer, email: str, ref: str) -> dict[str, str]:
+    """The header that proves a message to ``email`` is ours (``ref``: the issue id or the
+    reply kind); see :meth:`crusader_mail.util.tokens.Signer.mail_id`."""
+    return {MAIL_ID_HEADER: signer.mail_id(email, ref)}
 
 
 def list_headers(settings: Settings, signer: Signer, email: str, now: datetime) -> dict[str, str]:

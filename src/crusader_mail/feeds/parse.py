@@ -1,7 +1,8 @@
 """Parsing a feed: its bytes and response headers -> posts. No I/O.
 
 ``parse_feed(source, body, headers, url, now, max_bytes) -> ParsedFeed`` raises
-:class:`FeedError` (one line) when the bytes are no feed. The XML is defused first
+:class:`FeedError` (one line) when the bytes are no feed; ``is_web_page(body, headers)`` tells a
+web page (whose feed :mod:`crusader_mail.feeds.discover` finds) from a feed. The XML is defused first
 (:mod:`crusader_mail.feeds.defuse`), then read by feedparser with the response headers (charset;
 ``Content-Location`` is the base of relative URLs). feedparser's own sanitizer and URL resolver
 are off: :mod:`crusader_mail.feeds.sanitize` does both once, with nh3.
@@ -111,9 +112,12 @@ def _parse(
     )
     problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
     if not parsed.get("version") and not parsed.entries:
-        content_type = headers.get("content-type", "").split(";")[0].strip()
-        if content_type in HTML_TYPES or _looks_like_html(body):
-            raise FeedError(source, "not a feed: got an HTML page, not RSS or Atom")
+        if is_web_page(body, headers):
+            raise FeedError(
+                source,
+                'not a feed: got a web page that links no RSS or Atom feed (<link rel="alternate" '
+                'type="application/rss+xml">); put the feed\'s own URL in feeds',
+            )
         if not body.strip():
             raise FeedError(source, "not a feed: the document is empty")
         reason = f" ({_describe_bozo(problem)})" if problem is not None else ""
@@ -123,9 +127,13 @@ def _parse(
     return parsed, warnings
 
 
-def _looks_like_html(body: bytes) -> bool:
+def is_web_page(body: bytes, headers: Mapping[str, str]) -> bool:
+    """Served as HTML, or starting like an HTML page (a blog's page rather than its feed)."""
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     head = body[:2048].lower()
-    return any(mark in head for mark in (b"<html", b"<!doctype html", b"<head", b"<body"))
+    return content_type in HTML_TYPES or any(
+        mark in head for mark in (b"<html", b"<!doctype html", b"<head", b"<body")
+    )
 
 
 def _describe_bozo(problem: object) -> str:

@@ -3,11 +3,14 @@
 ::
 
     read_feed(source, client, settings, cache, clock) -> FetchOutcome     # never raises
-    read_feeds(sources, client, settings, caches, clock) -> list[FetchOutcome]
+    read_feeds(sources, client, settings, caches, clock, on_read=None) -> list[FetchOutcome]
     backfill(source, client, settings, clock) -> FetchOutcome            # ?paged=N, RFC 5005
 
 Each read fetches (:mod:`crusader_mail.feeds.fetch`, following a remembered permanent redirect
-and sending the remembered validators) and parses (:mod:`crusader_mail.feeds.parse`). A feed
+and sending the remembered validators) and parses (:mod:`crusader_mail.feeds.parse`). A blog's
+web page given instead of its feed is read through the feed it links
+(:mod:`crusader_mail.feeds.discover`): the report names that feed (``discovered``) and its first
+warning says to put it in the settings. A feed
 problem never raises: the outcome's report has ``status == "error"`` and one line. The report's
 error and warnings show every URL masked (:func:`crusader_mail.util.masking.mask_urls`: no
 password or ``?key=`` value); its ``url`` and ``permanent_redirect`` stay the real URLs, which
@@ -16,20 +19,21 @@ the archive remembers and the next fetch uses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
 from crusader_mail.clock import Clock
 from crusader_mail.errors import FeedError
+from crusader_mail.feeds.discover import feed_links
 from crusader_mail.feeds.fetch import Fetched, fetch, is_local
-from crusader_mail.feeds.parse import parse_feed
+from crusader_mail.feeds.parse import is_web_page, parse_feed
 from crusader_mail.models import FeedCache, FeedReport, Post
 from crusader_mail.settings import FetchSettings
-from crusader_mail.util.masking import mask_urls
+from crusader_mail.util.masking import mask_url, mask_urls
 from crusader_mail.util.text import one_line
 
 
@@ -46,6 +50,25 @@ class _Page:
     next_url: str | None = None
 
 
+def _fetch_feed(
+    source: str,
+    url: str,
+    client: httpx.Client,
+    settings: FetchSettings,
+    cache: FeedCache | None,
+) -> tuple[Fetched, str | None]:
+    """What ``url`` serves, and when that is a web page linking its feed, the feed instead
+    (fetched the same way, the same addresses allowed): (what was read, the feed's URL when it
+    was found on the page)."""
+    fetched = fetch(source, url, client, settings, cache)
+    if fetched.not_modified or not is_web_page(fetched.body, fetched.headers):
+        return fetched, None
+    links = feed_links(fetched.body, fetched.url or url)
+    if not links:
+        return fetched, None  # parsing says it is no feed (or reads a feed served as text/html)
+    return fetch(source, links[0], client, settings, cache), links[0]
+
+
 def _read_page(
     source: str,
     url: str,
@@ -55,11 +78,10 @@ def _read_page(
     clock: Clock,
 ) -> _Page:
     try:
-        fetched = fetch(source, url, client, settings, cache)
+        fetched, discovered = _fetch_feed(source, url, client, settings, cache)
         if fetched.not_modified:
-            return _Page(
-                FetchOutcome(_not_modified(source, fetched), [], _cache_after_304(cache, fetched))
-            )
+            report = _not_modified(source, fetched).model_copy(update={"discovered": discovered})
+            return _Page(FetchOutcome(report, [], _cache_after_304(cache, fetched)))
         new_cache = (
             None
             if is_local(url)
@@ -77,14 +99,26 @@ def _read_page(
     except Exception as error:  # a feed must never stop the run or show a traceback
         reason = f"unexpected {type(error).__name__} while reading: {error}"
         return _Page(FetchOutcome(_failed(source, reason), [], None))
+    warnings = [mask_urls(warning) for warning in parsed.warnings]
+    if discovered is not None:
+        warnings.insert(0, discovered_note(source, discovered))
     report = FeedReport(
         url=source,
         status="ok",
         entries=len(parsed.posts),
-        warnings=tuple(mask_urls(warning) for warning in parsed.warnings),
+        warnings=tuple(warnings),
         permanent_redirect=fetched.permanent_redirect,
+        discovered=discovered,
     )
     return _Page(FetchOutcome(report, parsed.posts, new_cache), parsed.next_page)
+
+
+def discovered_note(source: str, feed: str) -> str:
+    """The line that tells the editor which URL to put in the settings."""
+    return (
+        f"{mask_url(source)} is a web page; read its feed {mask_url(feed)} instead: put that URL "
+        "in feeds (the settings)"
+    )
 
 
 def _failed(source: str, reason: str) -> FeedReport:
@@ -104,7 +138,7 @@ def _cache_after_304(cache: FeedCache | None, fetched: Fetched) -> FeedCache | N
         return None
     if cache is None:
         return FeedCache(permanent_redirect=moved)
-    return FeedCache(cache.etag, cache.last_modified, moved)
+    return replace(cache, permanent_redirect=moved)
 
 
 def read_feed(
@@ -127,14 +161,23 @@ def read_feeds(
     clock: Clock,
     *,
     workers: int = 4,
+    on_read: Callable[[FetchOutcome], None] | None = None,
 ) -> list[FetchOutcome]:
-    """Read every feed (a few at a time); one failing feed never stops the others."""
+    """Read every feed (a few at a time); one failing feed never stops the others.
+    ``on_read`` hears of each feed as it is done (in this thread, in the order they finish)."""
+    done = on_read or (lambda _outcome: None)
     if len(sources) <= 1 or workers <= 1:
-        return [read_feed(s, client, settings, caches.get(s), clock) for s in sources]
+        outcomes = []
+        for source in sources:
+            outcomes.append(read_feed(source, client, settings, caches.get(source), clock))
+            done(outcomes[-1])
+        return outcomes
     with ThreadPoolExecutor(max_workers=min(workers, len(sources))) as pool:
         futures = [
             pool.submit(read_feed, s, client, settings, caches.get(s), clock) for s in sources
         ]
+        for finished in as_completed(futures):
+            done(finished.result())
         return [future.result() for future in futures]
 
 

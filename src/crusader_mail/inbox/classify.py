@@ -14,7 +14,9 @@ raising; :func:`classify` sorts it into one :class:`Kind`:
 - ``OTHER``: written by a person; only these may be commands.
 
 Also the small, safe helpers every reader of a message needs: decoded headers, addresses
-(validated, never trusted), and the first readable text part.
+(validated, never trusted), the first readable text part, and the proofs (:func:`mail_ids`) a
+bounce or complaint returns of the message it answers. What a bounce or complaint *names*
+proves nothing: anyone can write a DSN or an ARF report naming anyone.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from enum import StrEnum
 from crusader_mail.settings import Settings
 from crusader_mail.util.addresses import lower_domain
 from crusader_mail.util.html_text import html_to_text
+from crusader_mail.util.tokens import MAIL_ID, MAIL_ID_HEADER
 
 __all__ = [
     "Classification",
@@ -39,7 +42,9 @@ __all__ = [
     "addresses",
     "body_text",
     "classify",
+    "decoded",
     "header",
+    "mail_ids",
     "parse",
 ]
 
@@ -79,10 +84,11 @@ def header(message: Message, name: str) -> str:
 def headers(message: Message, name: str) -> list[str]:
     """Every ``name`` header, decoded to one line each (encoded words, 8-bit, folding)."""
     found = message.get_all(name) or []
-    return [_decode(value) for value in found]
+    return [decoded(value) for value in found]
 
 
-def _decode(value: object) -> str:
+def decoded(value: object) -> str:
+    """One header value decoded to one line (encoded words, 8-bit, folding)."""
     try:
         text = str(make_header(decode_header(str(value))))
     except Exception:
@@ -114,7 +120,7 @@ def display_name(message: Message, name: str = "From") -> str:
         return ""
     if not pairs:
         return ""
-    text = _decode(pairs[0][0])
+    text = decoded(pairs[0][0])
     text = "".join(ch for ch in text if ch.isprintable())
     return text.strip(" \"'")[:100]
 
@@ -146,6 +152,41 @@ def _walk(message: Message) -> Iterator[Message]:
             for part in payload:
                 if isinstance(part, Message):
                     yield from _walk(part)
+
+
+MAX_PROOFS = 20
+_PROOF_IN_TEXT = re.compile(rf"{MAIL_ID_HEADER}\s*:\s*({MAIL_ID.pattern})", re.IGNORECASE)
+
+
+def mail_ids(message: Message, limit: int = MAX_PROOFS) -> list[str]:
+    """The :data:`~crusader_mail.util.tokens.MAIL_ID_HEADER` values a message carries, at most
+    ``limit``, distinct: in the headers of every part and of the messages it returns
+    (``message/rfc822``), and in the text of every text part (``text/rfc822-headers``, a prose
+    bounce quoting the original). Only their MAC says whom each one proves."""
+    found: dict[str, None] = {}
+    for part in _walk_deep(message):
+        values = [decoded(value) for value in part.get_all(MAIL_ID_HEADER) or []]
+        if part.get_content_maintype() == "text":
+            values += [match.group(1) for match in _PROOF_IN_TEXT.finditer(_part_text(part))]
+        for value in values:
+            found[value.strip().lower()] = None
+            if len(found) >= limit:
+                return list(found)
+    return list(found)
+
+
+def _walk_deep(message: Message, depth: int = 0) -> Iterator[Message]:
+    """Every part, and the parts of the messages it carries (``message/rfc822``), down to
+    ``_MAX_DEPTH`` levels."""
+    yield message
+    payload = message.get_payload() if message.is_multipart() else None
+    if isinstance(payload, list) and depth < _MAX_DEPTH:
+        for part in payload:
+            if isinstance(part, Message):
+                yield from _walk_deep(part, depth + 1)
+
+
+_MAX_DEPTH = 12
 
 
 def _part_text(part: Message) -> str:
@@ -319,7 +360,7 @@ def _status_blocks(part: Message) -> Iterator[dict[str, str]]:
     if isinstance(payload, list):  # compat32 parses it as a list of header blocks
         for block in payload:
             if isinstance(block, Message):
-                yield {key.lower(): _decode(value) for key, value in block.items()}
+                yield {key.lower(): decoded(value) for key, value in block.items()}
         return
     if isinstance(payload, str):
         texts.append(payload)

@@ -3,8 +3,18 @@ is authenticated.
 
 A message is a command by its address (``news+subscribe@``, ``+unsubscribe@``,
 ``+confirm-<token>@``, ``+unsubscribe-<token>@`` in To/Cc/Delivered-To/X-Original-To or the
-envelope) or its words (Subject or first non-quoted body line: subscribe/join,
-unsubscribe/leave/stop/remove, ``confirm <token>``, ``unsubscribe <token>``).
+envelope) or by its words, which must be the whole line (:func:`parse_words`):
+
+- the Subject (after ``Re:``/``Fwd:`` and ``[tags]``): ``subscribe``, ``Please unsubscribe me``,
+  ``join``, ``leave``, ``stop``, ``remove``, ``help``, with a few polite words around them
+  (``Stop Discounting Your Services`` is a title, not a command). A tokened line is never read
+  from a subject: our own confirmation's subject carries its token, and whoever echoes it (a
+  ticket system, an auto-acknowledgement) has not confirmed anything;
+- the first line of the body that is not quoted: the same words, or ``confirm <token>`` /
+  ``unsubscribe <token>``.
+
+A reply (``In-Reply-To`` or ``References``: to an issue, to our help or confirmation mail) is a
+command only by its address or its body, never by its subject.
 """
 
 from __future__ import annotations
@@ -33,16 +43,28 @@ class ParsedCommand:
     by: str = "words"  # "address" or "words"
 
 
-_TOKEN_RE = re.compile(r"\b(confirm|unsubscribe)\s*[:\-]?\s*([a-z2-7]{29})\b", re.IGNORECASE)
-_STRONG = {"subscribe": Command.SUBSCRIBE, "unsubscribe": Command.UNSUBSCRIBE}
-_WEAK = {
+_PREFIXES = re.compile(r"^\s*((re|aw|fw|fwd|wg|sv|vs)\s*:\s*|\[[^\]]*\]\s*)+", re.IGNORECASE)
+_TOKEN_LINE = re.compile(
+    r"\s*(confirm|unsubscribe)\s*[:\-]?\s*([a-z2-7]{29})\s*[.!]?\s*", re.IGNORECASE
+)
+_WORDS = {
+    "subscribe": Command.SUBSCRIBE,
     "join": Command.SUBSCRIBE,
+    "unsubscribe": Command.UNSUBSCRIBE,
     "leave": Command.UNSUBSCRIBE,
     "stop": Command.UNSUBSCRIBE,
     "remove": Command.UNSUBSCRIBE,
     "help": Command.HELP,
 }
-_POLITE = {"please", "pls", "hi", "hello", "dear", "kindly"}
+# fmt: off
+_AROUND = frozenset({
+    "please", "pls", "plz", "kindly", "hi", "hello", "hey", "dear", "thanks", "thank", "you",
+    "i", "want", "would", "like", "to", "me", "us", "my", "from", "of", "the", "this", "your",
+    "a", "list", "mailing", "newsletter", "address", "email", "e", "mail", "now",
+})
+# fmt: on
+"""Words a command may come with; any other word makes the line something else."""
+_MAX_WORDS = 10
 _PLUS_TAGS = {
     "subscribe": Command.SUBSCRIBE,
     "join": Command.SUBSCRIBE,
@@ -56,16 +78,21 @@ _PRIORITY = [Command.CONFIRM, Command.UNSUBSCRIBE, Command.SUBSCRIBE, Command.HE
 def parse_command(
     message: Message, settings: Settings, envelope_to: Iterable[str] = ()
 ) -> ParsedCommand | None:
-    """The command a person's message carries, by address first, then by its words."""
+    """The command a person's message carries: by address first, then by the words of its
+    subject (unless it is a reply) and of its first body line."""
     by_address = _by_address(message, settings, envelope_to)
     if by_address is not None:
         return by_address
-    subject = classify.header(message, "Subject")
-    for line in (subject, first_line(classify.body_text(message))):
-        found = parse_words(line)
+    if not is_reply(message):
+        found = parse_words(classify.header(message, "Subject"), tokens=False)
         if found is not None:
             return found
-    return None
+    return parse_words(first_line(classify.body_text(message)))
+
+
+def is_reply(message: Message) -> bool:
+    """Does the message answer another (``In-Reply-To`` or ``References``)?"""
+    return bool(classify.header(message, "In-Reply-To") or classify.header(message, "References"))
 
 
 def _by_address(
@@ -93,22 +120,27 @@ def _by_address(
     return min(found, key=lambda c: (_PRIORITY.index(c.command), not c.token))
 
 
-def parse_words(line: str) -> ParsedCommand | None:
-    """``subscribe``, ``Please unsubscribe me``, ``Re: ... [confirm <token>]`` and kin."""
-    tokenized = _TOKEN_RE.search(line)
+def parse_words(line: str, *, tokens: bool = True) -> ParsedCommand | None:
+    """The command a whole line is, after ``Re:``/``Fwd:`` and ``[tags]``: one command word
+    (``subscribe``, ``Please unsubscribe me``, ``remove me from your list``) with only polite
+    words around it, or with ``tokens`` the line ``confirm <token>`` / ``unsubscribe <token>``;
+    ``None`` for anything else (a sentence, a title that starts with "Stop")."""
+    text = _PREFIXES.sub("", line)
+    tokenized = _TOKEN_LINE.fullmatch(text)
     if tokenized:
-        command = (
-            Command.CONFIRM if tokenized.group(1).lower() == "confirm" else Command.UNSUBSCRIBE
-        )
-        return ParsedCommand(command, tokenized.group(2).lower())
-    text = re.sub(r"^\s*((re|aw|fw|fwd|wg|sv)\s*:\s*|\[[^\]]*\]\s*)+", "", line, flags=re.I)
+        if not tokens:
+            return None
+        word, token = tokenized.group(1).lower(), tokenized.group(2).lower()
+        command = Command.CONFIRM if word == "confirm" else Command.UNSUBSCRIBE
+        return ParsedCommand(command, token)
+    if re.search(r"[^\w\s.,!?;:'’–—-]", text):
+        return None  # other signs: a sentence, a link, an address
     words = re.findall(r"[a-z]+", text.lower())
-    if not words or len(words) > 12:
+    if not words or len(words) > _MAX_WORDS:
         return None
-    kinds = {_STRONG[w] for w in words if w in _STRONG}
-    first = words[1] if words[0] in _POLITE and len(words) > 1 else words[0]
-    if first in _WEAK and len(words) <= 6:
-        kinds.add(_WEAK[first])
+    if any(word not in _WORDS and word not in _AROUND for word in words):
+        return None
+    kinds = {_WORDS[word] for word in words if word in _WORDS}
     if len(kinds) != 1:
         return None
     return ParsedCommand(kinds.pop())
@@ -129,18 +161,51 @@ def first_line(text: str) -> str:
 
 
 def authenticated(message: Message, settings: Settings, sender: str) -> bool:
-    """DKIM, SPF or DMARC pass aligned with the From domain, in the first
-    ``Authentication-Results`` written by the trusted host (others can be forged)."""
+    """DKIM, SPF or DMARC pass aligned with the From domain, in the topmost
+    ``Authentication-Results`` header, and only when our receiving host provably wrote it: it
+    names ``server.trusted_authserv_id``, and every ``Received`` header above it was added by
+    our side (:func:`_our_hop`). A header below the topmost one, or below a hop of someone
+    else's, may have come with the message: it proves nothing. Only for mail our host
+    delivered (IMAP, files); an Inbound Parse post brings SendGrid's own verdict instead."""
     trusted = (settings.server.trusted_authserv_id or "").strip().lower()
     if not trusted:
         return False
-    from_domain = sender.rpartition("@")[2].lower()
-    for value in classify.headers(message, "Authentication-Results"):
-        authserv = value.split(";", 1)[0].strip().split()[0].lower() if value.strip() else ""
-        if authserv != trusted:
-            continue
-        return _aligned_pass(value, from_domain)  # only the topmost one from the trusted host
-    return False
+    above: list[str] = []
+    topmost = None
+    for name, value in message.items():
+        if name.lower() == "received":
+            above.append(classify.decoded(value))
+        elif name.lower() == "authentication-results":
+            topmost = classify.decoded(value)
+            break
+    if topmost is None or _authserv(topmost) != trusted:
+        return False
+    if not all(_our_hop(received, trusted) for received in above):
+        return False
+    return _aligned_pass(topmost, sender.rpartition("@")[2].lower())
+
+
+def _authserv(value: str) -> str:
+    words = value.split(";", 1)[0].split()
+    return words[0].lower() if words else ""
+
+
+_BY = re.compile(r"\bby\s+([^\s;()]+)", re.IGNORECASE)
+_LITERAL = re.compile(r"\[?[0-9a-f.:]+\]?", re.IGNORECASE)
+
+
+def _our_hop(received: str, trusted: str) -> bool:
+    """Was this ``Received`` header added on our receiving side: by the trusted host, another
+    host of its domain, or an internal hop known only by its address?"""
+    found = _BY.search(received)
+    if found is None:
+        return True
+    host = found.group(1).lower().rstrip(".")
+    labels = trusted.split(".")
+    domain = ".".join(labels[1:]) if len(labels) > 2 else trusted
+    return (
+        host in (trusted, domain) or host.endswith("." + domain) or bool(_LITERAL.fullmatch(host))
+    )
 
 
 def _aligned_pass(value: str, from_domain: str) -> bool:

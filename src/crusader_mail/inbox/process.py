@@ -5,15 +5,21 @@ Contract::
     process_messages(messages: Iterable[RawMessage], ctx: InboxContext) -> InboxReport
 
 Loops, auto-replies, bounces and complaints are sorted out first
-(:mod:`crusader_mail.inbox.classify`) and are never commands; bounces and complaints mark the
-readers they name. Anything else may carry a command (:mod:`crusader_mail.inbox.commands`):
+(:mod:`crusader_mail.inbox.classify`) and are never commands. A bounce or complaint marks only
+the readers it proves it answers: whose signed mail id (``X-Crusader-Mail-Id``, in every issue
+and reply we send) it returns; the addresses it merely names are reported as unverified and
+keep their status (anyone can write a DSN or an ARF report naming anyone). Anything else may
+carry a command (:mod:`crusader_mail.inbox.commands`):
 
-- a token confirms or unsubscribes the reader it was made for; the From of the message is not
-  trusted and does not matter;
-- subscribe makes the From address pending and sends it a confirmation;
-- unsubscribe without a token is immediate when the sender is authenticated (a ``pass`` in the
-  first ``Authentication-Results`` from ``server.trusted_authserv_id``, aligned with From, or
-  SendGrid's verdict on an Inbound Parse post); otherwise the reader is asked to confirm.
+- an unsubscribe token unsubscribes the reader it was made for, whatever the From;
+- a confirmation token (by the confirm address or the body, never the subject) confirms the
+  reader it was made for only when the message comes from that very mailbox;
+- subscribe asks for the From address (a confirmation goes to it);
+- unsubscribe without a token is immediate when the sender is authenticated (a ``pass``,
+  aligned with From, in the topmost ``Authentication-Results``, written by
+  ``server.trusted_authserv_id`` on mail our host delivered; or SendGrid's own verdict on an
+  Inbound Parse post, whose headers are never read for it); otherwise the reader is asked to
+  confirm.
 
 What each command does is :mod:`crusader_mail.subscriptions.service`. All messages of one call
 are one unit of change of the store (memory, then roster); the replies are queued with it and
@@ -62,12 +68,15 @@ class InboxReport:
     processed: int = 0
     actions: list[Action] = field(default_factory=list)
     replies: OutboxReport | None = None  # the replies sent afterwards, when the caller did
+    expired: int = 0  # requests to join never confirmed, erased before (when the caller did)
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "processed": self.processed,
             "actions": [a.as_json() for a in self.actions],
         }
+        if self.expired:
+            data["expired"] = self.expired
         if self.replies is not None:
             data["replies"] = self.replies.as_json()
         return data
@@ -134,29 +143,29 @@ class _Handler:
         sort = classify.classify(message, self.settings)
         if sort.kind in {Kind.LOOP, Kind.AUTO_REPLY}:
             return sort.kind.value, f"ignored: {sort.reason}"
-        if sort.kind is Kind.BOUNCE:
-            return sort.kind.value, session.mark(
-                sort.hard, Status.BOUNCED, ref, sort.soft, Source.EMAIL
-            )
-        if sort.kind is Kind.COMPLAINT:
-            return sort.kind.value, session.mark(
-                sort.hard, Status.COMPLAINED, ref, (), Source.EMAIL
-            )
+        if sort.kind in {Kind.BOUNCE, Kind.COMPLAINT}:
+            status = Status.BOUNCED if sort.kind is Kind.BOUNCE else Status.COMPLAINED
+            proofs = classify.mail_ids(message)
+            result = session.signal(status, proofs, sort.hard, sort.soft, ref, Source.EMAIL)
+            return sort.kind.value, result
         parsed = parse_command(message, self.settings, raw.envelope_to)
         if parsed is None:
             return "none", "not a command: no reply"
-        if parsed.token:
-            if parsed.command is Command.CONFIRM:
-                return parsed.command.value, session.confirm_token(parsed.token, ref, Source.EMAIL)
-            return parsed.command.value, session.unsubscribe_token(parsed.token, ref, Source.EMAIL)
         sender = _sender(message)
+        if parsed.token and parsed.command is Command.UNSUBSCRIBE:
+            return parsed.command.value, session.unsubscribe_token(parsed.token, ref, Source.EMAIL)
         if sender is None:
             return parsed.command.value, "ignored: no valid From address"
+        if parsed.token:
+            result = session.confirm_token(parsed.token, ref, Source.EMAIL, sender=sender)
+            return parsed.command.value, result
         if parsed.command is Command.SUBSCRIBE:
             name = classify.display_name(message)
             return parsed.command.value, session.subscribe(sender, name, ref, Source.EMAIL)
         if parsed.command is Command.UNSUBSCRIBE:
-            proven = raw.authenticated or authenticated(message, self.settings, sender)
+            proven = raw.authenticated or (
+                raw.own_headers and authenticated(message, self.settings, sender)
+            )
             result = session.unsubscribe_request(sender, proven, ref, Source.EMAIL)
             return parsed.command.value, result
         return parsed.command.value, session.help(sender)

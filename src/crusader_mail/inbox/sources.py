@@ -4,7 +4,7 @@ Contract:
 
 - :class:`RawMessage`: the bytes of one message and where it came from (``origin``, for
   reports), plus what a trusted transport already knows (SendGrid Inbound Parse's envelope and
-  its SPF/DKIM verdict).
+  its SPF/DKIM verdict, in place of the message's own ``Authentication-Results``).
 - :func:`read_paths` yields one RawMessage per message found under the given paths, in a stable
   order. A message over ``max_bytes`` is not read: it comes with empty ``data`` and its ``size``
   so the processor reports it in one line. An unreadable path raises :class:`InboxError`.
@@ -39,6 +39,9 @@ class RawMessage:
     size: int = -1  # bytes; -1: len(data)
     envelope_to: tuple[str, ...] = ()  # SMTP RCPT TO, when a trusted transport tells us
     authenticated: bool = False  # a trusted transport verified the sender (SPF/DKIM pass)
+    # our receiving host delivered it (a mailbox, a file from one): its topmost
+    # Authentication-Results may be ours; False where a transport gave its own verdict
+    own_headers: bool = True
 
     def __post_init__(self) -> None:
         if self.size < 0:

@@ -22,7 +22,7 @@ def open_store(settings: Settings, clock: Clock) -> Store:
     the files store in ``state_dir`` and ``subscribers_dir`` (also when ``database_url`` is
     empty, as an unset CI secret gives it). Opening it reads nothing; each part reads (or
     connects) when it is used."""
-    if settings.database_url is not None and settings.database_url.get_secret_value():
+    if settings.uses_database:
         from crusader_mail.storage.postgres import PostgresStore
 
         return PostgresStore(

@@ -6,6 +6,7 @@
     archive.merge(posts, now) -> MergeResult
     archive.posts / get / new_posts / release_backlog / mark_sent / issues / record_issue
     archive.feed_cache: dict[str, FeedCache]
+    archive.record_read(source, cache, failed=...) -> int   # runs in a row the feed failed
     store.archive.save(archive)                # stores what changed since the load
 
 :class:`Archive` does no I/O; an :class:`~crusader_mail.storage.contract.ArchiveStore` loads
@@ -17,11 +18,12 @@ changed meanwhile.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from crusader_mail.errors import StateError
 from crusader_mail.models import BACKLOG, ArchivedPost, FeedCache, IssueRecord, Post
+from crusader_mail.util.masking import without_credentials
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class MergeResult:
     new: list[str]  # ids that became new (issue is None) in this merge
     updated: list[str]  # ids whose content changed (stay not-new if already sent)
     added: list[str]  # every id not seen before (incl. backlog)
+    backlog: list[str] = field(default_factory=list)  # ids added as BACKLOG in this merge
 
 
 class Archive:
@@ -46,8 +49,6 @@ class Archive:
         self._issues: dict[str, IssueRecord] = {record.issue_id: record for record in issues}
         self.feed_cache: dict[str, FeedCache] = dict(feed_cache or {})
         self.revision = revision
-        # empty when loaded: the first merges fill the backlog
-        self._installing = not self._posts and not self._issues
 
     # -- posts ---------------------------------------------------------------------------------
 
@@ -63,33 +64,88 @@ class Archive:
     def merge(self, posts: Iterable[Post], now: datetime, *, backfill: bool = False) -> MergeResult:
         """Add posts not seen before and update edited ones in place.
 
-        While the archive is being filled for the first time (it was empty, with no issues,
-        when loaded) every added post becomes BACKLOG, so a new installation never mails its
-        whole backlog. With ``backfill`` a post older than the newest archived post is BACKLOG
-        too (backfilled pages hold old posts). An edited post keeps its issue and first_seen.
+        A feed's back catalogue is BACKLOG, never mailed (:meth:`_cutoffs`): every entry of
+        a feed seen for the first time, so neither a new installation nor a feed added later
+        mails what it published before. With ``backfill`` a post older than the newest archived
+        post is BACKLOG too (backfilled pages hold old posts). An edited post keeps its issue
+        and first_seen.
         """
+        posts = list(posts)
+        cutoffs = self._cutoffs(posts)
         newest = max((post.published for post in self._posts.values()), default=None)
         new: list[str] = []
         updated: list[str] = []
         added: list[str] = []
+        backlog_ids: list[str] = []
         for post in posts:
             known = self._posts.get(post.id)
             if known is None:
-                backlog = self._installing or (
-                    backfill and newest is not None and post.published < newest
+                cutoff = cutoffs.get(post.feed)
+                backlog = (
+                    post.feed not in cutoffs  # the feed's first sight
+                    or (cutoff is not None and post.published < cutoff)
+                    or (backfill and newest is not None and post.published < newest)
                 )
                 data = post.model_dump()
                 data.update(first_seen=now, issue=BACKLOG if backlog else None)
                 self._posts[post.id] = ArchivedPost(**data)
                 added.append(post.id)
-                if not backlog:
-                    new.append(post.id)
+                (backlog_ids if backlog else new).append(post.id)
                 continue
             changed = self._edited(known, post)
             if changed is not None:
                 self._posts[post.id] = changed
                 updated.append(post.id)
-        return MergeResult(new=new, updated=updated, added=added)
+        return MergeResult(new=new, updated=updated, added=added, backlog=backlog_ids)
+
+    def _cutoffs(self, posts: Iterable[Post]) -> dict[str, datetime | None]:
+        """For each feed of ``posts``, what of its unseen entries is BACKLOG.
+
+        - A feed the archive holds posts from (by its URL, or because one of ``posts`` is
+          archived already: the feed moved) is known: ``None``, its unseen entries are new.
+        - A feed fetched before without a post (its HTTP cache is remembered, so it was read
+          empty): entries published before the installation (the archive's first
+          ``first_seen``) are BACKLOG; later ones are new. (When it was first read is not
+          kept; the installation is the earliest it can have been.)
+        - Any other feed is seen for the first time: absent from the answer, all BACKLOG.
+        """
+        batch: dict[str, set[str]] = {}
+        for post in posts:
+            batch.setdefault(post.feed, set()).add(post.id)
+        known = {post.feed for post in self._posts.values()}
+        cached = {
+            without_credentials(source)
+            for source, cache in self.feed_cache.items()
+            if cache.ever_read  # only failures remembered: never read, seen for the first time
+        }
+        installed = min((post.first_seen for post in self._posts.values()), default=None)
+        cutoffs: dict[str, datetime | None] = {}
+        for feed, ids in batch.items():
+            if feed in known or any(post_id in self._posts for post_id in ids):
+                cutoffs[feed] = None
+            elif feed in cached:
+                cutoffs[feed] = installed
+        return cutoffs
+
+    def record_read(self, source: str, cache: FeedCache | None, *, failed: bool) -> int:
+        """Remember a read of the feed ``source``: its new cache (``None``: the old one stays)
+        and whether it failed. Returns how many runs in a row it has failed (0: it was read).
+
+        A failure keeps the feed's cache and counts one more (a feed never read gets a cache of
+        its failures alone, ``ever_read`` False); a read clears the count, and a cache that held
+        nothing but failures (a local file's) goes."""
+        old = self.feed_cache.get(source)
+        if failed:
+            base = old if old is not None else FeedCache(ever_read=False)
+            self.feed_cache[source] = replace(base, failures=base.failures + 1)
+            return base.failures + 1
+        if cache is not None:
+            self.feed_cache[source] = replace(cache, failures=0, ever_read=True)
+        elif old is not None and not old.ever_read:
+            del self.feed_cache[source]
+        elif old is not None and old.failures:
+            self.feed_cache[source] = replace(old, failures=0)
+        return 0
 
     @staticmethod
     def _edited(known: ArchivedPost, post: Post) -> ArchivedPost | None:
@@ -112,8 +168,6 @@ class Archive:
         released = [post.id for post in self.posts if post.issue == BACKLOG][:count]
         for post_id in released:
             self._posts[post_id] = self._posts[post_id].model_copy(update={"issue": None})
-        if released:
-            self._installing = False
         return released
 
     def new_posts(self) -> list[ArchivedPost]:
@@ -127,7 +181,6 @@ class Archive:
             raise StateError(f"issue {issue_id}: post {missing[0]!r} is not in the archive")
         for post_id in ids:
             self._posts[post_id] = self._posts[post_id].model_copy(update={"issue": issue_id})
-        self._installing = False
 
     # -- issues --------------------------------------------------------------------------------
 
@@ -138,4 +191,3 @@ class Archive:
 
     def record_issue(self, record: IssueRecord) -> None:
         self._issues[record.issue_id] = record
-        self._installing = False

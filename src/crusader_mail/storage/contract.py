@@ -12,6 +12,8 @@ Every subsystem reaches state only through these types; a store implements all o
     │                 edit() -> RosterChanges                   one unit of change (lock or transaction)
     │                 update_many(wanted, change, match)        streaming bulk change (suppression sync)
     │                 add_many / restore / lines / tidy         import, restore an export, export, tidy
+    │                 history / restore_history                 the consent history (append-only)
+    │                 expire_pending(before)                    erase requests never confirmed
     ├── mail        MailQueue       replies kept with a change (RosterChanges.queue_mail), sent after it
     ├── memory()    -> Memory       handled messages, reply limits, webhook event ids (a unit of change)
     ├── archive     ArchiveStore    load() -> Archive; save(archive): posts, issue records, feed cache
@@ -37,7 +39,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from crusader_mail.clock import Clock
-from crusader_mail.models import OutgoingMessage, Source, Status, Subscriber
+from crusader_mail.models import ConsentEvent, OutgoingMessage, Source, Status, Subscriber
 from crusader_mail.storage.archive import Archive
 
 HintOf = Callable[[str], bytes]
@@ -49,7 +51,9 @@ HintOf = Callable[[str], bytes]
 class RosterChanges(Protocol):
     """The readers during one unit of change. Reads see the changes made so far; every change
     follows :mod:`crusader_mail.storage.rules` and stamps the consent record from the store's
-    clock. Addresses are accepted in any spelling and normalized."""
+    clock, and each call that changes a reader appends one :class:`ConsentEvent` to their
+    history (:func:`crusader_mail.storage.rules.event`; ``mark`` as ``bounce`` or ``complain``),
+    stored with the change. Addresses are accepted in any spelling and normalized."""
 
     def get(self, email: str) -> Subscriber | None: ...
 
@@ -76,7 +80,8 @@ class RosterChanges(Protocol):
     ) -> Subscriber | None: ...
 
     def forget(self, email: str) -> bool:
-        """Erase the reader, consent record, queued mail and all; ``True`` if they were there."""
+        """Erase the reader, consent record, history, queued mail and all; ``True`` if they
+        were there."""
         ...
 
     def queue_mail(self, message: OutgoingMessage) -> None:
@@ -163,6 +168,25 @@ class Roster(Protocol):
         """Put a hand-edited list in order; ``True`` if it needed it."""
         ...
 
+    def history(self, email: str | None = None) -> Iterator[ConsentEvent]:
+        """The consent history: every change the roster made to the reader of ``email`` (any
+        spelling: by mailbox key), oldest first; with ``None``, every reader's, in the order
+        stored. Every change appends to it (``edit``, ``update_many``, ``add_many``, ``restore``:
+        one event per changed reader, as ``restore``), stored with the change and never
+        rewritten; only ``forget`` and ``expire_pending`` erase a reader's events, with them."""
+        ...
+
+    def restore_history(self, events: Iterable[ConsentEvent]) -> int:
+        """Append ``events`` as given (an exported history being restored, after the readers);
+        how many. No rule runs and no reader changes."""
+        ...
+
+    def expire_pending(self, before: datetime) -> int:
+        """Erase every reader :func:`crusader_mail.storage.rules.expired` says expired at
+        ``before`` (a request never confirmed), history and queued mail with them, as ``forget``
+        does; how many. Changes nothing when there is none."""
+        ...
+
 
 @dataclass
 class AddReport:
@@ -238,7 +262,10 @@ KEEP_HANDLED = timedelta(days=400)
 class Memory(Protocol):
     """Which messages and webhook events were handled, and when each address last got a
     rate-limited reply. Stored as keyed hashes only, never addresses or ids in the clear;
-    entries older than ``REPLY_WINDOW`` (replies) or ``KEEP_HANDLED`` (ids) are dropped."""
+    entries older than ``REPLY_WINDOW`` (replies) or ``KEEP_HANDLED`` (ids) are dropped. The
+    ``email`` of ``may_reply``/``replied`` is a key the service makes (a mailbox in
+    :func:`~crusader_mail.storage.rules.reply_key` form, or an hourly slot such as
+    ``slot-7@replies.invalid``): hash it by its mailbox key, never check it as a reader."""
 
     def seen(self, message_key: str) -> bool: ...
 

@@ -1,4 +1,5 @@
-"""A reader's consent record as one CSV row: the export format, and the rows of the files store.
+"""A reader's consent record as one CSV row: the export format, and the rows of the files store;
+and one event of a consent history as one CSV row (``export --history``, the files store's log).
 
 ::
 
@@ -11,7 +12,11 @@
 ``ref`` are quoted when they hold ``,`` ``"`` or a line break.
 
 An export (``crusader-mail subscribers export``) is the header line then every row, UTF-8 with
-``\n`` line ends; ``subscribers import --restore`` loads one into any store unchanged.
+``\n`` line ends; ``subscribers import --restore`` loads one into any store unchanged. A history export is
+the line :data:`EVENT_HEADER` then one :func:`format_event` row per event::
+
+    at,email,action,status,via,ref
+    2026-11-23T09:00:00Z,jane@example.com,request,pending,email,<m1@reader.example>
 :func:`split_line` and :func:`check_fields` check a row (:class:`RowProblem` says what is
 wrong, the caller says where); :func:`build` and :func:`parse_line` read rows checked already.
 """
@@ -22,7 +27,7 @@ import csv
 import re
 from datetime import UTC, datetime
 
-from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.models import ConsentAction, ConsentEvent, Source, Status, Subscriber
 from crusader_mail.storage.rules import normal_or_none
 from crusader_mail.util.masking import mask_email
 
@@ -187,3 +192,49 @@ def _check_time(text: str, column: str) -> None:
         raise RowProblem(f"{column} {text[:40]!r} is not an ISO 8601 time") from None
     if value.tzinfo is None:
         raise RowProblem(f"{column} {text!r} has no timezone (write UTC, ending in Z)")
+
+
+# --- consent history events -------------------------------------------------------------------
+
+EVENT_COLUMNS = ("at", "email", "action", "status", "via", "ref")
+EVENT_HEADER = ",".join(EVENT_COLUMNS)
+ACTIONS = {action.value: action for action in ConsentAction}
+
+
+def format_event(event: ConsentEvent) -> str:
+    """One history row (without its line end)."""
+    return ",".join(
+        (
+            format_time(event.at),
+            event.email,
+            event.action.value,
+            event.status.value,
+            event.via.value,
+            _quote(event.ref),
+        )
+    )
+
+
+def parse_event(line: str, check: AddressCheck) -> ConsentEvent:
+    """The event of a history row; :class:`RowProblem` naming the first field that is wrong."""
+    fields = split_line(line)
+    if len(fields) != len(EVENT_COLUMNS):
+        raise RowProblem(f"{len(fields)} columns, expected {len(EVENT_COLUMNS)} ({EVENT_HEADER})")
+    at, email, action, status, via, ref = fields
+    _check_time(at, "at")
+    if not check.is_normal(email):
+        raise RowProblem(f"{mask_email(email)} is not a valid address in normal form")
+    if action not in ACTIONS:
+        raise RowProblem(f"action {action[:40]!r} is not one of " + ", ".join(ACTIONS))
+    if status not in STATUSES:
+        raise RowProblem(f"status {status[:40]!r} is not one of " + ", ".join(STATUSES))
+    if via not in SOURCES:
+        raise RowProblem(f"via {via[:40]!r} is not one of " + ", ".join(SOURCES))
+    return ConsentEvent(
+        at=datetime.fromisoformat(at).astimezone(UTC),
+        email=email,
+        action=ACTIONS[action],
+        status=STATUSES[status],
+        via=SOURCES[via],
+        ref=ref,
+    )

@@ -9,16 +9,21 @@ locked row.
 - ``add`` puts a *new* reader on the list with the given status (cli, import). A reader already
   there keeps their status; only a missing name is filled in. A reader who left is never
   re-activated by an operator or an import: only their own ``request`` brings them back.
-- ``request`` (double opt-in, step 1): new, unsubscribed, bounced or complained -> ``pending``;
-  ``pending`` stays pending; ``active`` stays active (nothing changes).
-- ``confirm``: ``pending`` -> ``active``; ``active`` is returned unchanged (a replayed
-  confirmation); anything else raises :class:`SubscriberError` (a reader who left cannot be
-  confirmed back by an old token).
+- ``request`` (double opt-in, step 1): a new address becomes ``pending``; ``pending`` stays
+  pending (its request renewed); ``active`` stays active; a reader who left (unsubscribed,
+  bounced, complained) stays as they left, leaving record and all: anyone can ask in their
+  name, only they can confirm.
+- ``confirm`` (step 2, with proof that the mailbox asked: a token made for the reader as they
+  are now, see :mod:`crusader_mail.subscriptions.service`): ``pending`` -> ``active``; a reader
+  who left -> ``active`` with a new subscription (joined and confirmed now, the leaving cleared);
+  ``active`` is returned unchanged; an unknown reader raises :class:`SubscriberError`.
 - ``unsubscribe``: any status -> ``unsubscribed``, at once; idempotent; ``None`` if unknown.
 - ``mark(bounced|complained)``: a pending or active reader takes that status, a bounced one can
   become complained; a reader who already left keeps their status. ``None`` if unknown.
 - ``forget`` (a store operation, no rule needed) erases the reader: no trace of the address
-  is left in the roster.
+  is left in the roster, their consent history included.
+- :func:`expired`: a request by mail or on the web never confirmed within the confirmation
+  window; the store erases such readers (``Roster.expire_pending``) as it forgets one.
 
 One reader per mailbox: addresses are compared by :func:`mailbox_key` (the whole address
 lowercased), and the address is kept as first given. :func:`merge_variants` makes one reader
@@ -27,7 +32,8 @@ of rows kept before that rule (a list that held ``Carol@example.org`` and ``caro
 Every change stamps the consent record with ``now`` (whole seconds, UTC):
 ``subscribed_at/via`` when someone joins or rejoins, ``confirmed_at/via`` when they become
 active, ``left_at/via`` when they leave, ``ref`` (message id, file name, request id) and
-``updated_at`` on every change. Names and refs are cleaned (:func:`clean_text`).
+``updated_at`` on every change. Names and refs are cleaned (:func:`clean_text`). The store also
+appends each change to the reader's consent history (:func:`event`), never overwriting one.
 
 :func:`staying` is the one rule for requests and signals from outside (an unsubscribe, a bounce,
 a complaint, a confirmation link): they act only on a reader still on the list.
@@ -43,7 +49,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from crusader_mail.errors import InvalidAddress, SubscriberError
-from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.models import ConsentAction, ConsentEvent, Source, Status, Subscriber
 from crusader_mail.util.masking import mask_addresses, mask_email
 
 MAX_NAME = 100
@@ -77,6 +83,21 @@ def mailbox_key(address: str) -> str:
     ``Carol@Example.org`` and ``carol@example.org`` reach one mailbox at nearly every provider,
     so they are one reader; the address itself is kept as first given."""
     return address.lower()
+
+
+def reply_key(address: str) -> str:
+    """The mailbox a reply to ``address`` lands in, for the reply limits: :func:`mailbox_key`
+    with the plus-part of the local part dropped (``Victim+1@X.org`` -> ``victim@x.org``) and,
+    at Gmail, the dots too (``v.ictim@gmail.com``): the spellings one mailbox receives under.
+    Never a reader's identity (``jane+news@`` is a reader of its own), only whose inbox fills."""
+    local, _, domain = mailbox_key(address.strip()).rpartition("@")
+    local = local.split("+", 1)[0] or local
+    if domain in _DOTLESS:
+        local = local.replace(".", "") or local
+    return f"{local}@{domain}"
+
+
+_DOTLESS = frozenset({"gmail.com", "googlemail.com"})
 
 
 def normal_or_none(raw: str) -> str | None:
@@ -153,7 +174,8 @@ def add(
 def request(
     old: Subscriber | None, email: str, *, name: str, via: Source, ref: str, now: datetime
 ) -> Subscriber:
-    """A reader asks to join: they become ``pending`` (an active reader stays active)."""
+    """Someone asks for ``email`` to join: a new address becomes ``pending``, a pending one
+    is renewed; an active reader, or one who left, is returned unchanged."""
     name = clean_text(name, MAX_NAME)
     now = stamp(now)
     ref = clean_text(ref, MAX_REF)
@@ -167,46 +189,37 @@ def request(
             ref=ref,
             updated_at=now,
         )
-    if old.status is Status.ACTIVE:
-        return old
     if old.status is Status.PENDING:
         return _changed(old, name=name or old.name, ref=ref, updated_at=now)
-    return _changed(  # rejoining after leaving: a new consent record
-        old,
-        name=name or old.name,
-        status=Status.PENDING,
-        subscribed_at=now,
-        subscribed_via=via,
-        confirmed_at=None,
-        confirmed_via=None,
-        left_at=None,
-        left_via=None,
-        ref=ref,
-        updated_at=now,
-    )
+    return old  # active stays active; a reader who left stays left until they confirm
 
 
 def confirm(
     old: Subscriber | None, email: str, *, via: Source, ref: str, now: datetime
 ) -> Subscriber:
-    """``pending`` -> ``active``. An active reader is returned unchanged; an unknown reader
-    (``email`` names them in the error) or one who left raises :class:`SubscriberError`."""
+    """``pending`` -> ``active``; a reader who left -> ``active`` with a new subscription
+    (their own confirmation brings them back). An active reader is returned unchanged; an
+    unknown reader (``email`` names them in the error) raises :class:`SubscriberError`."""
     if old is None:
         raise SubscriberError(f"{mask_email(email)} is not on the list: nothing to confirm")
     if old.status is Status.ACTIVE:
         return old
-    if old.status is not Status.PENDING:
-        raise SubscriberError(
-            f"{mask_email(old.email)} is {old.status.value}: only a pending reader can be "
-            "confirmed (they can subscribe again)"
-        )
     now = stamp(now)
-    return _changed(
+    ref = clean_text(ref, MAX_REF)
+    if old.status is Status.PENDING:
+        return _changed(
+            old, status=Status.ACTIVE, confirmed_at=now, confirmed_via=via, ref=ref, updated_at=now
+        )
+    return _changed(  # rejoining after leaving: a new subscription, the old one in the history
         old,
         status=Status.ACTIVE,
+        subscribed_at=now,
+        subscribed_via=via,
         confirmed_at=now,
         confirmed_via=via,
-        ref=clean_text(ref, MAX_REF),
+        left_at=None,
+        left_via=None,
+        ref=ref,
         updated_at=now,
     )
 
@@ -233,6 +246,36 @@ def mark(
     if old.status in LEFT and not upgrade:
         return old
     return _left(old, status, via=via, ref=ref, now=now)
+
+
+def expired(reader: Subscriber, before: datetime) -> bool:
+    """Is ``reader`` a request that was never confirmed: pending, asked for by mail or on the web
+    (a confirmation was sent), and last renewed before ``before``? Readers an operator added as
+    pending (cli, import) never expire."""
+    changed = reader.updated_at or reader.subscribed_at
+    return (
+        reader.status is Status.PENDING
+        and reader.subscribed_via in (Source.EMAIL, Source.WEB)
+        and changed is not None
+        and changed < before
+    )
+
+
+# --- the consent history ----------------------------------------------------------------------
+
+
+def event(
+    action: ConsentAction, new: Subscriber, *, via: Source, ref: str, now: datetime
+) -> ConsentEvent:
+    """The history entry of one change that made ``new`` (the reader as stored after it)."""
+    return ConsentEvent(
+        at=stamp(now),
+        email=new.email,
+        action=action,
+        status=new.status,
+        via=via,
+        ref=clean_text(ref, MAX_REF),
+    )
 
 
 # --- one reader per mailbox -------------------------------------------------------------------

@@ -1,35 +1,53 @@
 """Importing readers from a user's CSV file, and restoring an export
 (``crusader-mail subscribers import [--restore]``).
 
-:func:`read_import` reads a user's file (an ``email`` and an optional ``name`` column), names
-every bad row and merges rows of one mailbox (the same address, or one that differs only in
-case: the first spelling is kept); :func:`import_readers` adds the good ones through the
+:func:`read_import` reads a user's file: a plain list (``email``, optional ``name``) or the
+subscriber export of Mailchimp, Substack, Buttondown, listmonk or Ghost. It finds the address
+column (``email``, ``Email Address``, ``E-mail``, ``email_address``), the name (``name``, or
+``First Name`` + ``Last Name``) and the columns that say a reader left (:data:`LEFT_COLUMNS`),
+and says which it used (:meth:`Columns.describe`). It names every bad row and merges rows of one
+mailbox (the same address, or one that differs only in case: the first spelling is kept; a
+reader who left in any row stays left).
+
+Rows the export marks as left (Mailchimp's unsubscribed and cleaned files, Substack's
+``email_disabled``, Buttondown's and listmonk's unsubscribed or blocklisted, Ghost's
+``subscribed_to_emails = false``) never become active readers: :func:`record_left` stores them
+as left (unsubscribed, bounced or complained, without their name), so no later import or
+``subscribers add`` brings them back, and a reader on the list as active or pending leaves.
+Rows that are neither subscribed nor left (not yet confirmed, disabled by the editor, a
+deletion request) are skipped and counted. :func:`import_readers` adds the others through the
 roster's rules, so a reader who left is never brought back by an import.
 
 :func:`check_restore` checks a whole export (:mod:`crusader_mail.storage.rows`) before anything
 is stored, naming every bad row; :func:`restore_rows` then streams its readers for
-:meth:`Roster.restore`, which stores them as they are.
+:meth:`Roster.restore`, which stores them as they are. An export of the consent history
+(``export --history``; :func:`is_history` tells it apart) is checked by :func:`check_history`
+and streamed by :func:`history_events` for :meth:`Roster.restore_history`.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from crusader_mail.errors import ImportRejected, InvalidAddress, SubscriberError
-from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.models import ConsentEvent, Source, Status, Subscriber
 from crusader_mail.storage.contract import AddReport, Roster
 from crusader_mail.storage.rows import (
+    EVENT_HEADER,
     HEADER,
     AddressCheck,
     RowProblem,
     build,
     check_fields,
+    parse_event,
     split_line,
 )
 from crusader_mail.storage.rules import (
+    LEFT,
     MAX_NAME,
     STAYING,
     clean_text,
@@ -38,6 +56,172 @@ from crusader_mail.storage.rules import (
 )
 from crusader_mail.util.masking import mask_addresses, mask_email
 
+# --- the columns ------------------------------------------------------------------------------
+
+
+def _key(text: str) -> str:
+    """A header or status word compared loosely: ``Email Address``, ``email_address`` and
+    ``E-mail address`` are one; ``past_due`` is ``Past due``."""
+    return re.sub(r"[^a-z0-9]", "", text.strip().strip('"').lower())
+
+
+EMAIL_COLUMNS = ("email", "emailaddress")  # E-mail, EMAIL, Email Address, email_address
+NAME_COLUMNS = ("name", "fullname", "displayname")
+NAME_PARTS = (("firstname", "lastname"), ("fname", "lname"), ("givenname", "familyname"))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a row's status columns say: a reader (the default), one who left (``left``), or
+    neither (``skip``: why, e.g. ``status 'unconfirmed'``)."""
+
+    left: Status | None = None
+    skip: str = ""
+
+
+READER = Verdict()
+_TRUE = frozenset({"true", "yes", "1", "y", "t"})
+_FALSE = frozenset({"false", "no", "0", "n", "f"})
+# status words (after _key) of the tools' exports; any other word is skipped, never a reader
+_READING = frozenset(
+    {
+        "active", "subscribed", "enabled", "confirmed",  # generic, listmonk
+        "regular", "premium", "trialed", "unpaid", "gifted", "churning", "paused", "pastdue",
+        "free", "paid",  # Buttondown's subscriber types (still mailed), a plain list's
+    }
+)  # fmt: skip
+_LEAVING = {
+    "unsubscribed": Status.UNSUBSCRIBED,
+    "blocklisted": Status.UNSUBSCRIBED,  # listmonk
+    "blacklisted": Status.UNSUBSCRIBED,
+    "optedout": Status.UNSUBSCRIBED,
+    "optout": Status.UNSUBSCRIBED,
+    "cleaned": Status.BOUNCED,  # Mailchimp
+    "bounced": Status.BOUNCED,
+    "hardbounce": Status.BOUNCED,
+    "undeliverable": Status.BOUNCED,
+    "complained": Status.COMPLAINED,
+    "spamcomplaint": Status.COMPLAINED,
+}
+_STRENGTH = (Status.COMPLAINED, Status.BOUNCED, Status.UNSUBSCRIBED)  # the strongest first
+DELETION_REQUEST = "@deletion-request.substack.com"
+
+
+def _when_set(status: Status) -> Callable[[str, str], Verdict]:
+    """A time column filled only for readers who left (Mailchimp's ``UNSUB_TIME``)."""
+    return lambda _header, value: Verdict(left=status) if value.strip() else READER
+
+
+def _true_means_left(_header: str, value: str) -> Verdict:
+    return Verdict(left=Status.UNSUBSCRIBED) if value.strip().lower() in _TRUE else READER
+
+
+def _false_means_left(_header: str, value: str) -> Verdict:
+    return Verdict(left=Status.UNSUBSCRIBED) if value.strip().lower() in _FALSE else READER
+
+
+def _status_word(header: str, value: str) -> Verdict:
+    word = _key(value)
+    if word in _READING:
+        return READER
+    if word in _LEAVING:
+        return Verdict(left=_LEAVING[word])
+    shown = mask_addresses(" ".join(value.split())[:40])
+    return Verdict(skip=f"{header} {shown!r}")
+
+
+LEFT_COLUMNS: dict[str, Callable[[str, str], Verdict]] = {
+    "unsubtime": _when_set(Status.UNSUBSCRIBED),  # Mailchimp: the unsubscribed export
+    "cleantime": _when_set(Status.BOUNCED),  # Mailchimp: the cleaned (bounced) export
+    "emaildisabled": _true_means_left,  # Substack
+    "subscribedtoemails": _false_means_left,  # Ghost
+    "subscribertype": _status_word,  # Buttondown
+    "status": _status_word,  # listmonk (enabled, disabled, blocklisted), a plain list
+}
+"""The columns that tell readers from those who left, by their loose header (:func:`_key`)."""
+
+
+@dataclass(frozen=True)
+class StatusColumn:
+    header: str  # as the file spells it
+    at: int
+    read: Callable[[str, str], Verdict]
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of a user's file were used, by index, with their headers as written."""
+
+    email: int
+    email_header: str
+    name: tuple[int, ...] = ()  # (), (name,) or (first, last)
+    name_headers: tuple[str, ...] = ()
+    status: tuple[StatusColumn, ...] = ()
+
+    def describe(self) -> str:
+        """``using column 'Email Address' for the address and 'First Name' + 'Last Name' for
+        the name; 'UNSUB_TIME' for who left``."""
+        text = f"using column {self.email_header!r} for the address"
+        if self.name_headers:
+            text += " and " + " + ".join(map(repr, self.name_headers)) + " for the name"
+        else:
+            text += " (no name column)"
+        if self.status:
+            text += "; " + ", ".join(repr(s.header) for s in self.status) + " for who left"
+        return text
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "email": self.email_header,
+            "name": list(self.name_headers),
+            "status": [s.header for s in self.status],
+        }
+
+    def name_of(self, fields: list[str]) -> str:
+        parts = [fields[at].strip() for at in self.name if at < len(fields)]
+        return clean_text(" ".join(part for part in parts if part), MAX_NAME)
+
+    def verdict(self, fields: list[str]) -> Verdict:
+        """A reader, one who left (the strongest way any column says so), or neither."""
+        found = [s.read(s.header, fields[s.at] if s.at < len(fields) else "") for s in self.status]
+        for status in _STRENGTH:
+            if any(v.left is status for v in found):
+                return Verdict(left=status)
+        return next((v for v in found if v.skip), READER)
+
+
+def find_columns(path: Path, header: list[str]) -> Columns:
+    """The columns of ``header`` to read; :class:`ImportRejected` without an address column."""
+    keys = [_key(name) for name in header]
+    email_at = next((keys.index(k) for k in EMAIL_COLUMNS if k in keys), None)
+    if email_at is None:
+        shown = ", ".join(repr(mask_addresses(name.strip())) for name in header[:10])
+        raise ImportRejected(
+            f"{path}, line 1: no 'email' column (nor 'Email Address', 'E-mail'; found {shown})"
+        )
+    name_at: tuple[int, ...] = ()
+    whole = next((keys.index(k) for k in NAME_COLUMNS if k in keys), None)
+    if whole is not None:
+        name_at = (whole,)
+    else:
+        for first, last in NAME_PARTS:
+            name_at = tuple(keys.index(k) for k in (first, last) if k in keys)
+            if name_at:
+                break
+    status = tuple(
+        StatusColumn(header[at].strip(), at, LEFT_COLUMNS[key])
+        for at, key in enumerate(keys)
+        if key in LEFT_COLUMNS and at != email_at
+    )
+    return Columns(
+        email=email_at,
+        email_header=header[email_at].strip(),
+        name=name_at,
+        name_headers=tuple(header[at].strip() for at in name_at),
+        status=status,
+    )
+
+
 # --- the file ---------------------------------------------------------------------------------
 
 
@@ -45,7 +229,10 @@ from crusader_mail.util.masking import mask_addresses, mask_email
 class ImportFile:
     """A user's CSV read for import: good rows merged by mailbox, bad rows each described."""
 
+    columns: Columns | None = None
     rows: dict[str, str] = field(default_factory=dict)  # normalized address -> name
+    left: dict[str, Status] = field(default_factory=dict)  # normalized address -> how they left
+    skipped: dict[str, int] = field(default_factory=dict)  # "status 'unconfirmed'" -> rows
     bad: list[str] = field(default_factory=list)  # "line 4: j•••@example.com: reason"
     duplicates: int = 0  # rows merged into an earlier row with the very same address
     case_merged: int = 0  # rows merged into an earlier row whose address differs only in case
@@ -53,8 +240,8 @@ class ImportFile:
 
 
 def read_import(path: Path) -> ImportFile:
-    """Read ``path``: a column ``email`` and an optional ``name`` (header case-insensitive, other
-    columns ignored, a BOM tolerated, ``,`` ``;`` or tab separated). Raises
+    """Read ``path``: an address column and optional name and status columns (headers compared
+    loosely, other columns ignored, a BOM tolerated, ``,`` ``;`` or tab separated). Raises
     :class:`ImportRejected` only when the file as a whole cannot be used."""
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -67,29 +254,21 @@ def read_import(path: Path) -> ImportFile:
     lines = text.splitlines(keepends=True)
     if not lines:
         raise ImportRejected(f"{path}: empty file, expected a header with an 'email' column")
-    delimiter = _delimiter(lines[0])
-    reader = csv.reader(lines, delimiter=delimiter)
-    header = [name.strip().lower() for name in next(reader)]
-    if "email" not in header:
-        shown = ", ".join(repr(mask_addresses(name)) for name in header[:10])
-        raise ImportRejected(f"{path}, line 1: no 'email' column (found {shown})")
-    email_at = header.index("email")
-    name_at = header.index("name") if "name" in header else None
-    result = ImportFile()
+    reader = csv.reader(lines, delimiter=_delimiter(lines[0]))
+    columns = find_columns(path, next(reader))
+    result = ImportFile(columns=columns)
     try:
         for fields in reader:
             if not any(value.strip() for value in fields):
                 continue
-            _import_row(result, reader.line_num, fields, email_at, name_at)
+            _import_row(result, reader.line_num, fields, columns)
     except csv.Error as error:
         raise ImportRejected(f"{path}, line {reader.line_num}: broken CSV ({error})") from None
     return result
 
 
-def _import_row(
-    result: ImportFile, line_no: int, fields: list[str], email_at: int, name_at: int | None
-) -> None:
-    raw = fields[email_at] if email_at < len(fields) else ""
+def _import_row(result: ImportFile, line_no: int, fields: list[str], columns: Columns) -> None:
+    raw = fields[columns.email] if columns.email < len(fields) else ""
     if not raw.strip():
         result.bad.append(f"line {line_no}: no address in the email column")
         return
@@ -98,27 +277,35 @@ def _import_row(
     except InvalidAddress as error:
         result.bad.append(f"line {line_no}: {error}")
         return
-    name = (
-        clean_text(fields[name_at], MAX_NAME)
-        if name_at is not None and name_at < len(fields)
-        else ""
-    )
+    verdict = columns.verdict(fields)
+    if email.lower().endswith(DELETION_REQUEST):
+        verdict = Verdict(skip="a Substack deletion request")
+    if verdict.skip:
+        result.skipped[verdict.skip] = result.skipped.get(verdict.skip, 0) + 1
+        return
+    name = columns.name_of(fields)
     first = result.spellings.setdefault(mailbox_key(email), email)
-    if first in result.rows:  # a row of this mailbox came earlier
+    if first in result.rows or first in result.left:  # a row of this mailbox came earlier
         if first == email:
             result.duplicates += 1
         else:
             result.case_merged += 1
-        if name and not result.rows[first]:
+        if verdict.left is not None:  # leaving wins, the strongest way
+            result.rows.pop(first, None)
+            earlier = result.left.get(first, Status.UNSUBSCRIBED)
+            result.left[first] = min(earlier, verdict.left, key=_STRENGTH.index)
+        elif first in result.rows and name and not result.rows[first]:
             result.rows[first] = name
         return
-    result.rows[email] = name
+    if verdict.left is not None:
+        result.left[email] = verdict.left
+    else:
+        result.rows[email] = name
 
 
 def _delimiter(header_line: str) -> str:
     for delimiter in (",", ";", "\t"):
-        names = [name.strip().strip('"').strip().lower() for name in header_line.split(delimiter)]
-        if "email" in names:
+        if any(_key(name) in EMAIL_COLUMNS for name in header_line.split(delimiter)):
             return delimiter
     return ","
 
@@ -134,6 +321,48 @@ def import_readers(
     if status not in STAYING:
         raise SubscriberError(f"an import makes readers pending or active, not {status.value}")
     return roster.add_many(rows.items(), status=status, via=Source.IMPORT, ref=ref)
+
+
+@dataclass
+class LeftReport:
+    """What :func:`record_left` did, each count by status (``unsubscribed``, ``bounced``…)."""
+
+    recorded: dict[str, int] = field(default_factory=dict)  # new on the list, as left
+    now_left: dict[str, int] = field(default_factory=dict)  # were active or pending: left now
+    already_left: int = 0  # had left here too: unchanged
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "recorded": self.recorded,
+            "now_left": self.now_left,
+            "already_left": self.already_left,
+        }
+
+
+def record_left(roster: Roster, left: Mapping[str, Status], *, ref: str) -> LeftReport:
+    """Store each (normalized address -> how they left) of an export as a reader who left,
+    without a name, in one unit of change: new ones as left, readers on the list as active or
+    pending made to leave the same way, readers who had left here too left as they are."""
+    report = LeftReport()
+    if not left:
+        return report
+    with roster.edit() as changes:
+        for email, status in left.items():
+            old = changes.get(email)
+            if old is not None and old.status in LEFT:
+                report.already_left += 1
+                continue
+            if old is None:
+                changes.add(email, status=status, via=Source.IMPORT, ref=ref)
+                counts = report.recorded
+            elif status is Status.UNSUBSCRIBED:
+                changes.unsubscribe(email, via=Source.IMPORT, ref=ref)
+                counts = report.now_left
+            else:
+                changes.mark(email, status, via=Source.IMPORT, ref=ref)
+                counts = report.now_left
+            counts[status.value] = counts.get(status.value, 0) + 1
+    return report
 
 
 # --- restoring an export ----------------------------------------------------------------------
@@ -179,9 +408,49 @@ def restore_rows(path: Path) -> Iterator[Subscriber]:
             raise ImportRejected(f"{path}, line {line_no}: {problem}") from None
 
 
-def _export_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, row line) of an export: the header line (after the list file's version
-    line, when the file is a list file itself), then rows; blank lines skipped."""
+def is_history(path: Path) -> bool:
+    """Is ``path`` an export of the consent history (or the files store's consent log)?"""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            first = handle.readline().rstrip("\r\n")
+            if first.startswith("# crusader-mail consent log v"):
+                first = handle.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return first == EVENT_HEADER
+
+
+def check_history(path: Path) -> int:
+    """Check every row of the history export at ``path``; how many events it holds. Bad rows
+    raise :class:`ImportRejected` naming every one of them: nothing is restored then."""
+    check = AddressCheck()
+    bad: list[str] = []
+    count = 0
+    for line_no, line in _export_lines(path, EVENT_HEADER):
+        try:
+            parse_event(line, check)
+            count += 1
+        except RowProblem as problem:
+            bad.append(f"line {line_no}: {problem}")
+    if bad:
+        rows = "row" if len(bad) == 1 else "rows"
+        raise ImportRejected(f"{path}: {len(bad)} bad {rows}, nothing restored: " + "; ".join(bad))
+    return count
+
+
+def history_events(path: Path) -> Iterator[ConsentEvent]:
+    """The events of a history export that :func:`check_history` passed, streamed."""
+    check = AddressCheck()
+    for line_no, line in _export_lines(path, EVENT_HEADER):
+        try:
+            yield parse_event(line, check)
+        except RowProblem as problem:
+            raise ImportRejected(f"{path}, line {line_no}: {problem}") from None
+
+
+def _export_lines(path: Path, header: str = HEADER) -> Iterator[tuple[int, str]]:
+    """(line number, row line) of an export: the ``header`` line (after the version line,
+    when the file is a list file or consent log itself), then rows; blank lines skipped."""
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
     except FileNotFoundError:
@@ -193,13 +462,13 @@ def _export_lines(path: Path) -> Iterator[tuple[int, str]]:
         try:
             first = handle.readline().rstrip("\r\n")
             line_no = 1
-            if first.startswith("# crusader-mail subscribers v"):
+            if first.startswith("# crusader-mail "):
                 first = handle.readline().rstrip("\r\n")
                 line_no = 2
-            if first != HEADER:
+            if first != header:
                 raise ImportRejected(
                     f"{path}, line {line_no}: not an export of crusader-mail subscribers: the "
-                    f"header is {mask_addresses(first[:100])!r}, expected {HEADER!r}"
+                    f"header is {mask_addresses(first[:100])!r}, expected {header!r}"
                 )
             for raw in handle:
                 line_no += 1

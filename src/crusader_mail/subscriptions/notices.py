@@ -1,6 +1,8 @@
-"""The short plain-text mails a reader gets back: confirm, welcome, already, goodbye, leave, help.
+"""The short plain-text mails a reader gets back: confirm, reminder, welcome, already, goodbye,
+leave, help.
 
-Contract: ``Replies(settings).build(kind, to_email, token=..., now=...) -> OutgoingMessage``.
+Contract: ``Replies(settings).build(kind, to_email, token=..., headers=..., values=...) ->
+OutgoingMessage``.
 
 Each reply is a Jinja template ``templates_dir/mail/<kind>.txt`` whose first line is
 ``Subject: ...`` followed by a blank line and the body. Every reply is plain text, goes to one
@@ -24,6 +26,7 @@ from crusader_mail.util import addresses
 
 class ReplyKind(StrEnum):
     CONFIRM = "confirm"  # please confirm your subscription (carries a CONFIRM token)
+    REMINDER = "reminder"  # a reader added as pending, reminded once (carries a CONFIRM token)
     WELCOME = "welcome"  # you are in
     ALREADY = "already"  # you were already subscribed
     GOODBYE = "goodbye"  # you have left; how to come back
@@ -65,9 +68,13 @@ class Replies:
         *,
         token: str = "",
         headers: dict[str, str] | None = None,
+        values: dict[str, str] | None = None,
     ) -> OutgoingMessage:
+        """The reply ``kind`` to ``to_email``; ``values`` are more template variables (the
+        reminder's ``expires``)."""
         settings = self.settings
-        values = {
+        shown = {
+            **(values or {}),
             "name": settings.newsletter.name,
             "site_url": settings.newsletter.site_url,
             "postal_address": settings.newsletter.postal_address,
@@ -86,7 +93,7 @@ class Replies:
         }
         name = f"{kind.value}.txt"
         try:
-            rendered = self._env.get_template(name).render(values)
+            rendered = self._env.get_template(name).render(shown)
         except jinja2.TemplateNotFound:
             raise TemplateError(
                 f"{settings.templates_dir / 'mail' / name}: reply template not found"

@@ -9,20 +9,26 @@ Contract::
                                     -> ``https://•••@host/f?key=•••&p=2``
     mask_urls(text) -> str          every URL inside free text masked the same way
     without_credentials(url) -> str ``url`` with those parts left out (a base for relative links)
+    mask_message_id(value) -> str   ``<jane.doe.123@mail.example>`` -> ``<j•••@mail.example>``
+    mask_message_ids(report) -> dict an inbox report's JSON with each action's Message-ID masked
 
 A URL's user and password are masked whole; so is the value of every query (or fragment)
 parameter whose name ends in ``key``, ``token``, ``secret``, ``password``, ``pass``, ``pwd``,
 ``sig``, ``signature``, ``auth``, ``credential(s)`` or ``session`` (``api_key``, ``apikey``,
-``access_token``, ``X-Amz-Signature``). Masking is for showing: the real URL is still the one used.
+``access_token``, ``X-Amz-Signature``). Masking is for showing: the real URL is still the one used. A Message-ID's left part
+may be built from the sender's address, so it is masked like an address's local part.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 MASK = "•••"
 _ADDRESS = re.compile(r"[^\s<>\"'\[\]():,;]+@[^\s<>\"'\[\]():,;]+")
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s<>\"'`]*[^\s<>\"'`.,;:!?)\]]", re.IGNORECASE)
+_MESSAGE_ID = re.compile(r"<([^<>]*)@([^<>@]*)>")
 _SECRET_NAME = re.compile(
     r"(key|token|secret|password|pass|pwd|sig|signature|auth|credentials?|session)$"
 )
@@ -86,3 +92,25 @@ def without_credentials(url: str) -> str:
 def mask_urls(text: str) -> str:
     """Mask every URL in ``text`` (:func:`mask_url`): reports and errors may quote one."""
     return _URL.sub(lambda match: mask_url(match.group(0)), text)
+
+
+def mask_message_id(message_id: str) -> str:
+    """``<jane.doe.123@mail.example>`` -> ``<j•••@mail.example>`` (all before the last ``@``
+    masked), and any other address in the value as :func:`mask_addresses` does."""
+    masked = mask_addresses(message_id)
+    return _MESSAGE_ID.sub(lambda found: f"<{found[1][:1]}{MASK}@{found[2]}>", masked)
+
+
+def mask_message_ids(report: Mapping[str, Any]) -> dict[str, Any]:
+    """An inbox report's JSON (``{"actions": [{"message_id": ...}, ...], ...}``) with each
+    action's Message-ID masked, for printing or answering."""
+    shown = dict(report)
+    actions = report.get("actions")
+    if isinstance(actions, list):
+        shown["actions"] = [
+            {**action, "message_id": mask_message_id(str(action.get("message_id", "")))}
+            if isinstance(action, Mapping)
+            else action
+            for action in actions
+        ]
+    return shown

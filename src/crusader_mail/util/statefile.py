@@ -7,6 +7,13 @@ sees half a file. :func:`atomic_writer` is the streaming form of the same thing 
 for a file too big to build in memory; ``discard()`` leaves the old file as it was). Writers
 take :func:`locked` first, an ``fcntl`` lock on a ``.lock`` file beside the state file, so two
 runs never interleave their read-modify-write.
+
+A writer killed mid-write (``kill -9``, a lost machine) leaves its temporary file behind:
+``.<name>.<8 random characters>.tmp`` beside the file, perhaps a full copy of it (every
+address of the list). :func:`leftovers` finds those of one file, by that pattern only. Every
+writer of a state file holds its lock while its temporary file exists, so whoever takes the
+lock next knows that any such file is a dead writer's: :func:`locked` removes them once it
+holds the lock (and can tell which it removed), so the next write of a file clears them.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import contextlib
 import fcntl
 import io
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -61,10 +69,35 @@ class _Discard(Exception):
     """Internal: end :func:`_replacing` without renaming (not an error for the caller)."""
 
 
+TEMP_SUFFIX = ".tmp"
+_RANDOM_PART = re.compile(r"[a-z0-9_]{8}")  # what tempfile.mkstemp puts between prefix and suffix
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def leftovers(path: Path) -> list[Path]:
+    """The temporary files of ``path``'s writers in its folder (``.<name>.XXXXXXXX.tmp``): while
+    nobody holds ``path``'s lock, each is what a killed writer left."""
+    prefix = _temp_prefix(path)
+    try:
+        names = os.listdir(path.parent)
+    except FileNotFoundError:
+        return []
+    return sorted(
+        path.parent / name
+        for name in names
+        if name.startswith(prefix)
+        and name.endswith(TEMP_SUFFIX)
+        and _RANDOM_PART.fullmatch(name[len(prefix) : -len(TEMP_SUFFIX)])
+    )
+
+
 @contextlib.contextmanager
 def _replacing(path: Path) -> Iterator[BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -95,8 +128,12 @@ def fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def locked(path: Path, timeout: float = 30.0) -> Iterator[None]:
-    """Hold an exclusive lock for ``path`` (on ``path.lock``) for the duration of the block."""
+def locked(
+    path: Path, timeout: float = 30.0, *, removed: list[Path] | None = None
+) -> Iterator[None]:
+    """Hold an exclusive lock for ``path`` (on ``path.lock``) for the duration of the block.
+    Once it is held, the :func:`leftovers` of killed writers of ``path`` are removed (their
+    paths appended to ``removed`` when given)."""
     lock_path = path.with_name(path.name + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -113,8 +150,23 @@ def locked(path: Path, timeout: float = 30.0) -> Iterator[None]:
                     ) from None
                 time.sleep(0.05)
         try:
+            gone = _remove_leftovers(path)
+            if removed is not None:
+                removed += gone
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _remove_leftovers(path: Path) -> list[Path]:
+    """Remove what killed writers of ``path`` left (the caller holds ``path``'s lock)."""
+    removed = []
+    for leftover in leftovers(path):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+            removed.append(leftover)
+    if removed:
+        fsync_dir(path.parent)
+    return removed

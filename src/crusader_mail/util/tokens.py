@@ -16,7 +16,16 @@ with only its domain lowercased (the *old form*; the same bytes for an all-lower
 :meth:`Signer.old_hint` lets the holder look an old token's address up.
 
 A token is bound to one purpose and one mailbox: a forged token, one made for another address
-or another purpose, or an expired one, raises :class:`~crusader_mail.errors.TokenError`.
+or another purpose, or an expired one, raises :class:`~crusader_mail.errors.TokenError`. A
+token may also be bound to a ``state`` (a confirmation token to the reader's status and last
+change, :func:`crusader_mail.subscriptions.service.reader_state`): the MAC covers it, so the
+token is void once that state changes, and spent by its own use.
+
+The *mail id* (:meth:`Signer.mail_id`, header :data:`MAIL_ID_HEADER`) is the proof every message
+we send carries for its one recipient: ``<ref>.<code>``, ``ref`` the issue id or the reply's
+kind, ``code`` = ``base32(hint ‖ mac)`` (26 characters), the MAC over the mailbox key and
+``ref``. A bounce or complaint that returns it proves it answers mail we sent to that reader
+(:meth:`Signer.mail_id_reader`); it proves nothing about any other address.
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -36,6 +46,10 @@ from crusader_mail.util.addresses import lower_domain
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HINT = 6
 _MAC = 10
+MAIL_ID_HEADER = "X-Crusader-Mail-Id"
+_REF = r"[a-z0-9][a-z0-9-]{0,63}"
+MAIL_ID = re.compile(rf"({_REF})\.([a-z2-7]{{26}})", re.IGNORECASE)
+"""A mail id: the ``ref``, a dot, the 26-character code."""
 
 
 class Purpose(StrEnum):
@@ -62,11 +76,13 @@ class Signer:
     def _hint(self, form: bytes) -> bytes:
         return hmac.new(self._key, b"hint\0" + form, hashlib.sha256).digest()[:_HINT]
 
-    def make(self, purpose: Purpose, email: str, now: datetime) -> str:
+    def make(self, purpose: Purpose, email: str, now: datetime, state: str = "") -> str:
+        """A token for ``email`` issued ``now``; with ``state``, valid only while the holder
+        finds the reader in that state (see the module docstring)."""
         day = _day(now)
         form = _key(email)
-        token = day.to_bytes(2, "big") + self._hint(form) + self._mac(purpose, form, day)
-        return base64.b32encode(token).decode("ascii").rstrip("=").lower()
+        mac = self._mac(purpose, form, day, state)
+        return _encode(day.to_bytes(2, "big") + self._hint(form) + mac)
 
     def verify(
         self,
@@ -75,9 +91,11 @@ class Signer:
         candidates: Iterable[str],
         now: datetime,
         max_age_days: int | None = None,
+        state_of: Callable[[str], str] | None = None,
     ) -> str:
         """Return the one address among ``candidates`` that ``token`` was made for, in either
-        form (any spelling of its mailbox for a new one, the very address for an old one).
+        form (any spelling of its mailbox for a new one, the very address for an old one);
+        with ``state_of``, made for that address in the state ``state_of(address)`` gives.
 
         ``candidates`` may be every known address; only those whose hint matches are checked.
         """
@@ -86,9 +104,10 @@ class Signer:
         hint, mac = raw[2 : 2 + _HINT], raw[2 + _HINT :]
         for email in candidates:
             for form in (_key(email), _old(email)):
-                if hmac.compare_digest(self._hint(form), hint) and hmac.compare_digest(
-                    self._mac(purpose, form, day), mac
-                ):
+                if not hmac.compare_digest(self._hint(form), hint):
+                    continue
+                state = state_of(email) if state_of is not None else ""
+                if hmac.compare_digest(self._mac(purpose, form, day, state), mac):
                     if max_age_days is not None and _day(now) - day > max_age_days:
                         raise TokenExpired("this link has expired; please ask again")
                     return email
@@ -101,17 +120,67 @@ class Signer:
         email: str,
         now: datetime,
         max_age_days: int | None = None,
+        state: str = "",
     ) -> bool:
-        """True when ``token`` was made for exactly ``email`` (and has not expired)."""
+        """True when ``token`` was made for exactly ``email`` (in ``state``, and has not
+        expired)."""
         try:
-            self.verify(purpose, token, [email], now, max_age_days)
+            self.verify(purpose, token, [email], now, max_age_days, lambda _email: state)
         except TokenError:
             return False
         return True
 
-    def _mac(self, purpose: Purpose, form: bytes, day: int) -> bytes:
-        message = b"\0".join([purpose.value.encode(), form, str(day).encode()])
+    def _mac(self, purpose: Purpose, form: bytes, day: int, state: str = "") -> bytes:
+        parts = [purpose.value.encode(), form, str(day).encode()]
+        if state:
+            parts.append(state.encode())
+        return hmac.new(self._key, b"\0".join(parts), hashlib.sha256).digest()[:_MAC]
+
+    # -- mail ids: the proof a message we sent carries -------------------------------------------
+
+    def mail_id(self, email: str, ref: str) -> str:
+        """The :data:`MAIL_ID_HEADER` value of a message to ``email``; ``ref`` (the issue id or
+        the reply kind) must match :data:`MAIL_ID`'s first part."""
+        ref = ref.lower()
+        if not re.fullmatch(_REF, ref):
+            raise ValueError(f"not a mail id ref: {ref!r}")
+        form = _key(email)
+        return f"{ref}.{_encode(self._hint(form) + self._mail_mac(form, ref))}"
+
+    def mail_id_reader(
+        self, value: str, candidates: Callable[[bytes], Iterable[str]]
+    ) -> str | None:
+        """The address a mail id was made for, among ``candidates(hint)`` (the stored
+        addresses with that :meth:`hint`); ``None`` for a forged or unknown one."""
+        parsed = _parse_mail_id(value)
+        if parsed is None:
+            return None
+        ref, hint, mac = parsed
+        for email in candidates(hint):
+            form = _key(email)
+            if hmac.compare_digest(self._hint(form), hint) and hmac.compare_digest(
+                self._mail_mac(form, ref), mac
+            ):
+                return email
+        return None
+
+    def _mail_mac(self, form: bytes, ref: str) -> bytes:
+        message = b"\0".join([b"mail-id", form, ref.encode()])
         return hmac.new(self._key, message, hashlib.sha256).digest()[:_MAC]
+
+
+def _parse_mail_id(value: str) -> tuple[str, bytes, bytes] | None:
+    """The ref, hint and MAC of a mail id, ``None`` when it is none."""
+    match = MAIL_ID.fullmatch(value.strip())
+    if match is None:
+        return None
+    code = match.group(2).upper()
+    raw = base64.b32decode(code + "=" * (-len(code) % 8))
+    return match.group(1).lower(), raw[:_HINT], raw[_HINT:]
+
+
+def _encode(raw: bytes) -> str:
+    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
 
 
 def token_hint(token: str) -> bytes | None:

@@ -11,11 +11,28 @@ Contract: ``build_app(settings, clock, mailer, store) -> Starlette`` with
   slow or unreachable SendGrid never delays an answer or undoes a change.
 - ``POST /inbound[/{secret}]`` and ``POST /events``: SendGrid's hooks
   (:mod:`crusader_mail.web.sendgrid_hooks`).
+- ``GET /archive/``: the public archive of issues, read-only
+  (:mod:`crusader_mail.web.archive_files`).
+- ``GET /subscribe``: the subscribe form (no script). ``POST /subscribe``: double opt-in
+  through the service (:mod:`crusader_mail.subscriptions.signup`), in this order: a form from
+  another site is refused (``403``, the form again: ``Origin``, else ``Referer``, must be
+  ``newsletter.site_url``'s origin, serve's ``public_url``'s, or this host's; ``Origin: null``
+  or neither header is refused, so an old browser told to hide its referrer cannot be used
+  from another site); a form without a fresh token (the blog's snippet, too fast, too old) is
+  shown again with the address filled in; a filled honeypot gets the answer a person gets and
+  nothing is done; an address that is none gets the form again (``400``); over the per-client
+  or the global limit, ``429``. Otherwise the answer, "check your inbox", goes out at once,
+  the same page and status for any address, and the request is made after it (a background
+  task, then the drain): nothing in the answer, its status or its timing depends on whether
+  or how the address is listed.
 
 Pages are plain HTML from ``templates_dir/web``, with the newsletter's name, no scripts, and a
-strict CSP. Every response carries the security headers, and every request body is capped
-while it streams (``413``): ``MAX_BODY`` for Inbound Parse, ``MAX_EVENTS_BODY`` for events,
-``MAX_FORM_BODY`` elsewhere.
+strict CSP. Every response carries the security headers (an uncaught error's ``500``, a
+``404``, ``405`` or ``413`` too), and every request body is capped while it streams (``413``):
+``MAX_BODY`` for Inbound Parse, ``MAX_EVENTS_BODY`` for events, ``MAX_FORM_BODY`` elsewhere.
+``/unsubscribe/`` and ``/confirm/`` redirect to the configured public URL of the page, or to
+its bare path: never to the host a request names. ``crusader-mail serve`` runs the app with
+:mod:`crusader_mail.web.server` (the time a client may take to send a request is bounded).
 """
 
 from __future__ import annotations
@@ -26,13 +43,12 @@ from dataclasses import dataclass
 
 import jinja2
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
+from starlette.background import BackgroundTask, BackgroundTasks
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,14 +59,25 @@ from crusader_mail.inbox.process import InboxContext
 from crusader_mail.models import Source, Status
 from crusader_mail.settings import Settings
 from crusader_mail.storage.contract import Store
-from crusader_mail.storage.rules import staying
+from crusader_mail.storage.rules import normal_or_none, staying
 from crusader_mail.subscriptions.outbox import Drainer
 from crusader_mail.subscriptions.service import SubscriptionService
+from crusader_mail.subscriptions.signup import (
+    FORM_FIELDS,
+    HONEYPOT,
+    FormCheck,
+    WebSignup,
+    client_address,
+    origin,
+    public_url,
+)
 from crusader_mail.util.masking import mask_email
 from crusader_mail.util.tokens import Purpose
+from crusader_mail.web.archive_files import archive_routes
 from crusader_mail.web.sendgrid_hooks import MAX_BODY, MAX_EVENTS_BODY, SendGridHooks
 
-MAX_FORM_BODY = 64 * 1024  # /unsubscribe, /confirm: a token and a word or two
+MAX_FORM_BODY = 64 * 1024  # /unsubscribe, /confirm, /subscribe: a token and a word or two
+MAX_ADDRESS = 320  # characters of a typed address kept (the longest an address may be)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -59,6 +86,9 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
 }
+FORM_HEADERS = {**SECURITY_HEADERS, "Referrer-Policy": "same-origin"}
+"""The subscribe pages' headers: no tokens in their URLs, and a browser sends their form's
+``Origin`` (under ``no-referrer`` it would send ``Origin: null``, which is refused)."""
 
 
 def build_app(settings: Settings, clock: Clock, mailer: Mailer, store: Store) -> Starlette:
@@ -74,11 +104,47 @@ def build_app(settings: Settings, clock: Clock, mailer: Mailer, store: Store) ->
         Route("/unsubscribe", web.unsubscribe, methods=["POST"]),
         Route("/confirm", web.confirm_page, methods=["GET"]),
         Route("/confirm", web.confirm, methods=["POST"]),
+        Route("/subscribe", web.subscribe_form, methods=["GET"]),
+        Route("/subscribe", web.subscribe, methods=["POST"]),
         Route("/inbound", hooks.inbound, methods=["POST"]),
         Route("/inbound/{secret}", hooks.inbound, methods=["POST"]),
         Route("/events", hooks.events, methods=["POST"]),
+        *archive_routes(settings.archive_dir),  # the public archive, read-only
     ]
-    return Starlette(routes=routes, middleware=[Middleware(_Guard)])
+    app = _App(routes=routes)
+    app.router.redirect_slashes = False  # Starlette's would send the client to its Host header
+    app.router.default = _SlashRedirect(settings)
+    return app
+
+
+class _App(Starlette):
+    """Starlette with :class:`_Guard` outside everything, its error handler included: the
+    security headers go on every answer, an uncaught error's ``500`` too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return _Guard(super().build_middleware_stack())
+
+
+class _SlashRedirect:
+    """Where no route matches: ``/unsubscribe/`` and ``/confirm/`` (a trailing slash added by
+    hand or by a mail client) are redirected (``307``, the method kept) to the configured
+    public URL of the page (``newsletter.unsubscribe_url``, ``confirm_url``) or, when none is
+    set, to the path alone; never to a host named by the request. Anything else is ``404``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.pages = {
+            "/unsubscribe/": settings.newsletter.unsubscribe_url or "/unsubscribe",
+            "/confirm/": settings.newsletter.confirm_url or "/confirm",
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = self.pages.get(scope["path"]) if scope["type"] == "http" else None
+        if target is None:
+            raise HTTPException(404)
+        query = scope.get("query_string", b"").decode("latin-1")
+        if query:
+            target += ("&" if "?" in target else "?") + query
+        await RedirectResponse(target, status_code=307)(scope, receive, send)
 
 
 def body_limit(path: str) -> int:
@@ -91,9 +157,11 @@ def body_limit(path: str) -> int:
 
 
 class _Guard:
-    """ASGI middleware: the security headers on every response (JSON and errors too), and
-    request bodies capped as they stream: a declared ``Content-Length`` over the cap is refused
-    before anything is read, and a chunked body is cut off (``413``) once it grows past it."""
+    """Around the whole app: the security headers on every response (JSON, redirects and
+    errors too), and request bodies capped as they stream: a declared ``Content-Length`` over
+    the cap is refused before anything is read, and a chunked body is cut off (``413``) once it
+    grows past it. A client gone before its body arrived (it hung up, or ran out of time) is
+    not an error: there is nobody left to answer."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -110,6 +178,8 @@ class _Guard:
                 for name, value in SECURITY_HEADERS.items():
                     if name not in headers:
                         headers[name] = value
+                if message["status"] == 500:  # an uncaught error: the server hangs up after it
+                    headers["Connection"] = "close"
             await send(message)
 
         declared = Headers(scope=scope).get("content-length", "")
@@ -129,7 +199,10 @@ class _Guard:
                     raise HTTPException(413, "too large")
             return message
 
-        await self.app(scope, receive_capped, send_guarded)
+        try:
+            await self.app(scope, receive_capped, send_guarded)
+        except ClientDisconnect:
+            return
 
 
 @dataclass(frozen=True)
@@ -146,23 +219,35 @@ class _Pages:
         self.service = service
         self.drain = drain
         self.settings = service.settings
+        self.signup = WebSignup(service)
+        sites = (service.settings.newsletter.site_url, public_url(service.settings) or "")
+        self.origins = {found for found in map(origin, sites) if found}
         self.pages = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(service.settings.templates_dir / "web")),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
 
-    def page(self, outcome: _Outcome, *, then_send: bool = False) -> HTMLResponse:
-        """The page; with ``then_send`` the queued replies go out after it was sent."""
+    def page(
+        self,
+        outcome: _Outcome,
+        *,
+        then_send: bool = False,
+        headers: Mapping[str, str] = SECURITY_HEADERS,
+        background: BackgroundTask | None = None,
+    ) -> HTMLResponse:
+        """The page; with ``then_send`` the queued replies go out after it was sent, with
+        ``background`` that runs after it instead."""
         values = {
             "name": self.settings.newsletter.name,
             "site_url": self.settings.newsletter.site_url,
             **outcome.values,
         }
         html = self.pages.get_template(outcome.template).render(values)
-        background = BackgroundTask(self.drain) if then_send else None
+        if then_send:
+            background = BackgroundTask(self.drain)
         return HTMLResponse(
-            html, status_code=outcome.status, headers=SECURITY_HEADERS, background=background
+            html, status_code=outcome.status, headers=dict(headers), background=background
         )
 
     async def home(self, request: Request) -> Response:
@@ -212,7 +297,7 @@ class _Pages:
         current = self.service.reader(email)
         if current is not None and current.status is Status.ACTIVE:
             return _Outcome(200, "done.html", _joined(email))
-        if current is None or current.status is not Status.PENDING:
+        if current is None:  # a token that verifies was made for the reader as they are now
             return _invalid_link()
         question = f"Send the newsletter to {mask_email(email)}?"
         return _ask("Confirm your subscription", question, token, confirm=True)
@@ -229,13 +314,121 @@ class _Pages:
                 return _expired()
             except TokenError:
                 return _invalid_link()
-            if not staying(session.reader(email)):
-                return _invalid_link()
-            session.confirm(email, _web_ref(), Source.WEB)
+            session.confirm(email, _web_ref(), Source.WEB)  # pending, or left and asking back
         return _Outcome(200, "done.html", _joined(email))
+
+    # -- subscribe -----------------------------------------------------------------------------
+
+    async def subscribe_form(self, request: Request) -> Response:
+        return self.page(self._form(), headers=FORM_HEADERS)
+
+    async def subscribe(self, request: Request) -> Response:
+        if not self._same_site(request.headers):
+            return self.page(self._form(note=_CROSS_SITE, status=403), headers=FORM_HEADERS)
+        fields = await _fields(request, FORM_FIELDS)
+        peer = request.client.host if request.client else ""
+        client = client_address(peer, request.headers, self.settings.server.trusted_proxy_header)
+        outcome, email = await run_in_threadpool(self._subscribe, fields, client)
+        tasks = None
+        if email is not None:  # asked after the answer: it cannot tell how the address is listed
+            tasks = BackgroundTasks()
+            tasks.add_task(self.signup.subscribe, email, _web_ref())
+            tasks.add_task(self.drain)
+        return self.page(outcome, headers=FORM_HEADERS, background=tasks)
+
+    def _subscribe(self, fields: Mapping[str, str], client: str) -> tuple[_Outcome, str | None]:
+        """The answer to a sent form, and the address to ask after it (``None``: nobody)."""
+        typed = fields["email"].strip()[:MAX_ADDRESS]
+        check = self.signup.check_form(fields["form"])
+        if check is not FormCheck.FRESH:
+            return self._form(typed, note=_AGAIN[check]), None
+        if fields[HONEYPOT]:
+            return _Outcome(200, "done.html", _asked(typed)), None  # as a person's; nothing done
+        email = normal_or_none(typed)
+        if email is None:
+            return self._form(typed, note=_NO_ADDRESS, status=400), None
+        if not self.signup.admit(client):
+            return _Outcome(429, "done.html", _BUSY), None
+        return _Outcome(200, "done.html", _asked(email)), email
+
+    def _form(
+        self, email: str = "", *, note: tuple[str, str] | None = None, status: int = 200
+    ) -> _Outcome:
+        """The subscribe form (``note``: its text and tone, "note" or "error")."""
+        text, tone = note or ("", "note")
+        name = self.settings.newsletter.name
+        values = {
+            "heading": f"Subscribe to {name}",
+            "text": f"Get {name} by email: enter your address and press Subscribe.",
+            "note": text,
+            "tone": tone,
+            "email": email,
+            "honeypot": HONEYPOT,
+            "form": self.signup.form_token(),
+        }
+        return _Outcome(status, "subscribe.html", values)
+
+    def _same_site(self, headers: Headers) -> bool:
+        """Was the form sent from the blog or from this host (see the module docstring)?"""
+        stated = headers.get("origin") or headers.get("referer")
+        found = origin(stated) if stated else None
+        if found is None:
+            return False
+        if found in self.origins:
+            return True
+        own = origin("http://" + headers.get("host", ""))  # TLS may end at a proxy: any scheme
+        return own is not None and _authority(found) == _authority(own)
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+_AGAIN = {
+    FormCheck.MISSING: (
+        "Almost there: press Subscribe to confirm this address (it keeps robots out).",
+        "note",
+    ),
+    FormCheck.TOO_FAST: (
+        "That was quick! To keep robots out, please wait a moment, then press Subscribe again.",
+        "note",
+    ),
+    FormCheck.TOO_OLD: (
+        "This page was open for a long while: please press Subscribe again.",
+        "note",
+    ),
+}
+_NO_ADDRESS = ("That does not look like an email address: please check it.", "error")
+_CROSS_SITE = (
+    "The form came from a page we do not know, so nothing was done. You can subscribe here.",
+    "error",
+)
+_BUSY = {
+    "heading": "Please try again later",
+    "text": "Many people are signing up right now, more than we can answer at once. "
+    "Nothing was done.",
+    "more": "Please try again in an hour.",
+}
+
+
+def _asked(email: str) -> dict[str, str]:
+    return {
+        "heading": "Check your inbox",
+        "text": f"If {mask_email(email)} can receive our mail, a message with a link to confirm "
+        "is on its way. You are subscribed once you press the button it leads to.",
+        "more": "Nothing after a few minutes? Look in the spam folder, or try again tomorrow.",
+    }
+
+
+def _authority(found: str) -> str:
+    """``host[:port]`` of an origin, the default ports left out whatever the scheme."""
+    netloc = found.split("://", 1)[1]
+    return netloc.removesuffix(":80").removesuffix(":443")
+
+
+async def _fields(request: Request, names: tuple[str, ...]) -> dict[str, str]:
+    """The form's text fields ``names`` ("" when absent), the body capped as for ``_token``."""
+    async with request.form(max_files=0, max_fields=10, max_part_size=MAX_FORM_BODY) as form:
+        values = {name: form.get(name) for name in names}
+    return {name: value if isinstance(value, str) else "" for name, value in values.items()}
 
 
 def _ask(heading: str, text: str, token: str, *, confirm: bool = False) -> _Outcome:

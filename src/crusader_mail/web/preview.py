@@ -4,7 +4,7 @@
 
     write_preview(issue, posts, related, out, values) -> Written
     Previewer(settings, clock, planner, ...).render(changed=()) -> Written
-    PreviewServer(folder, render, watched, templates_dir, port=8008).running()
+    PreviewServer(folder, render, watched, templates_dir, port=8008, on_render=...).running()
 
 :func:`write_preview` writes ``newsletter.html``, ``newsletter.txt`` and ``subject.txt``
 (:func:`crusader_mail.pipeline.write_newsletter`). :class:`Previewer` plans the issue once (the
@@ -12,10 +12,11 @@
 to the settings file reloads the settings and plans again.
 
 :class:`PreviewServer` serves the folder (a threaded ``http.server``) and polls the watched files'
-mtimes, rendering again when one changes. Its start page, ``templates_dir/web/preview.html``,
-wraps the newsletter in an iframe and reloads it with a tiny script; the newsletter file itself
-never carries a script. A :class:`CrusaderMailError` while rendering (a template mistake) is
-shown on that page, and serving goes on.
+mtimes, rendering again when one changes, and tells ``on_render`` (the CLI says it in the
+terminal). Its start page, ``templates_dir/web/preview.html``, wraps the newsletter in an iframe
+and reloads it with a tiny script; the newsletter file itself never carries a script. A
+:class:`CrusaderMailError` while rendering (a template mistake) is shown on that page and told to
+``on_render``, and serving goes on.
 """
 
 from __future__ import annotations
@@ -156,6 +157,11 @@ class Previewer:
         return write_preview(issue, self.plan.posts, self.plan.related, self.out, values)
 
 
+Rendered = Callable[[Written | None, str | None, Sequence[Path]], None]
+"""Hears of each render after an edit: what was written (or ``None``), the error (or ``None``)
+and the files that changed."""
+
+
 class PreviewServer:
     """Serves ``folder`` on 127.0.0.1 and calls ``render`` again when a watched file changes."""
 
@@ -169,10 +175,12 @@ class PreviewServer:
         host: str = "127.0.0.1",
         port: int = 0,
         interval: float = 0.3,
+        on_render: Rendered | None = None,
     ) -> None:
         self.folder = folder
         self._render = render
         self._watched = watched
+        self._on_render = on_render
         self.interval = interval
         self.version = 0
         self.error: str | None = None
@@ -192,17 +200,22 @@ class PreviewServer:
         return f"http://{host!s}:{port}/"
 
     def render_now(self, changed: Sequence[Path] = ()) -> None:
-        """Render; a library error is kept for the page to show instead of the last render's."""
+        """Render; a library error is kept for the page to show instead of the last render's.
+        A render for ``changed`` files is told to ``on_render`` (the terminal's line)."""
         try:
             written = self._render(changed)
         except CrusaderMailError as error:
             with self._lock:
                 self.error = str(error)
                 self.version += 1
+            if changed and self._on_render is not None:
+                self._on_render(None, str(error), changed)
             return
         with self._lock:
             self.written, self.error = written, None
             self.version += 1
+        if changed and self._on_render is not None:
+            self._on_render(written, None, changed)
 
     def page(self) -> str:
         """The start page: the newsletter in an iframe, the subject, size and any error."""
@@ -225,8 +238,7 @@ class PreviewServer:
             snap[path] = (stat.st_mtime_ns, stat.st_size)
         return snap
 
-    def _watch(self) -> None:
-        before = self._snapshot()
+    def _watch(self, before: dict[Path, tuple[int, int]]) -> None:
         while not self._stop.wait(self.interval):
             now = self._snapshot()
             if now != before:
@@ -237,7 +249,10 @@ class PreviewServer:
                 self.render_now(changed)
 
     def start(self) -> None:
-        for target in (self.httpd.serve_forever, self._watch):
+        """Serve and watch; an edit made once this returns is seen (the files' state is taken
+        here, not when the watching thread gets to run)."""
+        watch = functools.partial(self._watch, self._snapshot())
+        for target in (self.httpd.serve_forever, watch):
             thread = threading.Thread(target=target, daemon=True)
             thread.start()
             self._threads.append(thread)

@@ -4,12 +4,15 @@
   SendGrid Inbound Parse, default mode (``headers``, ``text``, ``envelope``, ``SPF``, ``dkim``...)
   and raw mode (``email``: the whole MIME message); handled like any mail by
   :mod:`crusader_mail.inbox.process`, its replies sent after the answer (a background task). A
-  busy or damaged store answers ``503`` (SendGrid retries).
+  busy or damaged store answers ``503`` (SendGrid retries). The answer shows Message-IDs
+  masked (:func:`~crusader_mail.util.masking.mask_message_id`).
 - ``POST /events``: SendGrid Event Webhook, ECDSA-signed (``X-Twilio-Email-Event-Webhook-
   Signature`` over timestamp + body, key ``server.event_public_key``): bounce, dropped,
   spamreport, unsubscribe, group_unsubscribe are recorded through the subscription service;
   idempotent on ``sg_event_id``. A timestamp more than ``MAX_EVENT_AGE`` seconds from now (a
-  replay) is refused like a bad signature.
+  replay) is refused like a bad signature. A body whose arrays and objects nest deeper than
+  ``MAX_JSON_DEPTH`` is refused (``400``) before it is parsed (so is an Inbound Parse
+  ``envelope``: it is then ignored).
 
 Secrets are compared with :func:`hmac.compare_digest`.
 """
@@ -41,10 +44,12 @@ from crusader_mail.models import Status
 from crusader_mail.storage.rules import normal_or_none
 from crusader_mail.subscriptions.outbox import Drainer
 from crusader_mail.subscriptions.service import SubscriptionService
+from crusader_mail.util.masking import mask_message_ids
 
 MAX_BODY = 4 * MAX_MESSAGE_BYTES  # an Inbound Parse post: the message plus its parsed copies
 MAX_EVENTS_BODY = 5 * 1024 * 1024
 MAX_EVENT_AGE = 600  # seconds between a signed event batch's timestamp and now (either way)
+MAX_JSON_DEPTH = 16  # arrays and objects inside each other: an event batch needs 3 or 4
 
 
 class SendGridHooks:
@@ -84,7 +89,8 @@ class SendGridHooks:
             report = await run_in_threadpool(process_messages, [raw], self.ctx)
         except CrusaderMailError as error:  # busy or damaged state: SendGrid retries later
             return JSONResponse({"error": str(error)}, status_code=503)
-        return JSONResponse(report.as_json(), background=BackgroundTask(self.drain))
+        answer = mask_message_ids(report.as_json())
+        return JSONResponse(answer, background=BackgroundTask(self.drain))
 
     # -- Event Webhook -------------------------------------------------------------------------
 
@@ -98,6 +104,10 @@ class SendGridHooks:
             return JSONResponse({"error": "stale or missing timestamp"}, status_code=403)
         if not verify_event_signature(self.event_key, signature, timestamp, body):
             return JSONResponse({"error": "bad signature"}, status_code=403)
+        if not nesting_within(body):
+            return JSONResponse(
+                {"error": f"JSON nested deeper than {MAX_JSON_DEPTH} levels"}, status_code=400
+            )
         try:
             events = json.loads(body)
         except ValueError:
@@ -172,6 +182,24 @@ def verify_event_signature(
     return True
 
 
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\Z)', re.S)
+_EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKET = bytes(set(range(256)) - set(b"[]{}"))
+
+
+def nesting_within(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Do the arrays and objects of this JSON text nest at most ``limit`` deep? Told without
+    parsing (:func:`json.loads` recurses once a level, so a deep enough text raises
+    ``RecursionError``): the strings are dropped, then the brackets, innermost pairs first,
+    ``limit`` times over. A text that is not JSON may be told too deep; it is refused anyway."""
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKET)
+    for _ in range(limit):
+        if not brackets:
+            break
+        brackets = _EMPTY_PAIR.sub(b"", brackets)
+    return not brackets
+
+
 _BOUNCE_REASONS = ("bounced address", "invalid")
 
 
@@ -207,11 +235,14 @@ _DROP_HEADERS = re.compile(r"^(content-type|content-transfer-encoding|mime-versi
 
 def inbound_message(fields: Mapping[str, str]) -> RawMessage:
     """One Inbound Parse post as a message: the raw MIME (raw mode), else its headers with the
-    text part as a plain body (default mode). SendGrid's SPF/DKIM verdict counts as
-    authentication only when aligned with the From domain."""
+    text part as a plain body (default mode). SendGrid's SPF/DKIM verdict (its ``SPF`` and
+    ``dkim`` fields) counts as authentication only when aligned with the From domain, and it is
+    the only one: no host of ours received this message, so an ``Authentication-Results``
+    header in it was written by someone else and is never read (``own_headers=False``)."""
     envelope: dict[str, Any] = {}
+    text = fields.get("envelope", "") or "{}"
     try:
-        loaded = json.loads(fields.get("envelope", "") or "{}")
+        loaded = json.loads(text) if nesting_within(text.encode("utf-8", "replace")) else None
         envelope = loaded if isinstance(loaded, dict) else {}
     except ValueError:
         envelope = {}
@@ -237,6 +268,7 @@ def inbound_message(fields: Mapping[str, str]) -> RawMessage:
         origin="sendgrid-inbound",
         envelope_to=envelope_to,
         authenticated=bool(from_domain) and (spf_pass or dkim_pass),
+        own_headers=False,
     )
 
 

@@ -5,7 +5,8 @@ Text that diffs well in git:
 - ``archive.jsonl``: a header line ``{"format": "crusader-mail/archive", "version": 1}``, then one
   post per line, oldest first (published, then id), so a new post is one added line;
 - ``issues.jsonl``: the same header (``crusader-mail/issues``), one issue per line, oldest first;
-- ``feeds.json``: the header keys plus ``"feeds"``: the HTTP cache by feed, keys sorted.
+- ``feeds.json``: the header keys plus ``"feeds"``: the HTTP cache by feed, keys sorted, with
+  ``"failures"`` (runs in a row the feed failed) and ``"ever_read": false`` where they apply.
 
 A damaged file is never overwritten: :meth:`FileArchiveStore.load` raises :class:`StateError`
 naming the file and line, and :meth:`FileArchiveStore.save` writes only the files whose content
@@ -179,16 +180,28 @@ def _dump_issues(archive: Archive, loaded: dict[str, str | None]) -> str | None:
 def _dump_feeds(archive: Archive, loaded: dict[str, str | None]) -> str | None:
     if not archive.feed_cache and loaded.get(FEEDS_FILE) is None:
         return None
-    feeds = {
-        source: {
-            "etag": cache.etag,
-            "last_modified": cache.last_modified,
-            "permanent_redirect": cache.permanent_redirect,
-        }
-        for source, cache in sorted(archive.feed_cache.items())
-    }
+    feeds = {source: _cache_entry(cache) for source, cache in sorted(archive.feed_cache.items())}
     document = {"format": "crusader-mail/feeds", "version": FORMAT_VERSION, "feeds": feeds}
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _cache_entry(cache: FeedCache) -> dict[str, object]:
+    """A feed's cache as ``feeds.json`` keeps it: the three HTTP fields always, the failure
+    count and ``ever_read`` only when they differ from their defaults (an older file, without
+    them, reads as a feed that was read and never failed)."""
+    entry: dict[str, object] = {
+        "etag": cache.etag,
+        "last_modified": cache.last_modified,
+        "permanent_redirect": cache.permanent_redirect,
+    }
+    if cache.failures:
+        entry["failures"] = cache.failures
+    if not cache.ever_read:
+        entry["ever_read"] = False
+    return entry
+
+
+_TEXT_FIELDS = ("etag", "last_modified", "permanent_redirect")
 
 
 def _parse_feeds(path: Path, text: str) -> dict[str, FeedCache]:
@@ -205,13 +218,22 @@ def _parse_feeds(path: Path, text: str) -> dict[str, FeedCache]:
         raise StateError(f'{path}: "feeds" must be an object')
     caches: dict[str, FeedCache] = {}
     for source, entry in feeds.items():
-        values = entry if isinstance(entry, dict) else None
-        fields = ("etag", "last_modified", "permanent_redirect")
+        values = entry if isinstance(entry, dict) else {"": None}
+        failures = values.get("failures", 0)
+        ever_read = values.get("ever_read", True)
         if (
-            values is None
-            or any(not isinstance(values.get(key), str | None) for key in fields)
-            or set(values) - set(fields)
+            any(not isinstance(values.get(key), str | None) for key in _TEXT_FIELDS)
+            or set(values) - {*_TEXT_FIELDS, "failures", "ever_read"}
+            or type(failures) is not int
+            or failures < 0
+            or not isinstance(ever_read, bool)
         ):
             raise StateError(f"{path}: the cache of feed {source!r} is damaged")
-        caches[source] = FeedCache(**{key: values.get(key) for key in fields})
+        caches[source] = FeedCache(
+            values.get("etag"),
+            values.get("last_modified"),
+            values.get("permanent_redirect"),
+            failures=failures,
+            ever_read=ever_read,
+        )
     return caches

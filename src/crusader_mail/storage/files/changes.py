@@ -5,7 +5,8 @@ Readers are told apart by mailbox key (:func:`~crusader_mail.storage.rules.mailb
 spelling of an address finds its reader, whose address stays as first given. Rows nobody
 touches stay as the lines they were read as (about 170 bytes a reader); a changed reader is
 kept as a :class:`Subscriber` (a restored one as its row line) until the save, a forgotten one
-as ``None``.
+as ``None``. Each change that changed a reader is kept as a :class:`ConsentEvent` in
+``events`` for the consent log, written after the list (:meth:`SubscriberList.edit`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,18 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 from crusader_mail.clock import Clock
 from crusader_mail.errors import SubscriberError
-from crusader_mail.models import OutgoingMessage, Source, Status, Subscriber
+from crusader_mail.models import (
+    ConsentAction,
+    ConsentEvent,
+    OutgoingMessage,
+    Source,
+    Status,
+    Subscriber,
+)
 from crusader_mail.storage import rules
 from crusader_mail.storage.contract import HintOf
 from crusader_mail.storage.files.list_format import row_email, row_key
@@ -49,7 +58,8 @@ class ListChanges:
         self._open = True
         self.changed = tidied
         self.queued: list[OutgoingMessage] = []  # sent after the save (SubscriberList.edit)
-        self.forgotten: list[str] = []  # their queued mail is dropped after the save
+        self.forgotten: list[str] = []  # their history and queued mail go after the save
+        self.events: list[ConsentEvent] = []  # appended to the consent log after the save
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -105,40 +115,45 @@ class ListChanges:
         ref: str = "",
     ) -> Subscriber:
         normal, key, old = self._lookup(email)
-        new = rules.add(
-            old, normal, name=name, status=status, via=via, ref=ref, now=self._clock.now()
-        )
-        self._keep(key, old, new)
+        now = self._clock.now()
+        new = rules.add(old, normal, name=name, status=status, via=via, ref=ref, now=now)
+        self._keep(key, old, new, ConsentAction.ADD, via, ref, now)
         return new
 
     def request(self, email: str, *, name: str = "", via: Source, ref: str = "") -> Subscriber:
         normal, key, old = self._lookup(email)
-        new = rules.request(old, normal, name=name, via=via, ref=ref, now=self._clock.now())
-        self._keep(key, old, new)
+        now = self._clock.now()
+        new = rules.request(old, normal, name=name, via=via, ref=ref, now=now)
+        self._keep(key, old, new, ConsentAction.REQUEST, via, ref, now)
         return new
 
     def confirm(self, email: str, *, via: Source, ref: str = "") -> Subscriber:
         _normal, key, old = self._lookup(email)
-        new = rules.confirm(old, email, via=via, ref=ref, now=self._clock.now())
-        self._keep(key, old, new)
+        now = self._clock.now()
+        new = rules.confirm(old, email, via=via, ref=ref, now=now)
+        self._keep(key, old, new, ConsentAction.CONFIRM, via, ref, now)
         return new
 
     def unsubscribe(self, email: str, *, via: Source, ref: str = "") -> Subscriber | None:
         old = self.get(email)
         if old is not None:
             self._check_open()
-        new = rules.unsubscribe(old, via=via, ref=ref, now=self._clock.now())
+        now = self._clock.now()
+        new = rules.unsubscribe(old, via=via, ref=ref, now=now)
         if old is not None and new is not None:
-            self._keep(rules.mailbox_key(old.email), old, new)
+            key = rules.mailbox_key(old.email)
+            self._keep(key, old, new, ConsentAction.UNSUBSCRIBE, via, ref, now)
         return new
 
     def mark(self, email: str, status: Status, *, via: Source, ref: str = "") -> Subscriber | None:
         old = self.get(email)
         if old is not None:
             self._check_open()
-        new = rules.mark(old, status, via=via, ref=ref, now=self._clock.now())
+        now = self._clock.now()
+        new = rules.mark(old, status, via=via, ref=ref, now=now)
         if old is not None and new is not None:
-            self._keep(rules.mailbox_key(old.email), old, new)
+            action = ConsentAction.BOUNCE if status is Status.BOUNCED else ConsentAction.COMPLAIN
+            self._keep(rules.mailbox_key(old.email), old, new, action, via, ref, now)
         return new
 
     def forget(self, email: str) -> bool:
@@ -154,6 +169,7 @@ class ListChanges:
             del self._changes[key]
         self.changed = True
         self.forgotten.append(current.email)
+        self.events = [e for e in self.events if rules.mailbox_key(e.email) != key]
         return True
 
     def queue_mail(self, message: OutgoingMessage) -> None:
@@ -192,11 +208,21 @@ class ListChanges:
         index = self._find(key)
         return parse_line(self._base[index]) if index is not None else None
 
-    def _keep(self, key: str, old: Subscriber | None, new: Subscriber) -> None:
-        """Keep ``new`` unless the rule returned ``old`` itself (nothing changed)."""
+    def _keep(
+        self,
+        key: str,
+        old: Subscriber | None,
+        new: Subscriber,
+        action: ConsentAction,
+        via: Source,
+        ref: str,
+        now: datetime,
+    ) -> None:
+        """Keep ``new`` and its event unless the rule returned ``old`` itself (no change)."""
         if new is not old:
             self._changes[key] = new
             self.changed = True
+            self.events.append(rules.event(action, new, via=via, ref=ref, now=now))
 
     def put(self, reader: Subscriber) -> None:
         """Store ``reader`` as given (a restore), replacing the reader of its mailbox: no rule
@@ -211,11 +237,18 @@ class ListChanges:
             raise SubscriberError(f"{mask_email(reader.email)} is given twice (in any case)")
         self._changes[key] = format_row(reader)
         self.changed = True
+        now = self._clock.now()
+        self.events.append(
+            rules.event(ConsentAction.RESTORE, reader, via=Source.IMPORT, ref="restore", now=now)
+        )
 
     def take_row(self, key: str, lines: list[str]) -> None:
-        """Put a reader's new row (``[]``: forgotten), as a bulk change made it."""
+        """Put a reader's new row (``[]``: forgotten), as a bulk change made it (its events
+        are the bulk change's to keep)."""
+        self._check_open()
         if lines:
-            self._keep(key, None, parse_line(lines[0]))
+            self._changes[key] = parse_line(lines[0])
+            self.changed = True
         else:
             self.forget(key)
 

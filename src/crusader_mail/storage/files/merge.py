@@ -15,8 +15,9 @@ sides A and B:
 - else the later change (``updated_at``) wins, with its whole row: the consent record is kept
   as that side wrote it, never spliced from two. Leaving is never undone by a merge: a row
   that left wins over a staying row of the same subscription (``subscribed_at`` no later than
-  the leaving), whatever their times; only a new request, made after the leaving, brings a
-  reader back, as :mod:`crusader_mail.storage.rules` says.
+  the leaving), whatever their times; only a new subscription, the reader's own confirmation
+  after the leaving, brings a reader back, as :mod:`crusader_mail.storage.rules` says. (The
+  consent log beside the list merges as a union of lines: ``.gitattributes``.)
 
 The result is written over A in the list format of :mod:`.list_format` (rows in its order,
 through the files store's own row handling). A version that cannot be read raises

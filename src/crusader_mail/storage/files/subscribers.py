@@ -1,4 +1,5 @@
-"""The files store's roster: the list file ``subscribers_dir/subscribers.csv``.
+"""The files store's roster: the list file ``subscribers_dir/subscribers.csv``, and the consent
+history beside it (``consent-log.csv``, :mod:`crusader_mail.storage.files.consent_log`).
 
 Reading streams the file (:meth:`SubscriberList.iter`, ``counts``, ``get``) and needs no lock:
 a save replaces the file in one rename. :meth:`SubscriberList.edit` locks the list, holds it in
@@ -9,6 +10,8 @@ renames it, so its memory grows with the number of changes, not readers; each ma
 is changed through a ``ListChanges`` holding just that row, so the rules and consent stamps are
 the ones ``edit`` applies (:mod:`crusader_mail.storage.rules`). A call that changes nothing
 writes nothing. The file format lives in :mod:`crusader_mail.storage.files.list_format`.
+Every writer appends the events of its changes to the consent log once the list is saved, and
+erases a forgotten reader's events and queued mail, all under the list's lock.
 
 Readers are one per mailbox (:func:`~crusader_mail.storage.rules.mailbox_key`). A list of
 format version 1 is read as it is; the first ``edit``, ``update_many``, ``add_many``,
@@ -21,13 +24,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
 from pathlib import Path
 
 from crusader_mail.clock import Clock
 from crusader_mail.errors import StateError, SubscriberError
-from crusader_mail.models import Source, Status, Subscriber
-from crusader_mail.storage.contract import AddReport, BulkReport, HintOf, RowChange
+from crusader_mail.models import ConsentEvent, Source, Status, Subscriber
+from crusader_mail.storage.contract import AddReport, BulkReport, HintOf, RosterChanges, RowChange
 from crusader_mail.storage.files.changes import ListChanges
+from crusader_mail.storage.files.consent_log import ConsentLog
 from crusader_mail.storage.files.list_format import (
     file_head,
     order_problem,
@@ -38,7 +45,7 @@ from crusader_mail.storage.files.list_format import (
 )
 from crusader_mail.storage.files.mail import FileMailQueue
 from crusader_mail.storage.rows import build, format_row, parse_line
-from crusader_mail.storage.rules import mailbox_key, merge_variants, normal_or_none
+from crusader_mail.storage.rules import expired, mailbox_key, merge_variants, normal_or_none
 from crusader_mail.util.masking import mask_email
 from crusader_mail.util.statefile import atomic_write, atomic_writer, locked
 
@@ -47,14 +54,18 @@ LIST_FILE = "subscribers.csv"
 
 class SubscriberList:
     """The list file ``folder/subscribers.csv``. Reading streams it; changes go through
-    :meth:`edit`. Readers need no lock: a save replaces the file in one rename."""
+    :meth:`edit`. Readers need no lock: a save replaces the file in one rename. Each change
+    first removes the temporary copies of the list that killed writers left (``erased`` keeps
+    their paths)."""
 
     def __init__(self, folder: Path, clock: Clock, mail: FileMailQueue | None = None) -> None:
         self.folder = folder
         self.path = folder / LIST_FILE
         self.clock = clock
         self.mail = mail or FileMailQueue(folder, clock.now)
+        self.log = ConsentLog(folder)
         self._indexes: dict[HintOf, _HintIndex] = {}
+        self.erased: list[Path] = []  # temporary copies of the list killed writers left
 
     def iter(self, status: Status | None = None) -> Iterator[Subscriber]:
         """Every reader (or those with ``status``) in address order, one row at a time.
@@ -115,12 +126,53 @@ class SubscriberList:
         """Lock the list, load it, yield its :class:`ListChanges`, and save it atomically when
         the block ends without an exception and something changed. A damaged file raises
         :class:`StateError` before the block runs and is left as it is."""
-        with locked(self.path):
+        with locked(self.path, removed=self.erased):
+            self.log.check()
             with self._loaded() as roster:
                 yield roster
-            # after the list is saved: queue the replies, drop a forgotten reader's mail
-            self.mail.forget(roster.forgotten)
+            # after the list is saved: its history, the replies, a forgotten reader's traces
+            self._stored(_Done(roster.events, roster.forgotten))
             self.mail.put(roster.queued)
+
+    def _stored(self, done: _Done) -> None:
+        """What follows a saved change (the list's lock held): a forgotten reader's history and
+        queued mail erased, then the change's events appended to the consent log (under its
+        own lock too, which removes what a killed erase left)."""
+        with locked(self.log.path, removed=self.erased):
+            self.log.erase(done.forgotten)
+            self.log.append(done.events)
+        self.mail.forget(done.forgotten)
+
+    def history(self, email: str | None = None) -> Iterator[ConsentEvent]:
+        """The consent log: the reader's events oldest first, or every event as stored."""
+        if email is None:
+            return self.log.events()
+        normal = normal_or_none(email)
+        return iter(self.log.of(normal) if normal is not None else [])
+
+    def restore_history(self, events: Iterable[ConsentEvent]) -> int:
+        """Append ``events`` to the consent log as given (a thousand at a time)."""
+        count = 0
+        stream = iter(events)
+        with locked(self.path), locked(self.log.path, removed=self.erased):
+            while chunk := list(islice(stream, 1000)):
+                count += self.log.append(chunk)
+        return count
+
+    def expire_pending(self, before: datetime) -> int:
+        """Erase the readers :func:`~crusader_mail.storage.rules.expired` at ``before``,
+        found by streaming the list and erased by :meth:`update_many` (which checks them again
+        under the lock)."""
+        found = [reader.email for reader in self.iter(Status.PENDING) if expired(reader, before)]
+        if not found:
+            return 0
+
+        def erase(changes: RosterChanges, email: str) -> None:
+            reader = changes.get(email)
+            if reader is not None and expired(reader, before):
+                changes.forget(email)
+
+        return self.update_many(found, erase).changed
 
     def add_many(
         self, readers: Iterable[tuple[str, str]], *, status: Status, via: Source, ref: str
@@ -177,13 +229,19 @@ class SubscriberList:
         else:
             keys = set(wanted)
         key_of = match or mailbox_key
-        with locked(self.path):
-            done: dict[str, list[str] | None] = {}
+        with locked(self.path, removed=self.erased):
+            self.log.check()
+            done: dict[str, _RowDone | None] = {}
             report = self._stream_update(keys, change, key_of, done)
+            applied = [row for row in done.values() if row is not None]
             if report is None:  # rows out of order: sort them in memory, as edit() does
                 with self._loaded() as roster:
-                    report = _update_in_memory(roster, keys, change, key_of, self.clock, done)
+                    report, applied = _update_in_memory(
+                        roster, keys, change, key_of, self.clock, done
+                    )
                     report.written = roster.changed
+            if report.written:
+                self._stored(_Done.of(applied))
         return report
 
     def _stream_update(
@@ -191,7 +249,7 @@ class SubscriberList:
         keys: Collection[str],
         change: RowChange,
         key_of: Callable[[str], str],
-        done: dict[str, list[str] | None],
+        done: dict[str, _RowDone | None],
     ) -> BulkReport | None:
         """The streaming pass of :meth:`update_many` (lock held); ``None`` when a row is out of
         order or repeated, or the list is of version 1 (nothing written: the caller falls back
@@ -212,10 +270,10 @@ class SubscriberList:
                 previous = key
                 if key_of(email) in keys:
                     report.matched += 1
-                    lines = done[line] = _change_row(line, email, change, self.clock)
-                    if lines is not None:
+                    row = done[line] = _change_row(line, email, change, self.clock)
+                    if row is not None:
                         report.changed += 1
-                        for new in lines:
+                        for new in row.lines:
                             write(new + "\n")
                         continue
                 write(line + "\n")
@@ -305,23 +363,49 @@ def _repeated(path: Path, email: str) -> str:
     return f"{path}, line {where[-1]}: {mask_email(email)} is already on line {where[0]}"
 
 
-def _change_row(line: str, email: str, change: RowChange, clock: Clock) -> list[str] | None:
-    """Run ``change`` on a roster of one row; the row's new lines (``[]``: forgotten), or
-    ``None`` when it changed nothing."""
+@dataclass
+class _Done:
+    """What a stored change leaves for the consent log and the mail queue."""
+
+    events: list[ConsentEvent] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, rows: Iterable[_RowDone]) -> _Done:
+        done = cls()
+        for row in rows:
+            done.events += row.events
+            done.forgotten += row.forgotten
+        return done
+
+
+@dataclass
+class _RowDone:
+    """What a bulk change made of one reader: their new row lines (``[]``: forgotten), and the
+    events and forgetting to record once the list is stored."""
+
+    lines: list[str]
+    events: list[ConsentEvent]
+    forgotten: list[str]
+
+
+def _change_row(line: str, email: str, change: RowChange, clock: Clock) -> _RowDone | None:
+    """Run ``change`` on a roster of one row; what it made of the row, or ``None`` when it
+    changed nothing."""
     roster = ListChanges([line], clock)
     try:
         change(roster, email)
         if not roster.changed:
             return None
-        lines = list(roster.lines())
+        row = _RowDone(list(roster.lines()), roster.events, roster.forgotten)
     finally:
         roster.close()
-    if any(row_email(new) != email for new in lines):
+    if any(row_email(new) != email for new in row.lines):
         raise SubscriberError(
             f"a bulk update offered {mask_email(email)} and changed another address: "
             "it may change only the reader it is given"
         )
-    return lines
+    return row
 
 
 def _update_in_memory(
@@ -330,21 +414,25 @@ def _update_in_memory(
     change: RowChange,
     key_of: Callable[[str], str],
     clock: Clock,
-    done: dict[str, list[str] | None],
-) -> BulkReport:
+    done: dict[str, _RowDone | None],
+) -> tuple[BulkReport, list[_RowDone]]:
     """:meth:`SubscriberList.update_many` on a loaded roster (a file that needed sorting),
     each reader changed exactly as the streaming pass changes them (a row it changed already,
-    in ``done``, is not changed again)."""
+    in ``done``, is not changed again); the report and what was made of the changed rows."""
     report = BulkReport()
+    applied: list[_RowDone] = []
     found = [line for line in roster.lines() if key_of(row_email(line)) in keys]
     for line in found:
         email = row_email(line)
         report.matched += 1
-        lines = done[line] if line in done else _change_row(line, email, change, clock)
-        if lines is not None:
+        if line not in done:
+            done[line] = _change_row(line, email, change, clock)
+        row = done[line]
+        if row is not None:
             report.changed += 1
-            roster.take_row(mailbox_key(email), lines)
-    return report
+            roster.take_row(mailbox_key(email), row.lines)
+            applied.append(row)
+    return report, applied
 
 
 class _HintIndex:
