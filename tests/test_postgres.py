@@ -71,10 +71,11 @@ def test_migrations_are_idempotent(empty_database_url: str) -> None:
         again = schema.upgrade(db)
     finally:
         db.close()
-    assert (first.before, first.after, first.applied) == (None, 1, ("0001_initial",))
-    assert (again.before, again.after, again.applied) == (1, 1, ())
+    applied = ("0001_initial", "0002_feed_failures")
+    assert (first.before, first.after, first.applied) == (None, 2, applied)
+    assert (again.before, again.after, again.applied) == (2, 2, ())
     assert sql(empty_database_url, "SELECT tablename FROM pg_tables ORDER BY 1") == tables
-    assert sql(empty_database_url, "SELECT version FROM schema_version") == [(1,)]
+    assert sql(empty_database_url, "SELECT version FROM schema_version ORDER BY 1") == [(1,), (2,)]
     assert ("readers",) in tables
 
 
@@ -90,12 +91,13 @@ def test_a_missing_old_or_newer_schema_stops_with_one_line(
     db = Database(empty_database_url)
     schema.upgrade(db)
     db.close()
+    sql(empty_database_url, "DELETE FROM schema_version WHERE version > 1")  # one row left:
     sql(empty_database_url, "UPDATE schema_version SET version = 0")
     store = open_store(empty_database_url, clock)
-    with pytest.raises(SchemaMismatch, match=r"is version 0, this crusader-mail needs version 1"):
+    with pytest.raises(SchemaMismatch, match=r"is version 0, this crusader-mail needs version 2"):
         store.roster.counts()
     store.close()
-    sql(empty_database_url, "UPDATE schema_version SET version = 99")
+    sql(empty_database_url, "UPDATE schema_version SET version = 99")  # the one row
     store = open_store(empty_database_url, clock)
     with pytest.raises(SchemaMismatch, match=r"version 99, newer than .* upgrade crusader-mail"):
         store.roster.get("a@example.com")
@@ -111,18 +113,19 @@ def test_an_older_schema_gets_the_missing_migrations_only(
     database_url: str, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shipped = schema.migrations()
-    notes = schema.Migration(2, "notes", "ALTER TABLE readers ADD COLUMN note text;")
+    notes = schema.Migration(3, "notes", "ALTER TABLE readers ADD COLUMN note text;")
     monkeypatch.setattr(schema, "migrations", lambda: (*shipped, notes))
     store = open_store(database_url, clock)
-    with pytest.raises(SchemaMismatch, match="is version 1, this crusader-mail needs version 2"):
+    with pytest.raises(SchemaMismatch, match="is version 2, this crusader-mail needs version 3"):
         store.mail.waiting()
     db = Database(database_url)
     report = schema.upgrade(db)
     db.close()
-    assert (report.before, report.after, report.applied) == (1, 2, ("0002_notes",))
+    assert (report.before, report.after, report.applied) == (2, 3, ("0003_notes",))
     assert sql(database_url, "SELECT version, name FROM schema_version ORDER BY 1") == [
         (1, "initial"),
-        (2, "notes"),
+        (2, "feed_failures"),
+        (3, "notes"),
     ]
     assert store.mail.waiting() == 0  # the check passes now
     store.close()

@@ -51,13 +51,13 @@ def test_db_upgrade_creates_then_finds_the_schema_up_to_date(
     first = crusader_mail(tmp_path, "db", "upgrade", database_url=empty_database_url)
     assert (first.returncode, first.stdout, first.stderr) == (
         0,
-        f"{where}: schema upgraded from no schema to version 1 (0001_initial)\n",
+        f"{where}: schema upgraded from no schema to version 2 (0001_initial, 0002_feed_failures)\n",
         "",
     )
     again = crusader_mail(tmp_path, "db", "upgrade", database_url=empty_database_url)
-    assert again.stdout == f"{where}: the schema is up to date (version 1)\n"
+    assert again.stdout == f"{where}: the schema is up to date (version 2)\n"
     status = crusader_mail(tmp_path, "db", "status", database_url=empty_database_url)
-    assert (status.returncode, status.stdout) == (0, f"{where}: schema version 1, up to date\n")
+    assert (status.returncode, status.stdout) == (0, f"{where}: schema version 2, up to date\n")
 
 
 def test_commands_on_a_missing_or_old_schema_say_to_run_db_upgrade(
@@ -71,13 +71,14 @@ def test_commands_on_a_missing_or_old_schema_say_to_run_db_upgrade(
     assert missing.stderr.count("\n") == 1
     crusader_mail(tmp_path, "db", "upgrade", database_url=empty_database_url)
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM schema_version WHERE version > 1")
         conn.execute("UPDATE schema_version SET version = 0")
     old = crusader_mail(
         tmp_path, "subscribers", "add", "a@example.com", database_url=empty_database_url
     )
     assert old.returncode == 2
     assert old.stderr.startswith("crusader-mail: error: the crusader-mail schema in PostgreSQL at ")
-    assert old.stderr.endswith("needs version 1: run `crusader-mail db upgrade`\n")
+    assert old.stderr.endswith("needs version 2: run `crusader-mail db upgrade`\n")
     status = crusader_mail(tmp_path, "db", "status", database_url=empty_database_url)
     assert (status.returncode, status.stdout, status.stderr.count("\n")) == (2, "", 1)
 

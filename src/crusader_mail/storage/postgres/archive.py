@@ -1,5 +1,6 @@
 """The PostgreSQL store's archive: ``archive_posts`` and ``archive_issues`` (JSONB rows keyed by
-id), ``feed_cache`` (one row per feed) and ``archive_revision`` (a counter every save moves on).
+id), ``feed_cache`` (one row per feed: the HTTP validators, a permanent redirect, the failures in
+a row and whether it was ever read) and ``archive_revision`` (a counter every save moves on).
 
 :meth:`PgArchiveStore.load` reads everything in one repeatable-read transaction and keeps, as
 the archive's ``revision``, the counter and each row as loaded. :meth:`PgArchiveStore.save`
@@ -10,7 +11,7 @@ refused (:class:`StateError`) with nothing written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import TypeVar
 
 from psycopg import sql
@@ -22,7 +23,7 @@ from crusader_mail.storage.archive import Archive
 from crusader_mail.storage.files.archive import _problem
 from crusader_mail.storage.postgres.connections import Connection, Database
 
-CacheRow = tuple[str | None, str | None, str | None]
+CacheRow = tuple[str | None, str | None, str | None, int, bool]  # FeedCache's fields, in order
 Row = TypeVar("Row", ArchivedPost, IssueRecord)
 
 
@@ -56,8 +57,8 @@ class PgArchiveStore:
                 self._parse(IssueRecord, "archive_issues", id, text)
                 for id, text in conn.execute(_ISSUES)
             ]
-            for feed, *cache in conn.execute(_FEEDS):
-                revision.feeds[feed] = (cache[0], cache[1], cache[2])
+            for feed, etag, modified, moved, failures, ever_read in conn.execute(_FEEDS):
+                revision.feeds[feed] = (etag, modified, moved, int(failures), bool(ever_read))
         revision.posts = {post.id: post.model_dump_json() for post in posts}
         revision.issues = {issue.issue_id: issue.model_dump_json() for issue in issues}
         feed_cache = {feed: FeedCache(*cache) for feed, cache in revision.feeds.items()}
@@ -73,10 +74,7 @@ class PgArchiveStore:
             loaded.counter,
             {post.id: post.model_dump_json() for post in archive.posts},
             {issue.issue_id: issue.model_dump_json() for issue in archive.issues},
-            {
-                feed: (cache.etag, cache.last_modified, cache.permanent_redirect)
-                for feed, cache in archive.feed_cache.items()
-            },
+            {feed: astuple(cache) for feed, cache in archive.feed_cache.items()},
         )
         if (now.posts, now.issues, now.feeds) == (loaded.posts, loaded.issues, loaded.feeds):
             return
@@ -109,7 +107,7 @@ class PgArchiveStore:
 
 _POSTS = "SELECT id, post::text FROM archive_posts"
 _ISSUES = "SELECT issue_id, record::text FROM archive_issues"
-_FEEDS = "SELECT feed, etag, last_modified, permanent_redirect FROM feed_cache"
+_FEEDS = "SELECT feed, etag, last_modified, permanent_redirect, failures, ever_read FROM feed_cache"
 
 
 def _write(
@@ -146,10 +144,11 @@ def _write_feeds(conn: Connection, before: dict[str, CacheRow], after: dict[str,
     with conn.cursor() as cursor:
         if changed:
             cursor.executemany(
-                "INSERT INTO feed_cache (feed, etag, last_modified, permanent_redirect) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (feed) DO UPDATE SET etag = EXCLUDED.etag, "
-                "last_modified = EXCLUDED.last_modified, "
-                "permanent_redirect = EXCLUDED.permanent_redirect",
+                "INSERT INTO feed_cache (feed, etag, last_modified, permanent_redirect, failures, "
+                "ever_read) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (feed) DO UPDATE SET "
+                "etag = EXCLUDED.etag, last_modified = EXCLUDED.last_modified, "
+                "permanent_redirect = EXCLUDED.permanent_redirect, "
+                "failures = EXCLUDED.failures, ever_read = EXCLUDED.ever_read",
                 changed,
             )
         if gone:
