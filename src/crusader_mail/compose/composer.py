@@ -497,7 +497,9 @@ class Composer:
         https link: SendGrid adds its link to newsletters, not to a welcome."""
         marks = _stand_ins()
         context = self._context((), [], "welcome", now, False, set(), marks)
+        context.update(self._extra("welcome", "", web=False))
         context.update(
+            page_url="",  # a welcome has no page in the public archive
             subject=subject,
             preheader="",
             best=[post_view(post, full=False) for post in posts],
