@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -20,11 +21,18 @@ from peers.sendgrid_server import SendGridServer
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.engine import deliver
-from crusader_mail.errors import ConfigError, LockTimeout, SchemaMismatch, StateError
-from crusader_mail.models import OutgoingMessage, Source, Status, Subscriber
-from crusader_mail.storage.contract import RosterChanges
+from crusader_mail.errors import (
+    ConfigError,
+    LockTimeout,
+    SchemaMismatch,
+    StateError,
+    SubscriberError,
+)
+from crusader_mail.models import IssueRecord, OutgoingMessage, Source, Status, Subscriber
+from crusader_mail.storage.contract import KEEP_HANDLED, REPLY_WINDOW, RosterChanges
 from crusader_mail.storage.files import FilesStore
-from crusader_mail.storage.postgres import PostgresStore, hints, schema
+from crusader_mail.storage.files.memory import FileMemory
+from crusader_mail.storage.postgres import PostgresStore, bulk, hints, schema
 from crusader_mail.storage.postgres import store as store_module
 from crusader_mail.storage.postgres.connections import Database
 from crusader_mail.storage.rows import parse_line
@@ -71,12 +79,17 @@ def test_migrations_are_idempotent(empty_database_url: str) -> None:
         again = schema.upgrade(db)
     finally:
         db.close()
-    applied = ("0001_initial", "0002_feed_failures")
-    assert (first.before, first.after, first.applied) == (None, 2, applied)
-    assert (again.before, again.after, again.applied) == (2, 2, ())
+    applied = ("0001_initial", "0002_feed_failures", "0003_consent_history")
+    assert schema.latest() == len(applied)
+    assert (first.before, first.after, first.applied) == (None, 3, applied)
+    assert (again.before, again.after, again.applied) == (3, 3, ())
     assert sql(empty_database_url, "SELECT tablename FROM pg_tables ORDER BY 1") == tables
-    assert sql(empty_database_url, "SELECT version FROM schema_version ORDER BY 1") == [(1,), (2,)]
-    assert ("readers",) in tables
+    assert sql(empty_database_url, "SELECT version FROM schema_version ORDER BY 1") == [
+        (1,),
+        (2,),
+        (3,),
+    ]
+    assert {("readers",), ("consent_events",)} <= set(tables)
 
 
 def test_a_missing_old_or_newer_schema_stops_with_one_line(
@@ -94,7 +107,9 @@ def test_a_missing_old_or_newer_schema_stops_with_one_line(
     sql(empty_database_url, "DELETE FROM schema_version WHERE version > 1")  # one row left:
     sql(empty_database_url, "UPDATE schema_version SET version = 0")
     store = open_store(empty_database_url, clock)
-    with pytest.raises(SchemaMismatch, match=r"is version 0, this crusader-mail needs version 2"):
+    with pytest.raises(
+        SchemaMismatch, match=rf"is version 0, this crusader-mail needs version {schema.latest()}"
+    ):
         store.roster.counts()
     store.close()
     sql(empty_database_url, "UPDATE schema_version SET version = 99")  # the one row
@@ -113,22 +128,30 @@ def test_an_older_schema_gets_the_missing_migrations_only(
     database_url: str, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shipped = schema.migrations()
-    notes = schema.Migration(3, "notes", "ALTER TABLE readers ADD COLUMN note text;")
+    now = shipped[-1].version
+    notes = schema.Migration(now + 1, "notes", "ALTER TABLE readers ADD COLUMN note text;")
     monkeypatch.setattr(schema, "migrations", lambda: (*shipped, notes))
     store = open_store(database_url, clock)
-    with pytest.raises(SchemaMismatch, match="is version 2, this crusader-mail needs version 3"):
-        store.mail.waiting()
-    db = Database(database_url)
-    report = schema.upgrade(db)
-    db.close()
-    assert (report.before, report.after, report.applied) == (2, 3, ("0003_notes",))
-    assert sql(database_url, "SELECT version, name FROM schema_version ORDER BY 1") == [
-        (1, "initial"),
-        (2, "feed_failures"),
-        (3, "notes"),
-    ]
-    assert store.mail.waiting() == 0  # the check passes now
-    store.close()
+    try:
+        with pytest.raises(
+            SchemaMismatch, match=f"is version {now}, this crusader-mail needs version {now + 1}"
+        ):
+            store.mail.waiting()
+        db = Database(database_url)
+        report = schema.upgrade(db)
+        db.close()
+        assert (report.before, report.after, report.applied) == (
+            now,
+            now + 1,
+            (f"{now + 1:04d}_notes",),
+        )
+        assert sql(database_url, "SELECT version, name FROM schema_version ORDER BY 1") == [
+            *((migration.version, migration.name) for migration in shipped),
+            (now + 1, "notes"),
+        ]
+        assert store.mail.waiting() == 0  # the check passes now
+    finally:
+        store.close()
 
 
 def test_the_checks_accept_every_status_and_source_and_nothing_else(
@@ -218,6 +241,12 @@ def test_concurrent_units_from_threads_and_stores_lose_nothing(
         f"click-{number}" for number in range(60)
     }
     assert stores[0].mail.waiting() == 60
+    # one event per change: the losers of the race on NEW changed nothing and wrote none
+    assert Counter(event.action.value for event in stores[1].roster.history()) == {
+        "add": 60,
+        "unsubscribe": 60,
+        "request": 1,
+    }
     with stores[0].memory() as memory:
         assert all(memory.seen(f"click-{number}") for number in range(60))
     for store in stores:
@@ -386,6 +415,11 @@ def test_add_many_copies_many_rows_in_one_transaction(store: PostgresStore) -> N
         ref="b.csv",
     )
     assert (again.added, again.names_filled, again.unchanged) == (0, 12_000, {"pending": 12_000})
+    events = list(store.roster.history())  # one per reader added, one per name filled in
+    assert [(event.email, event.ref) for event in events] == [
+        *((email, "a.csv") for email, _ in rows),
+        *((email, "b.csv") for email, _ in rows),
+    ]
     streamed = list(store.roster.iter())
     assert [sub.email for sub in streamed] == [email for email, _ in rows]
     assert {(sub.status, sub.name, sub.ref) for sub in streamed} == {
@@ -451,6 +485,139 @@ def test_export_restore_export_gives_the_same_rows_in_either_store(
     files = FilesStore(tmp_path / "state", tmp_path / "subscribers", clock, lambda: SECRET)
     assert files.roster.restore(readers) == 3
     assert list(files.roster.lines()) == exported
+
+
+# --- the consent history ----------------------------------------------------------------------
+
+
+def test_a_restore_copies_each_readers_event_in_the_order_given(
+    store: PostgresStore, database_url: str, clock: FixedClock
+) -> None:
+    count = bulk.CHUNK * 2 + 10  # three chunks
+    order = [(number * 7919) % count for number in range(count)]  # not mailbox order
+    readers = [
+        Subscriber(email=f"r{number:05d}@example.com", status=Status.ACTIVE) for number in order
+    ]
+    assert store.roster.restore(readers) == count
+    events = list(store.roster.history())
+    assert [event.email for event in events] == [reader.email for reader in readers]
+    assert {(e.action.value, e.via, e.ref, e.at) for e in events} == {
+        ("restore", Source.IMPORT, "restore", clock.now())
+    }
+    twice = [*readers[:10], Subscriber(email=readers[3].email.capitalize(), status=Status.ACTIVE)]
+    clock.advance(timedelta(minutes=1))
+    with pytest.raises(SubscriberError, match="given twice"):
+        store.roster.restore(twice)  # refused in its last chunk: none of its events is kept
+    assert sql(database_url, "SELECT count(*) FROM consent_events") == [(count,)]
+
+
+def test_a_reader_another_unit_adds_during_an_import_gets_one_event(
+    store: PostgresStore, database_url: str, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = open_store(database_url, clock)
+    locked = bulk._locked
+
+    def add_meanwhile(
+        conn: psycopg.Connection[tuple[object, ...]], mailboxes: list[str]
+    ) -> list[Subscriber]:
+        found = locked(conn, mailboxes)
+        with other.roster.edit() as changes:  # another process, committed before the insert
+            changes.add("race@example.com", via=Source.CLI, ref="the other")
+        return found
+
+    monkeypatch.setattr(bulk, "_locked", add_meanwhile)
+    try:
+        report = store.roster.add_many(
+            [("race@example.com", "Race"), ("calm@example.com", "")],
+            status=Status.ACTIVE,
+            via=Source.IMPORT,
+            ref="list.csv",
+        )
+    finally:
+        other.close()
+    assert (report.added, report.names_filled) == (1, 1)
+    assert [(e.email, e.action.value, e.ref) for e in store.roster.history()] == [
+        ("race@example.com", "add", "the other"),
+        ("calm@example.com", "add", "list.csv"),
+        ("race@example.com", "add", "list.csv"),  # its name filled in, one by one
+    ]
+
+
+def test_expiry_and_forget_delete_the_rows_of_those_readers_only(
+    store: PostgresStore, database_url: str, clock: FixedClock
+) -> None:
+    with store.roster.edit() as changes:
+        for number in range(3):
+            changes.request(f"asked{number}@example.com", via=Source.WEB)
+        changes.add("kept@example.com", via=Source.CLI)
+        changes.queue_mail(_reply("asked0@example.com"))
+        changes.queue_mail(_reply("kept@example.com"))
+    clock.advance(timedelta(days=8))
+    with store.roster.edit() as changes:
+        changes.confirm("asked2@example.com", via=Source.WEB)
+    assert store.roster.expire_pending(clock.now() - timedelta(days=7)) == 2
+    tables = "SELECT mailbox FROM {} ORDER BY 1"
+    left = [("asked2@example.com",), ("kept@example.com",)]
+    assert sql(database_url, tables.format("readers")) == left
+    assert sorted(set(sql(database_url, tables.format("consent_events")))) == left
+    assert sql(database_url, tables.format("mail_queue")) == [("kept@example.com",)]
+    with store.roster.edit() as changes:
+        changes.forget("ASKED2@example.com")
+        changes.add("asked2@example.com", via=Source.CLI, ref="again")  # kept: after the forget
+    assert [(e.action.value, e.ref) for e in store.roster.history("asked2@example.com")] == [
+        ("add", "again")
+    ]
+
+
+def test_the_memory_keeps_the_files_stores_hashes_of_every_key(
+    store: PostgresStore, database_url: str, clock: FixedClock
+) -> None:
+    """Reply keys are slots and hashed clients, not readers; handled keys are not addresses:
+    both stores hash them alike (by mailbox key), and a handled key stays ``KEEP_HANDLED``."""
+    replies = ["slot-7@replies.invalid", "0f3a9c-2@web.invalid", "slot-41@web.invalid"]
+    handled = "confirmation-reminder:jo@example.com:2026-11-23T09:00:00Z"
+    files = FileMemory(SECRET, {})
+    with store.memory() as memory:
+        for key in replies:
+            assert memory.may_reply("subscribe", key, clock.now(), REPLY_WINDOW)
+            memory.replied("subscribe", key, clock.now())
+            files.replied("subscribe", key, clock.now())
+        memory.remember(handled, clock.now())
+        files.remember(handled, clock.now())
+    stored = set(sql(database_url, "SELECT kind, key FROM memory"))
+    assert stored == {("reply", key) for key in files.replies} | {
+        ("message", key) for key in files.messages
+    }
+    with store.memory() as memory:
+        assert not memory.may_reply(
+            "subscribe", "SLOT-7@Replies.invalid", clock.now(), REPLY_WINDOW
+        )
+    clock.advance(REPLY_WINDOW + timedelta(days=1))
+    with store.memory() as memory:
+        assert memory.seen(handled)
+        memory.remember("mid:<other@x>", clock.now())  # a unit that stores prunes
+    assert {kind for kind, _key in sql(database_url, "SELECT kind, key FROM memory")} == {"message"}
+    clock.advance(KEEP_HANDLED)
+    with store.memory() as memory:
+        memory.remember("mid:<last@x>", clock.now())
+    with store.memory() as memory:
+        assert not memory.seen(handled)
+
+
+def test_an_issue_awaiting_approval_keeps_its_note(store: PostgresStore, clock: FixedClock) -> None:
+    record = IssueRecord(
+        issue_id="2026-11-23-abcd1234",
+        created_at=clock.now(),
+        subject="Held",
+        post_ids=("p1",),
+        related_ids=(),
+        status="awaiting_approval",
+        note="**Hello** readers",
+    )
+    archive = store.archive.load()
+    archive.record_issue(record)
+    store.archive.save(archive)
+    assert store.archive.load().issues == [record]
 
 
 # --- token hints ------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ def test_a_schema_1_database_upgrades_with_its_feed_cache(
         db = Database(empty_database_url)
         report = schema.upgrade(db)
         db.close()
-        assert report.applied == ("0002_feed_failures",)
+        assert report.applied[0] == "0002_feed_failures"  # and every later one
         archive = store.archive.load()
         assert archive.feed_cache == {FEED: FeedCache(etag='"v1"')}
         assert archive.record_read(FEED, None, failed=True) == 1

@@ -5,21 +5,23 @@
   grows with the matches, not with the list or the wanted keys' join.
 - :func:`add_many` (imports): chunk by chunk, the readers already there are locked and read,
   :func:`~crusader_mail.storage.rules.add` decides, and the new and changed rows are ``COPY``-ed
-  into a temporary table and stored with one ``INSERT ... ON CONFLICT``. Memory grows with a
-  chunk, never with the list.
-- :func:`restore`: every record is ``COPY``-ed into the temporary table, a mailbox given twice
-  is refused, then one ``INSERT ... ON CONFLICT`` stores them all.
+  into a temporary table and stored with one ``INSERT ... ON CONFLICT``, their ``add`` events
+  ``COPY``-ed into the history. Memory grows with a chunk, never with the list.
+- :func:`restore`: every record is ``COPY``-ed into the temporary table (and its ``restore``
+  event into the history), a mailbox given twice is refused, then one ``INSERT ... ON
+  CONFLICT`` stores them all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 
 from crusader_mail.errors import SubscriberError
-from crusader_mail.models import Source, Status, Subscriber
+from crusader_mail.models import ConsentAction, ConsentEvent, Source, Status, Subscriber
 from crusader_mail.storage import rules
 from crusader_mail.storage.contract import AddReport, HintOf, RosterChanges
+from crusader_mail.storage.postgres import history
 from crusader_mail.storage.postgres.connections import Connection
 from crusader_mail.storage.postgres.records import STREAM_ROWS, chunks, reader, select, values
 from crusader_mail.storage.rows import AddressCheck
@@ -113,11 +115,15 @@ def add_many(
             for sub in _locked(conn, [rules.mailbox_key(email) for email, _name in chunk])
         }
         current: dict[str, Subscriber] = dict(known)
+        events: list[ConsentEvent] = []  # of this chunk's changes, in the order made
         for email, name in chunk:
             mailbox = rules.mailbox_key(email)
             old = current.get(mailbox)
-            new = rules.add(old, email, name=name, status=status, via=via, ref=ref, now=now())
+            at = now()
+            new = rules.add(old, email, name=name, status=status, via=via, ref=ref, now=at)
             _count(report, old, new)
+            if new is not old:
+                events.append(rules.event(ConsentAction.ADD, new, via=via, ref=ref, now=at))
             current[mailbox] = new
         added = {mailbox: sub for mailbox, sub in current.items() if mailbox not in known}
         changed = [sub for mailbox, sub in current.items() if known.get(mailbox, sub) is not sub]
@@ -125,7 +131,9 @@ def add_many(
         inserted = {mailbox for (mailbox,) in conn.execute(_INSERT_NEW).fetchall()}
         _store(conn, changed, hint_of)
         conn.execute(_UPSERT)
-        for mailbox in added.keys() - inserted:  # another unit added them meanwhile
+        lost = added.keys() - inserted  # another unit added them meanwhile
+        history.copy(conn, (e for e in events if rules.mailbox_key(e.email) not in lost))
+        for mailbox in lost:  # added again one by one (their events with them)
             report.added -= 1
             changes = one_by_one()
             sub = added[mailbox]
@@ -144,23 +152,34 @@ def _count(report: AddReport, old: Subscriber | None, new: Subscriber) -> None:
     report.unchanged[old.status.value] = report.unchanged.get(old.status.value, 0) + 1
 
 
-def restore(conn: Connection, readers: Iterable[Subscriber], hint_of: HintOf | None) -> int:
+def restore(
+    conn: Connection,
+    readers: Iterable[Subscriber],
+    hint_of: HintOf | None,
+    now: Callable[[], datetime],
+) -> int:
     """Store each record as given (addresses in normal form), replacing the reader of that
-    mailbox; how many were given. A mailbox given twice (in any case) raises
-    :class:`SubscriberError` before anything is stored (the caller's transaction rolls back)."""
+    mailbox, each with its ``restore`` event; how many were given. A mailbox given twice (in
+    any case) raises :class:`SubscriberError` before anything is stored (the caller's
+    transaction rolls back). Chunk by chunk, the readers are ``COPY``-ed into the temporary
+    table and their events into the history, so memory stays flat."""
     check = AddressCheck()
     count = 0
-
-    def checked() -> Iterator[Subscriber]:
-        nonlocal count
-        for sub in readers:
+    _incoming(conn)
+    conn.execute("TRUNCATE incoming_readers")
+    for chunk in chunks(readers, CHUNK):
+        for sub in chunk:
             if not check.is_normal(sub.email):
                 raise SubscriberError(f"{mask_email(sub.email)} is not an address in normal form")
-            count += 1
-            yield sub
-
-    _incoming(conn)
-    _store(conn, checked(), hint_of)
+        _copy(conn, chunk, hint_of)
+        history.copy(
+            conn,
+            (
+                rules.event(ConsentAction.RESTORE, sub, via=Source.IMPORT, ref="restore", now=now())
+                for sub in chunk
+            ),
+        )
+        count += len(chunk)
     twice = conn.execute(_TWICE).fetchone()
     if twice is not None:
         raise SubscriberError(f"{mask_email(twice[0])} is given twice (in any case)")
@@ -178,8 +197,13 @@ def _locked(conn: Connection, mailboxes: list[str]) -> list[Subscriber]:
 
 
 def _store(conn: Connection, subs: Iterable[Subscriber], hint_of: HintOf | None) -> None:
-    """``COPY`` ``subs`` into ``incoming_readers`` (emptied first)."""
+    """``COPY`` ``subs`` into ``incoming_readers``, emptied first."""
     conn.execute("TRUNCATE incoming_readers")
+    _copy(conn, subs, hint_of)
+
+
+def _copy(conn: Connection, subs: Iterable[Subscriber], hint_of: HintOf | None) -> None:
+    """``COPY`` ``subs`` into ``incoming_readers``."""
     with conn.cursor().copy("COPY incoming_readers FROM STDIN") as copy:
         for sub in subs:
             copy.write_row(values(sub, hint_of(sub.email) if hint_of is not None else None))

@@ -10,7 +10,12 @@
   applied to the locked row, so units of change of any number of processes never lose each
   other's work, and a unit locks only the readers it touches. A reader inserted by another
   unit between the lookup and the insert is read again and the rule applied again.
-- Bulk work (:mod:`.bulk`) uses the same rules, with ``COPY`` into temporary tables.
+- Every call that changes a reader appends its event (``rules.event``) to ``consent_events``
+  (:mod:`.history`) in the same transaction; ``forget`` and
+  :meth:`PgRoster.expire_pending` delete the reader's events and queued mail with the row
+  (:func:`erase`). :meth:`PgRoster.history` reads a reader's events by index, or streams all.
+- Bulk work (:mod:`.bulk`) uses the same rules, with ``COPY`` into temporary tables, and
+  ``COPY``-es the events of its changes.
 
 Addresses are matched by :func:`~crusader_mail.storage.rules.mailbox_key` (the primary key);
 the stored ``email`` keeps the spelling first given.
@@ -20,16 +25,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from psycopg.abc import Query
 
 from crusader_mail.clock import Clock
 from crusader_mail.errors import StateError, SubscriberError
-from crusader_mail.models import OutgoingMessage, Source, Status, Subscriber
+from crusader_mail.models import (
+    ConsentAction,
+    ConsentEvent,
+    OutgoingMessage,
+    Source,
+    Status,
+    Subscriber,
+)
 from crusader_mail.storage import rules
 from crusader_mail.storage.contract import AddReport, BulkReport, HintOf, RowChange
-from crusader_mail.storage.postgres import bulk
+from crusader_mail.storage.postgres import bulk, history
 from crusader_mail.storage.postgres.connections import Connection, Database
 from crusader_mail.storage.postgres.hints import Hints
 from crusader_mail.storage.postgres.mail import queue_mail
@@ -40,10 +54,27 @@ from crusader_mail.util.masking import mask_email
 RACES = 5  # times a unit reads a reader again after another unit inserted them first
 
 R = TypeVar("R", Subscriber, Subscriber | None)
+Rule = Callable[[Subscriber | None, str, datetime], R]
+"""A rule of :mod:`crusader_mail.storage.rules` on (the stored reader, the address, now)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a call changes a reader by: its history event's action, ``via`` and ``ref``."""
+
+    action: ConsentAction
+    via: Source
+    ref: str
+
+
 _ONE = select("WHERE mailbox = %s")
 _LOCK_ONE = select("WHERE mailbox = %s FOR UPDATE")
 _ALL = select("ORDER BY mailbox")
 _WITH_STATUS = select("WHERE status = %s ORDER BY mailbox")
+_MAY_HAVE_EXPIRED = select(
+    "WHERE status = 'pending' AND coalesce(updated_at, subscribed_at) < %s "
+    "ORDER BY mailbox FOR UPDATE"
+)  # the readers rules.expired may say expired (it decides)
 
 _INSERT = (
     "INSERT INTO readers VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
@@ -109,38 +140,39 @@ class PgChanges:
         via: Source,
         ref: str = "",
     ) -> Subscriber:
-        def rule(old: Subscriber | None, key: str) -> Subscriber:
-            now = self._clock.now()
+        def rule(old: Subscriber | None, key: str, now: datetime) -> Subscriber:
             return rules.add(old, key, name=name, status=status, via=via, ref=ref, now=now)
 
-        return self._apply(email, rule, strict=True)
+        return self._apply(email, rule, Change(ConsentAction.ADD, via, ref), strict=True)
 
     def request(self, email: str, *, name: str = "", via: Source, ref: str = "") -> Subscriber:
-        def rule(old: Subscriber | None, key: str) -> Subscriber:
-            return rules.request(old, key, name=name, via=via, ref=ref, now=self._clock.now())
+        def rule(old: Subscriber | None, key: str, now: datetime) -> Subscriber:
+            return rules.request(old, key, name=name, via=via, ref=ref, now=now)
 
-        return self._apply(email, rule, strict=True)
+        return self._apply(email, rule, Change(ConsentAction.REQUEST, via, ref), strict=True)
 
     def confirm(self, email: str, *, via: Source, ref: str = "") -> Subscriber:
-        def rule(old: Subscriber | None, key: str) -> Subscriber:
-            return rules.confirm(old, key, via=via, ref=ref, now=self._clock.now())
+        def rule(old: Subscriber | None, key: str, now: datetime) -> Subscriber:
+            return rules.confirm(old, key, via=via, ref=ref, now=now)
 
-        return self._apply(email, rule, strict=True)
+        return self._apply(email, rule, Change(ConsentAction.CONFIRM, via, ref), strict=True)
 
     def unsubscribe(self, email: str, *, via: Source, ref: str = "") -> Subscriber | None:
-        def rule(old: Subscriber | None, _key: str) -> Subscriber | None:
-            return rules.unsubscribe(old, via=via, ref=ref, now=self._clock.now())
+        def rule(old: Subscriber | None, _key: str, now: datetime) -> Subscriber | None:
+            return rules.unsubscribe(old, via=via, ref=ref, now=now)
 
-        return self._apply(email, rule, strict=False)
+        return self._apply(email, rule, Change(ConsentAction.UNSUBSCRIBE, via, ref), strict=False)
 
     def mark(self, email: str, status: Status, *, via: Source, ref: str = "") -> Subscriber | None:
-        def rule(old: Subscriber | None, _key: str) -> Subscriber | None:
-            return rules.mark(old, status, via=via, ref=ref, now=self._clock.now())
+        def rule(old: Subscriber | None, _key: str, now: datetime) -> Subscriber | None:
+            return rules.mark(old, status, via=via, ref=ref, now=now)
 
-        return self._apply(email, rule, strict=False)
+        action = ConsentAction.BOUNCE if status is Status.BOUNCED else ConsentAction.COMPLAIN
+        return self._apply(email, rule, Change(action, via, ref), strict=False)
 
     def forget(self, email: str) -> bool:
-        """Erase the reader's row and their queued mail. ``True`` if they were on the list."""
+        """Erase the reader's row, their history (this unit's events included) and their
+        queued mail. ``True`` if they were on the list."""
         self._check_open()
         key = rules.normal_or_none(email)
         if key is None:
@@ -148,8 +180,7 @@ class PgChanges:
         mailbox = rules.mailbox_key(key)
         if self._row(mailbox) is None:
             return False
-        self._conn.execute("DELETE FROM readers WHERE mailbox = %s", [mailbox])
-        self._conn.execute("DELETE FROM mail_queue WHERE mailbox = %s", [mailbox])
+        erase(self._conn, [mailbox])
         self._rows[mailbox] = None
         self.changed = self.dirty = True
         return True
@@ -181,19 +212,23 @@ class PgChanges:
         found = self._rows[mailbox] = reader(row) if row is not None else None
         return found
 
-    def _apply(self, email: str, rule: Callable[[Subscriber | None, str], R], *, strict: bool) -> R:
-        """``rule`` applied to the locked reader ``email`` and stored when it changed them."""
+    def _apply(self, email: str, rule: Rule[R], change: Change, *, strict: bool) -> R:
+        """``rule`` applied to the locked reader ``email`` at the clock's now, and stored with
+        ``change``'s event when it changed them."""
         self._check_open()
+        now = self._clock.now()
         key = rules.normalize_email(email) if strict else rules.normal_or_none(email)
         if key is None:
-            return rule(None, email)
+            return rule(None, email, now)
         mailbox = rules.mailbox_key(key)
         for _attempt in range(RACES):
             old = self._row(mailbox)
-            new = rule(old, key)
+            new = rule(old, key, now)
             if new is None or new is old:
                 return new
             if self._write(mailbox, old, new):
+                event = rules.event(change.action, new, via=change.via, ref=change.ref, now=now)
+                history.append(self._conn, event)
                 return new
             del self._rows[mailbox]  # another unit added them meanwhile: read them again
         raise StateError(f"{mask_email(key)} kept changing under this unit of change; try again")
@@ -350,8 +385,46 @@ class PgRoster:
         twice raises :class:`SubscriberError` and stores nothing."""
         hint_of = self._hints.for_write()
         with self._db.transaction() as conn:
-            return bulk.restore(conn, readers, hint_of)
+            return bulk.restore(conn, readers, hint_of, self._clock.now)
 
     def tidy(self) -> bool:
         """A table is never out of order: nothing to tidy."""
         return False
+
+    # -- the consent history -------------------------------------------------------------------
+
+    def history(self, email: str | None = None) -> Iterator[ConsentEvent]:
+        """The reader's events oldest first (an index lookup by mailbox; nothing for what is
+        no address), or with ``None`` every event in the order stored, streamed."""
+        if email is None:
+            return map(history.event, self._stream(history.EVERY, ()))
+        key = rules.normal_or_none(email)
+        if key is None:
+            return iter(())
+        with self._db.transaction() as conn:
+            rows = conn.execute(history.OF_MAILBOX, [rules.mailbox_key(key)]).fetchall()
+        return map(history.event, rows)
+
+    def restore_history(self, events: Iterable[ConsentEvent]) -> int:
+        """``COPY`` ``events`` as given, in one transaction; how many."""
+        with self._db.transaction() as conn:
+            return history.copy(conn, events)
+
+    def expire_pending(self, before: datetime) -> int:
+        """Erase the readers :func:`rules.expired` at ``before``, with their history and queued
+        mail, in one transaction: the pending readers unchanged since ``before`` are locked,
+        the rule picks among them."""
+        with self._db.transaction() as conn:
+            found = [reader(row) for row in conn.execute(_MAY_HAVE_EXPIRED, [before])]
+            gone = [rules.mailbox_key(sub.email) for sub in found if rules.expired(sub, before)]
+            if gone:
+                erase(conn, gone)
+        return len(gone)
+
+
+def erase(conn: Connection, mailboxes: list[str]) -> None:
+    """Delete these readers (by mailbox), their history and their queued mail, in ``conn``'s
+    transaction."""
+    conn.execute("DELETE FROM readers WHERE mailbox = ANY(%s)", [mailboxes])
+    conn.execute("DELETE FROM consent_events WHERE mailbox = ANY(%s)", [mailboxes])
+    conn.execute("DELETE FROM mail_queue WHERE mailbox = ANY(%s)", [mailboxes])

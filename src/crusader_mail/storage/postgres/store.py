@@ -3,7 +3,8 @@
 
 ::
 
-    readers                              roster      PgRoster        (postgres.roster, .bulk, .hints)
+    readers, consent_events              roster      PgRoster        (postgres.roster, .bulk, .hints,
+                                                                      .history)
     mail_queue                           mail        PgMailQueue     (postgres.mail)
     memory                               memory()    PgMemory        (postgres.memory)
     archive_posts, archive_issues, feed_cache, archive_revision
