@@ -39,10 +39,12 @@ COMMANDS = {
 class _Commands(click.Group):
     """The top-level commands, each imported when it is used: a command pays only for the
     libraries it needs (``subscribers add`` never loads the composer, ``run`` never loads
-    psycopg without a database)."""
+    psycopg without a database). ``list_commands`` names every one, hidden ones included
+    (click leaves those out of the help); ``get_command`` imports it. Walk the commands
+    through these two, never through ``commands`` (only those imported so far)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *COMMANDS} - {"merge-driver"})  # hidden
+        return sorted({*super().list_commands(ctx), *COMMANDS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS and cmd_name not in self.commands:

@@ -42,8 +42,9 @@ def upgrade_database(settings: Settings) -> SchemaReport:
 
 
 def database_status(settings: Settings) -> SchemaReport:
-    """The PostgreSQL schema's version, changing nothing (``crusader-mail db status``);
-    :class:`SchemaMismatch` when it is missing, older or newer than this code's."""
+    """The PostgreSQL schema's version, changing nothing (``crusader-mail db status``); its
+    ``check()`` raises :class:`SchemaMismatch` when it is missing, older or newer than this
+    code's."""
     return _with_database(settings, "status")
 
 
@@ -53,11 +54,7 @@ def _with_database(settings: Settings, action: Literal["upgrade", "status"]) -> 
 
     db = Database(_database_url(settings))
     try:
-        if action == "upgrade":
-            return schema.upgrade(db)
-        report = schema.status(db)
-        schema.refuse(report.before, db.where)
-        return report
+        return schema.upgrade(db) if action == "upgrade" else schema.status(db)
     finally:
         db.close()
 

@@ -87,6 +87,15 @@ class SchemaReport:
     latest: int
     applied: tuple[str, ...] = ()  # "0002_name" of each migration applied
 
+    @property
+    def ok(self) -> bool:
+        """Is the schema the one this crusader-mail works with?"""
+        return self.after == self.latest
+
+    def check(self) -> None:
+        """Stop (:class:`SchemaMismatch`, the one line of :func:`refuse`) unless :attr:`ok`."""
+        refuse(self.after, self.where)
+
 
 def upgrade(db: Database) -> SchemaReport:
     """Create or migrate the schema to :func:`latest` in one transaction; idempotent."""
