@@ -10,7 +10,9 @@ the reader.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, LiteralString
+
+from psycopg import sql
 
 from crusader_mail.models import ConsentEvent
 from crusader_mail.storage.postgres.connections import Connection
@@ -23,11 +25,18 @@ OF_MAILBOX = (
 """A reader's events, oldest first (a tie in the order stored)."""
 EVERY = "SELECT at, email, action, status, via, ref FROM consent_events ORDER BY seq"
 """Every event, in the order stored."""
-_INSERT = (
-    "INSERT INTO consent_events (mailbox, at, email, action, status, via, ref) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
-)
 _COPY = "COPY consent_events (mailbox, at, email, action, status, via, ref) FROM STDIN"
+
+
+def with_event(change: LiteralString) -> sql.Composed:
+    """``change`` (a statement writing one reader, ``RETURNING mailbox``) and the reader's
+    event in one statement, one round trip: the event is inserted only if the row was written.
+    Its parameters: ``change``'s, then :func:`row` of the event without its first field."""
+    return sql.SQL(
+        "WITH written AS ({change}) INSERT INTO consent_events "
+        "(mailbox, at, email, action, status, via, ref) "
+        "SELECT mailbox, %s::timestamptz, %s, %s, %s, %s, %s FROM written"
+    ).format(change=sql.SQL(change))
 
 
 def row(event: ConsentEvent) -> tuple[Any, ...]:
@@ -47,11 +56,6 @@ def event(found: tuple[Any, ...]) -> ConsentEvent:
     """A :class:`ConsentEvent` from a row of :data:`OF_MAILBOX` or :data:`EVERY`."""
     at, email, action, status, via, ref = found
     return ConsentEvent(at=at, email=email, action=action, status=status, via=via, ref=ref)
-
-
-def append(conn: Connection, change: ConsentEvent) -> None:
-    """Insert one event in ``conn``'s transaction."""
-    conn.execute(_INSERT, row(change))
 
 
 def copy(conn: Connection, events: Iterable[ConsentEvent]) -> int:

@@ -76,14 +76,14 @@ _MAY_HAVE_EXPIRED = select(
     "ORDER BY mailbox FOR UPDATE"
 )  # the readers rules.expired may say expired (it decides)
 
-_INSERT = (
+_INSERT = history.with_event(
     "INSERT INTO readers VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (mailbox) DO NOTHING"
-)
-_UPDATE = (
+    "ON CONFLICT (mailbox) DO NOTHING RETURNING mailbox"
+)  # rowcount 0: another unit inserted the reader first (no row, no event)
+_UPDATE = history.with_event(
     "UPDATE readers SET name = %s, status = %s, subscribed_at = %s, subscribed_via = %s, "
     "confirmed_at = %s, confirmed_via = %s, left_at = %s, left_via = %s, ref = %s, "
-    "updated_at = %s WHERE mailbox = %s"
+    "updated_at = %s WHERE mailbox = %s RETURNING mailbox"
 )
 
 
@@ -226,27 +226,29 @@ class PgChanges:
             new = rule(old, key, now)
             if new is None or new is old:
                 return new
-            if self._write(mailbox, old, new):
-                event = rules.event(change.action, new, via=change.via, ref=change.ref, now=now)
-                history.append(self._conn, event)
+            event = rules.event(change.action, new, via=change.via, ref=change.ref, now=now)
+            if self._write(mailbox, old, new, event):
                 return new
             del self._rows[mailbox]  # another unit added them meanwhile: read them again
         raise StateError(f"{mask_email(key)} kept changing under this unit of change; try again")
 
-    def _write(self, mailbox: str, old: Subscriber | None, new: Subscriber) -> bool:
-        """Store ``new``; ``False`` when ``old`` was ``None`` and another unit inserted the
-        reader first (nothing written)."""
+    def _write(
+        self, mailbox: str, old: Subscriber | None, new: Subscriber, event: ConsentEvent
+    ) -> bool:
+        """Store ``new`` and append ``event``; ``False`` when ``old`` was ``None`` and another
+        unit inserted the reader first (nothing written)."""
         if self._only is not None and mailbox != self._only:
             raise SubscriberError(
                 f"a bulk update offered {mask_email(self._offered)} and changed another "
                 "address: it may change only the reader it is given"
             )
+        event_row = history.row(event)[1:]  # its mailbox: the row's, as written
         if old is None:
             hint = self._hint_of(new.email) if self._hint_of is not None else None
-            if self._conn.execute(_INSERT, values(new, hint)).rowcount == 0:
+            if self._conn.execute(_INSERT, (*values(new, hint), *event_row)).rowcount == 0:
                 return False
         else:
-            self._conn.execute(_UPDATE, (*values(new, None)[2:12], mailbox))
+            self._conn.execute(_UPDATE, (*values(new, None)[2:12], mailbox, *event_row))
         self._rows[mailbox] = new
         self.changed = self.dirty = True
         return True
