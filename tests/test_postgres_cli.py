@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -168,6 +169,36 @@ def test_subscriber_commands_work_on_the_database(
         ["bo@example.com", "Bo", "unsubscribed"],
     ]
     assert not (clean_env / "subscribers").exists()  # nothing written beside the config
+
+
+def test_readers_and_their_history_move_from_the_files_to_the_database(
+    database_url: str, clean_env: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def ok(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["subscribers", *args], obj=AppContext(clock=clock))
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result.stdout
+
+    ok("add", "Ann@example.com", "--name", "Ann")  # the files store: no database set
+    ok("add", "bo@example.com")
+    clock.advance(timedelta(hours=1))
+    ok("remove", "BO@example.com")
+    ok("export", "--out", "readers.csv")
+    ok("export", "--history", "--out", "history.csv")
+    history = (clean_env / "history.csv").read_text(encoding="utf-8").splitlines()
+    assert len(history) == 1 + 3  # the header, two adds and the unsubscribe
+    monkeypatch.setenv("CRUSADER_MAIL_DATABASE_URL", database_url)
+    clock.advance(timedelta(days=1))
+    ok("import", "--restore", "readers.csv")
+    ok("import", "--restore", "history.csv")
+    assert ok("export").splitlines() == (clean_env / "readers.csv").read_text().splitlines()
+    moved = ok("export", "--history").splitlines()
+    restored = [line.split(",")[1:5] for line in moved[1:3]]  # the restore, then the history
+    assert restored == [
+        ["Ann@example.com", "restore", "active", "import"],
+        ["bo@example.com", "restore", "unsubscribed", "import"],
+    ]
+    assert [moved[0], *moved[3:]] == history
 
 
 NO_PSYCOPG = """
