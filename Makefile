@@ -59,12 +59,14 @@ screenshots: $(DEV_STAMP)
 docs: $(DEV_STAMP)
 	$(BIN)/python scripts/cli_docs.py
 
-bench: $(DEV_STAMP)
+bench: $(DEV_STAMP) services
 	$(BIN)/python bench/bench_reader.py
 	$(BIN)/python bench/bench_compose.py
 	$(BIN)/python bench/related_eval.py
 	$(BIN)/python bench/bench_subscribers.py
 	$(BIN)/python bench/bench_send.py
+	$(BIN)/python bench/bench_postgres.py
+	$(BIN)/python bench/bench_oneclick.py
 	$(BIN)/python bench/bench_join.py
 
 clean:

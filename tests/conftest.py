@@ -1,5 +1,6 @@
-"""Shared fixtures. Real peers (HTTP feed server, SendGrid-like server, IMAP) live in
-``peers/``; each test starts what it needs on 127.0.0.1."""
+"""Shared fixtures. Real peers (HTTP feed server, SendGrid-like server, IMAP, PostgreSQL) live
+in ``peers/``; each test starts what it needs on 127.0.0.1 (PostgreSQL: one cluster per
+session, ``tests/support/postgres.py``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from peers.sendgrid_server import sendgrid_server  # noqa: F401  (loopback SendG
 
 from crusader_mail.clock import FixedClock
 from tests.support.network import loopback_only  # noqa: F401  (no address beyond loopback)
+from tests.support.postgres import (  # noqa: F401  (one PostgreSQL cluster, a database per test)
+    database_url,
+    empty_database_url,
+    postgres_cluster,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"

@@ -13,10 +13,12 @@ from typing import Any
 
 import click
 import httpx
+import psycopg
 import pytest
 from click.testing import CliRunner
 
 from crusader_mail.cli import cli
+from crusader_mail.storage.postgres import schema
 from tests.support.commands import REPO, SECRET, write_site_config
 
 CLI = REPO / ".venv" / "bin" / "crusader-mail"
@@ -27,13 +29,33 @@ EXEMPT = {
 }
 
 
-def leaf_commands(command: click.Command = cli, path: tuple[str, ...] = ()) -> Iterator[str]:
-    """Every command a user (or git) can run, hidden ones included, as ``"subscribers add"``."""
+def leaf_commands(
+    command: click.Command = cli,
+    path: tuple[str, ...] = (),
+    parent: click.Context | None = None,
+) -> Iterator[str]:
+    """Every command a user (or git) can run, hidden ones included, as ``"subscribers add"``:
+    asked of each group as click asks it (the top level imports its commands when used)."""
+    ctx = click.Context(command, info_name=path[-1] if path else "crusader-mail", parent=parent)
     if isinstance(command, click.Group):
-        for name, sub in sorted(command.commands.items()):
-            yield from leaf_commands(sub, (*path, name))
+        for name in sorted(command.list_commands(ctx)):
+            sub = command.get_command(ctx, name)
+            assert sub is not None, f"{' '.join((*path, name))} is listed and cannot be found"
+            yield from leaf_commands(sub, (*path, name), ctx)
     else:
         yield " ".join(path)
+
+
+def find(name: str) -> click.Command:
+    """The command ``name`` (``"db upgrade"``), found as click finds it."""
+    command: click.Command = cli
+    ctx = click.Context(cli, info_name="crusader-mail")
+    for part in name.split():
+        assert isinstance(command, click.Group)
+        found = command.get_command(ctx, part)
+        assert found is not None, f"no command {name!r}"
+        command, ctx = found, click.Context(found, info_name=part, parent=ctx)
+    return command
 
 
 class Site:
@@ -257,19 +279,69 @@ CASES: dict[str, Callable[[Site], None]] = {
 }
 
 
+def on_database(site: Site, url: str) -> str:
+    """``site``'s commands on the PostgreSQL database at ``url``; where they name it."""
+    site.env["CRUSADER_MAIL_DATABASE_URL"] = url
+    return url.removeprefix("postgresql://postgres@")
+
+
+def db_upgrade(site: Site, url: str) -> None:
+    where = on_database(site, url)
+    latest = schema.latest()
+    every = [f"{m.version:04d}_{m.name}" for m in schema.migrations()]
+    first = site.json("db", "upgrade")
+    assert first == {"where": where, "before": None, "after": latest, "applied": every}
+    again = site.json("db", "upgrade")
+    assert again == {"where": where, "before": latest, "after": latest, "applied": []}
+
+
+def db_status(site: Site, url: str) -> None:
+    where = on_database(site, url)
+    latest = schema.latest()
+
+    def refused() -> Any:
+        """``db status --json`` on a schema it cannot use: the object, then exit 2 and one line."""
+        done = site.run("db", "status", "--json")
+        assert (done.returncode, done.stderr.count("\n")) == (2, 1), done.stderr
+        assert "run `crusader-mail db upgrade`" in done.stderr
+        return json.loads(done.stdout)
+
+    assert refused() == {"where": where, "version": None, "latest": latest, "ok": False}
+    site.ok("db", "upgrade")
+    assert site.json("db", "status") == {
+        "where": where,
+        "version": latest,
+        "latest": latest,
+        "ok": True,
+    }
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM schema_version WHERE version = %s", [latest])
+    older = {"where": where, "version": latest - 1, "latest": latest, "ok": False}
+    assert refused() == older
+
+
+DATABASE_CASES: dict[str, Callable[[Site, str], None]] = {
+    "db upgrade": db_upgrade,
+    "db status": db_status,
+}
+"""Commands of the PostgreSQL store: each gets a database without a schema."""
+
+
 def test_every_command_is_checked_here() -> None:
-    assert set(leaf_commands()) == set(CASES) | set(EXEMPT)
+    assert set(leaf_commands()) == set(CASES) | set(DATABASE_CASES) | set(EXEMPT)
 
 
 @pytest.mark.parametrize("name", sorted(set(leaf_commands()) - set(EXEMPT)))
 def test_every_command_has_a_json_option(name: str) -> None:
-    command: click.Command = cli
-    for part in name.split():
-        assert isinstance(command, click.Group)
-        command = command.commands[part]
+    command = find(name)
     assert any("--json" in param.opts for param in command.params), f"{name} has no --json"
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_json_output(name: str, clean_env: Path) -> None:
     CASES[name](Site(clean_env / "site"))
+
+
+@pytest.mark.parametrize("name", sorted(DATABASE_CASES))
+def test_json_output_on_a_database(name: str, clean_env: Path, empty_database_url: str) -> None:
+    DATABASE_CASES[name](Site(clean_env / "site"), empty_database_url)

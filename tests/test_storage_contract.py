@@ -1,10 +1,10 @@
 """The storage contract, run against every store: the roster's rules through ``edit()``, bulk
 updates, token candidates, the memory, the archive and the ledgers. A new store is one more
-line in ``STORES``."""
+line in ``STORES`` (the PostgreSQL store gets a fresh database of the session's cluster)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,21 +25,30 @@ from crusader_mail.models import (
 from crusader_mail.storage import rules
 from crusader_mail.storage.contract import KEEP_HANDLED, REPLY_WINDOW, RosterChanges, Store
 from crusader_mail.storage.files import FilesStore
+from crusader_mail.storage.postgres import PostgresStore
 from crusader_mail.storage.rows import parse_line
 from crusader_mail.util.tokens import Signer
 
 SECRET = "contract-secret-0123456789abcdef"
 
-STORES: dict[str, Callable[[Path, Clock], Store]] = {
-    "files": lambda root, clock: FilesStore(
+STORES: dict[str, Callable[[pytest.FixtureRequest, Path, Clock], Store]] = {
+    "files": lambda request, root, clock: FilesStore(
         root / "state", root / "subscribers", clock, lambda: SECRET
+    ),
+    "postgres": lambda request, root, clock: PostgresStore(
+        request.getfixturevalue("database_url"),
+        clock,
+        lambda: SECRET,
+        hint_of=Signer(SECRET).hint,
     ),
 }
 
 
 @pytest.fixture(params=sorted(STORES))
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock) -> Store:
-    return STORES[request.param](tmp_path, clock)
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock) -> Iterator[Store]:
+    made = STORES[request.param](request, tmp_path, clock)
+    yield made
+    made.close()
 
 
 def statuses(store: Store) -> dict[str, Status]:
@@ -230,6 +239,34 @@ def test_a_restore_replaces_the_reader_of_that_mailbox(store: Store, clock: Fixe
     assert list(store.roster.iter()) == [restored]
 
 
+def test_a_restore_holding_one_mailbox_twice_stores_nothing(
+    store: Store, clock: FixedClock
+) -> None:
+    seed(store, active=["gil@example.org"])
+    before = list(store.roster.lines())
+    twice = [
+        Subscriber(email="hal@example.org", status=Status.ACTIVE),
+        Subscriber(email="gil@example.org", status=Status.UNSUBSCRIBED),
+        Subscriber(email="Hal@example.org", status=Status.PENDING),
+    ]
+    with pytest.raises(SubscriberError, match=r"H•••@example\.org is given twice"):
+        store.roster.restore(twice)
+    assert list(store.roster.lines()) == before
+
+
+def test_readers_come_in_mailbox_order_byte_by_byte(store: Store, clock: FixedClock) -> None:
+    spellings = ["Bo@example.com", "ann@example.com", "b_z@example.com", "BA@example.com"]
+    seed(store, active=spellings, pending=["Zed@example.com"], unsubscribed=["ab@example.com"])
+    everyone = [*spellings, "Zed@example.com", "ab@example.com"]
+    in_order = sorted(everyone, key=lambda email: rules.mailbox_key(email).encode())
+    assert [sub.email for sub in store.roster.iter()] == in_order
+    assert [line.split(",")[0] for line in store.roster.lines()] == in_order
+    active = [email for email in in_order if email in spellings]
+    assert [sub.email for sub in store.roster.iter(Status.ACTIVE)] == active
+    # "_" sorts before "a" byte by byte (a language's collation would put it after "ba")
+    assert active == ["ann@example.com", "b_z@example.com", "BA@example.com", "Bo@example.com"]
+
+
 # --- update_many ------------------------------------------------------------------------------
 
 
@@ -252,6 +289,25 @@ def test_update_many_changes_only_the_readers_it_is_offered(
     }
     report = store.roster.update_many(["cy@example.com"], lambda changes, email: None)
     assert (report.matched, report.changed, report.written) == (1, 0, False)
+    seed(store, active=["Dee@Example.com"])  # the suppression sync's match: the mailbox key
+    report = store.roster.update_many({"dee@example.com"}, leave, match=rules.mailbox_key)
+    assert (report.matched, report.changed) == (1, 1)
+    assert statuses(store)["Dee@example.com"] is Status.UNSUBSCRIBED
+
+
+def test_update_many_with_any_match_function(store: Store) -> None:
+    seed(store, active=["ann@one.example", "bo@two.example", "cy@one.example"])
+
+    def bounce(changes: RosterChanges, email: str) -> None:
+        changes.mark(email, Status.BOUNCED, via=Source.SENDGRID, ref="domain")
+
+    report = store.roster.update_many({"one.example"}, bounce, match=lambda e: e.split("@")[1])
+    assert (report.matched, report.changed, report.written) == (2, 2, True)
+    assert statuses(store) == {
+        "ann@one.example": Status.BOUNCED,
+        "bo@two.example": Status.ACTIVE,
+        "cy@one.example": Status.BOUNCED,
+    }
 
 
 def test_update_many_may_not_touch_another_reader(store: Store) -> None:
@@ -264,6 +320,36 @@ def test_update_many_may_not_touch_another_reader(store: Store) -> None:
     with pytest.raises(SubscriberError, match="changed another"):
         store.roster.update_many(["a@example.com"], sneaky)
     assert statuses(store) == {"a@example.com": Status.ACTIVE, "b@example.com": Status.ACTIVE}
+
+
+def test_one_reader_per_mailbox(store: Store) -> None:
+    hint_of = Signer(SECRET).hint
+    seed(store, active=["Carol@Example.org"])
+    with store.roster.edit() as changes:
+        again = changes.add("carol@example.org", name="Carol", via=Source.CLI)
+        assert changes.get("CAROL@example.org") == again
+    assert again.email == "Carol@example.org"  # kept as first given (domain lowercased)
+    assert [sub.email for sub in store.roster.iter()] == ["Carol@example.org"]
+    assert store.roster.get("carol@EXAMPLE.ORG") == again
+    assert store.roster.candidates(hint_of("Carol@example.org"), hint_of) == ["Carol@example.org"]
+    added = store.roster.add_many(
+        [("CAROL@example.org", ""), ("dan@example.org", "")],
+        status=Status.ACTIVE,
+        via=Source.IMPORT,
+        ref="f.csv",
+    )
+    assert (added.added, added.unchanged) == (1, {"active": 1})
+    with store.roster.edit() as changes:
+        left = changes.unsubscribe("carol@example.ORG", via=Source.WEB)
+    assert left is not None
+    assert left.email == "Carol@example.org"
+
+    def forget(changes: RosterChanges, email: str) -> None:
+        changes.forget(email)
+
+    report = store.roster.update_many(["DAN@example.org"], forget)
+    assert (report.matched, report.changed) == (1, 1)
+    assert statuses(store) == {"Carol@example.org": Status.UNSUBSCRIBED}
 
 
 # --- token candidates -------------------------------------------------------------------------
@@ -309,6 +395,7 @@ def test_memory_remembers_messages_events_and_replies(store: Store, clock: Fixed
         assert memory.event_seen("ev-1")
         assert not memory.event_seen("ev-2")
         assert not memory.may_reply("help", "jo@EXAMPLE.com", clock.now(), REPLY_WINDOW)
+        assert not memory.may_reply("help", "JO@example.com", clock.now(), REPLY_WINDOW)
         assert memory.may_reply("confirm", "jo@example.com", clock.now(), REPLY_WINDOW)
     clock.advance(timedelta(minutes=1))
     with store.memory() as memory:

@@ -9,7 +9,8 @@ stderr and an exit code. An expected failure never shows a traceback.
     ├── ConfigError                   exit 2   a bad setting: names the key, its source, what is expected
     ├── StateError                    exit 1   a state file is damaged or busy; it is never overwritten
     │   ├── LockTimeout               exit 1   another run holds the lock
-    │   └── CheckpointFailed          exit 1   the state could not be pushed before a send: nothing sent
+    │   ├── CheckpointFailed          exit 1   the state could not be pushed before a send: nothing sent
+    │   └── SchemaMismatch            exit 2   the database schema is not this version's (`db upgrade`)
     ├── FeedError                     exit 1   one feed could not be fetched or parsed (url, reason)
     ├── ComposeError                  exit 1   the issue could not be rendered
     │   ├── TemplateError             exit 1   a template is broken (template name and line)
@@ -49,6 +50,13 @@ class LockTimeout(StateError):
 class CheckpointFailed(StateError):
     """The ``--checkpoint`` command failed: the issue's ``sending`` record may not have reached
     the repository, so the send did not start."""
+
+
+class SchemaMismatch(StateError):
+    """The database has no schema, an older one (run ``crusader-mail db upgrade``), or a newer
+    one than this crusader-mail knows."""
+
+    exit_code = 2
 
 
 class FeedError(CrusaderMailError):

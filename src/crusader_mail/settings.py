@@ -420,6 +420,9 @@ class Settings(BaseSettings):
         description="the editor's note (Markdown) for the top of the next issue; emptied once sent",
     )
     secret_key: SecretStr | None = None
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL URL of the shared store (environment or .env only)"
+    )
     sendgrid: SendGridSettings = SendGridSettings()
     newsletter: NewsletterSettings = NewsletterSettings()
     compose: ComposeSettings = ComposeSettings()
@@ -538,11 +541,17 @@ class Settings(BaseSettings):
         return "mailto:" + plus_address(self.command_address, "subscribe")
 
     @property
+    def uses_database(self) -> bool:
+        """Is the PostgreSQL store chosen? ``database_url`` set and not empty (an unset CI
+        secret arrives as an empty value)."""
+        return self.database_url is not None and bool(self.database_url.get_secret_value())
+
+    @property
     def shares_store(self) -> bool:
         """Does what ``serve`` records reach the job? Yes with a database (``database_url``)
         or when ``server.same_host`` says they run on one machine over the same files; a
         ``serve`` elsewhere with the files store keeps its own copy the job never sees."""
-        return self.server.same_host or bool(getattr(self, "database_url", None))
+        return self.server.same_host or self.uses_database
 
     def leaving(self) -> Leaving:
         """How readers of this configuration can leave (:class:`Leaving`)."""

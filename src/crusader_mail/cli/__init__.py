@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 failure, 2 configuration or usage error, 130 interrupted.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -16,8 +17,44 @@ from crusader_mail import __version__
 from crusader_mail.cli.context import AppContext
 from crusader_mail.errors import CrusaderMailError
 
+COMMANDS = {
+    name: (name, name)
+    for name in (
+        "archive",
+        "config",
+        "db",
+        "fetch",
+        "inbox",
+        "preview",
+        "run",
+        "send",
+        "serve",
+        "snippet",
+        "subscribers",
+    )
+} | {"merge-driver": ("merge", "merge_driver")}
+"""The top-level commands: name -> (module in ``crusader_mail.cli``, attribute)."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _Commands(click.Group):
+    """The top-level commands, each imported when it is used: a command pays only for the
+    libraries it needs (``subscribers add`` never loads the composer, ``run`` never loads
+    psycopg without a database). ``list_commands`` names every one, hidden ones included
+    (click leaves those out of the help); ``get_command`` imports it. Walk the commands
+    through these two, never through ``commands`` (only those imported so far)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            module_name, attribute = COMMANDS[cmd_name]
+            module = importlib.import_module(f"crusader_mail.cli.{module_name}")
+            self.add_command(getattr(module, attribute))
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config",
@@ -58,37 +95,3 @@ def main(argv: list[str] | None = None, obj: AppContext | None = None) -> None:
         click.echo("crusader-mail: interrupted", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
-
-
-def _register() -> None:
-    from crusader_mail.cli import (
-        archive,
-        config,
-        fetch,
-        inbox,
-        merge,
-        preview,
-        run,
-        send,
-        serve,
-        snippet,
-        subscribers,
-    )
-
-    for command in (
-        config.config,
-        fetch.fetch,
-        preview.preview,
-        subscribers.subscribers,
-        send.send,
-        inbox.inbox,
-        serve.serve,
-        snippet.snippet,
-        run.run,
-        archive.archive,
-        merge.merge_driver,
-    ):
-        cli.add_command(command)
-
-
-_register()

@@ -10,8 +10,9 @@ ServeConfig`: a client gets ``server.header_timeout`` seconds to send a request'
 The server must share its store with the scheduled job, or a reader's choice made here never
 reaches the next send. A shared database (``database_url``) is shared; the files store is
 shared only when the job runs on this machine, in this folder (cron or a systemd timer), which
-``--same-host`` states. Without it the files store is refused (exit 2): a GitHub Action works
-on its own checkout and would never see this one's changes.
+``--same-host`` or ``[server] same_host = true`` states (:attr:`Settings.shares_store`).
+Otherwise the files store is refused (exit 2): a GitHub Action works on its own checkout and
+would never see this one's changes.
 
 Once listening it says where on stderr, or with ``--json`` as one JSON line on stdout
 (``{"listening": "http://127.0.0.1:8025", "store": "files"}``), flushed, so a supervisor or a
@@ -29,7 +30,6 @@ import uvicorn
 from crusader_mail.cli.context import AppContext
 from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.errors import ConfigError, CrusaderMailError
-from crusader_mail.storage.files import FilesStore
 from crusader_mail.web.app import build_app
 from crusader_mail.web.server import ServeConfig
 
@@ -48,7 +48,7 @@ NOT_SHARED = (
     "--same-host",
     is_flag=True,
     help="The scheduled job runs on this machine, in this folder (cron, systemd timer): the "
-    "files store is shared with it.",
+    "files store is shared with it (as [server] same_host = true says).",
 )
 @click.option(
     "--json",
@@ -63,11 +63,11 @@ def serve(
     """Serve the unsubscribe/confirm pages, Inbound Parse and the Event Webhook.
 
     The store must be shared with the scheduled job: a database (database_url), or the files
-    store with --same-host."""
+    store with --same-host (or [server] same_host = true)."""
     settings = app.settings
-    store = app.store()
-    if isinstance(store, FilesStore) and not same_host:
+    if not (same_host or settings.shares_store):
         raise ConfigError(NOT_SHARED)
+    store = app.store()
     web = build_app(settings, app.clock, make_mailer(settings, app.clock), store)
     host = host or settings.server.host
     port = settings.server.port if port is None else port
@@ -75,7 +75,7 @@ def serve(
         bound = sock.getsockname()[1]  # the real port, also for --port 0
         url = f"http://[{host}]:{bound}" if ":" in host else f"http://{host}:{bound}"
         if as_json:
-            kind = "files" if isinstance(store, FilesStore) else "database"
+            kind = "database" if settings.uses_database else "files"
             click.echo(json.dumps({"listening": url, "store": kind}))  # echo flushes
         else:
             click.echo(f"crusader-mail: serving {settings.newsletter.name} on {url}", err=True)

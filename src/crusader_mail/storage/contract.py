@@ -110,8 +110,9 @@ class Roster(Protocol):
     """The readers and their consent records."""
 
     def iter(self, status: Status | None = None) -> Iterator[Subscriber]:
-        """Every reader (or those with ``status``) in address order, streamed: memory stays
-        flat whatever the size of the list. Damage raises :class:`StateError` naming where."""
+        """Every reader (or those with ``status``) in mailbox order (:func:`~crusader_mail.
+        storage.rules.mailbox_key`, byte by byte), streamed: memory stays flat whatever the size
+        of the list. Damage raises :class:`StateError` naming where."""
         ...
 
     def counts(self) -> dict[Status, int]:
@@ -154,12 +155,13 @@ class Roster(Protocol):
 
     def restore(self, readers: Iterable[Subscriber]) -> int:
         """Store each reader's whole record as given (a full export being restored), replacing a
-        reader already there; how many were stored. No rule runs: the export is the truth."""
+        reader already there; how many were stored. No rule runs: the export is the truth. A
+        mailbox given twice (in any case) raises :class:`SubscriberError` and stores nothing."""
         ...
 
     def lines(self) -> Iterator[str]:
         """Every reader as one CSV row of the export format (:mod:`crusader_mail.storage.rows`),
-        in address order: the full consent record."""
+        in the order of :meth:`iter`: the full consent record."""
         ...
 
     def tidy(self) -> bool:
