@@ -14,10 +14,13 @@ from crusader_mail.clock import Clock, FixedClock
 from crusader_mail.errors import StateError, SubscriberError
 from crusader_mail.models import (
     BACKLOG,
+    ConsentAction,
     FeedCache,
+    Frequency,
     IssueRecord,
     OutgoingMessage,
     Post,
+    Preferences,
     Source,
     Status,
     Subscriber,
@@ -702,3 +705,69 @@ def test_a_feeds_failures_in_a_row_are_kept(store: Store) -> None:
     store.archive.save(loaded)
     again = store.archive.load().feed_cache
     assert again == {blog: FeedCache(etag='"e"'), typo: FeedCache(failures=2, ever_read=False)}
+
+
+# --- preferences ------------------------------------------------------------------------------
+
+
+def test_preferences_are_kept_by_mailbox_and_land_in_the_history(
+    store: Store, clock: FixedClock
+) -> None:
+    seed(store, active=["Ann@example.com", "bo@example.com"], pending=["pat@example.com"])
+    assert store.roster.preferences() == {}
+    weekly = Preferences(frequency=Frequency.WEEKLY, topics=("Sales", "marketing", "SALES"))
+    with store.roster.edit() as changes:
+        reader = changes.set_preferences("ann@EXAMPLE.com", weekly, via=Source.WEB, ref="w1")
+        assert reader is not None
+        assert reader.email == "Ann@example.com"
+        settled = changes.preferences("ANN@example.com")
+        assert settled == Preferences(frequency=Frequency.WEEKLY, topics=("marketing", "Sales"))
+        # only an active reader chooses: nothing is stored for anyone else
+        assert changes.set_preferences("pat@example.com", weekly, via=Source.WEB) is None
+        assert changes.set_preferences("nobody@example.com", weekly, via=Source.WEB) is None
+    assert store.roster.preferences() == {"ann@example.com": settled}
+    assert store.roster.get("Ann@example.com") == reader  # the roster row is not changed
+    clock.advance(timedelta(hours=1))
+    until = clock.now() + timedelta(weeks=4, microseconds=5)
+    with store.roster.edit() as changes:
+        paused = settled.model_copy(update={"paused_until": until})
+        changes.set_preferences("ann@example.com", paused, via=Source.WEB, ref="w2")
+        changes.set_preferences("ann@example.com", paused, via=Source.WEB, ref="same")  # no-op
+    stored = store.roster.preferences()["ann@example.com"]
+    assert stored.paused_until == rules.stamp(until)
+    assert stored.paused(clock.now())
+    assert not stored.paused(clock.now() + timedelta(weeks=5))  # resumes by itself
+    with store.roster.edit() as changes:
+        changes.set_preferences("ann@example.com", Preferences(), via=Source.WEB, ref="w3")
+    assert store.roster.preferences() == {}  # the default is not kept
+    actions = [(e.action, e.ref) for e in store.roster.history("ann@example.com")]
+    assert actions[1:] == [
+        (ConsentAction.PREFERENCES, "w1"),
+        (ConsentAction.PAUSE, "w2"),
+        (ConsentAction.RESUME, "w3"),
+    ]
+    assert [e.action for e in store.roster.history("pat@example.com")] == [ConsentAction.ADD]
+
+
+def test_preferences_go_with_a_forgotten_reader_and_a_raising_block(store: Store) -> None:
+    seed(store, active=["ann@example.com", "bo@example.com"])
+    weekly = Preferences(frequency=Frequency.WEEKLY)
+    with store.roster.edit() as changes:
+        changes.set_preferences("ann@example.com", weekly, via=Source.WEB)
+        changes.set_preferences("bo@example.com", weekly, via=Source.WEB)
+
+    def change_then_fail() -> None:
+        with store.roster.edit() as changes:
+            changes.set_preferences("bo@example.com", Preferences(), via=Source.WEB)
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        change_then_fail()
+    assert set(store.roster.preferences()) == {"ann@example.com", "bo@example.com"}
+    with store.roster.edit() as changes:
+        assert changes.forget("Ann@example.com")
+        assert changes.preferences("ann@example.com") == Preferences()
+    assert set(store.roster.preferences()) == {"bo@example.com"}
+    with store.roster.edit() as changes:
+        changes.add("ann@example.com", via=Source.CLI)  # back: with no preferences
+    assert set(store.roster.preferences()) == {"bo@example.com"}

@@ -204,6 +204,9 @@ class ConsentAction(StrEnum):
     BOUNCE = "bounce"
     COMPLAIN = "complain"
     RESTORE = "restore"
+    PREFERENCES = "preferences"  # frequency or topics chosen (the roster row is unchanged)
+    PAUSE = "pause"
+    RESUME = "resume"
 
 
 class ConsentEvent(Frozen):
@@ -216,6 +219,31 @@ class ConsentEvent(Frozen):
     status: Status  # the status after the change
     via: Source
     ref: str = ""  # the message id, request id or file that made the change
+
+
+class Frequency(StrEnum):
+    """How often a reader wants the newsletter."""
+
+    EVERY_POST = "every_post"  # an issue for each new post
+    WEEKLY = "weekly"  # one digest of the week's posts, at most once every 7 days
+
+
+class Preferences(Frozen):
+    """What a reader chose on the preferences page; the default (every field empty) is what
+    a reader who never chose gets: the editor's cadence, every topic, no pause. Kept beside
+    the roster row by mailbox key, only when not the default."""
+
+    frequency: Frequency | None = None  # None: the editor's cadence
+    topics: tuple[str, ...] = ()  # names from ``newsletter.topics``, sorted; (): everything
+    paused_until: datetime | None = None  # UTC; nothing is sent before it; resumes by itself
+
+    def paused(self, now: datetime) -> bool:
+        """Is the reader paused at ``now``?"""
+        return self.paused_until is not None and now < self.paused_until
+
+    @property
+    def is_default(self) -> bool:
+        return self.frequency is None and not self.topics and self.paused_until is None
 
 
 # --- outgoing mail ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ Every subsystem reaches state only through these types; a store implements all o
     │                 update_many(wanted, change, match)        streaming bulk change (suppression sync)
     │                 add_many / restore / lines / tidy         import, restore an export, export, tidy
     │                 history / restore_history                 the consent history (append-only)
+    │                 preferences()                             what readers chose (sparse, by mailbox)
     │                 expire_pending(before)                    erase requests never confirmed
     ├── mail        MailQueue       replies kept with a change (RosterChanges.queue_mail), sent after it
     ├── memory()    -> Memory       handled messages, reply limits, webhook event ids (a unit of change)
@@ -39,7 +40,14 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from crusader_mail.clock import Clock
-from crusader_mail.models import ConsentEvent, OutgoingMessage, Source, Status, Subscriber
+from crusader_mail.models import (
+    ConsentEvent,
+    OutgoingMessage,
+    Preferences,
+    Source,
+    Status,
+    Subscriber,
+)
 from crusader_mail.storage.archive import Archive
 
 HintOf = Callable[[str], bytes]
@@ -80,8 +88,21 @@ class RosterChanges(Protocol):
     ) -> Subscriber | None: ...
 
     def forget(self, email: str) -> bool:
-        """Erase the reader, consent record, history, queued mail and all; ``True`` if they
-        were there."""
+        """Erase the reader, consent record, history, preferences, queued mail and all;
+        ``True`` if they were there."""
+        ...
+
+    def preferences(self, email: str) -> Preferences:
+        """The reader's preferences as they are now (the default for anyone who chose none)."""
+        ...
+
+    def set_preferences(
+        self, email: str, prefs: Preferences, *, via: Source, ref: str = ""
+    ) -> Subscriber | None:
+        """An ACTIVE reader chooses ``prefs`` (:func:`crusader_mail.storage.rules.choose`:
+        stored as settled, one event ``preferences``, ``pause`` or ``resume`` when something
+        changed); the reader, whose roster row is unchanged, or ``None`` for anyone not
+        active (nothing stored)."""
         ...
 
     def queue_mail(self, message: OutgoingMessage) -> None:
@@ -121,6 +142,12 @@ class Roster(Protocol):
 
     def get(self, email: str) -> Subscriber | None:
         """The reader with this address (any spelling of it), or ``None``."""
+        ...
+
+    def preferences(self) -> dict[str, Preferences]:
+        """Every preference other than the default, by mailbox key (sparse: most readers
+        choose nothing, so this stays small). It may hold readers who left: a send looks up
+        the readers it streams in it."""
         ...
 
     def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:

@@ -49,7 +49,14 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from crusader_mail.errors import InvalidAddress, SubscriberError
-from crusader_mail.models import ConsentAction, ConsentEvent, Source, Status, Subscriber
+from crusader_mail.models import (
+    ConsentAction,
+    ConsentEvent,
+    Preferences,
+    Source,
+    Status,
+    Subscriber,
+)
 from crusader_mail.util.masking import mask_addresses, mask_email
 
 MAX_NAME = 100
@@ -259,6 +266,42 @@ def expired(reader: Subscriber, before: datetime) -> bool:
         and changed is not None
         and changed < before
     )
+
+
+# --- preferences -----------------------------------------------------------------------------
+
+
+def choose(
+    reader: Subscriber | None, current: Preferences, wanted: Preferences, *, now: datetime
+) -> tuple[Preferences, ConsentAction] | None:
+    """An active ``reader`` choosing ``wanted`` over their ``current`` preferences at ``now``:
+    the preferences to store (topics unique by case and sorted, the pause in whole seconds, a
+    pause already over dropped) and the action of the history event (``pause``, ``resume``,
+    else ``preferences``); ``None`` when nothing changes or the reader is not active."""
+    if reader is None or reader.status is not Status.ACTIVE:
+        return None
+    new = settled(wanted, now)
+    old = settled(current, now)
+    if new == old:
+        return None
+    if new.paused(now) and not old.paused(now):
+        return new, ConsentAction.PAUSE
+    if old.paused(now) and not new.paused(now):
+        return new, ConsentAction.RESUME
+    return new, ConsentAction.PREFERENCES
+
+
+def settled(prefs: Preferences, now: datetime) -> Preferences:
+    """``prefs`` as stored: topics unique (case-insensitively) and sorted, the pause in whole
+    seconds UTC and dropped once over."""
+    seen: dict[str, str] = {}
+    for topic in prefs.topics:
+        seen.setdefault(topic.strip().lower(), topic.strip())
+    topics = tuple(sorted((t for t in seen.values() if t), key=str.lower))
+    until = stamp(prefs.paused_until) if prefs.paused_until is not None else None
+    if until is not None and until <= now:
+        until = None
+    return Preferences(frequency=prefs.frequency, topics=topics, paused_until=until)
 
 
 # --- the consent history ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Protocol
 
@@ -26,6 +26,7 @@ from crusader_mail.models import (
     ConsentAction,
     ConsentEvent,
     OutgoingMessage,
+    Preferences,
     Source,
     Status,
     Subscriber,
@@ -109,6 +110,7 @@ class ListChanges:
         *,
         tidied: bool = False,
         check: AddressCheck | None = None,
+        preferences: Callable[[], dict[str, Preferences]] | None = None,
     ) -> None:
         self._rows: Rows = LoadedRows(rows) if isinstance(rows, list) else rows
         self._check = check or AddressCheck()  # addresses in normal form pass at once
@@ -121,6 +123,9 @@ class ListChanges:
         self.queued: list[OutgoingMessage] = []  # sent after the save (SubscriberList.edit)
         self.forgotten: list[str] = []  # their history and queued mail go after the save
         self.events: list[ConsentEvent] = []  # appended to the consent log after the save
+        self._load_preferences = preferences  # None: a bulk change's unit (no preferences)
+        self._preferences: dict[str, Preferences] | None = None  # read at the first use
+        self.preferences_changed = False  # saved after the list (SubscriberList.edit)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -235,8 +240,46 @@ class ListChanges:
             del self._changes[key]
         self.changed = True
         self.forgotten.append(current.email)
+        if self._load_preferences is not None:  # the file follows after the save
+            self.all_preferences().pop(key, None)
         self.events = [e for e in self.events if rules.mailbox_key(e.email) != key]
         return True
+
+    def preferences(self, email: str) -> Preferences:
+        """The reader's preferences as they are now (the default when they chose none)."""
+        key = self._key_or_none(email)
+        return self.all_preferences().get(key, Preferences()) if key else Preferences()
+
+    def set_preferences(
+        self, email: str, prefs: Preferences, *, via: Source, ref: str = ""
+    ) -> Subscriber | None:
+        """Store an active reader's choice (:func:`~crusader_mail.storage.rules.choose`) and
+        its event; ``None`` for anyone not active. The list's row is not changed."""
+        self._check_open()
+        reader = self.get(email)
+        if reader is None or reader.status is not Status.ACTIVE:
+            return None
+        key = rules.mailbox_key(reader.email)
+        now = self._clock.now()
+        chosen = rules.choose(reader, self.preferences(email), prefs, now=now)
+        if chosen is not None:
+            new, action = chosen
+            table = self.all_preferences()
+            if new.is_default:
+                table.pop(key, None)
+            else:
+                table[key] = new
+            self.preferences_changed = True
+            self.events.append(rules.event(action, reader, via=via, ref=ref, now=now))
+        return reader
+
+    def all_preferences(self) -> dict[str, Preferences]:
+        """Every reader's preferences by mailbox key, as they are now (read once)."""
+        if self._preferences is None:
+            if self._load_preferences is None:
+                raise SubscriberError("preferences are changed one reader at a time (edit())")
+            self._preferences = self._load_preferences()
+        return self._preferences
 
     def queue_mail(self, message: OutgoingMessage) -> None:
         """Keep ``message``; the list queues it once the change is saved."""

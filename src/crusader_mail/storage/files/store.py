@@ -6,6 +6,7 @@
     subscribers_dir/.subscribers-index/  what its writers know of the list (files.list_index;
                                          never committed, rebuilt from the list when stale)
     subscribers_dir/consent-log.csv      roster.history()  ConsentLog (files.consent_log)
+    subscribers_dir/preferences.csv      roster.preferences()  PreferenceFile (files.preferences)
     subscribers_dir/pending-mail.jsonl   mail        FileMailQueue    (files.mail)
     state_dir/inbox.json                 memory()    FileMemory       (files.memory)
     state_dir/archive.jsonl, issues.jsonl, feeds.json
@@ -29,6 +30,7 @@ from crusader_mail.storage.files.consent_log import LOG_FILE
 from crusader_mail.storage.files.ledger import FileLedgerStore, ledger_dir
 from crusader_mail.storage.files.mail import MAIL_FILE, FileMailQueue
 from crusader_mail.storage.files.memory import FileMemory, open_memory
+from crusader_mail.storage.files.preferences import PREFERENCES_FILE
 from crusader_mail.storage.files.subscribers import LIST_FILE, SubscriberList
 from crusader_mail.util.statefile import leftovers, locked
 
@@ -82,6 +84,7 @@ class FilesStore:
         remaining = [
             *leftovers(self.roster.path),
             *leftovers(self.roster.log.path),
+            *leftovers(self.roster.prefs.path),
             *leftovers(self.mail.path),
         ]
         if remaining:
@@ -94,7 +97,8 @@ class FilesStore:
             *found,
             f"delivery ledgers ({ledger_dir(self.state_dir)}) keep hashed addresses only: "
             "nothing to erase",
-            f"git history keeps earlier versions of {LIST_FILE}, {LOG_FILE} and {MAIL_FILE}: "
+            f"git history keeps earlier versions of {LIST_FILE}, {LOG_FILE}, {PREFERENCES_FILE} "
+            f"and {MAIL_FILE}: "
             "rewrite it if the request asks",
         ]
 

@@ -55,7 +55,7 @@ from typing import IO, Any
 
 from crusader_mail.clock import Clock
 from crusader_mail.errors import StateError, SubscriberError
-from crusader_mail.models import ConsentEvent, Source, Status, Subscriber
+from crusader_mail.models import ConsentEvent, Preferences, Source, Status, Subscriber
 from crusader_mail.storage.contract import AddReport, BulkReport, HintOf, RosterChanges, RowChange
 from crusader_mail.storage.files.changes import ListChanges, LoadedRows, OneRow, Rows
 from crusader_mail.storage.files.consent_log import ConsentLog
@@ -88,6 +88,7 @@ from crusader_mail.storage.files.list_index import (
     updated,
 )
 from crusader_mail.storage.files.mail import FileMailQueue
+from crusader_mail.storage.files.preferences import PreferenceFile
 from crusader_mail.storage.rows import (
     AddressCheck,
     build,
@@ -119,6 +120,7 @@ class SubscriberList:
         self.clock = clock
         self.mail = mail or FileMailQueue(folder, clock.now)
         self.log = ConsentLog(folder)
+        self.prefs = PreferenceFile(folder)
         self.index = IndexFolder(folder)
         self._state: ListState | None = None  # the last checked version met (any identity)
         self._tables: dict[str, HintTable] = {}  # hint tables of ``_tables_for``
@@ -284,6 +286,8 @@ class SubscriberList:
             self.log.check()
             with self._changing() as roster:
                 yield roster
+            if roster.preferences_changed:  # after the list, under its lock (forgotten: gone)
+                self.prefs.save(roster.all_preferences())
             # after the list is saved: its history, the replies, a forgotten reader's traces
             self._stored(_Done(roster.events, roster.forgotten))
             self.mail.put(roster.queued)
@@ -302,7 +306,7 @@ class SubscriberList:
             else:
                 lines, tidied = self._load()
                 rows = LoadedRows(lines)
-            roster = ListChanges(rows, self.clock, tidied=tidied)
+            roster = ListChanges(rows, self.clock, tidied=tidied, preferences=self.prefs.load)
             try:
                 yield roster
                 if roster.changed:
@@ -389,6 +393,21 @@ class SubscriberList:
             self.log.erase(done.forgotten)
             self.log.append(done.events)
         self.mail.forget(done.forgotten)
+        if done.forgotten:
+            self._forget_preferences(done.forgotten)
+
+    def _forget_preferences(self, forgotten: list[str]) -> None:
+        """Drop forgotten readers' preferences (the file is rewritten only when one had some)."""
+        stored = self.prefs.load()
+        gone = [key for key in map(mailbox_key, forgotten) if key in stored]
+        for key in gone:
+            del stored[key]
+        if gone:
+            self.prefs.save(stored)
+
+    def preferences(self) -> dict[str, Preferences]:
+        """Every reader's preferences other than the default, by mailbox key (a small file)."""
+        return self.prefs.load()
 
     def history(self, email: str | None = None) -> Iterator[ConsentEvent]:
         """The consent log: the reader's events oldest first, or every event as stored."""

@@ -36,7 +36,9 @@ from crusader_mail.errors import StateError, SubscriberError
 from crusader_mail.models import (
     ConsentAction,
     ConsentEvent,
+    Frequency,
     OutgoingMessage,
+    Preferences,
     Source,
     Status,
     Subscriber,
@@ -85,6 +87,27 @@ _UPDATE = history.with_event(
     "confirmed_at = %s, confirmed_via = %s, left_at = %s, left_via = %s, ref = %s, "
     "updated_at = %s WHERE mailbox = %s RETURNING mailbox"
 )
+
+
+_PREFERENCES_OF = "SELECT frequency, topics, paused_until FROM preferences WHERE mailbox = %s"
+_EVERY_PREFERENCE = "SELECT mailbox, frequency, topics, paused_until FROM preferences"
+_SET_PREFERENCES = (
+    "INSERT INTO preferences (mailbox, frequency, topics, paused_until) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (mailbox) DO UPDATE SET frequency = EXCLUDED.frequency, "
+    "topics = EXCLUDED.topics, paused_until = EXCLUDED.paused_until"
+)
+_INSERT_EVENT = (
+    "INSERT INTO consent_events (mailbox, at, email, action, status, via, ref) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def _preferences(frequency: str | None, topics: list[str], paused: datetime | None) -> Preferences:
+    return Preferences(
+        frequency=Frequency(frequency) if frequency else None,
+        topics=tuple(topics),
+        paused_until=paused,
+    )
 
 
 class PgChanges:
@@ -184,6 +207,42 @@ class PgChanges:
         self._rows[mailbox] = None
         self.changed = self.dirty = True
         return True
+
+    def preferences(self, email: str) -> Preferences:
+        """The reader's row of ``preferences`` (the default when there is none)."""
+        self._check_open()
+        key = rules.normal_or_none(email)
+        if key is None:
+            return Preferences()
+        found = self._conn.execute(_PREFERENCES_OF, [rules.mailbox_key(key)]).fetchone()
+        return _preferences(*found) if found is not None else Preferences()
+
+    def set_preferences(
+        self, email: str, prefs: Preferences, *, via: Source, ref: str = ""
+    ) -> Subscriber | None:
+        """An active reader's choice (:func:`rules.choose`), their row locked: the row of
+        ``preferences`` written (deleted for the default) with its event."""
+        self._check_open()
+        key = rules.normal_or_none(email)
+        found = self._row(rules.mailbox_key(key)) if key is not None else None
+        if found is None or found.status is not Status.ACTIVE:
+            return None
+        mailbox = rules.mailbox_key(found.email)
+        now = self._clock.now()
+        chosen = rules.choose(found, self.preferences(found.email), prefs, now=now)
+        if chosen is None:
+            return found
+        new, action = chosen
+        if new.is_default:
+            self._conn.execute("DELETE FROM preferences WHERE mailbox = %s", [mailbox])
+        else:
+            frequency = new.frequency.value if new.frequency is not None else None
+            row = (mailbox, frequency, list(new.topics), new.paused_until)
+            self._conn.execute(_SET_PREFERENCES, row)
+        event = rules.event(action, found, via=via, ref=ref, now=now)
+        self._conn.execute(_INSERT_EVENT, history.row(event))
+        self.changed = self.dirty = True
+        return found
 
     def queue_mail(self, message: OutgoingMessage) -> None:
         """Store ``message`` in this unit's transaction: it is kept only if the change is."""
@@ -295,6 +354,12 @@ class PgRoster:
         with self._db.transaction() as conn:
             row = conn.execute(_ONE, [rules.mailbox_key(key)]).fetchone()
         return reader(row) if row is not None else None
+
+    def preferences(self) -> dict[str, Preferences]:
+        """Every row of ``preferences`` (readers who chose something), by mailbox."""
+        with self._db.transaction() as conn:
+            rows = conn.execute(_EVERY_PREFERENCE).fetchall()
+        return {row[0]: _preferences(*row[1:]) for row in rows}
 
     def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:
         """The stored addresses whose hint is ``hint``: an index lookup (hints missing or made
