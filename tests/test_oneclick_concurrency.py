@@ -1,9 +1,9 @@
 """200 one-click unsubscribes at once over real HTTP on ``crusader-mail serve`` (a subprocess)
 with a PostgreSQL list of 1,000,000 readers (restored through the store, so ``COPY``-ed; one
 list for the module, each test clicking readers of its own): every one recorded, none failed,
-every other reader as they were, one row per mailbox; with the loopback SendGrid up (each
-goodbye sent once) and down (each goodbye queued, none sent, and sent once it is back). The
-same, timed, is ``bench/bench_oneclick.py``.
+every other reader as they were, one row per mailbox; with the loopback SendGrid up and down,
+and no mail at all (after a one-click the page is the goodbye: nothing is queued or sent).
+The same, timed, is ``bench/bench_oneclick.py``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -22,13 +21,10 @@ import pytest
 from peers.sendgrid_server import SendGridServer
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.models import Source, Status, Subscriber
 from crusader_mail.storage.postgres import PostgresStore
-from crusader_mail.subscriptions.outbox import send_queued
 from crusader_mail.util.tokens import Purpose, Signer
 from tests.support.postgres import Cluster
-from tests.support.sending import make_settings
 from tests.support.serving import free_port, serve_process
 
 pytestmark = pytest.mark.timeout(300)  # the first test also fills the list: about 30 s alone
@@ -153,16 +149,14 @@ def test_200_one_clicks_at_once_are_all_recorded_and_answered(
         check_table(filled, clicked)
         store = PostgresStore(filled, FixedClock(JOINED), lambda: SECRET)
         try:
-            while store.mail.waiting():  # the server's drains send every goodbye after answering
-                assert served.process.poll() is None
-                time.sleep(0.05)
+            assert store.mail.waiting() == 0  # no goodbye mail after a one-click
         finally:
             store.close()
-    assert sorted(received(sendgrid_server)) == sorted(address(index) for index in clicked)
+    assert received(sendgrid_server) == []
     assert "Traceback" not in served.stderr
 
 
-def test_200_one_clicks_while_sendgrid_is_down_are_recorded_and_their_goodbyes_kept(
+def test_200_one_clicks_while_sendgrid_is_down_are_recorded_and_answered(
     filled: str, tmp_path: Path, sendgrid_server: SendGridServer
 ) -> None:
     with socket.socket() as closed:
@@ -176,15 +170,9 @@ def test_200_one_clicks_while_sendgrid_is_down_are_recorded_and_their_goodbyes_k
     assert codes == [200] * CLICKS
     assert "Traceback" not in served.stderr
     check_table(filled, clicked)
-    later = FixedClock(datetime.now(UTC) + timedelta(days=1))  # past every wait after a failure
-    store = PostgresStore(filled, later, lambda: SECRET)
+    store = PostgresStore(filled, FixedClock(datetime.now(UTC)), lambda: SECRET)
     try:
-        assert store.mail.waiting() == CLICKS  # queued with each change, none sent
-        assert sendgrid_server.deliveries == []
-        # SendGrid is back: the next drain (any command that changes readers) sends them once
-        back = make_settings(tmp_path / "back", sendgrid_server)
-        report = send_queued(store, make_mailer(back, later, sleep=lambda _s: None), later)
+        assert store.mail.waiting() == 0  # nothing queued: SendGrid being down changes nothing
     finally:
         store.close()
-    assert (report.sent, report.failed, report.waiting) == (CLICKS, 0, 0)
-    assert sorted(received(sendgrid_server)) == sorted(address(index) for index in clicked)
+    assert sendgrid_server.deliveries == []

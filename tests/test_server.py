@@ -183,7 +183,10 @@ def test_get_unsubscribe_shows_a_button_and_changes_nothing(
     assert 'method="post"' in response.text
     assert "<button" in response.text
     assert "j•••@reader.example" in response.text
-    assert response.headers["referrer-policy"] == "no-referrer"
+    # its "Pause instead?" form is origin-checked: the browser must send its Origin; the token
+    # in its URL still goes to no other site
+    assert response.headers["referrer-policy"] == "same-origin"
+    assert "Pause instead?" in response.text
     assert "default-src 'none'" in response.headers["content-security-policy"]
     assert snapshot(settings) == before
     assert sendgrid_server.deliveries == []
@@ -205,15 +208,14 @@ def test_post_unsubscribe_from_the_page(
     assert reader is not None
     assert reader.status is Status.UNSUBSCRIBED
     assert reader.left_via is Source.WEB
-    replies.wait(1)
-    [goodbye] = sendgrid_server.to(JANE)
-    assert goodbye.subject == "You have left Biz Crusader"
-    assert goodbye.headers["Auto-Submitted"] == "auto-replied"
-    assert goodbye.to == (JANE,)
-    # again: still 200, no second goodbye (none is queued)
-    assert http.post("/unsubscribe", data={"token": leave}).status_code == 200
+    # the page is the goodbye: what happened, no more mail, how to come back; no mail follows
+    assert "You are unsubscribed" in response.text
+    assert "no more mail comes" in response.text
+    assert "subscribe to Biz Crusader again" in response.text
+    assert http.post("/unsubscribe", data={"token": leave}).status_code == 200  # again: 200
     replies.wait(2)
-    assert len(sendgrid_server.to(JANE)) == 1
+    assert sendgrid_server.to(JANE) == []
+    assert open_store(settings, clock).mail.waiting() == 0
 
 
 def test_rfc8058_one_click(
@@ -258,10 +260,11 @@ class Watching:
         self.inner.send_one(message)
 
 
-def test_one_click_answers_at_once_while_sendgrid_fails_and_the_goodbye_follows(
+def test_confirm_answers_at_once_while_sendgrid_fails_and_the_welcome_follows(
     settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer, replies: Drains
 ) -> None:
-    add(settings, clock, JANE)
+    add(settings, clock, JANE, Status.PENDING)
+    yes = confirm_token(settings, clock, JANE)
     sendgrid_server.fail(503, count=settings.sendgrid.max_retries + 1, paths="/v3/mail/send")
     released = threading.Event()  # the mailer's retry waits hang on this until released
 
@@ -272,35 +275,39 @@ def test_one_click_answers_at_once_while_sendgrid_fails_and_the_goodbye_follows(
     mailer = Watching(gated, settings, clock)
     try:
         with serving(settings, clock, replies, mailer) as base:
-            response = one_click(base, token(Purpose.UNSUBSCRIBE, JANE, clock))
-            # the answer came while the goodbye cannot have gone out: its retries still wait
+            response = httpx.post(f"{base}/confirm", data={"token": yes}, timeout=10)
+            # the answer came while the welcome cannot have gone out: its retries still wait
             assert response.status_code == 200
-            assert "You are unsubscribed" in response.text
+            assert "You are subscribed" in response.text
             assert not released.is_set()
             reader = readers(settings, clock).get(JANE)
             assert reader is not None
-            assert reader.status is Status.UNSUBSCRIBED
+            assert reader.status is Status.ACTIVE
             released.set()
-            replies.wait(1)  # the drain after the response ended: the goodbye failed
+            replies.wait(1)  # the drain after the response ended: the welcome failed
             assert replies.failed == 1
     finally:
         released.set()
-    assert mailer.seen == [Status.UNSUBSCRIBED]  # the change was stored before the mail
+    assert mailer.seen == [Status.ACTIVE]  # the change was stored before the mail
     assert sendgrid_server.to(JANE) == []
     store = open_store(settings, clock)
     assert store.mail.waiting() == 1  # kept, to be tried again
-    # SendGrid is back (its failures are used up): the next drain sends the goodbye
+    # SendGrid is back (its failures are used up): the next drain sends the welcome
     clock.advance(timedelta(minutes=3))  # past the wait after a failure
     report = send_queued(store, make_mailer(settings, clock, sleep=lambda _s: None), clock)
     assert report == OutboxReport(sent=1, failed=0, waiting=0)
-    [goodbye] = sendgrid_server.to(JANE)
-    assert goodbye.subject == "You have left Biz Crusader"
+    [welcome] = sendgrid_server.to(JANE)
+    assert welcome.subject == "Welcome to Biz Crusader"
 
 
 def test_one_click_works_while_sendgrid_refuses_connections(
     settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer, replies: Drains
 ) -> None:
+    """A one-click sends no mail at all (the page is the goodbye): SendGrid being unreachable
+    changes nothing in it; a confirmation's welcome then waits for it and goes out later."""
     add(settings, clock, JANE)
+    add(settings, clock, "bob@reader.example", Status.PENDING)
+    yes = confirm_token(settings, clock, "bob@reader.example")
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         nowhere = f"http://127.0.0.1:{closed.getsockname()[1]}"  # nobody listens there
@@ -315,16 +322,22 @@ def test_one_click_works_while_sendgrid_refuses_connections(
         assert reader is not None
         assert reader.status is Status.UNSUBSCRIBED
         replies.wait(1)
+        assert replies.failed == 0  # nothing to send
+        assert open_store(settings, clock).mail.waiting() == 0
+        assert httpx.post(f"{base}/confirm", data={"token": yes}, timeout=10).status_code == 200
+        replies.wait(2)
         assert replies.failed == 1
     store = open_store(settings, clock)
     with store.mail.claim(clock.now() + timedelta(minutes=3)) as kept:
-        [goodbye] = kept.mails
-        assert goodbye.attempts == 1
-        assert "ConnectionRefused" in goodbye.last_error or "refused" in goodbye.last_error
+        [welcome] = kept.mails
+        assert welcome.attempts == 1
+        assert "ConnectionRefused" in welcome.last_error or "refused" in welcome.last_error
     clock.advance(timedelta(minutes=3))
     sent = send_queued(store, make_mailer(settings, clock, sleep=lambda _s: None), clock)
     assert (sent.sent, sent.waiting) == (1, 0)
-    assert [d.subject for d in sendgrid_server.to(JANE)] == ["You have left Biz Crusader"]
+    assert sendgrid_server.to(JANE) == []
+    [welcome_sent] = sendgrid_server.to("bob@reader.example")
+    assert welcome_sent.subject == "Welcome to Biz Crusader"
 
 
 def test_bad_tokens_change_nothing(

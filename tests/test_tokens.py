@@ -78,7 +78,7 @@ def test_the_service_finds_the_reader_of_an_old_token(
     assert service.find(Purpose.UNSUBSCRIBE, new) == "Carol@example.org"
     with service.session() as session:
         assert session.unsubscribe_token(old, "web:1", Source.WEB) == (
-            "C•••@example.org unsubscribed; goodbye queued"
+            "C•••@example.org unsubscribed; no goodbye mail (the page is the goodbye)"
         )
     reader = store.roster.get("carol@example.org")
     assert reader is not None

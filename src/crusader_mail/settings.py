@@ -193,6 +193,30 @@ class NewsletterSettings(Section):
         ),
     )
 
+    topics: tuple[str, ...] = Field(
+        (),
+        max_length=30,
+        description=(
+            "topics readers may choose on the preferences page: the posts' categories and "
+            "tags, matched case-insensitively; a reader with topics gets only issues with a "
+            "post in them; empty: no topic choice"
+        ),
+    )
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for topic in value:
+            if not topic.strip() or topic != topic.strip():
+                raise ValueError(f"{topic!r}: a topic is a name without surrounding spaces")
+            if "|" in topic or any(ord(ch) < 32 for ch in topic) or len(topic) > 60:
+                raise ValueError(f"{topic[:60]!r}: at most 60 characters, no '|' nor control")
+            if topic.lower() in seen:
+                raise ValueError(f"{topic!r} is given twice (topics match in any case)")
+            seen.add(topic.lower())
+        return value
+
     @field_validator(
         "name",
         "from_email",

@@ -24,7 +24,11 @@ complaints and webhook events that take them off the list.
   rendered).
 - Unsubscribe is immediate with a token or a proven sender; otherwise the reader gets a
   one-step confirmation (an UNSUBSCRIBE token, valid forever, any number of times: the
-  unsubscribe links of every issue ever mailed keep working). A goodbye follows.
+  unsubscribe links of every issue ever mailed keep working). Only an unsubscribe by mail
+  gets a short goodbye by mail; on the web (a button, RFC 8058's one-click) the page is the
+  goodbye and no more mail goes out.
+- Preferences (frequency, topics, a pause) are chosen by an active reader on the page a
+  PREFERENCES token opens (valid forever, as unsubscribe links): :meth:`Session.choose`.
 - Requests and signals from outside change only a reader still on the list
   (:func:`crusader_mail.storage.rules.staying`). Any spelling of an address is its reader.
 - A bounce or complaint by mail changes a reader only with proof that it answers mail we sent
@@ -59,7 +63,7 @@ from crusader_mail.delivery.links import (
     unsubscribe_links,
 )
 from crusader_mail.errors import CrusaderMailError, TokenError, TokenExpired
-from crusader_mail.models import OutgoingMessage, Source, Status, Subscriber
+from crusader_mail.models import OutgoingMessage, Preferences, Source, Status, Subscriber
 from crusader_mail.settings import Settings
 from crusader_mail.storage import rules
 from crusader_mail.storage.contract import REPLY_WINDOW, HintOf, Memory, RosterChanges, Store
@@ -74,6 +78,7 @@ CAP_WINDOW = timedelta(hours=1)
 _MAX_AGE_DAYS: dict[Purpose, int | None] = {
     Purpose.CONFIRM: CONFIRM_DAYS,
     Purpose.UNSUBSCRIBE: None,
+    Purpose.PREFERENCES: None,  # in every issue ever mailed, as the unsubscribe link
 }
 
 
@@ -97,6 +102,14 @@ class SubscriptionService:
 
     def reader(self, email: str) -> Subscriber | None:
         return self.store.roster.get(email)
+
+    def preferences(self, email: str) -> Preferences:
+        """What the reader of ``email`` chose (the default when nothing)."""
+        return self.store.roster.preferences().get(rules.mailbox_key(email), Preferences())
+
+    def preferences_token(self, email: str) -> str:
+        """The token of the reader's preferences page (it never expires)."""
+        return self.signer.make(Purpose.PREFERENCES, email, self.clock.now())
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -231,8 +244,19 @@ class Session:
         if not rules.staying(current):
             return f"{shown} is {_state(current)}: nothing changed"
         left = self.roster.unsubscribe(email, via=via, ref=ref)
+        if via is not Source.EMAIL:  # a page or a mail client's one-click: the page says it
+            return f"{shown} unsubscribed; no goodbye mail (the page is the goodbye)"
         self.roster.queue_mail(self._message(ReplyKind.GOODBYE, left.email if left else email))
         return f"{shown} unsubscribed; goodbye queued"
+
+    def choose(self, email: str, prefs: Preferences, ref: str, via: Source) -> str:
+        """An active reader's choice of ``prefs`` (with proof: a PREFERENCES token checked by
+        :meth:`find`), recorded in their consent history; nothing for anyone else."""
+        shown = mask_email(email)
+        current = self.roster.get(email)
+        if self.roster.set_preferences(email, prefs, via=via, ref=ref) is None:
+            return f"{shown} is {_state(current)}: nothing changed"
+        return f"{shown}: preferences saved"
 
     def unsubscribe_request(self, email: str, proven: bool, ref: str, via: Source) -> str:
         """A reader asks to leave without a token: at once when ``proven`` (an authenticated

@@ -1,4 +1,4 @@
-"""Signed, compact, address-bound tokens for unsubscribe and confirmation.
+"""Signed, compact, address-bound tokens for unsubscribe, confirmation and preferences.
 
 A token is short enough for the local part of a plus-address (``news+unsubscribe-<token>@...``,
 local parts are at most 64 octets) and case-insensitive, because some mail servers lowercase
@@ -55,6 +55,7 @@ MAIL_ID = re.compile(rf"({_REF})\.([a-z2-7]{{26}})", re.IGNORECASE)
 class Purpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     CONFIRM = "confirm"
+    PREFERENCES = "preferences"  # the preferences page: never expires, as unsubscribe links
 
 
 class Signer:

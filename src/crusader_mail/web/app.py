@@ -6,9 +6,16 @@ Contract: ``build_app(settings, clock, mailer, store) -> Starlette`` with
   NOTHING (mail scanners follow links).
 - ``POST /unsubscribe`` (also RFC 8058 one-click: body ``List-Unsubscribe=One-Click``, token in
   the query) and ``POST /confirm``: do it through the subscription service, answer with a page.
-  The goodbye / welcome is queued with the change and sent after the response has gone out
+  Leaving sends no mail: the page is the goodbye (and says how to come back). The welcome is
+  queued with the change and sent after the response has gone out
   (:class:`~crusader_mail.subscriptions.outbox.Drainer`, a Starlette background task), so a
-  slow or unreachable SendGrid never delays an answer or undoes a change.
+  slow or unreachable SendGrid never delays an answer or undoes a change. The unsubscribe
+  page of an active reader offers a pause instead (a form to ``/preferences``).
+- ``GET /preferences?token=`` (a PREFERENCES token): the reader's choices, changing nothing;
+  ``POST /preferences`` (the token, an ``action`` of
+  :data:`~crusader_mail.subscriptions.choices.ACTIONS` and its fields), refused from another
+  site as ``/subscribe`` is: saves frequency and topics, pauses, resumes or leaves, through
+  the service (each change in the consent history), and answers with a page.
 - ``POST /inbound[/{secret}]`` and ``POST /events``: SendGrid's hooks
   (:mod:`crusader_mail.web.sendgrid_hooks`).
 - ``GET /archive/``: the public archive of issues, read-only
@@ -40,6 +47,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import jinja2
 from starlette.applications import Starlette
@@ -56,10 +64,11 @@ from crusader_mail.clock import Clock
 from crusader_mail.delivery.mailer import Mailer
 from crusader_mail.errors import TokenError, TokenExpired
 from crusader_mail.inbox.process import InboxContext
-from crusader_mail.models import Source, Status
+from crusader_mail.models import Preferences, Source, Status
 from crusader_mail.settings import Settings
 from crusader_mail.storage.contract import Store
 from crusader_mail.storage.rules import normal_or_none, staying
+from crusader_mail.subscriptions.choices import PAUSE_WEEKS, ChoiceError, chosen, describe
 from crusader_mail.subscriptions.outbox import Drainer
 from crusader_mail.subscriptions.service import SubscriptionService
 from crusader_mail.subscriptions.signup import (
@@ -87,8 +96,9 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 FORM_HEADERS = {**SECURITY_HEADERS, "Referrer-Policy": "same-origin"}
-"""The subscribe pages' headers: no tokens in their URLs, and a browser sends their form's
-``Origin`` (under ``no-referrer`` it would send ``Origin: null``, which is refused)."""
+"""The headers of pages whose forms are checked for their origin (subscribe, preferences, the
+unsubscribe page's pause): a browser sends their form's ``Origin`` (under ``no-referrer`` it
+would send ``Origin: null``, which is refused); a token in their URL goes to no other site."""
 
 
 def build_app(settings: Settings, clock: Clock, mailer: Mailer, store: Store) -> Starlette:
@@ -106,6 +116,8 @@ def build_app(settings: Settings, clock: Clock, mailer: Mailer, store: Store) ->
         Route("/confirm", web.confirm, methods=["POST"]),
         Route("/subscribe", web.subscribe_form, methods=["GET"]),
         Route("/subscribe", web.subscribe, methods=["POST"]),
+        Route("/preferences", web.preferences_page, methods=["GET"]),
+        Route("/preferences", web.preferences, methods=["POST"]),
         Route("/inbound", hooks.inbound, methods=["POST"]),
         Route("/inbound/{secret}", hooks.inbound, methods=["POST"]),
         Route("/events", hooks.events, methods=["POST"]),
@@ -209,7 +221,7 @@ class _Guard:
 class _Outcome:
     status: int
     template: str
-    values: Mapping[str, str]
+    values: Mapping[str, Any]
 
 
 class _Pages:
@@ -257,16 +269,26 @@ class _Pages:
 
     async def unsubscribe_page(self, request: Request) -> Response:
         token = request.query_params.get("token", "")
-        return self.page(await run_in_threadpool(self._unsubscribe_page, token))
+        outcome = await run_in_threadpool(self._unsubscribe_page, token)
+        return self.page(outcome, headers=FORM_HEADERS)  # its pause form is origin-checked
 
     def _unsubscribe_page(self, token: str) -> _Outcome:
         try:
             email = self.service.find(Purpose.UNSUBSCRIBE, token)
         except TokenError:
             return _invalid_link()
-        if not staying(self.service.reader(email)):
-            return _Outcome(200, "done.html", _left(email))
-        return _ask("Unsubscribe", f"Stop sending the newsletter to {mask_email(email)}?", token)
+        reader = self.service.reader(email)
+        if not staying(reader):
+            return _Outcome(200, "done.html", self._left(email))
+        asked = _ask("Unsubscribe", f"Stop sending the newsletter to {mask_email(email)}?", token)
+        if reader is None or reader.status is not Status.ACTIVE:
+            return asked
+        keep = self.service.preferences_token(email)  # made for the page, nothing stored
+        return _Outcome(
+            asked.status,
+            asked.template,
+            {**asked.values, "pause_token": keep, "pause_weeks": str(PAUSE_WEEKS[0])},
+        )
 
     async def unsubscribe(self, request: Request) -> Response:
         token = await _token(request)
@@ -279,7 +301,118 @@ class _Pages:
             except TokenError:
                 return _invalid_link()
             session.unsubscribe(email, _web_ref(), Source.WEB)
-        return _Outcome(200, "done.html", _left(email))
+        return _Outcome(200, "done.html", self._left(email))
+
+    def _left(self, email: str) -> dict[str, str]:
+        """The goodbye page (no goodbye mail follows a web unsubscribe): what happened, that
+        no more mail comes, and how to come back."""
+        serve = public_url(self.settings)
+        back = f"{serve}/subscribe" if serve else self.settings.newsletter.site_url
+        return {
+            "heading": "You are unsubscribed",
+            "text": f"Done: {mask_email(email)} is off the list, and no more mail comes from "
+            f"{self.settings.newsletter.name}, not even a goodbye. Thank you for reading.",
+            "more": "Changed your mind? You are always welcome back:",
+            "link": back,
+            "link_text": f"subscribe to {self.settings.newsletter.name} again",
+        }
+
+    # -- preferences ---------------------------------------------------------------------------
+
+    async def preferences_page(self, request: Request) -> Response:
+        token = request.query_params.get("token", "")
+        outcome = await run_in_threadpool(self._preferences_page, token)
+        return self.page(outcome, headers=FORM_HEADERS)
+
+    def _preferences_page(self, token: str, note: str = "") -> _Outcome:
+        try:
+            email = self.service.find(Purpose.PREFERENCES, token)
+        except TokenError:
+            return _invalid_link()
+        reader = self.service.reader(email)
+        if reader is None or reader.status is not Status.ACTIVE:
+            if not staying(reader):
+                return _Outcome(200, "done.html", self._left(email))
+            return _invalid_link()
+        return self._choices(email, token, self.service.preferences(email), note)
+
+    def _choices(self, email: str, token: str, prefs: Preferences, note: str) -> _Outcome:
+        now = self.service.clock.now()
+        paused = prefs.paused_until if prefs.paused(now) else None
+        values: dict[str, Any] = {
+            "heading": "Your newsletter, your way",
+            "text": f"Choose what {mask_email(email)} receives.",
+            "now": describe(prefs, cadence=self.settings.cadence.mode, now=now),
+            "note": note,
+            "token": token,
+            "frequency": prefs.frequency.value if prefs.frequency is not None else "",
+            "editor": "as the editor sends them"
+            + (" (one for each new post)" if self.settings.cadence.mode == "per_post" else ""),
+            "topics": [
+                {"name": t, "checked": t.lower() in {c.lower() for c in prefs.topics}}
+                for t in self.settings.newsletter.topics
+            ],
+            "weeks": PAUSE_WEEKS,
+            "paused_until": f"{paused.day} {paused:%B %Y}" if paused is not None else "",
+        }
+        return _Outcome(200, "preferences.html", values)
+
+    async def preferences(self, request: Request) -> Response:
+        if not self._same_site(request.headers):
+            outcome = _Outcome(403, "done.html", _FOREIGN_FORM)
+            return self.page(outcome, headers=FORM_HEADERS)
+        async with request.form(max_files=0, max_fields=60, max_part_size=MAX_FORM_BODY) as form:
+            fields = {
+                name: value if isinstance(value := form.get(name), str) else ""
+                for name in ("token", "action", "frequency", "weeks")
+            }
+            topics = [value for value in form.getlist("topics") if isinstance(value, str)]
+        outcome = await run_in_threadpool(self._preferences, fields, topics)
+        return self.page(outcome, headers=FORM_HEADERS)
+
+    def _preferences(self, fields: Mapping[str, str], topics: list[str]) -> _Outcome:
+        token, action = fields["token"], fields["action"]
+        with self.service.session() as session:
+            try:
+                email = session.find(Purpose.PREFERENCES, token)
+            except TokenError:
+                return _invalid_link()
+            reader = session.reader(email)
+            if reader is None or reader.status is not Status.ACTIVE:
+                if not staying(reader):
+                    return _Outcome(200, "done.html", self._left(email))
+                return _invalid_link()
+            if action == "leave":
+                session.unsubscribe(email, _web_ref(), Source.WEB)
+                return _Outcome(200, "done.html", self._left(email))
+            current = session.roster.preferences(email)
+            try:
+                wanted = chosen(
+                    current,
+                    action,
+                    frequency=fields["frequency"],
+                    topics=topics,
+                    weeks=fields["weeks"],
+                    offered=self.settings.newsletter.topics,
+                    now=self.service.clock.now(),
+                )
+            except ChoiceError as error:
+                page = self._choices(email, token, current, str(error))
+                return _Outcome(400, page.template, page.values)
+            session.choose(email, wanted, _web_ref(), Source.WEB)
+            saved = session.roster.preferences(email)
+        now = self.service.clock.now()
+        return _Outcome(
+            200,
+            "done.html",
+            {
+                "heading": _SAVED.get(action, "Your choice is saved"),
+                "text": describe(saved, cadence=self.settings.cadence.mode, now=now),
+                "more": "You can change it again whenever you like:",
+                "link": f"/preferences?token={token}",
+                "link_text": "your preferences",
+            },
+        )
 
     # -- confirm -------------------------------------------------------------------------------
 
@@ -462,12 +595,16 @@ def _expired() -> _Outcome:
     )
 
 
-def _left(email: str) -> dict[str, str]:
-    return {
-        "heading": "You are unsubscribed",
-        "text": f"{mask_email(email)} will receive no more mail from us. Thank you for reading.",
-        "more": "If you ever want to come back, you are always welcome.",
-    }
+_SAVED = {
+    "save": "Your choice is saved",
+    "pause": "Paused",
+    "resume": "Welcome back",
+}
+_FOREIGN_FORM = {
+    "heading": "Nothing was changed",
+    "text": "The form came from a page we do not know, so nothing was done.",
+    "more": "Please use the preferences link in one of our emails.",
+}
 
 
 def _joined(email: str) -> dict[str, str]:
