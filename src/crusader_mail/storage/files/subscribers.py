@@ -36,6 +36,8 @@ from crusader_mail.storage.contract import AddReport, BulkReport, HintOf, Roster
 from crusader_mail.storage.files.changes import ListChanges
 from crusader_mail.storage.files.consent_log import ConsentLog
 from crusader_mail.storage.files.list_format import (
+    HEADER,
+    MARKER_PREFIX,
     file_head,
     order_problem,
     render,
@@ -44,7 +46,14 @@ from crusader_mail.storage.files.list_format import (
     scan,
 )
 from crusader_mail.storage.files.mail import FileMailQueue
-from crusader_mail.storage.rows import build, format_row, parse_line
+from crusader_mail.storage.rows import (
+    COLUMNS,
+    RowProblem,
+    build,
+    format_row,
+    parse_line,
+    split_line,
+)
 from crusader_mail.storage.rules import expired, mailbox_key, merge_variants, normal_or_none
 from crusader_mail.util.masking import mask_email
 from crusader_mail.util.statefile import atomic_write, atomic_writer, locked
@@ -75,6 +84,38 @@ class SubscriberList:
         for _line_no, _line, fields, row_status in scan(self.path):
             if status is None or row_status == status:
                 yield build(fields, row_status)
+
+    def recipients(self) -> Iterator[tuple[str, str]]:
+        """(address, name) of every active reader in the order of :meth:`iter`, streamed
+        without building readers: a row is split and its status read, not checked field by
+        field as :meth:`counts` checks it (a send counts the list first); a row that does not
+        split into the columns raises :class:`StateError` naming the line."""
+        try:
+            handle = self.path.open(encoding="utf-8-sig", newline="")
+        except FileNotFoundError:
+            return
+        active = Status.ACTIVE.value
+        marked = f",{active},"
+        with handle:
+            line_no = 2
+            try:
+                if not handle.readline().startswith(MARKER_PREFIX) or (
+                    handle.readline().rstrip("\r\n") != HEADER
+                ):
+                    raise StateError(f"{self.path}, line 1: not a crusader-mail subscriber list")
+                for line_no, raw in enumerate(handle, start=3):
+                    if marked not in raw:
+                        continue  # no active reader's row
+                    try:
+                        fields = split_line(raw.rstrip("\r\n"))
+                        if len(fields) != len(COLUMNS):
+                            raise RowProblem(f"{len(fields)} columns, expected {len(COLUMNS)}")
+                    except RowProblem as problem:
+                        raise StateError(f"{self.path}, line {line_no}: {problem}") from None
+                    if fields[2] == active:
+                        yield fields[0], fields[1]
+            except UnicodeDecodeError:
+                raise StateError(f"{self.path}, line {line_no + 1}: not UTF-8 text") from None
 
     def lines(self) -> Iterator[str]:
         """The checked row lines as stored (for ``export``), in order."""
