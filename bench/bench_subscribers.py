@@ -1,43 +1,71 @@
-"""Benchmark the subscriber list: streaming ``iter`` over a big generated list, ``edit``, and
-the streaming bulk update the suppression sync uses.
+"""Benchmark the subscriber list at 1,000,000 readers: the commands as whole processes
+(issue 15's targets), streaming ``iter``, ``edit``, and the streaming bulk update the
+suppression sync uses.
 
     .venv/bin/python bench/bench_subscribers.py [--rows 1000000] [--suppressions 1000]
-        [--keep DIR] [--skip-edit] [--skip-bulk]
+        [--runs 3] [--import-rows N] [--keep DIR] [--skip-commands] [--skip-import]
+        [--skip-edit] [--skip-bulk]
 
-Writes a synthetic list (readers ``reader0000000@example.com``…, 90 % active) to a temporary
-folder, then measures, each with time.perf_counter and separately under tracemalloc:
-``iter(Status.ACTIVE)`` (what the sender does), ``counts()``, one ``edit()`` that changes
-one reader, and ``apply_suppressions`` (``SubscriberList.update_many``) with ``--suppressions``
-addresses spread over four SendGrid lists (plus 10 % strangers), starting each run from the
-same file. Then each way of applying those suppressions runs once more in a fresh child process
-and reports its peak RSS: the streaming update, the former one-``edit()`` sync (skipped with
-``--skip-edit``), and a child that only imports (the interpreter's floor). The children run
-first, while this process is still small: on Linux a child's ``ru_maxrss`` starts at its
-parent's peak (the kernel carries it across fork and exec), so each child also reports
-``VmHWM`` from ``/proc/self/status``, the peak of its own memory only. The target from issue 4:
-the send path (which syncs suppressions first) stays within 150 MB at 1,000,000 readers.
+Writes a synthetic list (readers ``reader0000000@example.com``…: 90 % active, one in ten
+unsubscribed, a few pending and bounced, distinct times, some quoted names) to a temporary
+folder with a settings file, then:
+
+1. The commands, each a whole ``crusader-mail`` process started by a small launcher (so its
+   peak RSS, ``ru_maxrss`` from ``wait4``, is its own and not this process's): ``subscribers
+   stats``, ``subscribers add``, ``subscribers remove`` and ``inbox process`` of one
+   unsubscribe (a real .eml whose To: carries the reader's signed token; the goodbye goes to a
+   loopback SendGrid in this process). "first": each command as the first after the list
+   changed under the index (the list file touched, as a git checkout or a hand edit does:
+   every row is checked again, and for a token the hint table is built); "then": the median
+   of ``--runs`` of each once a command changed the list (its index describes it). Then
+   ``subscribers import`` of ``--import-rows`` rows (half on the list already, some in
+   another case, 2 % marked unsubscribed, in random order) into a fresh copy of the list
+   (first after a checkout), median of ``--runs``.
+   Each figure is printed beside its target.
+2. In this process, with time.perf_counter and separately under tracemalloc:
+   ``iter(Status.ACTIVE)`` (what the sender does), ``counts()``, one ``edit()`` that changes
+   one reader, and ``apply_suppressions`` (``SubscriberList.update_many``) with
+   ``--suppressions`` addresses spread over four SendGrid lists (plus 10 % strangers),
+   starting each run from the same file; each way of applying those suppressions once more in
+   a fresh child process with its peak RSS: the streaming update, the former one-``edit()``
+   sync (skipped with ``--skip-edit``), and a child that only imports (the interpreter's
+   floor). The children run first, while this process is still small: on Linux a child's
+   ``ru_maxrss`` starts at its parent's peak (the kernel carries it across fork and exec), so
+   each child also reports ``VmHWM`` from ``/proc/self/status``, the peak of its own memory
+   only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from crusader_mail.clock import FixedClock
-from crusader_mail.delivery.suppressions import SuppressionList, apply_suppressions
-from crusader_mail.models import Source, Status
-from crusader_mail.storage.files.list_format import HEADER, MARKER
-from crusader_mail.storage.files.subscribers import LIST_FILE, SubscriberList
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from peers.sendgrid_server import API_KEY, SendGridServer  # noqa: E402
+
+from bench.inputs import SECRET  # noqa: E402
+from crusader_mail.clock import FixedClock  # noqa: E402
+from crusader_mail.delivery.suppressions import SuppressionList, apply_suppressions  # noqa: E402
+from crusader_mail.models import Source, Status  # noqa: E402
+from crusader_mail.storage.files.list_format import HEADER, MARKER  # noqa: E402
+from crusader_mail.storage.files.subscribers import LIST_FILE, SubscriberList  # noqa: E402
+from crusader_mail.util.tokens import Purpose, Signer  # noqa: E402
 
 LISTS = [
     SuppressionList("unsubscribes", ("suppression", "unsubscribes"), Status.UNSUBSCRIBED),
@@ -48,18 +76,30 @@ LISTS = [
 CLOCK = FixedClock(datetime(2026, 11, 24, tzinfo=UTC))
 
 STAMP = "2026-11-23T09:00:00Z"
+TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def generate(folder: Path, rows: int) -> Path:
+    """The list file of ``rows`` readers in ``folder`` (see the module docstring)."""
     path = folder / LIST_FILE
+    folder.mkdir(parents=True, exist_ok=True)
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    asked = (datetime.now(UTC) - timedelta(days=1)).strftime(TIME)  # pending: not expired yet
     with path.open("w", encoding="utf-8") as out:
         out.write(f"{MARKER}\n{HEADER}\n")
         for i in range(rows):
+            joined = (base + timedelta(seconds=60 * i)).strftime(TIME)
+            name = f'"Reader, {i}"' if i % 100 == 42 else f"Reader {i}"
             if i % 10 == 9:
-                tail = f"unsubscribed,{STAMP},import,{STAMP},import,{STAMP},email,<m{i}@x>,{STAMP}"
+                left = (base + timedelta(seconds=90 * i)).strftime(TIME)
+                tail = f"unsubscribed,{joined},import,{joined},import,{left},email,<m{i}@x>,{left}"
+            elif i % 1000 == 3:
+                tail = f"pending,{asked},web,,,,,form,{asked}"
+            elif i % 500 == 7:
+                tail = f"bounced,{joined},import,{joined},import,{STAMP},sendgrid,bounces,{STAMP}"
             else:
-                tail = f"active,{STAMP},import,{STAMP},import,,,bench.csv,{STAMP}"
-            out.write(f"reader{i:07d}@example.com,Reader {i},{tail}\n")
+                tail = f"active,{joined},import,{joined},import,,,bench.csv,{joined}"
+            out.write(f"reader{i:07d}@example.com,{name},{tail}\n")
     return path
 
 
@@ -189,11 +229,176 @@ def bench_bulk(folder: Path, path: Path, rows: int, count: int) -> None:
     )
 
 
+# --- the commands, as whole processes ---------------------------------------------------------
+
+TARGETS = {  # issue 15, at 1,000,000 readers: seconds, MiB
+    "stats": (1.0, 150.0),
+    "add": (1.0, 150.0),
+    "remove": (1.0, 150.0),
+    "inbox process": (1.0, None),
+    "import": (30.0, 300.0),
+}
+
+LAUNCHER = """
+import json, os, subprocess, sys, time
+with open(sys.argv[1], "wb") as errors:
+    started = time.perf_counter()
+    child = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=errors)
+    _pid, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "peak_kib": usage.ru_maxrss,
+                  "code": os.waitstatus_to_exitcode(status)}))
+"""
+
+
+@dataclass
+class Site:
+    """A folder with settings and a list, the loopback SendGrid, and the commands' environment."""
+
+    root: Path
+    env: dict[str, str]
+    exe: str
+
+    @property
+    def list_path(self) -> Path:
+        return self.root / "subscribers" / LIST_FILE
+
+    def run(self, *args: str) -> tuple[float, float]:
+        """Run ``crusader-mail ARGS`` in a fresh process: (seconds, peak MiB)."""
+        errors = self.root / "stderr.txt"
+        launcher = [sys.executable, "-c", LAUNCHER, str(errors), self.exe, *args]
+        done = subprocess.run(
+            launcher, cwd=self.root, env=self.env, capture_output=True, text=True, check=True
+        )
+        out = json.loads(done.stdout)
+        if out["code"] != 0:
+            raise RuntimeError(f"{' '.join(args)}: exit {out['code']}: {errors.read_text()}")
+        return float(out["seconds"]), float(out["peak_kib"]) / 1024
+
+    def unsubscribe_mail(self, email: str, number: int) -> Path:
+        """A reader's reply to the unsubscribe address of their issue (their token in To:)."""
+        token = Signer(SECRET).make(Purpose.UNSUBSCRIBE, email, datetime.now(UTC))
+        path = self.root / f"unsubscribe-{number}.eml"
+        path.write_text(
+            f"From: Reader <{email}>\nTo: news+unsubscribe-{token}@bizcrusader.example\n"
+            f"Subject: unsubscribe\nDate: Mon, 23 Nov 2026 08:02:00 +0000\n"
+            f"Message-ID: <bench-unsubscribe-{number}@example.com>\nMIME-Version: 1.0\n"
+            "Content-Type: text/plain; charset=utf-8\n\nunsubscribe\n",
+            encoding="utf-8",
+        )
+        return path
+
+    def changed_under_the_index(self) -> None:
+        """The list as a git checkout leaves it: the same rows, a file nobody here wrote."""
+        os.utime(self.list_path)
+
+
+def make_site(root: Path, rows: int, sendgrid_url: str) -> Site:
+    generate(root / "subscribers", rows)
+    (root / "crusader-mail.toml").write_text(
+        f'templates_dir = "{REPO / "templates"}"\nstate_dir = "state"\n'
+        'subscribers_dir = "subscribers"\n'
+        '[newsletter]\nname = "Biz Crusader"\nsite_url = "https://bizcrusader.example"\n'
+        'from_email = "news@bizcrusader.example"\nreplies_per_hour = 100000\n'
+        f'[sendgrid]\napi_url = "{sendgrid_url}"\n',
+        encoding="utf-8",
+    )
+    env = {"PATH": "/usr/bin:/bin", "CRUSADER_MAIL_SECRET_KEY": SECRET}
+    env["SENDGRID_API_KEY"] = API_KEY
+    exe = str(Path(sys.executable).with_name("crusader-mail"))
+    return Site(root, env, exe)
+
+
+def write_import(path: Path, rows: int, readers: int) -> None:
+    """An export of ``rows`` readers: every other one on the list already (one in a thousand
+    upper-cased), the others new, 2 % marked unsubscribed, in random order."""
+    numbers = list(range(rows))
+    random.Random(15).shuffle(numbers)
+    with path.open("w", encoding="utf-8") as out:
+        out.write("Email Address,First Name,Last Name,status\n")
+        for n, i in enumerate(numbers):
+            email = (
+                f"reader{i % readers:07d}@example.com" if i % 2 == 0 else f"new{i:07d}@example.org"
+            )
+            if n % 1000 == 0:
+                email = email.upper()
+            status = "unsubscribed" if n % 50 == 0 else "subscribed"
+            out.write(f"{email},Imported,Reader {n},{status}\n")
+
+
+def bench_commands(root: Path, rows: int, runs: int, import_rows: int, skip_import: bool) -> None:
+    """Each command as a whole process, first after the list changed and then (see the module
+    docstring), each figure beside its target."""
+    figures: list[tuple[str, str, str, float, float]] = []
+    with SendGridServer(record=False) as sendgrid:
+        site = make_site(root, rows, sendgrid.url)
+        pristine = root / "pristine.csv"
+        shutil.copyfile(site.list_path, pristine)
+        numbers = iter(range(1, 10_000))
+
+        def reader() -> str:
+            return f"reader{(next(numbers) * 7919) % rows:07d}@example.com"
+
+        def inbox() -> tuple[str, ...]:
+            number = next(numbers)
+            return ("inbox", "process", str(site.unsubscribe_mail(reader(), number)))
+
+        commands: dict[str, Callable[[], tuple[str, ...]]] = {
+            "stats": lambda: ("subscribers", "stats"),
+            "add": lambda: ("subscribers", "add", f"bench{next(numbers)}@example.net"),
+            "remove": lambda: ("subscribers", "remove", reader()),
+            "inbox process": inbox,
+        }
+        for name, command in commands.items():  # each the first after a checkout
+            site.changed_under_the_index()
+            seconds, peak = site.run(*command())
+            figures.append((name, name, "first", seconds, peak))
+        site.run(*commands["add"]())  # a change: the index describes the list from here on
+        for name, command in commands.items():
+            then = [site.run(*command()) for _ in range(runs)]
+            figures.append(
+                (
+                    name,
+                    name,
+                    "then",
+                    statistics.median(t for t, _ in then),
+                    max(p for _, p in then),
+                )
+            )
+        if not skip_import:
+            source = root / "import.csv"
+            write_import(source, import_rows, rows)
+            done = []
+            for _ in range(runs):
+                shutil.copyfile(pristine, site.list_path)
+                for extra in (root / "subscribers").glob("consent-log.csv*"):
+                    extra.unlink()
+                done.append(site.run("subscribers", "import", str(source)))
+            figures.append(
+                (
+                    "import",
+                    f"import {import_rows:,} rows",
+                    "fresh list",
+                    statistics.median(t for t, _ in done),
+                    max(p for _, p in done),
+                )
+            )
+    print(f"commands at {rows:,} readers (whole processes; 'then': median of {runs})")
+    for key, name, when, seconds, peak in figures:
+        limit_s, limit_mib = TARGETS[key]
+        target = f"< {limit_s:g} s" + (f", < {limit_mib:g} MiB" if limit_mib else "")
+        print(f"  {name:<22} {when:<10} {seconds:7.2f} s  {peak:7.1f} MiB   target {target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--suppressions", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3, help="runs of each command (median)")
+    parser.add_argument("--import-rows", type=int, help="rows of the import (default: --rows)")
     parser.add_argument("--keep", type=Path, help="generate into this folder and keep it")
+    parser.add_argument("--skip-commands", action="store_true", help="no whole-process runs")
+    parser.add_argument("--skip-import", action="store_true", help="no import run")
     parser.add_argument("--skip-edit", action="store_true", help="measure no in-memory edit()")
     parser.add_argument("--skip-bulk", action="store_true", help="measure no bulk update")
     parser.add_argument("--child", choices=("none", "bulk", "edit"), help=argparse.SUPPRESS)
@@ -204,6 +409,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
+        if not args.skip_commands:
+            bench_commands(
+                folder / "site",
+                args.rows,
+                args.runs,
+                args.import_rows or args.rows,
+                args.skip_import,
+            )
         path = generate(folder, args.rows)
         print(f"{args.rows} rows, {path.stat().st_size / 2**20:.1f} MiB file")
         if not args.skip_bulk:

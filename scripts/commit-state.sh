@@ -21,8 +21,10 @@ fi
 git config merge.crusader-subscribers.name "crusader-mail subscriber list (reader by reader)"
 git config merge.crusader-subscribers.driver "crusader-mail merge-driver %O %A %B"
 
-# Lock files and temporary files are run-time only: never committed, whatever .gitignore says.
-git add --all -- "${paths[@]}" ':(exclude,glob)**/*.lock' ':(exclude,glob)**/.*.tmp'
+# Lock files, temporary files and the list's index are run-time only: never committed,
+# whatever .gitignore says.
+git add --all -- "${paths[@]}" ':(exclude,glob)**/*.lock' ':(exclude,glob)**/.*.tmp' \
+  ':(exclude,glob)**/.subscribers-index/**'
 if git diff --cached --quiet; then
   echo "state unchanged: nothing to commit"
   exit 0

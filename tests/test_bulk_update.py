@@ -27,6 +27,7 @@ from crusader_mail.models import Source, Status
 from crusader_mail.storage.contract import RosterChanges
 from crusader_mail.storage.files.consent_log import LOG_FILE
 from crusader_mail.storage.files.list_format import HEADER, MARKER
+from crusader_mail.storage.files.list_index import INDEX_DIR
 from crusader_mail.storage.files.subscribers import LIST_FILE, SubscriberList
 from tests.support.lists import DAMAGE, row
 from tests.support.sending import make_readers, make_settings, reader_address
@@ -136,6 +137,7 @@ def test_suppressions_give_the_same_file_as_the_edit_path(
     assert streamed.path.read_bytes() == edited.path.read_bytes()
     assert streamed.path.read_bytes() != FILES[case]
     assert sorted(p.name for p in streamed.path.parent.iterdir()) == [
+        INDEX_DIR,  # what the writer knows of the list it wrote (never committed)
         LOG_FILE,
         f"{LOG_FILE}.lock",
         LIST_FILE,

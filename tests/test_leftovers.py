@@ -30,7 +30,10 @@ from crusader_mail.storage.files.subscribers import SubscriberList
 def die(changes, email):
     os.kill(os.getpid(), signal.SIGKILL)
 
-SubscriberList(Path(sys.argv[1]), SystemClock()).update_many([sys.argv[2]], die)
+# a match of its own: the whole list is streamed into the new file (no look-up by key)
+SubscriberList(Path(sys.argv[1]), SystemClock()).update_many(
+    [sys.argv[2]], die, match=lambda email: email.lower()
+)
 """
 
 

@@ -247,6 +247,8 @@ def test_weekly_runs_send_each_new_post_once(site: Site) -> None:
     assert "state/archive.jsonl" in committed
     assert any(name.startswith("state/ledger/") for name in committed)
     assert not [name for name in committed if name.endswith((".lock", ".tmp"))]
+    assert not [name for name in committed if ".subscribers-index/" in name]  # the list's index
+    assert (site.root / "subscribers" / ".subscribers-index" / "list.json").is_file()
 
 
 def test_state_commit_rebases_when_the_branch_moved(site: Site, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ checks every row of such a file, then loads it into the configured store unchang
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -282,18 +283,19 @@ def import_(
         _restore(app, file, as_json)
         return
     status = status or Status.ACTIVE.value
-    parsed = read_import(file)
-    if parsed.bad and not skip_invalid:
-        raise ImportRejected(
-            f"{file}: {len(parsed.bad)} bad row{'s' if len(parsed.bad) != 1 else ''}, nothing "
-            f"imported (--skip-invalid imports the {len(parsed.rows) + len(parsed.left)} good "
-            "ones): " + "; ".join(parsed.bad)
-        )
-    if parsed.columns is not None and not as_json:  # --json: in the object
-        click.echo(parsed.columns.describe())
-    roster = _readers(app)
-    report = import_readers(roster, parsed.rows, status=Status(status), ref=file.name)
-    left = record_left(roster, parsed.left, ref=file.name)
+    with tempfile.TemporaryDirectory(prefix="crusader-mail-import-") as spool:
+        parsed = read_import(file, Path(spool))  # sorted by mailbox in runs spilled there
+        if parsed.bad and not skip_invalid:
+            raise ImportRejected(
+                f"{file}: {len(parsed.bad)} bad row{'s' if len(parsed.bad) != 1 else ''}, "
+                f"nothing imported (--skip-invalid imports the {parsed.readers + parsed.leavers}"
+                " good ones): " + "; ".join(parsed.bad)
+            )
+        if parsed.columns is not None and not as_json:  # --json: in the object
+            click.echo(parsed.columns.describe())
+        roster = _readers(app)
+        report = import_readers(roster, parsed.joining(), status=Status(status), ref=file.name)
+        left = record_left(roster, parsed.leaving(), ref=file.name)
     if as_json:
         done: dict[str, object] = {
             "file": file.name,

@@ -28,7 +28,7 @@ import re
 from datetime import UTC, datetime
 
 from crusader_mail.models import ConsentAction, ConsentEvent, Source, Status, Subscriber
-from crusader_mail.storage.rules import normal_or_none
+from crusader_mail.storage.rules import normal_or_none, normalize_email
 from crusader_mail.util.masking import mask_email
 
 COLUMNS = (
@@ -50,30 +50,34 @@ SOURCES = {source.value: source for source in Source}
 
 
 def format_time(value: datetime | None) -> str:
+    """``2026-11-23T09:00:00Z`` (UTC, whole seconds), ``""`` for ``None``."""
     if value is None:
         return ""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat()[:19] + "Z"
 
 
 def _quote(value: str) -> str:
-    if any(char in value for char in ',"\r\n'):
+    if "," in value or '"' in value or "\n" in value or "\r" in value:
         return '"' + value.replace('"', '""') + '"'
     return value
 
 
 def format_row(sub: Subscriber) -> str:
-    """One row (without its line end)."""
+    """One row (without its line end). The statuses and sources are ``StrEnum`` members:
+    strings already."""
     return ",".join(
         (
             sub.email,
             _quote(sub.name),
-            sub.status.value,
+            sub.status,
             format_time(sub.subscribed_at),
-            sub.subscribed_via.value if sub.subscribed_via else "",
+            sub.subscribed_via or "",
             format_time(sub.confirmed_at),
-            sub.confirmed_via.value if sub.confirmed_via else "",
+            sub.confirmed_via or "",
             format_time(sub.left_at),
-            sub.left_via.value if sub.left_via else "",
+            sub.left_via or "",
             _quote(sub.ref),
             format_time(sub.updated_at),
         )
@@ -92,8 +96,9 @@ def _via(text: str) -> Source | None:
 
 
 def build(fields: list[str], status: Status) -> Subscriber:
-    """A :class:`Subscriber` from the fields of a checked row."""
-    return Subscriber(
+    """A :class:`Subscriber` from the fields of a checked row (every field is of its type
+    already: the model is made without validating them again)."""
+    return Subscriber.model_construct(
         email=fields[0],
         name=fields[1],
         status=status,
@@ -114,10 +119,19 @@ def parse_line(line: str) -> Subscriber:
     return build(fields, STATUSES[fields[2]])
 
 
+def status_of(line: str) -> Status:
+    """The status of a checked row line, read without building the reader: the third field
+    (the address is never quoted; a quoted name is parsed properly)."""
+    if '"' in line:
+        return STATUSES[next(csv.reader([line]))[2]]
+    return STATUSES[line.split(",", 3)[2]]
+
+
 # --- checking a row ---------------------------------------------------------------------------
 
 _TIME_COLUMNS = (3, 5, 7, 10)
 _VIA_COLUMNS = (4, 6, 8)
+_VIAS = frozenset(("", *SOURCES))
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _ASCII_LOCAL = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*\Z")
 
@@ -135,20 +149,34 @@ class AddressCheck:
 
     def is_normal(self, address: str) -> bool:
         local, at, domain = address.rpartition("@")
-        if (
-            at
-            and address.isascii()
-            and len(local) <= 64
-            and len(address) <= 254
-            and _ASCII_LOCAL.match(local)
-        ):
-            known = self._domains.get(domain)
-            if known is None:
-                known = normal_or_none(f"a@{domain}") == f"a@{domain}"
-                if len(self._domains) < 100_000:
-                    self._domains[domain] = known
-            return known
+        if at and address.isascii() and self._plain(local, domain):
+            return self._domain(domain)
         return normal_or_none(address) == address
+
+    def normal(self, raw: str) -> str:
+        """:func:`~crusader_mail.storage.rules.normalize_email` of ``raw``, by the fast path
+        when ``raw`` is a plain ASCII address whose lowercased domain is in normal form."""
+        text = raw.strip()
+        local, at, domain = text.rpartition("@")
+        if at and text.isascii():
+            domain = domain.lower()
+            if self._plain(local, domain) and self._domain(domain):
+                return f"{local}@{domain}"
+        return normalize_email(raw)
+
+    @staticmethod
+    def _plain(local: str, domain: str) -> bool:
+        return (
+            len(local) <= 64 and len(local) + len(domain) < 254 and bool(_ASCII_LOCAL.match(local))
+        )
+
+    def _domain(self, domain: str) -> bool:
+        known = self._domains.get(domain)
+        if known is None:
+            known = normal_or_none(f"a@{domain}") == f"a@{domain}"
+            if len(self._domains) < 100_000:
+                self._domains[domain] = known
+        return known
 
 
 def split_line(line: str) -> list[str]:
@@ -163,7 +191,8 @@ def split_line(line: str) -> list[str]:
 
 def check_fields(fields: list[str], check: AddressCheck) -> Status:
     """The status of a row whose every field is as the format says; :class:`RowProblem`
-    naming the first field that is not (addresses masked)."""
+    naming the first field that is not (addresses masked). A time that the row repeats (a
+    reader added and confirmed at once) is read once."""
     if len(fields) != len(COLUMNS):
         raise RowProblem(f"{len(fields)} columns, expected {len(COLUMNS)} ({HEADER})")
     status = STATUSES.get(fields[2])
@@ -174,14 +203,17 @@ def check_fields(fields: list[str], check: AddressCheck) -> Status:
         normal = normal_or_none(email)
         hint = f" (write it as {mask_email(normal)})" if normal else ""
         raise RowProblem(f"{mask_email(email)} is not a valid address in normal form{hint}")
-    for index in _VIA_COLUMNS:
-        if fields[index] and fields[index] not in SOURCES:
-            raise RowProblem(
-                f"{COLUMNS[index]} {fields[index][:40]!r} is not one of " + ", ".join(SOURCES)
-            )
+    if fields[4] not in _VIAS or fields[6] not in _VIAS or fields[8] not in _VIAS:
+        index = next(index for index in _VIA_COLUMNS if fields[index] not in _VIAS)
+        raise RowProblem(
+            f"{COLUMNS[index]} {fields[index][:40]!r} is not one of " + ", ".join(SOURCES)
+        )
+    good = ""
     for index in _TIME_COLUMNS:
-        if fields[index]:
-            _check_time(fields[index], COLUMNS[index])
+        text = fields[index]
+        if text and text != good:
+            _check_time(text, COLUMNS[index])
+            good = text
     return status
 
 

@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 
 from crusader_mail.errors import ImportRejected, InvalidAddress, SubscriberError
@@ -52,13 +55,14 @@ from crusader_mail.storage.rules import (
     STAYING,
     clean_text,
     mailbox_key,
-    normalize_email,
 )
 from crusader_mail.util.masking import mask_addresses, mask_email
+from crusader_mail.util.spool import RUN, Presorted, RecordWriter, SortedSpool, read_records
 
 # --- the columns ------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)  # a status column repeats a few words on every row
 def _key(text: str) -> str:
     """A header or status word compared loosely: ``Email Address``, ``email_address`` and
     ``E-mail address`` are one; ``past_due`` is ``Past due``."""
@@ -178,12 +182,14 @@ class Columns:
         }
 
     def name_of(self, fields: list[str]) -> str:
-        parts = [fields[at].strip() for at in self.name if at < len(fields)]
-        return clean_text(" ".join(part for part in parts if part), MAX_NAME)
+        """The name columns joined (``clean_text`` collapses the blanks between them)."""
+        return clean_text(" ".join([fields[at] for at in self.name if at < len(fields)]), MAX_NAME)
 
     def verdict(self, fields: list[str]) -> Verdict:
         """A reader, one who left (the strongest way any column says so), or neither."""
         found = [s.read(s.header, fields[s.at] if s.at < len(fields) else "") for s in self.status]
+        if all(verdict is READER for verdict in found):
+            return READER
         for status in _STRENGTH:
             if any(v.left is status for v in found):
                 return Verdict(left=status)
@@ -224,56 +230,114 @@ def find_columns(path: Path, header: list[str]) -> Columns:
 
 # --- the file ---------------------------------------------------------------------------------
 
+Merged = tuple[str, str, str]  # address (first spelling), name, how they left ("": a reader)
+
 
 @dataclass
 class ImportFile:
-    """A user's CSV read for import: good rows merged by mailbox, bad rows each described."""
+    """A user's CSV read for import: good rows merged by mailbox (in mailbox-key order, see
+    :meth:`joining` and :meth:`leaving`), bad rows each described."""
 
     columns: Columns | None = None
-    rows: dict[str, str] = field(default_factory=dict)  # normalized address -> name
-    left: dict[str, Status] = field(default_factory=dict)  # normalized address -> how they left
     skipped: dict[str, int] = field(default_factory=dict)  # "status 'unconfirmed'" -> rows
     bad: list[str] = field(default_factory=list)  # "line 4: j•••@example.com: reason"
     duplicates: int = 0  # rows merged into an earlier row with the very same address
     case_merged: int = 0  # rows merged into an earlier row whose address differs only in case
-    spellings: dict[str, str] = field(default_factory=dict)  # mailbox key -> first spelling
+    readers: int = 0  # mailboxes to add
+    leavers: int = 0  # mailboxes the file marks as left
+    held: tuple[list[Merged], list[Merged]] = field(default_factory=lambda: ([], []))
+    # ^ (joining, leaving) held here, or...
+    files: tuple[Path, Path] | None = None  # ...in these files (marshal records): a big file
+
+    def _merged(self, leaving: bool) -> Iterator[Merged]:
+        if self.files is None:
+            yield from self.held[leaving]
+        else:
+            yield from read_records(self.files[leaving])
+
+    def joining(self) -> Presorted[tuple[str, str]]:
+        """(address, name) of each reader to add, streamed in mailbox-key order."""
+        return Presorted(lambda: ((email, name) for email, name, _left in self._merged(False)))
+
+    def leaving(self) -> Iterator[tuple[str, Status]]:
+        """(address, how they left) of each reader the file marks as left, streamed."""
+        for email, _name, left in self._merged(True):
+            yield email, Status(left)
+
+    @property
+    def rows(self) -> dict[str, str]:
+        """Every reader to add: address -> name (held in memory: for a small file)."""
+        return dict(self.joining())
+
+    @property
+    def left(self) -> dict[str, Status]:
+        """Every reader the file marks as left: address -> how (held in memory)."""
+        return dict(self.leaving())
 
 
-def read_import(path: Path) -> ImportFile:
+def read_import(path: Path, spool: Path | None = None) -> ImportFile:
     """Read ``path``: an address column and optional name and status columns (headers compared
     loosely, other columns ignored, a BOM tolerated, ``,`` ``;`` or tab separated). Raises
-    :class:`ImportRejected` only when the file as a whole cannot be used."""
+    :class:`ImportRejected` only when the file as a whole cannot be used.
+
+    The file is streamed. Its rows are sorted by mailbox key to be merged: in memory without
+    ``spool``, else in runs spilled into the folder ``spool`` (removed by the caller), where the
+    merged readers are kept too: memory does not grow with the file then."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        handle = path.open(encoding="utf-8-sig", newline="")
     except FileNotFoundError:
         raise ImportRejected(f"{path}: no such file") from None
-    except UnicodeDecodeError as error:
-        raise ImportRejected(f"{path}: not UTF-8 text (byte {error.start})") from None
     except OSError as error:
         raise ImportRejected(f"{path}: cannot read: {error.strerror}") from None
-    lines = text.splitlines(keepends=True)
-    if not lines:
-        raise ImportRejected(f"{path}: empty file, expected a header with an 'email' column")
-    reader = csv.reader(lines, delimiter=_delimiter(lines[0]))
-    columns = find_columns(path, next(reader))
-    result = ImportFile(columns=columns)
-    try:
-        for fields in reader:
-            if not any(value.strip() for value in fields):
-                continue
-            _import_row(result, reader.line_num, fields, columns)
-    except csv.Error as error:
-        raise ImportRejected(f"{path}, line {reader.line_num}: broken CSV ({error})") from None
+    result = ImportFile()
+    run = RUN if spool is not None else sys.maxsize
+    line_no = 0
+    with handle, SortedSpool(spool or path.parent, "rows-", run) as rows:
+        try:
+            first = handle.readline()
+            if not first:
+                raise ImportRejected(
+                    f"{path}: empty file, expected a header with an 'email' column"
+                )
+            reader = csv.reader(chain([first], handle), delimiter=_delimiter(first))
+            columns = result.columns = find_columns(path, next(reader))
+            check = AddressCheck()
+            for fields in reader:
+                line_no = reader.line_num
+                if "".join(fields).strip():  # not a blank row
+                    _import_row(result, rows, check, line_no, fields, columns)
+        except csv.Error as error:
+            raise ImportRejected(f"{path}, line {line_no + 1}: broken CSV ({error})") from None
+        except UnicodeDecodeError:
+            raise ImportRejected(f"{path}, after line {line_no}: not UTF-8 text") from None
+        except OSError as error:
+            raise ImportRejected(f"{path}: cannot read: {error.strerror}") from None
+        merged = _merge_rows(result, rows)
+        if spool is None:
+            for record in merged:
+                result.held[bool(record[2])].append(record)
+        else:
+            result.files = (spool / "joining.tmp", spool / "leaving.tmp")
+            with RecordWriter(result.files[0]) as joining, RecordWriter(result.files[1]) as leaving:
+                for record in merged:
+                    (leaving if record[2] else joining).write(record)
     return result
 
 
-def _import_row(result: ImportFile, line_no: int, fields: list[str], columns: Columns) -> None:
+def _import_row(
+    result: ImportFile,
+    rows: SortedSpool,
+    check: AddressCheck,
+    line_no: int,
+    fields: list[str],
+    columns: Columns,
+) -> None:
     raw = fields[columns.email] if columns.email < len(fields) else ""
     if not raw.strip():
         result.bad.append(f"line {line_no}: no address in the email column")
         return
     try:
-        email = normalize_email(raw)
+        email = check.normal(raw)
     except InvalidAddress as error:
         result.bad.append(f"line {line_no}: {error}")
         return
@@ -283,24 +347,38 @@ def _import_row(result: ImportFile, line_no: int, fields: list[str], columns: Co
     if verdict.skip:
         result.skipped[verdict.skip] = result.skipped.get(verdict.skip, 0) + 1
         return
-    name = columns.name_of(fields)
-    first = result.spellings.setdefault(mailbox_key(email), email)
-    if first in result.rows or first in result.left:  # a row of this mailbox came earlier
-        if first == email:
-            result.duplicates += 1
-        else:
-            result.case_merged += 1
-        if verdict.left is not None:  # leaving wins, the strongest way
-            result.rows.pop(first, None)
-            earlier = result.left.get(first, Status.UNSUBSCRIBED)
-            result.left[first] = min(earlier, verdict.left, key=_STRENGTH.index)
-        elif first in result.rows and name and not result.rows[first]:
-            result.rows[first] = name
-        return
-    if verdict.left is not None:
-        result.left[email] = verdict.left
-    else:
-        result.rows[email] = name
+    left = verdict.left.value if verdict.left is not None else ""
+    rows.add((mailbox_key(email), line_no, email, columns.name_of(fields), left))
+
+
+def _merge_rows(result: ImportFile, rows: SortedSpool) -> Iterator[Merged]:
+    """The rows of each mailbox (in file order) merged into one, counting the rows merged."""
+    group: list[tuple[str, str, str]] = []
+    key = None
+    for row_key, _line_no, email, name, left in chain(rows, [(None, 0, "", "", "")]):
+        if row_key != key and group:
+            yield _merged(result, group)
+            group = []
+        key = row_key
+        group.append((email, name, left))
+
+
+def _merged(result: ImportFile, group: list[tuple[str, str, str]]) -> Merged:
+    """The rows of one mailbox as one reader: the first spelling is kept, and the first name
+    given; a reader who left in any row stays left, the strongest way (complained, then
+    bounced, then unsubscribed), without a name."""
+    first, name, left = group[0]
+    if len(group) > 1:
+        result.duplicates += sum(1 for other, _n, _l in group[1:] if other == first)
+        result.case_merged += sum(1 for other, _n, _l in group[1:] if other != first)
+        leaving = [Status(how) for _e, _n, how in group if how]
+        left = min(leaving, key=_STRENGTH.index).value if leaving else ""
+        name = next((given for _e, given, _l in group if given), "")
+    if left:
+        result.leavers += 1
+        return first, "", left
+    result.readers += 1
+    return first, name, ""
 
 
 def _delimiter(header_line: str) -> str:
@@ -314,13 +392,18 @@ def _delimiter(header_line: str) -> str:
 
 
 def import_readers(
-    roster: Roster, rows: Mapping[str, str], *, status: Status, ref: str
+    roster: Roster,
+    rows: Mapping[str, str] | Iterable[tuple[str, str]],
+    *,
+    status: Status,
+    ref: str,
 ) -> AddReport:
-    """Add each (normalized address -> name) not yet on the list with ``status``. Readers
+    """Add each (normalized address, name) not yet on the list with ``status``. Readers
     already there keep their status, so an unsubscribed reader is not brought back."""
     if status not in STAYING:
         raise SubscriberError(f"an import makes readers pending or active, not {status.value}")
-    return roster.add_many(rows.items(), status=status, via=Source.IMPORT, ref=ref)
+    readers = rows.items() if isinstance(rows, Mapping) else rows
+    return roster.add_many(readers, status=status, via=Source.IMPORT, ref=ref)
 
 
 @dataclass
@@ -339,15 +422,19 @@ class LeftReport:
         }
 
 
-def record_left(roster: Roster, left: Mapping[str, Status], *, ref: str) -> LeftReport:
-    """Store each (normalized address -> how they left) of an export as a reader who left,
+def record_left(
+    roster: Roster, left: Mapping[str, Status] | Iterable[tuple[str, Status]], *, ref: str
+) -> LeftReport:
+    """Store each (normalized address, how they left) of an export as a reader who left,
     without a name, in one unit of change: new ones as left, readers on the list as active or
     pending made to leave the same way, readers who had left here too left as they are."""
     report = LeftReport()
-    if not left:
+    leaving = iter(left.items() if isinstance(left, Mapping) else left)
+    first = next(leaving, None)
+    if first is None:
         return report
     with roster.edit() as changes:
-        for email, status in left.items():
+        for email, status in chain([first], leaving):
             old = changes.get(email)
             if old is not None and old.status in LEFT:
                 report.already_left += 1

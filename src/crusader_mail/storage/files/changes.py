@@ -2,22 +2,26 @@
 :mod:`crusader_mail.storage.rules`.
 
 Readers are told apart by mailbox key (:func:`~crusader_mail.storage.rules.mailbox_key`): any
-spelling of an address finds its reader, whose address stays as first given. Rows nobody
-touches stay as the lines they were read as (about 170 bytes a reader); a changed reader is
-kept as a :class:`Subscriber` (a restored one as its row line) until the save, a forgotten one
-as ``None``. Each change that changed a reader is kept as a :class:`ConsentEvent` in
-``events`` for the consent log, written after the list (:meth:`SubscriberList.edit`).
+spelling of an address finds its reader, whose address stays as first given. The rows as
+stored are behind :class:`Rows`: a list of lines in memory (:class:`LoadedRows`, for a list
+that must be put in order first, and for the merge driver), or the checked file itself, read
+by binary search (``FileRows`` in :mod:`.subscribers`): a change touches only the rows it
+reads. A changed reader is kept as its new row line until the save (about 170 bytes, whatever
+the number of changes), a forgotten one as ``None``. Each change that changed a reader is kept
+as a :class:`ConsentEvent` in ``events`` for the consent log, written after the list
+(:meth:`SubscriberList.edit`).
 """
 
 from __future__ import annotations
 
 import heapq
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Protocol
 
 from crusader_mail.clock import Clock
-from crusader_mail.errors import SubscriberError
+from crusader_mail.errors import InvalidAddress, SubscriberError
 from crusader_mail.models import (
     ConsentAction,
     ConsentEvent,
@@ -29,32 +33,89 @@ from crusader_mail.models import (
 from crusader_mail.storage import rules
 from crusader_mail.storage.contract import HintOf
 from crusader_mail.storage.files.list_format import row_email, row_key
-from crusader_mail.storage.rows import format_row, parse_line
+from crusader_mail.storage.rows import AddressCheck, format_row, parse_line
 from crusader_mail.util.masking import mask_email
 
-BaseCandidates = Callable[[bytes, HintOf], list[str]]
-"""Finds the addresses of the rows as loaded whose hint is the one given."""
+
+class Rows(Protocol):
+    """The rows of the list as stored, sorted by mailbox key, one per key, checked."""
+
+    def line(self, key: str) -> str | None:
+        """The row of mailbox key ``key``, ``None`` when there is none."""
+        ...
+
+    def lines(self) -> Iterator[str]:
+        """Every row, in order."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:
+        """The addresses of the rows whose ``hint_of`` is ``hint``."""
+        ...
+
+
+class LoadedRows:
+    """Rows held in memory as lines sorted by mailbox key."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self._lines = lines
+
+    def line(self, key: str) -> str | None:
+        index = bisect_left(self._lines, key, key=row_key)
+        if index < len(self._lines) and row_key(self._lines[index]) == key:
+            return self._lines[index]
+        return None
+
+    def lines(self) -> Iterator[str]:
+        return iter(self._lines)
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:
+        return [email for email in map(row_email, self._lines) if hint_of(email) == hint]
+
+
+class OneRow:
+    """One stored row (or none), for a change of one reader (:class:`Rows`)."""
+
+    def __init__(self, line: str | None) -> None:
+        self._line = line
+        self._key = row_key(line) if line is not None else None
+
+    def line(self, key: str) -> str | None:
+        return self._line if key == self._key else None
+
+    def lines(self) -> Iterator[str]:
+        return iter([self._line] if self._line is not None else [])
+
+    def __len__(self) -> int:
+        return 0 if self._line is None else 1
+
+    def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:
+        line = self._line
+        return [row_email(line)] if line is not None and hint_of(row_email(line)) == hint else []
 
 
 class ListChanges:
-    """The list in memory during :meth:`SubscriberList.edit`, keyed by mailbox key.
-
-    ``lines`` are the rows as loaded, sorted by mailbox key, one per key, and checked;
-    ``base_candidates`` (when given) answers :meth:`candidates` for them from an index, else
-    the lines are searched."""
+    """The list during :meth:`SubscriberList.edit`, keyed by mailbox key: ``rows`` as stored
+    (or their lines, sorted by mailbox key, one per key, and checked) and the changes made."""
 
     def __init__(
         self,
-        lines: list[str],
+        rows: Rows | list[str],
         clock: Clock,
         *,
         tidied: bool = False,
-        base_candidates: BaseCandidates | None = None,
+        check: AddressCheck | None = None,
     ) -> None:
-        self._base = lines
-        self._changes: dict[str, Subscriber | str | None] = {}  # by key; None: forgotten
+        self._rows: Rows = LoadedRows(rows) if isinstance(rows, list) else rows
+        self._check = check or AddressCheck()  # addresses in normal form pass at once
+        self._last_normal: tuple[str, str] | None = None
+        self._last_parsed: tuple[str, Subscriber | None] = ("", None)
+        self._changes: dict[str, str | None] = {}  # by key: the new row; None: forgotten
         self._clock = clock
-        self._base_candidates = base_candidates
         self._open = True
         self.changed = tidied
         self.queued: list[OutgoingMessage] = []  # sent after the save (SubscriberList.edit)
@@ -64,20 +125,20 @@ class ListChanges:
     # -- reading -------------------------------------------------------------------------------
 
     def get(self, email: str) -> Subscriber | None:
-        key = _key_or_none(email)
+        key = self._key_or_none(email)
         return self._current(key) if key is not None else None
 
     def __iter__(self) -> Iterator[Subscriber]:
-        for item in self._merged():
-            yield parse_line(item) if isinstance(item, str) else item
+        for line in self.lines():
+            yield parse_line(line)
 
     def __len__(self) -> int:
-        size = len(self._base)
+        size = len(self._rows)
         for key, value in self._changes.items():
-            in_base = self._find(key) is not None
-            if value is None and in_base:
+            stored = self._rows.line(key) is not None
+            if value is None and stored:
                 size -= 1
-            elif value is not None and not in_base:
+            elif value is not None and not stored:
                 size += 1
         return size
 
@@ -86,20 +147,25 @@ class ListChanges:
 
     def lines(self) -> Iterator[str]:
         """Every row line in address order, as the file will hold them."""
-        for item in self._merged():
-            yield item if isinstance(item, str) else format_row(item)
+        changes = self._changes
+        untouched = (
+            (key, line) for line in self._rows.lines() if (key := row_key(line)) not in changes
+        )
+        changed = [(key, line) for key, line in sorted(changes.items()) if line is not None]
+        for _key, line in heapq.merge(untouched, changed, key=_first):
+            yield line
+
+    def changes(self) -> list[tuple[str, str | None]]:
+        """The changed rows by mailbox key, in order: the new row line, ``None`` if forgotten."""
+        return sorted(self._changes.items())
 
     def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:
         """The addresses on the list now (changes included) whose hint is ``hint``."""
-        if self._base_candidates is not None:
-            base = self._base_candidates(hint, hint_of)
-        else:
-            base = [email for email in map(row_email, self._base) if hint_of(email) == hint]
         changes = self._changes
+        base = self._rows.candidates(hint, hint_of)
         found = [email for email in base if rules.mailbox_key(email) not in changes]
-        for item in changes.values():  # changed readers, as they are now
-            email = row_email(item) if isinstance(item, str) else item.email if item else None
-            if email is not None and hint_of(email) == hint:
+        for line in changes.values():  # changed readers, as they are now
+            if line is not None and hint_of(email := row_email(line)) == hint:
                 found.append(email)
         return found
 
@@ -159,11 +225,11 @@ class ListChanges:
     def forget(self, email: str) -> bool:
         """Erase the reader's row, consent record and all. ``True`` if they were on the list."""
         self._check_open()
-        key = _key_or_none(email)
+        key = self._key_or_none(email)
         current = self._current(key) if key is not None else None
         if key is None or current is None:
             return False
-        if self._find(key) is not None:
+        if self._rows.line(key) is not None:
             self._changes[key] = None
         else:
             del self._changes[key]
@@ -191,22 +257,30 @@ class ListChanges:
     def _lookup(self, email: str) -> tuple[str, str, Subscriber | None]:
         """The address in normal form, its key and its reader (raises :class:`InvalidAddress`)."""
         self._check_open()
-        normal = rules.normalize_email(email)
+        normal = self._normal(email)
         key = rules.mailbox_key(normal)
         return normal, key, self._current(key)
 
-    def _find(self, key: str) -> int | None:
-        index = bisect_left(self._base, key, key=row_key)
-        if index < len(self._base) and row_key(self._base[index]) == key:
-            return index
-        return None
+    def _key_or_none(self, email: str) -> str | None:
+        """The mailbox key of ``email`` in any spelling, ``None`` when it is no address."""
+        try:
+            return rules.mailbox_key(self._normal(email))
+        except InvalidAddress:
+            return None
+
+    def _normal(self, email: str) -> str:
+        """``email`` in normal form (the last one asked is kept: a get, then a change)."""
+        if self._last_normal is None or self._last_normal[0] != email:
+            self._last_normal = (email, self._check.normal(email))
+        return self._last_normal[1]
 
     def _current(self, key: str) -> Subscriber | None:
-        if key in self._changes:
-            item = self._changes[key]
-            return parse_line(item) if isinstance(item, str) else item
-        index = self._find(key)
-        return parse_line(self._base[index]) if index is not None else None
+        line = self._changes[key] if key in self._changes else self._rows.line(key)
+        if line is None:
+            return None
+        if self._last_parsed[0] != line:  # the last one read is kept, as above
+            self._last_parsed = (line, parse_line(line))
+        return self._last_parsed[1]
 
     def _keep(
         self,
@@ -220,7 +294,7 @@ class ListChanges:
     ) -> None:
         """Keep ``new`` and its event unless the rule returned ``old`` itself (no change)."""
         if new is not old:
-            self._changes[key] = new
+            self._changes[key] = format_row(new)
             self.changed = True
             self.events.append(rules.event(action, new, via=via, ref=ref, now=now))
 
@@ -229,7 +303,7 @@ class ListChanges:
         runs. A second reader of one mailbox in the same change raises
         :class:`SubscriberError` (a restore holds each reader once)."""
         self._check_open()
-        normal = rules.normalize_email(reader.email)
+        normal = self._normal(reader.email)
         if normal != reader.email:
             raise SubscriberError(f"{mask_email(reader.email)} is not in normal form")
         key = rules.mailbox_key(normal)
@@ -247,28 +321,11 @@ class ListChanges:
         are the bulk change's to keep)."""
         self._check_open()
         if lines:
-            self._changes[key] = parse_line(lines[0])
+            self._changes[key] = lines[0]
             self.changed = True
         else:
             self.forget(key)
 
-    def _merged(self) -> Iterator[str | Subscriber]:
-        changes = self._changes
-        untouched: Iterator[tuple[str, str | Subscriber]] = (
-            (key, line) for line in self._base if (key := row_key(line)) not in changes
-        )
-        changed: list[tuple[str, str | Subscriber]] = [
-            (key, item) for key, item in sorted(changes.items(), key=_first) if item is not None
-        ]
-        for _key, item in heapq.merge(untouched, changed, key=_first):
-            yield item
-
 
 def _first(pair: tuple[str, object]) -> str:
     return pair[0]
-
-
-def _key_or_none(email: str) -> str | None:
-    """The mailbox key of ``email`` in any spelling, ``None`` when it is no address."""
-    normal = rules.normal_or_none(email)
-    return rules.mailbox_key(normal) if normal is not None else None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Iterable, Iterator
+from itertools import chain, islice
 from pathlib import Path
 
 from crusader_mail.errors import StateError
@@ -50,22 +51,33 @@ class ConsentLog:
 
     def append(self, events: Iterable[ConsentEvent]) -> int:
         """Add ``events`` at the end and fsync; how many (nothing is written for none)."""
-        rows = [format_event(event) + "\n" for event in events]
-        if not rows:
+        return self.append_rows(format_event(event) for event in events)
+
+    def append_rows(self, rows: Iterable[str]) -> int:
+        """Add history rows (:func:`~crusader_mail.storage.rows.format_event`) at the end, a
+        few thousand at a time, then fsync once; how many (nothing is written for none)."""
+        stream = iter(rows)
+        first = next(stream, None)
+        if first is None:
             return 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()
+        count = 0
         with self.path.open("ab") as handle:
             kept = self._kept()
             if kept < handle.tell():
                 handle.truncate(kept)  # the rest of an append cut short by a crash
-            text = (_HEAD if kept == 0 else "") + "".join(rows)
-            handle.write(text.encode("utf-8"))
+            if kept == 0:
+                handle.write(_HEAD.encode("utf-8"))
+            stream = chain([first], stream)
+            while chunk := list(islice(stream, 4096)):
+                handle.write("".join(row + "\n" for row in chunk).encode("utf-8"))
+                count += len(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         if created:
             fsync_dir(self.path.parent)
-        return len(rows)
+        return count
 
     def check(self) -> None:
         """Raise :class:`StateError` when the file is there and is not a consent log (a writer

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
+from typing import BinaryIO
 
 from crusader_mail.errors import StateError
 from crusader_mail.models import Status
@@ -80,6 +81,7 @@ def row_key(line: str) -> str:
 # --- reading ----------------------------------------------------------------------------------
 
 Row = tuple[int, str, list[str], Status]  # line number, line text, fields, status
+BOM = b"\xef\xbb\xbf"
 
 
 def scan(path: Path, *, ordered: bool = True) -> ListScan:
@@ -91,64 +93,93 @@ def scan(path: Path, *, ordered: bool = True) -> ListScan:
 
 
 class ListScan:
-    """The rows of one list file as they stream (:func:`scan`); ``version`` is the file's
-    format version once the iteration has begun (``None`` when there is no file)."""
+    """The rows of one list file as they stream (:func:`scan`), read as bytes so that each row's
+    place is known: during the iteration ``offset`` is where the current row starts and ``end``
+    where the next line starts. ``version`` is the file's format version once the iteration has
+    begun (``None`` when there is no file), ``start`` where the first row starts; after a whole
+    iteration ``clean`` says the file is exactly as :func:`render` writes it (no BOM, ``\\n``
+    line ends only, no blank line, a line end after the last row), so its bytes can be copied
+    around a changed row. ``handle`` reads an open file (from its start) instead of ``path``."""
 
-    def __init__(self, path: Path, *, ordered: bool = True) -> None:
+    def __init__(self, path: Path, *, ordered: bool = True, handle: BinaryIO | None = None) -> None:
         self.path = path
         self.ordered = ordered
+        self.handle = handle
         self.version: int | None = None
+        self.start = 0
+        self.offset = 0
+        self.end = 0
+        self.clean = True
 
     def __iter__(self) -> Iterator[Row]:
         path = self.path
-        try:
-            handle = path.open(encoding="utf-8-sig", newline="")
-        except FileNotFoundError:
-            return
-        with handle:
-            line_no = 0
+        if self.handle is not None:
+            handle = self.handle
+            handle.seek(0)
+        else:
             try:
-                line_no = 1
-                self.version = _check_marker(path, handle.readline())
-                line_no = 2
-                header = handle.readline().rstrip("\r\n")
-                if header != HEADER:
-                    raise StateError(
-                        f"{path}, line 2: the header is {header[:200]!r}, expected {HEADER!r}"
-                    )
-                sort_key = mailbox_key if self.version >= 2 else _same
-                check = AddressCheck()
-                previous, previous_email, previous_no = "", "", 0
-                for raw in handle:
-                    line_no += 1
-                    line = raw.rstrip("\r\n")
-                    if not line:
-                        continue
-                    try:
-                        fields = split_line(line)
-                        status = check_fields(fields, check)
-                    except RowProblem as problem:
-                        raise StateError(f"{path}, line {line_no}: {problem}") from None
-                    email = fields[0]
-                    if self.ordered:
-                        key = sort_key(email)
-                        if key <= previous:
-                            raise StateError(
-                                order_problem(
-                                    path, line_no, email, previous_email, previous_no, self.version
-                                )
+                handle = path.open("rb")
+            except FileNotFoundError:
+                return
+        with handle:
+            yield from self._rows(handle)
+
+    def _rows(self, handle: BinaryIO) -> Iterator[Row]:
+        path = self.path
+        line_no = 1
+        try:
+            first = handle.readline()
+            if first.startswith(BOM):
+                self.clean = False
+            self.version = check_marker(path, first.removeprefix(BOM).decode("utf-8"))
+            line_no = 2
+            second = handle.readline()
+            header = second.decode("utf-8").rstrip("\r\n")
+            if header != HEADER:
+                raise StateError(
+                    f"{path}, line 2: the header is {header[:200]!r}, expected {HEADER!r}"
+                )
+            if first != f"{MARKER}\n".encode() or second != f"{HEADER}\n".encode():
+                self.clean = False
+            self.start = self.end = len(first) + len(second)
+            sort_key = mailbox_key if self.version >= 2 else _same
+            check = AddressCheck()
+            previous, previous_email, previous_no = "", "", 0
+            for raw in handle:
+                line_no += 1
+                self.offset = self.end
+                self.end += len(raw)
+                if raw[-1:] != b"\n" or b"\r" in raw or len(raw) == 1:
+                    self.clean = False  # "\r\n", a blank line, or no line end after the last row
+                line = raw.decode("utf-8").rstrip("\r\n")
+                if not line:
+                    continue
+                try:
+                    fields = line.split(",") if '"' not in line else split_line(line)
+                    status = check_fields(fields, check)
+                except RowProblem as problem:
+                    raise StateError(f"{path}, line {line_no}: {problem}") from None
+                email = fields[0]
+                if self.ordered:
+                    key = sort_key(email)
+                    if key <= previous:
+                        raise StateError(
+                            order_problem(
+                                path, line_no, email, previous_email, previous_no, self.version
                             )
-                        previous, previous_email, previous_no = key, email, line_no
-                    yield line_no, line, fields, status
-            except UnicodeDecodeError:
-                raise StateError(f"{path}, line {line_no}: not UTF-8 text") from None
+                        )
+                    previous, previous_email, previous_no = key, email, line_no
+                yield line_no, line, fields, status
+        except UnicodeDecodeError:
+            raise StateError(f"{path}, line {line_no}: not UTF-8 text") from None
 
 
 def _same(email: str) -> str:
     return email
 
 
-def _check_marker(path: Path, first: str) -> int:
+def check_marker(path: Path, first: str) -> int:
+    """The format version the first line of a list file names (:class:`StateError` if none)."""
     first = first.rstrip("\r\n")
     if not first.startswith(MARKER_PREFIX):
         shown = repr(first[:80]) if first else "an empty line"

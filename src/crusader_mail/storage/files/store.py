@@ -3,6 +3,8 @@
 ::
 
     subscribers_dir/subscribers.csv      roster      SubscriberList   (files.subscribers)
+    subscribers_dir/.subscribers-index/  what its writers know of the list (files.list_index;
+                                         never committed, rebuilt from the list when stale)
     subscribers_dir/consent-log.csv      roster.history()  ConsentLog (files.consent_log)
     subscribers_dir/pending-mail.jsonl   mail        FileMailQueue    (files.mail)
     state_dir/inbox.json                 memory()    FileMemory       (files.memory)
