@@ -10,7 +10,7 @@ until there are 5,000. Prints the time of choose_related + Composer.compose, the
 (nothing cached anywhere: every run starts from the posts) and the median, wall clock and CPU
 (target: under 1 s), then composes one issue and fills in the per-reader values for 10, 1,000
 and 100,000 readers (what the sender's substitutions do), counting calls to premailer's
-transform: it stays 1.
+transform: it stays 1. Ends with the figures, each beside its target (``bench/report.py``).
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ import premailer  # noqa: E402
 
 from bench import related_eval  # noqa: E402
 from bench.inputs import bench_settings  # noqa: E402
+from bench.report import Figure, against, measured, print_figures  # noqa: E402
 from crusader_mail.compose.composer import Composer, fill_placeholders  # noqa: E402
 from crusader_mail.compose.ranking import post_words  # noqa: E402
 from crusader_mail.compose.related import choose_related  # noqa: E402
 from crusader_mail.models import Placeholder, Post  # noqa: E402
+from crusader_mail.settings import Settings  # noqa: E402
 
 NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
 TOPICS = ["pricing", "hiring", "email", "clients", "marketing", "finance", "sales", "tools"]
@@ -99,7 +101,11 @@ def realistic_posts(count: int, name: str, roots: dict[str, Path]) -> list[Post]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+        epilog="quick check: --archive 500 --repeat 2",
+    )
     parser.add_argument("--archive", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--realistic", nargs="?", const="null program", metavar="NAME")
@@ -128,14 +134,40 @@ def main() -> int:
         f"archive: {len(archive)} posts ({shape}); issue: 3 posts, {len(related)} related, "
         f"{issue.html_bytes:,} bytes HTML"
     )
-    print(
-        f"compose (choose_related + Composer.compose), target < 1 s: first run "
-        f"{timings[0]:.3f} s ({cpu_timings[0]:.3f} s CPU); {args.repeat} runs: median "
-        f"{statistics.median(timings):.3f} s ({statistics.median(cpu_timings):.3f} s CPU), "
-        f"min {min(timings):.3f} s (choose_related alone: median "
-        f"{statistics.median(related_times):.3f} s)"
-    )
+    size = f"{len(archive):,}-post archive"
+    figures = [
+        against(f"compose, first run, wall ({size})", timings[0], "<", 1, "s", digits=3),
+        measured(f"compose, first run, CPU ({size})", cpu_timings[0], "s", digits=3),
+        against(
+            f"compose, median of {args.repeat}, wall ({size})",
+            statistics.median(timings),
+            "<",
+            1,
+            "s",
+            digits=3,
+        ),
+        measured(
+            f"compose, median of {args.repeat}, CPU ({size})",
+            statistics.median(cpu_timings),
+            "s",
+            digits=3,
+        ),
+        measured(
+            f"choose_related alone, median of {args.repeat}",
+            statistics.median(related_times),
+            "s",
+            digits=3,
+        ),
+    ]
+    figures += premailer_once(settings, issue_posts, related)
+    print_figures(f"bench_compose.py ({shape})", figures)
+    return 0
 
+
+def premailer_once(settings: Settings, posts: list[Post], related: list[Post]) -> list[Figure]:
+    """Compose once and fill in 10, 1,000 and 100,000 readers' values: the time each fill-in
+    takes, and premailer's transform calls so far (the target: 1, the compose's)."""
+    figures = []
     calls = 0
     original = premailer.Premailer.transform
 
@@ -146,7 +178,7 @@ def main() -> int:
 
     premailer.Premailer.transform = counting  # type: ignore[method-assign]
     try:
-        issue = Composer(settings).compose(issue_posts, related, "bench", NOW)
+        issue = Composer(settings).compose(posts, related, "bench", NOW)
         for readers in (10, 1_000, 100_000):
             start = time.perf_counter()
             for n in range(readers):
@@ -157,12 +189,15 @@ def main() -> int:
                 }
                 fill_placeholders(issue.html, values, html=True)
             took = time.perf_counter() - start
-            print(
-                f"{readers:>7,} readers filled in {took:.2f} s: premailer transform calls = {calls}"
+            figures.append(measured(f"{readers:,} readers filled in", took, "s"))
+            figures.append(
+                against(
+                    f"premailer transform calls after {readers:,} readers", calls, "=", 1, digits=0
+                )
             )
     finally:
         premailer.Premailer.transform = original  # type: ignore[method-assign]
-    return 0 if calls == 1 else 1
+    return figures
 
 
 if __name__ == "__main__":

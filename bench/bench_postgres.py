@@ -15,6 +15,9 @@ secret); the files store gets the same readers as ``subscribers.csv``. Then, eac
   fresh child process: wall time, the child's CPU time and readers per second.
 - a dry-run send (``deliver`` with the dry-run transport, which writes the outbox) in a fresh
   child: wall time and client CPU; the target is PostgreSQL within 1.2x the files store's CPU.
+
+Ends with the figures (medians) beside their targets (``bench/report.py``); the files store's
+``add``/``remove`` beside issue 15's target for it (< 1 s).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ sys.path.insert(0, str(REPO))
 from peers import postgres  # noqa: E402
 
 from bench.inputs import NOW, SECRET, bench_settings, example_issue  # noqa: E402
+from bench.report import Figure, against, measured, print_figures  # noqa: E402
 
 EXE = Path(sys.executable).with_name("crusader-mail")
 STAMP = "2026-11-01T00:00:00Z"
@@ -186,7 +190,11 @@ def main() -> None:
         what, store, folder, url = sys.argv[2:6]
         print(json.dumps(child(what, store, Path(folder), url)))
         return
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+        epilog="quick check: --rows 10000 --runs 2",
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
@@ -195,13 +203,18 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-postgres-"))
     server = postgres.start_postgres(root / "cluster")
     try:
-        run_bench(server, root, args.rows, args.runs)
+        figures = run_bench(server, root, args.rows, args.runs)
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+    print_figures(f"bench_postgres.py ({args.rows:,} readers, median of {args.runs} runs)", figures)
 
 
-def run_bench(server: postgres.Postgres, root: Path, rows: int, runs: int) -> None:
+STORES = {"postgres": "PostgreSQL", "files": "files store"}
+
+
+def run_bench(server: postgres.Postgres, root: Path, rows: int, runs: int) -> list[Figure]:
+    """Fill both stores, print each measurement as it comes; the figures."""
     url = server.create_database("bench")
     files = root / "files"
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root)}
@@ -223,22 +236,37 @@ def run_bench(server: postgres.Postgres, root: Path, rows: int, runs: int) -> No
         email, _name, _status = reader_row(step * (2 * run + store + 1))
         return ["subscribers", "remove", email]
 
-    commands: list[tuple[str, Callable[[int, int], list[str]]]] = [
-        ("crusader-mail --version", lambda run, store: ["--version"]),
-        ("subscribers add NEW", lambda run, store: ["subscribers", "add", f"new{run}@example.com"]),
-        ("subscribers remove READER", remove),
+    # (label, the figures' name, the targets in wall s for PostgreSQL and the files store)
+    commands: list[tuple[str, str, tuple[float, float] | None, Callable[[int, int], list[str]]]] = [
+        ("crusader-mail --version", "--version", None, lambda run, store: ["--version"]),
+        (
+            "subscribers add NEW",
+            "subscribers add",
+            (0.5, 1.0),
+            lambda run, store: ["subscribers", "add", f"new{run}@example.com"],
+        ),
+        ("subscribers remove READER", "subscribers remove", (0.5, 1.0), remove),
     ]
-    for label, args in commands:
+    figures = []
+    for label, name, targets, args in commands:
         pg = command_times(env_pg, files, runs, args, 0)
         fs = command_times(env_files, files, runs, args, 1)
         print(f"{label:<34} {spread(pg):>24} {spread(fs):>24}", flush=True)
+        for times, store, index in ((pg, "PostgreSQL", 0), (fs, "files store", 1)):
+            title = f"{name} ({store}), wall"
+            median = statistics.median(times)
+            figures.append(
+                measured(title, median, "s", digits=3, note="no target: every command's floor")
+                if targets is None
+                else against(title, median, "<", targets[index], "s", digits=3)
+            )
 
     print("\nin a fresh child, medians: wall s, CPU s, readers/s", flush=True)
     for what in ("iter", "send"):
-        measured = {
+        by_store = {
             store: child_runs(what, store, files, url, runs) for store in ("postgres", "files")
         }
-        for store, results in measured.items():
+        for store, results in by_store.items():
             wall = statistics.median(r["wall"] for r in results)
             cpu = statistics.median(r["cpu"] for r in results)
             count = results[0]["count"]
@@ -247,11 +275,22 @@ def run_bench(server: postgres.Postgres, root: Path, rows: int, runs: int) -> No
                 f"cpu {cpu:7.2f}  {count / wall:>11,.0f}/s",
                 flush=True,
             )
+            name = f"{what} {count:,.0f} readers ({STORES[store]})"
+            figures.append(measured(f"{name}, wall", wall, "s"))
+            figures.append(measured(f"{name}, client CPU", cpu, "s"))
+            figures.append(measured(f"{name}, readers/s", count / wall, digits=0))
         ratio = statistics.median(
             pg["cpu"] / fs["cpu"]
-            for pg, fs in zip(measured["postgres"], measured["files"], strict=True)
+            for pg, fs in zip(by_store["postgres"], by_store["files"], strict=True)
         )
-        print(f"{what:<5} client CPU postgres/files: {ratio:.2f}x (target ≤ 1.2x)", flush=True)
+        print(f"{what:<5} client CPU postgres/files: {ratio:.2f}x", flush=True)
+        ratio_name = f"{what}: client CPU, PostgreSQL / files store"
+        figures.append(
+            against(ratio_name, ratio, "≤", 1.2, "x")
+            if what == "send"
+            else measured(ratio_name, ratio, "x", note="no target (send's is ≤ 1.2x)")
+        )
+    return figures
 
 
 if __name__ == "__main__":

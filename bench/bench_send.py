@@ -1,15 +1,28 @@
-"""Send one issue to 100,000 and 1,000,000 synthetic readers: dry run and real loopback send.
+"""Send one issue to 1,000,000 synthetic readers through the loopback SendGrid, files store and
+PostgreSQL store, at zero latency and at a 150 ms round trip; every figure beside its target.
 
-    .venv/bin/python bench/bench_send.py [--sizes 100000 1000000] [--modes dry loopback]
+    .venv/bin/python bench/bench_send.py [--sizes 1000000] [--stores files postgres]
+        [--latencies 0 0.15] [--concurrency 8] [--modes loopback dry]
 
-Each (size, mode) runs in a fresh child process so its peak RSS is its own
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``). ``loopback`` sends through the real sendgrid
-client to the loopback SendGrid (``peers/sendgrid_server.py``) running in ANOTHER process
-(counts only), with the delivery ledger written and fsynced per batch. Reported per run:
-requests (must be ceil(N/1000), checked against what the server accepted), wall time (target
-for 1,000,000: under 60 s), peak RSS (target: under 150 MB), and calls to ``Composer.compose`` and
-``premailer.transform`` during the send (0: the issue is composed once, before, whatever N).
-The list is written straight in the subscriber-list format (sorted, one row per reader).
+Each run is a fresh child process (its peak RSS is its own: ``ru_maxrss``) that sends through
+the real sendgrid client to the loopback SendGrid (``peers/sendgrid_server.py``) running in
+ANOTHER process, with counts only (``--no-record``), every 50th request checked against the
+schema (``--check-every``, so the peer's CPU stays small on a small machine) and
+``--latency`` seconds added to every request and to every new connection (a round trip). The
+delivery ledger is written and fsynced per batch as in a real send. Reported per run:
+
+- requests: the client's count and the peer's, both must be ceil(N/1000);
+- connections the peer accepted (kept alive: ``sendgrid.concurrency`` at most, not one per
+  request) and the most requests it had in flight at once;
+- wall time and client CPU (``time.process_time``: every thread of the child) of ``deliver``,
+  the child's peak RSS, and ``Composer.compose``/``premailer.transform`` calls during the send
+  (0: the issue is composed once, before).
+
+The files store gets a list file written straight in its format (sorted, one row per reader),
+the PostgreSQL store a throwaway cluster (``peers/postgres.py``, Debian's server; ``make
+services``) filled through the store's restore (``bench_postgres.fill_database``: ``COPY``).
+Targets for 1,000,000 readers: client CPU ≤ 10 s, wall ≤ 20 s at zero latency and ≤ 45 s at
+a 150 ms round trip, peak RSS ≤ 120 MiB, exactly ceil(N/1000) requests.
 """
 
 from __future__ import annotations
@@ -17,36 +30,53 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
+from peers import postgres  # noqa: E402
+
+from bench.bench_postgres import EXE, fill_database  # noqa: E402
+from bench.inputs import NOW, SECRET  # noqa: E402
+
+CHECK_EVERY = 50
+CPU_TARGET = 10.0  # seconds of client CPU for 1,000,000 readers
+WALL_TARGETS = {0.0: 20.0, 0.15: 45.0}  # seconds of wall time, by round trip
+RSS_TARGET = 120.0  # MiB
+STAMP = "2026-11-01T00:00:00Z"
+
+
+def reader(index: int) -> tuple[str, str, str]:
+    """(email, name, status) of synthetic reader ``index``: every one active."""
+    return f"r{index:07d}@example.com", f"Reader {index}", "active"
 
 
 def write_list(folder: Path, count: int) -> None:
     from crusader_mail.storage.files.list_format import HEADER, MARKER
 
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = "2026-11-01T00:00:00Z"
     with (folder / "subscribers.csv").open("w", encoding="utf-8") as out:
         out.write(f"{MARKER}\n{HEADER}\n")
         for index in range(count):
-            out.write(
-                f"r{index:07d}@example.com,Reader {index},active,{stamp},import,"
-                f"{stamp},import,,,,{stamp}\n"
-            )
+            email, name, status = reader(index)
+            out.write(f"{email},{name},{status},{STAMP},import,{STAMP},import,,,,{STAMP}\n")
 
 
-def one(size: int, mode: str, folder: Path, url: str | None, key: str | None) -> dict[str, Any]:
+# --- one send, in the child -------------------------------------------------------------------
+
+
+def one(config: dict[str, Any]) -> dict[str, Any]:
     """Runs in the child: one send, measured."""
     import premailer
     from pydantic import SecretStr
@@ -72,109 +102,249 @@ def one(size: int, mode: str, folder: Path, url: str | None, key: str | None) ->
 
     composer.Composer.compose = counted_compose  # type: ignore[method-assign]
     premailer.transform = counted_transform
-    options: dict[str, Any] = {"concurrency": 2}
-    if url and key:
-        options.update(api_url=url, api_key=SecretStr(key))
+    folder = Path(config["folder"])
+    options: dict[str, Any] = {"concurrency": config["concurrency"]}
+    if config["url"]:
+        options.update(api_url=config["url"], api_key=SecretStr(config["key"]))
     settings = bench_settings(folder, **options)
+    if config["database_url"]:
+        settings = settings.model_copy(update={"database_url": SecretStr(config["database_url"])})
     clock = FixedClock(NOW)
-    issue = example_issue(settings)
+    issue = example_issue(settings).model_copy(update={"issue_id": config["issue_id"]})
     store = open_store(settings, clock)
     transport: BatchTransport
-    if mode == "loopback":
+    if config["mode"] == "loopback":
         transport = SendGridTransport(settings, clock, client_factory(settings))
     else:
         transport = DryRunTransport(settings, clock)
     calls["compose"] = calls["premailer"] = 0  # count only what the send does
-    started = time.perf_counter()
+    cpu, wall = time.process_time(), time.perf_counter()
     report = deliver(issue, store.roster, store.ledgers, transport, settings, clock)
-    wall = time.perf_counter() - started
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    store.close()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    ledger = sum(p.stat().st_size for p in (settings.state_dir / "ledger").glob("*.jsonl"))
     return {
-        "size": size,
-        "mode": mode,
         "requests": report.requests,
         "delivered": report.delivered,
         "wall_s": round(wall, 2),
-        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "cpu_s": round(cpu, 2),
+        "peak_rss_mib": round(peak_kb / 1024, 1),
         "compose_calls": calls["compose"],
         "premailer_calls": calls["premailer"],
-        "ledger_bytes": ledger,
     }
 
 
-def run(size: int, mode: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-send-") as tmp:
-        folder = Path(tmp)
-        write_list(folder / "subscribers", size)
-        server = None
-        url = key = None
-        if mode == "loopback":
-            server = subprocess.Popen(
-                [sys.executable, "-m", "peers.sendgrid_server", "--no-record"],
-                cwd=REPO,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
+# --- the runs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    size: int
+    store: str  # "files" or "postgres"
+    mode: str  # "loopback" or "dry"
+    latency: float
+    concurrency: int
+
+
+class Peer:
+    """The loopback SendGrid in its own process, counts only."""
+
+    def __init__(self, latency: float) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "peers.sendgrid_server",
+                "--no-record",
+                "--latency",
+                str(latency),
+                "--check-every",
+                str(CHECK_EVERY),
+            ],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.url = f"http://127.0.0.1:{int(self.process.stdout.readline().split()[1])}"
+
+    def stats(self) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write("stats\n")
+        self.process.stdin.flush()
+        stats: dict[str, Any] = json.loads(self.process.stdout.readline())
+        return stats
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def measure(run: Run, number: int, folder: Path, database_url: str) -> dict[str, Any]:
+    """One send in a fresh child, against a fresh peer: an issue of its own (``number``), so
+    no ledger says anyone had it."""
+    shutil.rmtree(folder / "outbox", ignore_errors=True)
+    peer = Peer(run.latency) if run.mode == "loopback" else None
+    config = {
+        "issue_id": f"2026-11-23-bench{number:03d}",
+        "folder": str(folder),
+        "mode": run.mode,
+        "url": peer.url if peer else "",
+        "key": "SG.loopback-test-key",
+        "concurrency": run.concurrency,
+        "database_url": database_url if run.store == "postgres" else "",
+    }
+    try:
+        child = subprocess.run(
+            [sys.executable, __file__, "--one", json.dumps(config)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        if child.returncode != 0:
+            raise SystemExit(f"bench_send: the send failed:\n{child.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+        if peer is not None:
+            stats = peer.stats()
+            result.update(
+                server_requests=stats["requests"],
+                server_recipients=stats["recipients"],
+                connections=stats["connections"],
+                max_in_flight=stats["max_in_flight"],
             )
-            assert server.stdin is not None
-            assert server.stdout is not None
-            port = int(server.stdout.readline().split()[1])
-            url, key = f"http://127.0.0.1:{port}", "SG.loopback-test-key"
-        try:
-            child = subprocess.run(
-                [sys.executable, __file__, "--one", str(size), mode, tmp, url or "", key or ""],
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
-            if server is not None:
-                assert server.stdin is not None
-                assert server.stdout is not None
-                server.stdin.write("stats\n")
-                server.stdin.flush()
-                stats = json.loads(server.stdout.readline())
-                result["server_requests"] = stats["requests"]
-                result["server_recipients"] = stats["recipients"]
-        finally:
-            if server is not None and server.stdin is not None:
-                server.stdin.close()
-                server.wait(timeout=30)
-                if server.stdout is not None:
-                    server.stdout.close()
-    expected = math.ceil(size / 1000)
-    result["requests_ok"] = (
-        result["requests"] == expected and result.get("server_requests", expected) == expected
-    )
+    finally:
+        if peer is not None:
+            peer.stop()
     return result
+
+
+@dataclass
+class Stores:
+    """The readers in each store asked for: a list file, and a database when asked."""
+
+    root: Path
+    files: Path
+    database_url: str = ""
+    cluster: postgres.Postgres | None = None
+
+
+def prepare(prepared: Stores, size: int, stores: list[str]) -> Stores:
+    root = prepared.root
+    write_list(prepared.files / "subscribers", size)
+    if "postgres" in stores:
+        if not postgres.available():
+            raise SystemExit("bench_send: PostgreSQL is not installed (make services)")
+        prepared.cluster = postgres.start_postgres(root / "cluster")
+        url = prepared.cluster.create_database(f"send{size}")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(root),
+            "CRUSADER_MAIL_SECRET_KEY": SECRET,
+            "CRUSADER_MAIL_DATABASE_URL": url,
+        }
+        subprocess.run([str(EXE), "db", "upgrade"], env=env, cwd=root, check=True)
+        seconds = fill_database(url, map(reader, range(size)))
+        print(f"{size:,} readers restored into PostgreSQL (COPY) in {seconds:.1f} s", flush=True)
+        prepared.database_url = url
+    return prepared
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def lines_of(run: Run, result: dict[str, Any]) -> Iterator[str]:
+    """The figures of one run, each beside its target (targets are for 1,000,000 readers and
+    scale with the size; the wall-time target is known for latencies 0 and 0.15)."""
+    expected = math.ceil(run.size / 1000)
+    scale = run.size / 1_000_000
+    requests = (result["requests"], result.get("server_requests", result["requests"]))
+    yield (
+        f"  requests          {requests[0]:>10,} client, {requests[1]:,} peer"
+        f"   target {expected:,} = ceil(N/1000)   {verdict(requests == (expected, expected))}"
+    )
+    yield (
+        f"  delivered         {result['delivered']:>10,}"
+        f"   target {run.size:,}   {verdict(result['delivered'] == run.size)}"
+    )
+    cpu_target = CPU_TARGET * scale
+    yield (
+        f"  client CPU        {result['cpu_s']:>10.2f} s"
+        f"   target ≤ {cpu_target:.1f} s   {verdict(result['cpu_s'] <= cpu_target)}"
+    )
+    wall_target = WALL_TARGETS.get(run.latency)
+    shown = f"target ≤ {wall_target * scale:.1f} s" if wall_target else "no target"
+    ok = "" if wall_target is None else verdict(result["wall_s"] <= wall_target * scale)
+    yield f"  wall              {result['wall_s']:>10.2f} s   {shown}   {ok}"
+    yield (
+        f"  peak RSS          {result['peak_rss_mib']:>10.1f} MiB"
+        f"   target ≤ {RSS_TARGET:.0f} MiB   {verdict(result['peak_rss_mib'] <= RSS_TARGET)}"
+    )
+    if "connections" in result:
+        yield (
+            f"  connections       {result['connections']:>10,}"
+            f"   target ≤ {run.concurrency} (kept alive)"
+            f"   {verdict(result['connections'] <= run.concurrency)}"
+        )
+        yield (
+            f"  max in flight     {result['max_in_flight']:>10,}"
+            f"   target ≤ {run.concurrency} = sendgrid.concurrency"
+            f"   {verdict(result['max_in_flight'] <= run.concurrency)}"
+        )
+    yield (
+        f"  compose/premailer {result['compose_calls']:>5}/{result['premailer_calls']:<4}"
+        f"   target 0/0 during the send"
+        f"   {verdict(result['compose_calls'] == result['premailer_calls'] == 0)}"
+    )
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
-        size, mode, folder, url, key = sys.argv[2:7]
-        print(json.dumps(one(int(size), mode, Path(folder), url or None, key or None)))
+        print(json.dumps(one(json.loads(sys.argv[2]))))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--modes", nargs="+", default=["dry", "loopback"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--stores", nargs="+", default=["files", "postgres"])
+    parser.add_argument("--latencies", type=float, nargs="+", default=[0.0, 0.15])
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--modes", nargs="+", default=["loopback"])
     args = parser.parse_args()
-    header = (
-        f"{'readers':>9} {'mode':>8} {'requests':>8} {'ok':>3} {'wall s':>7} "
-        f"{'peak MB':>8} {'compose':>7} {'premailer':>9} {'ledger MB':>9}"
-    )
-    print(header)
+    number = 0
     for size in args.sizes:
-        for mode in args.modes:
-            r = run(size, mode)
-            print(
-                f"{r['size']:>9,} {r['mode']:>8} {r['requests']:>8,} "
-                f"{'yes' if r['requests_ok'] else 'NO':>3} {r['wall_s']:>7} "
-                f"{r['peak_rss_mb']:>8} {r['compose_calls']:>7} {r['premailer_calls']:>9} "
-                f"{r['ledger_bytes'] / 1e6:>9.1f}",
-                flush=True,
-            )
+        root = Path(tempfile.mkdtemp(prefix="bench-send-"))
+        stores = Stores(root, root / "files")
+        try:
+            stores = prepare(stores, size, args.stores)
+            for store in args.stores:
+                for mode in args.modes:
+                    for latency in args.latencies if mode == "loopback" else [0.0]:
+                        run = Run(size, store, mode, latency, args.concurrency)
+                        number += 1
+                        result = measure(run, number, stores.files, stores.database_url)
+                        print(title(run), flush=True)
+                        for line in lines_of(run, result):
+                            print(line, flush=True)
+        finally:
+            if stores.cluster is not None:
+                stores.cluster.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def title(run: Run) -> str:
+    if run.mode != "loopback":
+        return f"{run.size:,} readers, {run.store} store, dry run"
+    return (
+        f"{run.size:,} readers, {run.store} store, loopback SendGrid, round trip "
+        f"{run.latency * 1000:.0f} ms, sendgrid.concurrency {run.concurrency}"
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,13 @@ It behaves as ``../shared/sendgrid`` (README + mail-send-schema.json) documents 
   ones in :data:`DOCUMENTED`, field errors in :data:`FIELD_ERRORS`), ``"drop"`` (read the request, close without an answer)
   or ``"drop_after_accept"`` (deliver, then close without an answer); ``delay`` slows every
   mail send down (for kill tests).
+- HTTP/1.1 with keep-alive, as SendGrid: ``connections`` counts the TCP connections accepted,
+  ``max_in_flight`` the most mail sends handled at once. ``latency`` stands for a network round
+  trip: every request is answered that much later, and every new connection waits it once (its
+  handshake). ``gather`` makes the first mail sends wait (up to :data:`GATHER_WAIT` s) until
+  that many are in flight at once: a test of requests in flight that needs no timing.
+  ``check_every`` validates one mail send in that many (the first always; benches, so the
+  peer's CPU stays small); the others are counted only.
 
 What was accepted is kept per personalization (:class:`Delivery`), so tests can check that each
 reader got one message and saw no other address (:meth:`Delivery.rendered`). With
@@ -37,8 +44,10 @@ Use the ``sendgrid_server`` fixture, or run ``python -m peers.sendgrid_server`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -61,6 +70,8 @@ MAX_CUSTOM_ARGS = 10_000
 SUPPRESSION_LISTS = ("unsubscribes", "bounces", "spam_reports", "invalid_emails")
 HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 UNSUBSCRIBE_PATH = "/wf/unsubscribe"  # where subscription tracking's links point
+GATHER_WAIT = 10.0  # seconds a mail send waits for ``gather`` to be in flight at once
+IDLE = 60.0  # seconds a kept-alive connection may stay silent before the peer closes it
 
 
 # SendGrid's refusals for :meth:`SendGridServer.fail`, as (status, message, field). The wording
@@ -178,6 +189,11 @@ class SendGridServer:
     schema_path: Path | None = SCHEMA_PATH
     forbidden_keys: tuple[str, ...] = ()
     delay: float = 0.0  # seconds per mail send (kill tests)
+    latency: float = 0.0  # seconds per request and per new connection (a round trip)
+    gather: int = 0  # mail sends wait until this many are in flight at once
+    check_every: int = 1  # validate one mail send in this many
+    connections: int = 0  # TCP connections accepted
+    gathered: bool = False  # ``gather`` mail sends were in flight at once
     deliveries: list[Delivery] = field(default_factory=list)
     log: list[Logged] = field(default_factory=list)
     accepted_requests: int = 0
@@ -192,6 +208,9 @@ class SendGridServer:
     unsubscribe_links: dict[str, str] = field(default_factory=dict)  # token -> address
     _faults: list[Fault] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _flying: threading.Condition = field(default_factory=threading.Condition)
+    _open: set[Any] = field(default_factory=set)  # the sockets of open connections
+    _mail_sends: int = 0
     _httpd: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     _schema: dict[str, Any] | None = None
@@ -213,6 +232,10 @@ class SendGridServer:
     def stop(self) -> None:
         if self._httpd is not None:
             self._httpd.shutdown()
+            with self._lock:  # kept-alive connections: their handlers end at once
+                for sock in self._open:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
             self._httpd.server_close()
             self._httpd = None
         if self._thread is not None:
@@ -299,8 +322,26 @@ class SendGridServer:
 
     # -- handling (called from handler threads) ------------------------------------------------
 
+    def _gather(self) -> None:
+        """One more mail send in flight; with ``gather``, wait until that many were at once."""
+        with self._flying:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if self.gather and self.max_in_flight >= self.gather:
+                self.gathered = True
+                self._flying.notify_all()
+            elif self.gather:
+                self._flying.wait_for(lambda: self.gathered, timeout=GATHER_WAIT)
+
+    def _landed(self) -> None:
+        with self._flying:
+            self.in_flight -= 1
+
     def handle_mail(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
-        problems = validate_mail(body, self._schema)
+        with self._lock:
+            checked = self._mail_sends % self.check_every == 0
+            self._mail_sends += 1
+        problems = validate_mail(body, self._schema) if checked else []
         if problems:
             errors = [{"message": m, "field": f, "help": HELP} for m, f in problems]
             return 400, {}, json.dumps({"errors": errors}).encode()
@@ -393,22 +434,48 @@ def _delivery(body: dict[str, Any], person: dict[str, Any], mid: str, index: int
 class _Handler(BaseHTTPRequestHandler):
     peer: SendGridServer
     server_version = "loopback-sendgrid/1"
+    protocol_version = "HTTP/1.1"  # connections are kept alive
+    timeout = IDLE
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.peer._lock:
+            self.peer.connections += 1
+            self.peer._open.add(self.connection)
+        if self.peer.latency:
+            time.sleep(self.peer.latency)  # the handshake's round trip
+
+    def finish(self) -> None:
+        with self.peer._lock:
+            self.peer._open.discard(self.connection)
+        with contextlib.suppress(OSError):  # a client that hung up first
+            super().finish()
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError):  # the client hung up or went silent
+            self.close_connection = True
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if parsed and self.peer.latency and not self.path.startswith("/v3/mail/send"):
+            time.sleep(self.peer.latency)  # the request's round trip (a mail send's: in flight)
+        return parsed
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self._log(status)  # before answering: a client that got its answer sees it logged
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
         if body:
             self.wfile.write(body)
-        self.close_connection = True
 
     def _log(self, status: int) -> None:
         url = urlsplit(self.path)
@@ -488,10 +555,10 @@ class _Handler(BaseHTTPRequestHandler):
         if too_big:
             self._send(413, error_body("Payload Too Large", None, None))
             return
-        with self.peer._lock:
-            self.peer.in_flight += 1
-            self.peer.max_in_flight = max(self.peer.max_in_flight, self.peer.in_flight)
+        self.peer._gather()
         try:
+            if self.peer.latency:
+                time.sleep(self.peer.latency)  # the request's round trip, counted in flight
             if self.peer.delay:
                 time.sleep(self.peer.delay)
             try:
@@ -504,8 +571,7 @@ class _Handler(BaseHTTPRequestHandler):
                 else (400, {}, error_body("Bad Request", None, None))
             )
         finally:
-            with self.peer._lock:
-                self.peer.in_flight -= 1
+            self.peer._landed()
         if fault is not None:  # drop_after_accept
             self.close_connection = True
             self._log(0)
@@ -753,8 +819,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--no-record", action="store_true", help="keep counts only")
     parser.add_argument("--api-key", default=API_KEY)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per round trip")
+    parser.add_argument("--check-every", type=int, default=1, help="validate 1 mail send in N")
     args = parser.parse_args(argv)
-    server = SendGridServer(api_key=args.api_key, record=not args.no_record).start()
+    server = SendGridServer(
+        api_key=args.api_key,
+        record=not args.no_record,
+        latency=args.latency,
+        check_every=args.check_every,
+    ).start()
     print(f"PORT {server.port}", flush=True)
     try:
         for line in sys.stdin:  # "stats" prints counts; end of input stops the server
@@ -764,6 +837,8 @@ def main(argv: list[str] | None = None) -> None:
                     "recipients": server.accepted_recipients,
                     "sandboxed": server.sandboxed_requests,
                     "log": len(server.log),
+                    "connections": server.connections,
+                    "max_in_flight": server.max_in_flight,
                 }
                 print(json.dumps(stats), flush=True)
     finally:

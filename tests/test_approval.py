@@ -183,7 +183,9 @@ def test_an_approved_issue_interrupted_mid_send_resumes_without_a_new_approval(
     resumed = held_run(site)  # the scheduled run: no --approve
     [issue] = resumed["issues"]
     assert (issue["issue"]["issue_id"], issue["issue"]["resumed"]) == (issue_id, True)
-    assert issue["send"]["delivered"] == len(ACTIVE)
+    # batches in flight beside the refused one (sendgrid.concurrency) may have gone out
+    send = issue["send"]
+    assert send["delivered"] + send["skipped"]["already_delivered"] == len(ACTIVE)
     assert site.statuses() == {issue_id: "sent"}
     assert site.api.per_address() == dict.fromkeys(ACTIVE, 1)
 

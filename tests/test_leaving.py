@@ -132,7 +132,7 @@ def test_subscription_tracking_asks_sendgrid_for_its_link_where_ours_would_be(
 ) -> None:
     settings = settings_with(url=URL, same_host=True, tracking=True)
     builder = BodyBuilder(make_issue(), settings, Signer(SECRET), clock.now())
-    body = builder.body([builder.personalization("a@x.example", "A")])
+    body = builder.body([builder.personalization("a@x.example", "A")]).value()
     assert body["tracking_settings"] == {
         "subscription_tracking": {"enable": True, "substitution_tag": "[[unsubscribe_url]]"}
     }
@@ -142,7 +142,9 @@ def test_subscription_tracking_asks_sendgrid_for_its_link_where_ours_would_be(
     assert set(person["headers"]) == {"List-Unsubscribe", "List-Id", MAIL_ID_HEADER}
     assert validate_mail(body, load_schema(SCHEMA_PATH)) == []
     plain = BodyBuilder(make_issue(), settings_with(imap=True), Signer(SECRET), clock.now())
-    assert "tracking_settings" not in plain.body([plain.personalization("a@x.example", "A")])
+    assert (
+        "tracking_settings" not in plain.body([plain.personalization("a@x.example", "A")]).value()
+    )
 
 
 def test_the_peer_refuses_a_misspelt_tracking_setting() -> None:

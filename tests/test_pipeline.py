@@ -28,6 +28,7 @@ from crusader_mail.cli import cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
 from crusader_mail.models import Status
+from crusader_mail.settings import SendGridSettings
 from crusader_mail.storage.files.subscribers import SubscriberList
 from tests.support.commands import demo_copy
 from tests.support.feeds import FEED_SERVER_TOML
@@ -353,14 +354,23 @@ def test_per_post_killed_mid_way_resumes_and_sends_no_post_twice(site: Site) -> 
     assert resumed.exit_code == 0, f"{label}: {resumed.output}"
     report = json.loads(resumed.stdout)
     assert report["issues"][0]["issue"]["resumed"] is True, label
-    assert report["issues"][0]["send"]["uncertain"] == 2, label  # the batch in flight
+    # the batches in flight at the kill (2 readers each, at most sendgrid.concurrency of them)
+    # are in doubt: the one the peer was answering landed, the others may never have gone out
+    uncertain = report["issues"][0]["send"]["uncertain"]
+    assert uncertain % 2 == 0, label
+    assert 2 <= uncertain <= 2 * SendGridSettings().concurrency, label
     assert [done["issue"]["resumed"] for done in report["issues"][1:]] == [False] * (
         len(report["issues"]) - 1
     )
     received = site.received()
     assert len(received) == 3, label
-    assert all(counts == dict.fromkeys(ACTIVE, 1) for counts in received.values()), label
-    assert len(site.api.mail_requests()) == 3 * per_issue, label
+    assert all(set(counts) <= set(ACTIVE) for counts in received.values()), label
+    assert all(n == 1 for counts in received.values() for n in counts.values()), label  # once
+    first, *others = sorted(received.values(), key=len)
+    assert all(counts == dict.fromkeys(ACTIVE, 1) for counts in others), label
+    missed = len(ACTIVE) - len(first)  # in doubt and never sent: not sent again either
+    assert missed <= uncertain - 2, label
+    assert len(site.api.mail_requests()) == 3 * per_issue - missed // 2, label
     assert set(site.statuses().values()) == {"sent"}, label
     assert len(site.statuses()) == 3, label
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,13 @@ from peers.sendgrid_server import SCHEMA_PATH, SendGridServer, load_schema, vali
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.body import BodyBuilder
-from crusader_mail.delivery.client import Retrier, client_factory, post_mail
+from crusader_mail.delivery.client import Retrier, Sessions, client_factory, post_mail
 from crusader_mail.delivery.engine import TEST_PREFIX, deliver, send_test
-from crusader_mail.delivery.links import list_headers, personal_values
+from crusader_mail.delivery.links import list_headers, personal_values, unsubscribe_links
 from crusader_mail.delivery.mailer import RecordingMailer, make_mailer
 from crusader_mail.errors import InvalidAddress, LockTimeout, RetriesExhausted, SendRejected
 from crusader_mail.models import OutgoingMessage, Placeholder, SendReport, Status
-from crusader_mail.storage.files.ledger import ledger_path, send_lock
+from crusader_mail.storage.files.ledger import Ledger, ledger_path, send_lock
 from crusader_mail.storage.files.subscribers import SubscriberList
 from crusader_mail.util.tokens import Purpose, Signer
 from tests.support.sending import (
@@ -104,11 +105,53 @@ def test_request_bodies_follow_the_v3_schema_and_carry_per_reader_values(
     # the same body, built directly, validates against the reference schema
     builder = BodyBuilder(make_issue(), settings, signer, clock.now())
     body = builder.body([builder.personalization(reader_address(i), "") for i in range(3)])
+    value = body.value()
+    assert body.data == json.dumps(value).encode()  # the bytes json.dumps makes of it
     schema = load_schema(SCHEMA_PATH)
     if schema is None:
         pytest.skip("../shared/sendgrid/mail-send-schema.json is not here")
-    assert validate_mail(body, schema) == []
-    assert "@" not in json.dumps(body["custom_args"]) + json.dumps(body["categories"])
+    assert validate_mail(value, schema) == []
+    assert "@" not in json.dumps(value["custom_args"]) + json.dumps(value["categories"])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"newsletter": {"unsubscribe_url": None}},
+        {"sendgrid": {"subscription_tracking": True, "sandbox_mode": True}},
+        {"newsletter": {"unsubscribe_url": "https://x.example/u?list=100%25&a=%s"}},
+    ],
+    ids=["one-click", "mailto", "tracking", "percent-signs"],
+)
+def test_templated_bodies_are_the_bytes_json_dumps_makes_of_the_personalizations(
+    tmp_path: Path, clock: FixedClock, options: dict[str, Any]
+) -> None:
+    """Each reader's personalization is filled into a template; the body is byte for byte
+    ``json.dumps`` of the personalizations built as values, whatever the names hold."""
+    settings = make_settings(tmp_path, **options)
+    signer = Signer(SECRET)
+    builder = BodyBuilder(make_issue(), settings, signer, clock.now())
+    people = [
+        ("ann@example.com", "Ann O'Neil 100%"),
+        ("Bob@Example.com", ""),
+        ("cy@example.com", 'C"y <cy>\\ \t  Zed\u2028'),
+        ("dé@example.com", "Zoë  Ünïcode %(e)s"),
+    ]
+    body = builder.body([builder.personalization(email, name) for email, name in people])
+    now, ref = clock.now(), make_issue().issue_id
+    expected = [
+        builder.personalization_value(
+            email, name, unsubscribe_links(settings, signer, email, now), signer.mail_id(email, ref)
+        )
+        for email, name in people
+    ]
+    value = body.value()
+    assert value["personalizations"] == expected
+    assert body.data == json.dumps(value).encode()
+    assert body.readers == 4
+    assert value["personalizations"][2]["to"] == [{"email": "cy@example.com", "name": "Cy cy Zed"}]
+    assert "name" not in value["personalizations"][1]["to"][0]
 
 
 def test_without_https_url_the_mailto_is_the_visible_link_and_no_one_click(
@@ -132,7 +175,7 @@ def test_batches_never_exceed_batch_size_and_requests_go_one_at_a_time(
     tmp_path: Path, clock: FixedClock, sendgrid_server: SendGridServer
 ) -> None:
     settings = make_settings(
-        tmp_path, sendgrid_server, sendgrid={"batch_size": 7, "concurrency": 4}
+        tmp_path, sendgrid_server, sendgrid={"batch_size": 7, "concurrency": 1}
     )
     readers = make_readers(settings, clock, 50)
     sendgrid_server.delay = 0.01
@@ -142,7 +185,61 @@ def test_batches_never_exceed_batch_size_and_requests_go_one_at_a_time(
     assert report.requests == 8
     sizes = [sum(1 for d in sendgrid_server.deliveries if d.request == r) for r in range(8)]
     assert sizes == [7] * 7 + [1]
-    assert sendgrid_server.max_in_flight == 1  # the ledger's bound: one batch in flight
+    assert sendgrid_server.max_in_flight == 1  # concurrency 1: one batch in flight
+    assert sendgrid_server.connections == 1  # every request on one kept-alive connection
+
+
+@pytest.mark.parametrize("concurrency", [2, 4])
+def test_concurrency_requests_are_in_flight_at_once_on_kept_alive_connections(
+    tmp_path: Path, clock: FixedClock, sendgrid_server: SendGridServer, concurrency: int
+) -> None:
+    """The peer holds the first mail sends until ``concurrency`` are in flight at once (no
+    timing: a send that went one at a time would make it wait in vain). The ledger never holds
+    more than ``concurrency`` batches without an outcome: a crash could leave no more in doubt."""
+    settings = make_settings(
+        tmp_path, sendgrid_server, sendgrid={"batch_size": 10, "concurrency": concurrency}
+    )
+    readers = make_readers(settings, clock, 205)
+    sendgrid_server.gather = concurrency
+    most_in_doubt = []
+
+    def check(event: str, batch: int) -> None:
+        ledger = Ledger.load(ledger_path(settings.state_dir, ISSUE_ID), ISSUE_ID, SECRET)
+        most_in_doubt.append(len(ledger.in_doubt_batches))
+
+    transport = sendgrid(settings, clock)
+    report = deliver(
+        make_issue(), readers, ledgers(settings), transport, settings, clock, hook=check
+    )
+    assert (report.requests, report.delivered) == (21, 205)
+    assert sendgrid_server.gathered
+    assert sendgrid_server.max_in_flight == concurrency
+    assert 1 <= max(most_in_doubt) <= concurrency
+    assert 1 <= sendgrid_server.connections <= concurrency  # kept alive: not one per request
+    assert transport.connections == sendgrid_server.connections
+    assert set(sendgrid_server.per_address().values()) == {1}
+    assert len(sendgrid_server.per_address()) == 205
+    again = deliver(make_issue(), readers, ledgers(settings), transport, settings, clock)
+    assert (again.delivered, again.skipped["already_delivered"]) == (0, 205)
+
+
+def test_a_connection_the_server_closed_while_idle_is_made_again(
+    tmp_path: Path, clock: FixedClock, sendgrid_server: SendGridServer
+) -> None:
+    settings = make_settings(tmp_path, sendgrid_server)
+    sessions = Sessions(client_factory(settings))
+    body = json.dumps(_valid_body()).encode()
+    sessions.post_mail(body, 5.0)
+    sessions.post_mail(body, 5.0)
+    assert sendgrid_server.connections == sessions.connections == 1
+    with sendgrid_server._lock:  # the server closes the idle connection
+        for sock in sendgrid_server._open:
+            sock.shutdown(socket.SHUT_RDWR)
+    response = sessions.post_mail(body, 5.0)
+    assert response.status_code == 202
+    assert sendgrid_server.connections == sessions.connections == 2
+    sessions.close()
+    assert len(sendgrid_server.deliveries) == 6
 
 
 def test_sandbox_mode_is_answered_200_and_never_counts_as_a_real_delivery(
@@ -283,7 +380,7 @@ def test_giving_up_after_5xx_records_failure_and_a_rerun_resumes(
     tmp_path: Path, clock: FixedClock, sendgrid_server: SendGridServer
 ) -> None:
     settings = make_settings(
-        tmp_path, sendgrid_server, sendgrid={"max_retries": 2, "batch_size": 10}
+        tmp_path, sendgrid_server, sendgrid={"max_retries": 2, "batch_size": 10, "concurrency": 1}
     )
     readers = make_readers(settings, clock, 35)
     transport = sendgrid(settings, clock, sleep=Sleeps())
@@ -316,13 +413,48 @@ def test_giving_up_after_5xx_records_failure_and_a_rerun_resumes(
     assert sorted(d.to[0] for d in second) == sorted(reader_address(i) for i in range(35))
 
 
+def test_with_requests_in_flight_a_failure_waits_for_them_and_a_rerun_resumes(
+    tmp_path: Path, clock: FixedClock, sendgrid_server: SendGridServer
+) -> None:
+    """SendGrid goes down while 3 requests are in flight: no new one starts, those in flight
+    are answered and recorded (accepted or failed: none in doubt), and a rerun sends the rest."""
+    settings = make_settings(
+        tmp_path,
+        sendgrid_server,
+        sendgrid={"max_retries": 0, "batch_size": 10, "concurrency": 3},
+    )
+    readers = make_readers(settings, clock, 95)
+    transport = sendgrid(settings, clock, sleep=Sleeps())
+
+    def outage(event: str, batch: int) -> None:
+        if (event, batch) == ("recorded", 0):
+            sendgrid_server.fail(500, 100)
+
+    with pytest.raises(RetriesExhausted) as caught:
+        deliver(make_issue(), readers, ledgers(settings), transport, settings, clock, hook=outage)
+    partial = caught.value.report
+    assert isinstance(partial, SendReport)
+    assert partial.uncertain == 0
+    assert partial.delivered >= 10
+    assert partial.delivered + partial.failed == 95
+    failed_requests = partial.requests - sendgrid_server.accepted_requests
+    assert 1 <= failed_requests <= 3  # at most those in flight: none began after the failure
+    ledger = Ledger.load(ledger_path(settings.state_dir, ISSUE_ID), ISSUE_ID, SECRET)
+    assert ledger.in_doubt_batches == []
+    sendgrid_server.clear_faults()
+    resumed = deliver(make_issue(), readers, ledgers(settings), transport, settings, clock)
+    assert resumed.delivered == partial.failed
+    assert resumed.skipped["already_delivered"] == partial.delivered
+    assert sendgrid_server.per_address() == dict.fromkeys((reader_address(i) for i in range(95)), 1)
+
+
 def test_a_timeout_leaves_one_batch_in_doubt_skipped_unless_resend_uncertain(
     tmp_path: Path, clock: FixedClock, sendgrid_server: SendGridServer
 ) -> None:
     settings = make_settings(
         tmp_path,
         sendgrid_server,
-        sendgrid={"max_retries": 0, "batch_size": 10, "timeout": 0.3},
+        sendgrid={"max_retries": 0, "batch_size": 10, "timeout": 0.3, "concurrency": 1},
     )
     readers = make_readers(settings, clock, 25)
     transport = sendgrid(settings, clock)
@@ -429,6 +561,10 @@ def _secret(value: str) -> object:
     return SecretStr(value)
 
 
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body).encode()
+
+
 def _valid_body(count: int = 2) -> dict[str, Any]:
     return {
         "personalizations": [{"to": [{"email": reader_address(i)}]} for i in range(count)],
@@ -481,7 +617,7 @@ def test_invalid_requests_get_sendgrids_400_and_a_one_line_rejection(
     client = client_factory(settings)()
     retrier = Retrier(settings.sendgrid, clock, Sleeps())
     with pytest.raises(SendRejected) as caught:
-        retrier.call("the request", partial(post_mail, client, _break(kind), 5.0))
+        retrier.call("the request", partial(post_mail, client, _json(_break(kind)), 5.0))
     message = str(caught.value)
     assert message.startswith("SendGrid rejected the request (HTTP 400): ")
     assert f"(field {field})" in message
@@ -489,7 +625,7 @@ def test_invalid_requests_get_sendgrids_400_and_a_one_line_rejection(
     assert "reader00000@" not in message  # SendGrid's message quotes the address: masked
     assert retrier.retries == 0
     assert sendgrid_server.deliveries == []
-    retrier.call("the request", partial(post_mail, client, _valid_body(), 5.0))
+    retrier.call("the request", partial(post_mail, client, _json(_valid_body()), 5.0))
     assert len(sendgrid_server.deliveries) == 2
 
 
@@ -519,6 +655,25 @@ def test_a_damaged_list_stops_the_send_before_anything_is_sent(
             make_issue(), readers, ledgers(settings), sendgrid(settings, clock), settings, clock
         )
     assert sendgrid_server.log == []  # the whole list is read (counted) before any request
+
+
+def test_the_recipients_stream_names_a_row_it_cannot_read(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    settings = make_settings(tmp_path)
+    readers = make_readers(settings, clock, 4)
+    lines = readers.path.read_text().splitlines(keepends=True)
+    lines[4] = lines[4].replace(",Reader 2,", ',"Reader, 2",extra,')  # a column too many
+    readers.path.write_text("".join(lines))
+    stream = readers.recipients()
+    assert [next(stream), next(stream)] == [
+        (reader_address(0), "Reader 0"),
+        (reader_address(1), "Reader 1"),
+    ]
+    from crusader_mail.errors import StateError
+
+    with pytest.raises(StateError, match=r"subscribers\.csv, line 5: 12 columns, expected 11"):
+        next(stream)
 
 
 def test_one_mailbox_gets_one_copy_and_the_counts_add_up(

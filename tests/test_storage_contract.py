@@ -183,6 +183,25 @@ def test_reading_the_roster(store: Store) -> None:
     assert store.roster.get("not an address") is None
 
 
+def test_recipients_are_the_active_readers_as_iter_gives_them(store: Store) -> None:
+    seed(store, active=["b@example.com", "Ann@example.com", "c_d@example.com"])
+    seed(store, bounced=["x@example.com"], pending=["p@example.com"])
+    with store.roster.edit() as changes:
+        changes.add("q@example.com", name='Quinn, "Q"', via=Source.CLI)
+        changes.add(
+            "u@example.com", name="is,active,now", status=Status.UNSUBSCRIBED, via=Source.CLI
+        )
+    expected = [(sub.email, sub.name) for sub in store.roster.iter(Status.ACTIVE)]
+    assert list(store.roster.recipients()) == expected
+    assert [email for email, _name in expected] == [
+        "Ann@example.com",
+        "b@example.com",
+        "c_d@example.com",
+        "q@example.com",
+    ]
+    assert ("q@example.com", 'Quinn, "Q"') in expected
+
+
 # --- one reader per mailbox -------------------------------------------------------------------
 
 

@@ -128,8 +128,9 @@ class SendGridSettings(Section):
         ge=1,
         le=16,
         description=(
-            "batches built ahead of the one being sent, and suppression lists fetched at once "
-            "(one client each); newsletter requests go one at a time"
+            "newsletter requests in flight at once, each on its own kept-alive connection (a "
+            "crash leaves at most this many batches in doubt), and suppression lists fetched "
+            "at once"
         ),
     )
 

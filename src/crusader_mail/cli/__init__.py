@@ -17,29 +17,52 @@ from crusader_mail import __version__
 from crusader_mail.cli.context import AppContext
 from crusader_mail.errors import CrusaderMailError
 
-COMMANDS = {
-    name: (name, name)
-    for name in (
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "archive": (
         "archive",
-        "config",
-        "db",
-        "fetch",
-        "inbox",
+        "archive",
+        "The public archive of sent issues (archive_dir, published at newsletter.archive_url).",
+    ),
+    "config": ("config", "config", "Inspect the settings."),
+    "db": ("db", "db", "The PostgreSQL store's schema (set CRUSADER_MAIL_DATABASE_URL)."),
+    "fetch": ("fetch", "fetch", "Fetch every feed and add its posts to the archive."),
+    "inbox": ("inbox", "inbox", "Subscribe and unsubscribe readers who write in."),
+    "preview": (
         "preview",
+        "preview",
+        "Render the next issue to files (and serve it live) without changing any state.",
+    ),
+    "run": (
         "run",
-        "send",
+        "run",
+        "Sync suppressions, process the inbox, fetch the feeds, and send what is new.",
+    ),
+    "send": ("send", "send", "Send what is due to every active reader, each issue exactly once."),
+    "serve": (
         "serve",
+        "serve",
+        "Serve the unsubscribe/confirm pages, Inbound Parse and the Event Webhook.",
+    ),
+    "snippet": (
         "snippet",
+        "snippet",
+        "Print an HTML form for the blog that subscribes a visitor (no script needed).",
+    ),
+    "subscribers": (
         "subscribers",
-    )
-} | {"merge-driver": ("merge", "merge_driver")}
-"""The top-level commands: name -> (module in ``crusader_mail.cli``, attribute)."""
+        "subscribers",
+        "Manage the subscriber list (subscribers_dir/subscribers.csv).",
+    ),
+    "merge-driver": ("merge", "merge_driver", ""),  # hidden
+}
+"""The top-level commands: name -> (module in ``crusader_mail.cli``, attribute, the one-line
+help ``--help`` lists without importing the command; a test holds it to the command's own)."""
 
 
 class _Commands(click.Group):
     """The top-level commands, each imported when it is used: a command pays only for the
     libraries it needs (``subscribers add`` never loads the composer, ``run`` never loads
-    psycopg without a database). ``list_commands`` names every one, hidden ones included
+    psycopg without a database), and ``--help`` imports none of them. ``list_commands`` names every one, hidden ones included
     (click leaves those out of the help); ``get_command`` imports it. Walk the commands
     through these two, never through ``commands`` (only those imported so far)."""
 
@@ -48,10 +71,23 @@ class _Commands(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS and cmd_name not in self.commands:
-            module_name, attribute = COMMANDS[cmd_name]
+            module_name, attribute, _ = COMMANDS[cmd_name]
             module = importlib.import_module(f"crusader_mail.cli.{module_name}")
             self.add_command(getattr(module, attribute))
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help``, each command's line from :data:`COMMANDS` (whole,
+        wrapped): no command is imported to list it."""
+        rows = [
+            (name, COMMANDS[name][2] if name in COMMANDS else command.get_short_help_str())
+            for name, command in self.commands.items()
+            if not command.hidden
+        ]
+        rows += [(name, summary) for name, (_, _, summary) in COMMANDS.items() if summary]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(sorted(dict(rows).items()))
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,7 +1,11 @@
-"""Talking to SendGrid: clients, retries, and one-line rejections.
+"""Talking to SendGrid: clients, kept-alive connections, retries, and one-line rejections.
 
 - :func:`client_factory` makes ``sendgrid.SendGridAPIClient`` objects for the configured key,
   URL and timeout; :class:`PerThreadClients` keeps one per thread (a client is not thread-safe).
+- :func:`post_mail` posts a JSON body to ``/v3/mail/send`` through the library's client (its
+  URL, headers, error classes and ``Response``); the connection is the opener's: urllib's (one
+  connection per request, as the library does) or a :class:`KeptAlive` one, which
+  :class:`Sessions` gives each sending thread.
 - :class:`Retrier` calls SendGrid, retrying 429 (waiting for ``X-RateLimit-Reset`` when given),
   5xx and connection errors/timeouts with exponential backoff and full jitter, at most
   ``sendgrid.max_retries`` times, never waiting more than ``sendgrid.backoff_max``; then it
@@ -16,15 +20,23 @@
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import random
+import selectors
+import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from email.message import Message
+from typing import Any, Protocol
+from urllib.parse import SplitResult, urlsplit
 
 import sendgrid
+from python_http_client.client import Response
 from python_http_client.exceptions import HTTPError
 
 from crusader_mail.clock import Clock
@@ -68,9 +80,156 @@ class PerThreadClients:
         return client
 
 
-def post_mail(client: sendgrid.SendGridAPIClient, body: Mapping[str, Any], timeout: float) -> Any:
-    """``POST /v3/mail/send`` with ``body``; the response (errors raise ``HTTPError``)."""
-    return client.client.mail.send.post(request_body=body, timeout=timeout)
+class Opener(Protocol):
+    """What ``python_http_client``'s ``Client._make_request`` opens a request with (urllib's
+    ``OpenerDirector`` shape): an answer that is not 2xx raises ``urllib.error.HTTPError``."""
+
+    def open(self, request: urllib.request.Request, timeout: float | None = None) -> Any: ...
+
+
+def post_mail(
+    client: sendgrid.SendGridAPIClient, data: bytes, timeout: float, opener: Opener | None = None
+) -> Any:
+    """``POST /v3/mail/send`` with the JSON ``data``; the library's ``Response`` (errors raise
+    its ``HTTPError`` subclasses). The library's client makes the URL and headers (the key) and
+    classifies the answer (``Client._make_request``, its seam for the opener); ``opener``
+    carries the request: urllib's own when not given, as the library's ``post`` does."""
+    endpoint = client.client.mail.send
+    headers = {**endpoint.request_headers, "Content-Type": "application/json"}
+    request = urllib.request.Request(  # noqa: S310 - the configured https API URL
+        endpoint._build_url(None), data=data, headers=headers, method="POST"
+    )
+    opened = endpoint._make_request(opener or urllib.request.build_opener(), request, timeout)
+    return Response(opened)
+
+
+class KeptAlive:
+    """An :class:`Opener` keeping one HTTP/1.1 connection to the API open between requests.
+
+    A new connection is made for the first request, after an error, after an answer that
+    closes it, and when the server closed it while it was idle (it became readable: seen
+    before the request goes out, as urllib3 does). Behind a proxy (``HTTPS_PROXY``, and no
+    ``NO_PROXY`` for the host) each request goes through urllib's own opener instead, one
+    connection each. ``opened`` counts the connections made. One thread uses it at a time."""
+
+    def __init__(self) -> None:
+        self._connection: http.client.HTTPConnection | None = None
+        self._origin: tuple[str, str, int | None] | None = None
+        self.opened = 0
+
+    def open(self, request: urllib.request.Request, timeout: float | None = None) -> Any:
+        url = urlsplit(request.full_url)
+        if _proxied(url):
+            return urllib.request.build_opener().open(request, timeout=timeout)
+        connection = self._connect(url, timeout)
+        selector = url.path + (f"?{url.query}" if url.query else "")
+        try:
+            connection.request(
+                request.get_method(),
+                selector,
+                body=request.data,
+                headers=dict(request.header_items()),
+            )
+            answer = connection.getresponse()
+            body = answer.read()
+        except BaseException:
+            self.close()
+            raise
+        if answer.will_close:
+            self.close()
+        if not 200 <= answer.status < 300:
+            raise urllib.error.HTTPError(
+                request.full_url, answer.status, answer.reason, answer.msg, io.BytesIO(body)
+            )
+        return _Accepted(answer.status, body, answer.msg)
+
+    def _connect(self, url: SplitResult, timeout: float | None) -> http.client.HTTPConnection:
+        origin = (url.scheme, url.hostname or "", url.port)
+        connection = self._connection
+        if connection is not None and (origin != self._origin or _dropped(connection.sock)):
+            self.close()
+            connection = None
+        if connection is None:
+            made = (
+                http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+            )
+            connection = made(origin[1], origin[2], timeout=timeout)
+            self._connection, self._origin = connection, origin
+            self.opened += 1
+        else:
+            connection.timeout = timeout
+            if connection.sock is not None:
+                connection.sock.settimeout(timeout)
+        return connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    """A 2xx answer, read whole (the connection goes on), in the shape the library reads."""
+
+    status: int
+    body: bytes
+    headers: Message
+
+    def getcode(self) -> int:
+        return self.status
+
+    def read(self) -> bytes:
+        return self.body
+
+    def info(self) -> Message:
+        return self.headers
+
+
+def _proxied(url: SplitResult) -> bool:
+    """Would urllib send this request through a proxy?"""
+    proxies = urllib.request.getproxies()
+    return url.scheme in proxies and not urllib.request.proxy_bypass(url.hostname or "")
+
+
+def _dropped(sock: socket.socket | None) -> bool:
+    """Did the server close this idle connection (it is readable while nothing was asked)?"""
+    if sock is None:
+        return False
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_READ)
+        return bool(selector.select(0))
+
+
+class Sessions:
+    """What each sending thread posts with: its own client (made by the factory on first use
+    in that thread) and its own :class:`KeptAlive` connection. ``close`` closes them all."""
+
+    def __init__(self, factory: ClientFactory) -> None:
+        self._clients = PerThreadClients(factory)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._openers: list[KeptAlive] = []
+
+    def post_mail(self, data: bytes, timeout: float) -> Any:
+        opener: KeptAlive | None = getattr(self._local, "opener", None)
+        if opener is None:
+            opener = self._local.opener = KeptAlive()
+            with self._lock:
+                self._openers.append(opener)
+        return post_mail(self._clients.get(), data, timeout, opener)
+
+    @property
+    def connections(self) -> int:
+        """Connections made so far, by every thread."""
+        with self._lock:
+            return sum(opener.opened for opener in self._openers)
+
+    def close(self) -> None:
+        """Close every thread's connection (the threads are done sending)."""
+        with self._lock:
+            for opener in self._openers:
+                opener.close()
 
 
 def message_id(response: Any) -> str | None:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from crusader_mail.clock import Clock
+from crusader_mail.delivery.body import RequestBody
 from crusader_mail.delivery.links import personal_values
 from crusader_mail.models import Placeholder, RenderedIssue, SendReport, Status, Subscriber
 from crusader_mail.settings import Settings
@@ -120,13 +121,14 @@ class Outbox:
         for stale in [*folder.glob("request-*.json"), folder / SUMMARY, folder / EML]:
             stale.unlink(missing_ok=True)
 
-    def add(self, body: Mapping[str, Any]) -> None:
+    def add(self, request: RequestBody) -> None:
         """One request body, in sending order."""
         index = self.requests
         self.requests += 1
+        body = request.value()
         people = body.get("personalizations", [])
         self.readers += len(people)
-        size = len(json.dumps(body).encode("utf-8"))  # what the sendgrid client would POST
+        size = len(request.data)  # what a real send POSTs
         self.bytes_total += size
         self.largest = max(self.largest, size)
         if size > MAX_REQUEST_BYTES:

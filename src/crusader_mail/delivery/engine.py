@@ -2,15 +2,20 @@
 
 How :func:`deliver` works:
 
-- Readers are streamed from the list (``Readers.iter``); a producer thread builds the bodies
-  (:mod:`crusader_mail.delivery.body`) of the next batches of at most ``sendgrid.batch_size``
-  readers, at most ``sendgrid.concurrency`` of them waiting, while the current one is sent.
-- Requests go out ONE AT A TIME, and the issue's delivery ledger
+- The list is counted first (``Readers.counts``: the files store checks every row there, so a
+  damaged list stops the send before any request), then its active readers are streamed as
+  (address, name) pairs (``Readers.recipients``, no reader objects). A producer thread builds
+  the bodies (:mod:`crusader_mail.delivery.body`) of the next batches of at most
+  ``sendgrid.batch_size`` readers, a few batches ahead of the requests.
+- Up to ``transport.in_flight`` requests (``sendgrid.concurrency`` for SendGrid) are in flight
+  at once, each on its own thread and kept-alive connection. The issue's delivery ledger
   (:class:`~crusader_mail.storage.contract.LedgerStore`) records each batch ``pending`` before
-  its request, ``accepted`` after SendGrid's 2xx and ``failed`` when SendGrid answered no, so a
-  crash leaves at most one batch in doubt. Readers accepted before are skipped, and so are
-  readers of a batch in doubt unless ``resend_uncertain``. A real send holds the ledgers' send
-  lock from start to end.
+  its request, ``accepted`` after SendGrid's 2xx and ``failed`` when SendGrid answered no; only
+  this thread writes it. A batch is handed to a request only once its ``pending`` is durable,
+  and a new one only while fewer than ``in_flight`` are unanswered, so a crash leaves at most
+  ``in_flight`` batches in doubt. Readers accepted before are skipped, and so are readers of a
+  batch in doubt unless ``resend_uncertain``. A real send holds the ledgers' send lock from
+  start to end.
 - One mailbox gets one copy: a second reader of a mailbox the send meets (a list kept before
   readers were one per mailbox, see :func:`~crusader_mail.storage.rules.mailbox_key`) is
   counted in ``skipped["duplicate"]``, never dropped silently, so the counts add up.
@@ -19,7 +24,8 @@ How :func:`deliver` works:
 - Sandbox mode (``sendgrid.sandbox_mode``) keeps a separate ledger, so a sandbox rehearsal
   never marks a real reader as delivered.
 - A stopped send raises :class:`SendError` (:class:`SendRejected`, :class:`RetriesExhausted`)
-  carrying the partial :class:`SendReport` as ``error.report``; a re-run resumes.
+  carrying the partial :class:`SendReport` as ``error.report``; a re-run resumes. When one
+  request fails no new one starts; those in flight are waited for and recorded first.
 
 :func:`send_test` sends the issue to one address with a ``[TEST] `` subject: no ledger, no list.
 """
@@ -29,16 +35,17 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from crusader_mail.clock import Clock
-from crusader_mail.delivery.body import BodyBuilder
+from crusader_mail.delivery.body import BodyBuilder, RequestBody
 from crusader_mail.delivery.links import link_signer
 from crusader_mail.delivery.transport import BatchTransport
 from crusader_mail.errors import InvalidAddress, RetriesExhausted, SendError, SendRejected
-from crusader_mail.models import RenderedIssue, SendReport, Status, Subscriber
+from crusader_mail.models import RenderedIssue, SendReport, Status
 from crusader_mail.settings import SendGridSettings, Settings
 from crusader_mail.storage.contract import Ledger, LedgerStore, LedgerWriter
 from crusader_mail.storage.rules import mailbox_key
@@ -55,9 +62,9 @@ _SKIPPED = (Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED, Status.PENDI
 class Readers(Protocol):
     """What a send needs of the list (:class:`~crusader_mail.storage.contract.Roster`)."""
 
-    def iter(self, status: Status | None = None) -> Iterator[Subscriber]: ...
-
     def counts(self) -> dict[Status, int]: ...
+
+    def recipients(self) -> Iterator[tuple[str, str]]: ...
 
 
 class SendProgress(Protocol):
@@ -75,8 +82,12 @@ class SendProgress(Protocol):
 @dataclass
 class _Batch:
     number: int
-    readers: list[int]  # ledger hashes
-    body: dict[str, Any]
+    readers: list[int]  # ledger hashes (none in a dry run without a ledger)
+    body: RequestBody
+
+    @property
+    def size(self) -> int:
+        return self.body.readers
 
 
 @dataclass
@@ -88,7 +99,7 @@ class _Tally:
     # written by the sending thread only
     delivered: int = 0
     requests: int = 0
-    lost: int = 0  # in the batch being sent when the send stopped: in doubt now
+    lost: int = 0  # in batches in flight when the send stopped: in doubt now
 
 
 def deliver(
@@ -137,37 +148,97 @@ def deliver(
             )
         )
         transport.start(issue, throwaway_key=throwaway)
+        stack.callback(transport.close)
         shown = stack.enter_context(_shown(progress, recipients))
         batches = stack.enter_context(
-            _Producer(readers, builder, ledger, settings.sendgrid, tally, shown).start()
+            _Producer(
+                readers, builder, ledger, settings.sendgrid, transport.in_flight, tally, shown
+            )
         )
-        for batch in batches:
-            tally.requests += 1
-            writer.pending(batch.number, batch.readers)
-            _notify(hook, "pending", batch.number)
-            what = f"batch {batch.number + 1} ({len(batch.readers)} readers)"
+        flights = _Flights(transport, writer, tally, shown, hook)
+        try:
+            flights.fly(batches)
+        except SendError as error:
+            done = tally.delivered + tally.already + tally.uncertain + tally.lost
+            error.report = report(failed=recipients - done - tally.duplicates)
+            raise
+        transport.finish(report(), skipped)
+    return report()
+
+
+# --- requests in flight -----------------------------------------------------------------------
+
+
+class _Flights:
+    """Hands batches to ``transport.in_flight`` sending threads and records each in the ledger:
+    ``pending`` before its request goes, its outcome when it comes back (this thread only)."""
+
+    def __init__(
+        self,
+        transport: BatchTransport,
+        writer: LedgerWriter,
+        tally: _Tally,
+        shown: _Shown,
+        hook: SendHook | None,
+    ) -> None:
+        self.transport = transport
+        self.writer = writer
+        self.tally = tally
+        self.shown = shown
+        self.hook = hook
+        self.flying: dict[Future[str | None], _Batch] = {}
+        self.error: SendError | None = None
+
+    def fly(self, batches: Iterator[_Batch]) -> None:
+        """Send every batch, at most ``in_flight`` at once; raise the first failure once no
+        request is in flight any more (a ``KeyboardInterrupt`` at once: those in flight stay
+        in doubt)."""
+        room = self.transport.in_flight
+        pool = ThreadPoolExecutor(room, thread_name_prefix="crusader-mail-send")
+        try:
+            for batch in batches:
+                while len(self.flying) >= room:
+                    self._land(wait(self.flying, return_when=FIRST_COMPLETED).done)
+                if self.error is not None:
+                    break
+                self.tally.requests += 1
+                self.writer.pending(batch.number, batch.readers)
+                _notify(self.hook, "pending", batch.number)
+                what = f"batch {batch.number + 1} ({batch.size} readers)"
+                self.flying[pool.submit(self.transport.send, batch.body, what)] = batch
+            while self.flying:
+                self._land(wait(self.flying, return_when=FIRST_COMPLETED).done)
+        except BaseException:
+            self.tally.lost += sum(batch.size for batch in self.flying.values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
+        if self.error is not None:
+            raise self.error
+
+    def _land(self, done: Iterable[Future[str | None]]) -> None:
+        for future in sorted(done, key=lambda landed: self.flying[landed].number):
+            batch = self.flying.pop(future)
             try:
-                message_id = transport.send(batch.body, what)
-            except (SendError, KeyboardInterrupt) as error:
+                message_id = future.result()
+            except SendError as error:
                 if isinstance(error, SendRejected) or (
                     isinstance(error, RetriesExhausted) and error.answered
                 ):
                     # SendGrid answered and accepted nothing: the next run sends it again.
-                    writer.failed(batch.number, str(error))
+                    self.writer.failed(batch.number, str(error))
                 else:
-                    tally.lost += len(batch.readers)  # may or may not have gone out
-                if isinstance(error, SendError):
-                    done = tally.delivered + tally.already + tally.uncertain + tally.lost
-                    done += tally.duplicates
-                    error.report = report(failed=recipients - done)
+                    self.tally.lost += batch.size  # may or may not have gone out
+                self.error = self.error or error
+                continue
+            except BaseException:
+                self.tally.lost += batch.size
                 raise
-            _notify(hook, "accepted", batch.number)
-            writer.accepted(batch.number, message_id)
-            _notify(hook, "recorded", batch.number)
-            tally.delivered += len(batch.readers)
-            shown.advance(len(batch.readers))
-        transport.finish(report(), skipped)
-    return report()
+            _notify(self.hook, "accepted", batch.number)
+            self.writer.accepted(batch.number, message_id)
+            _notify(self.hook, "recorded", batch.number)
+            self.tally.delivered += batch.size
+            self.shown.advance(batch.size)
 
 
 # --- the ledger -------------------------------------------------------------------------------
@@ -263,7 +334,7 @@ _DONE = _Done()
 
 
 class _Producer:
-    """Streams readers into ready-to-send batches on a thread, a few batches ahead."""
+    """Streams readers into ready-to-send batches on a thread, ``ahead`` batches ahead."""
 
     def __init__(
         self,
@@ -271,6 +342,7 @@ class _Producer:
         builder: BodyBuilder,
         ledger: Ledger | None,
         sg: SendGridSettings,
+        ahead: int,
         tally: _Tally,
         shown: _Shown,
     ) -> None:
@@ -280,15 +352,12 @@ class _Producer:
         self.size = sg.batch_size
         self.tally = tally
         self.shown = shown
-        self.queue: queue.Queue[_Batch | BaseException | _Done] = queue.Queue(sg.concurrency)
+        self.queue: queue.Queue[_Batch | BaseException | _Done] = queue.Queue(ahead)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="crusader-mail-batches", daemon=True)
 
-    def start(self) -> _Producer:
-        self.thread.start()
-        return self
-
     def __enter__(self) -> Iterator[_Batch]:
+        self.thread.start()
         return self._batches()
 
     def __exit__(self, *exc: object) -> None:
@@ -325,18 +394,17 @@ class _Producer:
             self._put(_DONE)
 
     def _produce(self) -> None:
-        ledger, tally = self.ledger, self.tally
+        ledger, tally, size, stop = self.ledger, self.tally, self.size, self.stop
+        person, body = self.builder.personalization, self.builder.body
         number = ledger.next_batch if ledger is not None else 0
         hashes: list[int] = []
-        people: list[dict[str, Any]] = []
+        people: list[str] = []
         mailboxes = _Mailboxes()
-        stream = self.readers.iter(Status.ACTIVE)
+        seen = mailboxes.seen
+        stream = self.readers.recipients()
         try:
-            for subscriber in stream:
-                if self.stop.is_set():
-                    return
-                email = subscriber.email
-                if mailboxes.seen(email):  # never one mailbox twice (and never a 400)
+            for email, name in stream:
+                if seen(email):  # never one mailbox twice (and never a 400)
                     tally.duplicates += 1
                     self.shown.advance(1)
                     continue
@@ -350,12 +418,10 @@ class _Producer:
                         tally.uncertain += 1
                         self.shown.advance(1)
                         continue
-                else:
-                    reader = 0
-                hashes.append(reader)
-                people.append(self.builder.personalization(email, subscriber.name))
-                if len(people) >= self.size:
-                    if not self._put(_Batch(number, hashes, self.builder.body(people))):
+                    hashes.append(reader)
+                people.append(person(email, name))
+                if len(people) >= size:
+                    if stop.is_set() or not self._put(_Batch(number, hashes, body(people))):
                         return
                     number += 1
                     hashes, people = [], []
@@ -363,9 +429,9 @@ class _Producer:
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
-                close()  # the list file, when the stream stops early
+                close()  # the list file or cursor, when the stream stops early
         if people:
-            self._put(_Batch(number, hashes, self.builder.body(people)))
+            self._put(_Batch(number, hashes, body(people)))
 
 
 class _Mailboxes:
@@ -418,14 +484,17 @@ def send_test(
     builder = BodyBuilder(issue, settings, signer, clock.now(), subject_prefix=TEST_PREFIX)
     body = builder.body([builder.personalization(email, name)])
     transport.start(issue, throwaway_key=throwaway)
-    transport.send(body, f"the test send to {mask_email(email)}")
-    report = SendReport(
-        issue=issue.issue_id,
-        dry_run=transport.dry_run,
-        recipients=1,
-        delivered=1,
-        requests=1,
-        retries=transport.retries,
-    )
-    transport.finish(report, {})
+    try:
+        transport.send(body, f"the test send to {mask_email(email)}")
+        report = SendReport(
+            issue=issue.issue_id,
+            dry_run=transport.dry_run,
+            recipients=1,
+            delivered=1,
+            requests=1,
+            retries=transport.retries,
+        )
+        transport.finish(report, {})
+    finally:
+        transport.close()
     return report

@@ -15,6 +15,7 @@ that reader (:mod:`crusader_mail.inbox.process`).
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,7 +50,11 @@ def link_signer(settings: Settings, *, allow_throwaway: bool) -> tuple[Signer, b
 
 
 def unsubscribe_links(settings: Settings, signer: Signer, email: str, now: datetime) -> Links:
-    token = signer.make(Purpose.UNSUBSCRIBE, email, now)
+    return links_for(settings, signer.make(Purpose.UNSUBSCRIBE, email, now))
+
+
+def links_for(settings: Settings, token: str) -> Links:
+    """The links of an unsubscribe ``token``."""
     mailto = "mailto:" + plus_address(settings.command_address, f"unsubscribe-{token}")
     base = our_one_click(settings)
     https = f"{base}{'&' if '?' in base else '?'}token={token}" if base else None
@@ -88,8 +93,15 @@ def list_headers(settings: Settings, signer: Signer, email: str, now: datetime) 
 
 def clean_name(name: str) -> str:
     """A display name safe in headers and HTML: no control characters, no markup, bounded."""
+    if len(name) <= 100 and name.isprintable() and _CLEAN.fullmatch(name):  # most names
+        return name
     kept = "".join(ch for ch in name if ch.isprintable() and ch not in '<>"\\')
     return " ".join(kept.split())[:100]
+
+
+_CLEAN = re.compile(r'(?:[^\s<>"\\]+(?: [^\s<>"\\]+)*)?')
+"""A name :func:`clean_name` leaves as it is (when printable and at most 100 characters):
+no ``< > " \\``, words separated by one space, none before or after."""
 
 
 def placeholder_values(email: str, name: str, links: Links) -> dict[Placeholder, str]:

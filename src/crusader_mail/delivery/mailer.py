@@ -6,6 +6,7 @@ with :func:`make_mailer`, and tests use :class:`RecordingMailer`.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
@@ -59,7 +60,7 @@ class SendGridMailer:
         self._retrier = Retrier(settings.sendgrid, clock, sleep, jitter(rng))
 
     def send_one(self, message: OutgoingMessage) -> None:
-        body = transactional_body(self.settings, message)
+        body = json.dumps(transactional_body(self.settings, message)).encode()
         what = f"the {message.category} message to {mask_email(message.to_email)}"
         timeout = self.settings.sendgrid.timeout
         self._retrier.call(what, lambda: post_mail(self._clients.get(), body, timeout))

@@ -8,7 +8,7 @@ Every subsystem reaches state only through these types; a store implements all o
 
     Store
     ├── roster      Roster          the readers and their consent records
-    │                 iter / counts / get / candidates          reading, no lock
+    │                 iter / counts / recipients / get / candidates   reading, no lock
     │                 edit() -> RosterChanges                   one unit of change (lock or transaction)
     │                 update_many(wanted, change, match)        streaming bulk change (suppression sync)
     │                 add_many / restore / lines / tidy         import, restore an export, export, tidy
@@ -138,6 +138,13 @@ class Roster(Protocol):
 
     def counts(self) -> dict[Status, int]:
         """How many readers have each status (every status present, zero when none)."""
+        ...
+
+    def recipients(self) -> Iterator[tuple[str, str]]:
+        """(address, name) of every ACTIVE reader, in the order of :meth:`iter`, streamed without
+        building readers (a send's hot loop): memory stays flat. A store may check rows less
+        here than :meth:`counts` and :meth:`iter` do (a send counts the list first); a row it
+        cannot read still raises :class:`StateError` naming where."""
         ...
 
     def get(self, email: str) -> Subscriber | None:

@@ -5,15 +5,20 @@ local parts are at most 64 octets) and case-insensitive, because some mail serve
 local parts. It is ``base32(day ‖ address-hint ‖ mac)``, 29 characters:
 
 - ``day`` (2 bytes): days since 1970-01-01 when it was issued, for expiry;
-- ``hint`` (6 bytes): the first bytes of a keyed hash of the mailbox key, so the holder can
-  find the address among the subscribers without the token revealing it;
-- ``mac`` (10 bytes): HMAC-SHA256 over purpose, mailbox key and day with ``secret_key``.
+- ``hint`` (6 bytes): the first bytes of ``HMAC-SHA256(secret_key, "hint" ‖ mailbox key)``, so
+  the holder can find the address among the subscribers without the token revealing it;
+- ``mac`` (10 bytes): an unsubscribe token's is the NEXT 10 bytes of that same keyed hash (one
+  keyed hash per token; it never expires, so its day is not covered); a confirmation token's
+  is ``HMAC-SHA256(secret_key, purpose ‖ mailbox key ‖ day ‖ state)``, so its day and state are.
+
+Unsubscribe tokens mailed before used the confirmation's kind of MAC (the *two-HMAC form*):
+:meth:`Signer.verify` accepts it for ever, as unsubscribe links never expire.
 
 The mailbox key (:func:`~crusader_mail.storage.rules.mailbox_key`, the address lowercased)
-makes a token good for every spelling of its mailbox. Tokens mailed before hashed the address
-with only its domain lowercased (the *old form*; the same bytes for an all-lowercase address):
-:meth:`Signer.verify` accepts both forms, :meth:`Signer.make` makes only the new one, and
-:meth:`Signer.old_hint` lets the holder look an old token's address up.
+makes a token good for every spelling of its mailbox. Tokens mailed before that hashed the
+address with only its domain lowercased (the *old address form*; the same bytes for an
+all-lowercase address): :meth:`Signer.verify` accepts both forms, :meth:`Signer.make` makes only
+the new one, and :meth:`Signer.old_hint` lets the holder look an old token's address up.
 
 A token is bound to one purpose and one mailbox: a forged token, one made for another address
 or another purpose, or an expired one, raises :class:`~crusader_mail.errors.TokenError`. A
@@ -26,6 +31,9 @@ we send carries for its one recipient: ``<ref>.<code>``, ``ref`` the issue id or
 kind, ``code`` = ``base32(hint ‖ mac)`` (26 characters), the MAC over the mailbox key and
 ``ref``. A bounce or complaint that returns it proves it answers mail we sent to that reader
 (:meth:`Signer.mail_id_reader`); it proves nothing about any other address.
+
+A send makes both for every reader (:meth:`Signer.send_codes`): two keyed hashes per reader,
+from keyed states made once, the hint shared.
 """
 
 from __future__ import annotations
@@ -50,6 +58,8 @@ MAIL_ID_HEADER = "X-Crusader-Mail-Id"
 _REF = r"[a-z0-9][a-z0-9-]{0,63}"
 MAIL_ID = re.compile(rf"({_REF})\.([a-z2-7]{{26}})", re.IGNORECASE)
 """A mail id: the ``ref``, a dot, the 26-character code."""
+_BLOCK = 64  # SHA-256's block size, the HMAC key's padded length
+_INVALID = "this link is not valid (it may have been altered)"
 
 
 class Purpose(StrEnum):
@@ -63,27 +73,34 @@ class Signer:
         if len(secret_key) < 16:
             raise ValueError("secret_key must be at least 16 characters")
         self._key = secret_key.encode("utf-8")
+        self._hinted = _Hmac(self._key, b"hint\0")
+        self._mailed = _Hmac(self._key, b"mail-id\0")
 
     def hint(self, email: str) -> bytes:
         """The keyed address hint carried in tokens for ``email`` (any spelling of it)."""
-        return self._hint(_key(email))
+        return self._hinted_hash(_key(email))[:_HINT]
 
     def old_hint(self, email: str) -> bytes:
         """The hint an old-form token for ``email`` carries, for looking it up; ``b""`` when
         it is :meth:`hint` (an all-lowercase address: the new lookup finds it already)."""
         old = _old(email)
-        return b"" if old == _key(email) else self._hint(old)
+        return b"" if old == _key(email) else self._hinted_hash(old)[:_HINT]
 
-    def _hint(self, form: bytes) -> bytes:
-        return hmac.new(self._key, b"hint\0" + form, hashlib.sha256).digest()[:_HINT]
+    def _hinted_hash(self, form: bytes) -> bytes:
+        """``HMAC-SHA256(key, "hint" ‖ form)``: the hint, then an unsubscribe token's MAC."""
+        return self._hinted.digest(form)
 
     def make(self, purpose: Purpose, email: str, now: datetime, state: str = "") -> str:
         """A token for ``email`` issued ``now``; with ``state``, valid only while the holder
         finds the reader in that state (see the module docstring)."""
         day = _day(now)
         form = _key(email)
-        mac = self._mac(purpose, form, day, state)
-        return _encode(day.to_bytes(2, "big") + self._hint(form) + mac)
+        hashed = self._hinted_hash(form)
+        if purpose is Purpose.UNSUBSCRIBE and not state:
+            return _token(day.to_bytes(2, "big") + hashed[: _HINT + _MAC])
+        return _token(
+            day.to_bytes(2, "big") + hashed[:_HINT] + self._mac(purpose, form, day, state)
+        )
 
     def verify(
         self,
@@ -94,9 +111,10 @@ class Signer:
         max_age_days: int | None = None,
         state_of: Callable[[str], str] | None = None,
     ) -> str:
-        """Return the one address among ``candidates`` that ``token`` was made for, in either
-        form (any spelling of its mailbox for a new one, the very address for an old one);
-        with ``state_of``, made for that address in the state ``state_of(address)`` gives.
+        """Return the one address among ``candidates`` that ``token`` was made for, in any
+        form (any spelling of its mailbox for a new one, the very address for an old address
+        form; an unsubscribe token of the two-HMAC form too); with ``state_of``, made for that
+        address in the state ``state_of(address)`` gives.
 
         ``candidates`` may be every known address; only those whose hint matches are checked.
         """
@@ -105,14 +123,18 @@ class Signer:
         hint, mac = raw[2 : 2 + _HINT], raw[2 + _HINT :]
         for email in candidates:
             for form in (_key(email), _old(email)):
-                if not hmac.compare_digest(self._hint(form), hint):
+                hashed = self._hinted_hash(form)
+                if not hmac.compare_digest(hashed[:_HINT], hint):
                     continue
                 state = state_of(email) if state_of is not None else ""
-                if hmac.compare_digest(self._mac(purpose, form, day, state), mac):
+                one_hash = purpose is Purpose.UNSUBSCRIBE and not state and form == _key(email)
+                if (one_hash and hmac.compare_digest(hashed[_HINT : _HINT + _MAC], mac)) or (
+                    hmac.compare_digest(self._mac(purpose, form, day, state), mac)
+                ):
                     if max_age_days is not None and _day(now) - day > max_age_days:
                         raise TokenExpired("this link has expired; please ask again")
                     return email
-        raise TokenError("this link is not valid (it may have been altered)")
+        raise TokenError(_INVALID)
 
     def matches(
         self,
@@ -132,6 +154,7 @@ class Signer:
         return True
 
     def _mac(self, purpose: Purpose, form: bytes, day: int, state: str = "") -> bytes:
+        """The MAC of a confirmation token, and of an unsubscribe token of the two-HMAC form."""
         parts = [purpose.value.encode(), form, str(day).encode()]
         if state:
             parts.append(state.encode())
@@ -142,11 +165,27 @@ class Signer:
     def mail_id(self, email: str, ref: str) -> str:
         """The :data:`MAIL_ID_HEADER` value of a message to ``email``; ``ref`` (the issue id or
         the reply kind) must match :data:`MAIL_ID`'s first part."""
-        ref = ref.lower()
-        if not re.fullmatch(_REF, ref):
-            raise ValueError(f"not a mail id ref: {ref!r}")
+        ref = _checked_ref(ref)
         form = _key(email)
-        return f"{ref}.{_encode(self._hint(form) + self._mail_mac(form, ref))}"
+        return _mail_id(ref, self._hinted_hash(form)[:_HINT], self._mail_mac(form, ref))
+
+    def send_codes(self, now: datetime, ref: str) -> Callable[[str], tuple[str, str]]:
+        """For a send: ``codes(email)`` is ``(make(UNSUBSCRIBE, email, now), mail_id(email,
+        ref))``, the hint computed once for both."""
+        ref = _checked_ref(ref)
+        day = _day(now).to_bytes(2, "big")
+        tail = b"\0" + ref.encode()
+        hinted, mailed = self._hinted, self._mailed
+
+        def codes(email: str) -> tuple[str, str]:
+            form = mailbox_key(email.strip()).encode()
+            hashed = hinted.digest(form)
+            return (
+                _token(day + hashed[: _HINT + _MAC]),
+                _mail_id(ref, hashed[:_HINT], mailed.digest(form + tail)[:_MAC]),
+            )
+
+        return codes
 
     def mail_id_reader(
         self, value: str, candidates: Callable[[bytes], Iterable[str]]
@@ -159,15 +198,41 @@ class Signer:
         ref, hint, mac = parsed
         for email in candidates(hint):
             form = _key(email)
-            if hmac.compare_digest(self._hint(form), hint) and hmac.compare_digest(
+            if hmac.compare_digest(self.hint(email), hint) and hmac.compare_digest(
                 self._mail_mac(form, ref), mac
             ):
                 return email
         return None
 
     def _mail_mac(self, form: bytes, ref: str) -> bytes:
-        message = b"\0".join([b"mail-id", form, ref.encode()])
-        return hmac.new(self._key, message, hashlib.sha256).digest()[:_MAC]
+        return self._mailed.digest(form + b"\0" + ref.encode())[:_MAC]
+
+
+class _Hmac:
+    """HMAC-SHA256 (RFC 2104) of messages that begin with ``prefix``: the padded key and the
+    prefix are hashed once, then ``digest(rest)`` is ``hmac.new(key, prefix + rest, sha256)``'s
+    digest for two copies of a hash state (the hot loop of a send makes two per reader)."""
+
+    def __init__(self, key: bytes, prefix: bytes) -> None:
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        padded = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in padded) + prefix)
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in padded))
+
+    def digest(self, rest: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(rest)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+def _checked_ref(ref: str) -> str:
+    ref = ref.lower()
+    if not re.fullmatch(_REF, ref):
+        raise ValueError(f"not a mail id ref: {ref!r}")
+    return ref
 
 
 def _parse_mail_id(value: str) -> tuple[str, bytes, bytes] | None:
@@ -180,8 +245,35 @@ def _parse_mail_id(value: str) -> tuple[str, bytes, bytes] | None:
     return match.group(1).lower(), raw[:_HINT], raw[_HINT:]
 
 
-def _encode(raw: bytes) -> str:
-    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+_PAIRS = [first + second for first in _BASE32 for second in _BASE32]  # 10 bits -> 2 characters
+
+
+def _token(raw: bytes) -> str:
+    """``base32(raw)`` of an 18-byte token: 29 characters, lowercase, unpadded (the last one
+    holds 4 bits and a zero)."""
+    n = int.from_bytes(raw, "big") << 1
+    pairs = _PAIRS
+    return (
+        f"{_BASE32[n >> 140]}{pairs[(n >> 130) & 1023]}{pairs[(n >> 120) & 1023]}"
+        f"{pairs[(n >> 110) & 1023]}{pairs[(n >> 100) & 1023]}{pairs[(n >> 90) & 1023]}"
+        f"{pairs[(n >> 80) & 1023]}{pairs[(n >> 70) & 1023]}{pairs[(n >> 60) & 1023]}"
+        f"{pairs[(n >> 50) & 1023]}{pairs[(n >> 40) & 1023]}{pairs[(n >> 30) & 1023]}"
+        f"{pairs[(n >> 20) & 1023]}{pairs[(n >> 10) & 1023]}{pairs[n & 1023]}"
+    )
+
+
+def _mail_id(ref: str, hint: bytes, mac: bytes) -> str:
+    """``ref.base32(hint ‖ mac)``: 16 bytes, 26 characters, lowercase, unpadded."""
+    n = int.from_bytes(hint + mac, "big") << 2
+    pairs = _PAIRS
+    return (
+        f"{ref}.{pairs[n >> 120]}{pairs[(n >> 110) & 1023]}{pairs[(n >> 100) & 1023]}"
+        f"{pairs[(n >> 90) & 1023]}{pairs[(n >> 80) & 1023]}{pairs[(n >> 70) & 1023]}"
+        f"{pairs[(n >> 60) & 1023]}{pairs[(n >> 50) & 1023]}{pairs[(n >> 40) & 1023]}"
+        f"{pairs[(n >> 30) & 1023]}{pairs[(n >> 20) & 1023]}{pairs[(n >> 10) & 1023]}"
+        f"{pairs[n & 1023]}"
+    )
 
 
 def token_hint(token: str) -> bytes | None:
@@ -214,7 +306,7 @@ def _decode(token: str) -> bytes:
     try:
         raw = base64.b32decode(padded)
     except (binascii.Error, ValueError):
-        raise TokenError("this link is not valid (it may have been altered)") from None
+        raise TokenError(_INVALID) from None
     if len(raw) != 2 + _HINT + _MAC:
-        raise TokenError("this link is not valid (it may have been altered)")
+        raise TokenError(_INVALID)
     return raw

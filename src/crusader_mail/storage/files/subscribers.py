@@ -95,6 +95,7 @@ from crusader_mail.storage.rows import (
     format_event,
     format_row,
     parse_line,
+    split_line,
     status_of,
 )
 from crusader_mail.storage.rules import expired, mailbox_key, merge_variants, normal_or_none
@@ -162,6 +163,27 @@ class SubscriberList:
         not known here is checked row by row as it streams)."""
         for line in self._stream(status):
             yield parse_line(line) if isinstance(line, str) else line
+
+    def recipients(self) -> Iterator[tuple[str, str]]:
+        """(address, name) of every active reader in the order of :meth:`iter`, streamed
+        without building readers. A list already checked (known here or from the index, as
+        :meth:`counts` leaves it before a send) has its rows split, not checked again; one not
+        yet checked is read through :meth:`iter`, which checks every row."""
+        snapshot = Snapshot.open(self.path)
+        if snapshot is None:
+            return
+        with snapshot:
+            if self._known(snapshot) is not None:
+                active = Status.ACTIVE.value
+                marked = f",{active},"
+                for line in _lines(snapshot):
+                    if marked in line:
+                        fields = line.split(",", 3) if '"' not in line else split_line(line)
+                        if fields[2] == active:
+                            yield fields[0], fields[1]
+                return
+        for reader in self.iter(Status.ACTIVE):
+            yield reader.email, reader.name
 
     def lines(self) -> Iterator[str]:
         """The checked row lines as stored (for ``export``), in order."""

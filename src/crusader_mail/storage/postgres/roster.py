@@ -1,7 +1,7 @@
 """The PostgreSQL store's roster: the table ``readers``, one row per mailbox.
 
-- Reading needs no lock: :meth:`PgRoster.iter` and :meth:`PgRoster.lines` stream through a
-  server-side cursor in mailbox order (byte by byte, as the files store keeps its list, so an
+- Reading needs no lock: :meth:`PgRoster.iter`, :meth:`PgRoster.recipients` (two columns) and
+  :meth:`PgRoster.lines` stream through a server-side cursor in mailbox order (byte by byte, as the files store keeps its list, so an
   export is the same from either store), :meth:`PgRoster.counts` is one ``GROUP BY``, ``get``
   and ``candidates`` are index lookups (``mailbox``; ``hint`` or ``old_hint``, see
   :mod:`.hints`).
@@ -73,6 +73,7 @@ _ONE = select("WHERE mailbox = %s")
 _LOCK_ONE = select("WHERE mailbox = %s FOR UPDATE")
 _ALL = select("ORDER BY mailbox")
 _WITH_STATUS = select("WHERE status = %s ORDER BY mailbox")
+_RECIPIENTS = "SELECT email, name FROM readers WHERE status = 'active' ORDER BY mailbox"
 _MAY_HAVE_EXPIRED = select(
     "WHERE status = 'pending' AND coalesce(updated_at, subscribed_at) < %s "
     "ORDER BY mailbox FOR UPDATE"
@@ -336,6 +337,11 @@ class PgRoster:
         """Every reader as a row of the export format, in address order, streamed."""
         for row in self._stream(_ALL, ()):
             yield format_row(reader(row))
+
+    def recipients(self) -> Iterator[tuple[str, str]]:
+        """(address, name) of every active reader in address order, two columns streamed from
+        a server-side cursor."""
+        return self._stream(_RECIPIENTS, ())
 
     def counts(self) -> dict[Status, int]:
         counts = dict.fromkeys(Status, 0)
