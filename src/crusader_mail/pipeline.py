@@ -68,6 +68,7 @@ from crusader_mail.compose.planning import (
     plan_run,
     preview_plan,
 )
+from crusader_mail.delivery.audience import audience
 from crusader_mail.delivery.client import ClientFactory
 from crusader_mail.delivery.dry_run import sample_values
 from crusader_mail.delivery.engine import SendProgress, deliver, send_test
@@ -592,6 +593,7 @@ def _deliver_plan(
             clock,
             resend_uncertain=resend_uncertain,
             progress=progress,
+            audience=audience(store.roster.preferences(), plan.posts, clock.now()),
         )
     except BaseException:
         if not store.ledgers.exists(plan.issue.issue_id, sandbox=sandbox):
@@ -801,6 +803,7 @@ def _send_issues(
                     shown,
                     clock,
                     progress=progress,
+                    audience=audience(store.roster.preferences(), plan.posts, clock.now()),
                 )
                 continue
             issue.send = _deliver_plan(

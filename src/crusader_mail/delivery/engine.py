@@ -37,10 +37,11 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from crusader_mail.clock import Clock
+from crusader_mail.delivery.audience import EVERYONE, Audience
 from crusader_mail.delivery.body import BodyBuilder, RequestBody
 from crusader_mail.delivery.links import link_signer
 from crusader_mail.delivery.transport import BatchTransport
@@ -96,6 +97,7 @@ class _Tally:
     already: int = 0  # accepted in an earlier run
     uncertain: int = 0  # in a batch in doubt from an earlier run
     duplicates: int = 0  # a second reader of a mailbox met before
+    left_out: dict[str, int] = field(default_factory=dict)  # not in the audience, by reason
     # written by the sending thread only
     delivered: int = 0
     requests: int = 0
@@ -113,8 +115,11 @@ def deliver(
     resend_uncertain: bool = False,
     progress: SendProgress | None = None,
     hook: SendHook | None = None,
+    audience: Audience = EVERYONE,
 ) -> SendReport:
-    """Send ``issue`` to every active reader not yet accepted for it (see the module docstring)."""
+    """Send ``issue`` to every active reader not yet accepted for it (see the module docstring)
+    and in its ``audience`` (:mod:`crusader_mail.delivery.audience`: those it leaves out are
+    counted in ``skipped`` by reason, and not in ``recipients``)."""
     signer, throwaway = link_signer(settings, allow_throwaway=transport.dry_run)
     counts = readers.counts()
     skipped = {status.value: counts.get(status, 0) for status in _SKIPPED}
@@ -123,12 +128,18 @@ def deliver(
     tally = _Tally()
 
     def report(failed: int = 0) -> SendReport:
+        left_out = tally.left_out
         return SendReport(
             issue=issue.issue_id,
             dry_run=transport.dry_run,
-            recipients=recipients,
+            recipients=recipients - sum(left_out.values()),
             delivered=tally.delivered,
-            skipped={**skipped, "already_delivered": tally.already, "duplicate": tally.duplicates},
+            skipped={
+                **skipped,
+                "already_delivered": tally.already,
+                "duplicate": tally.duplicates,
+                **left_out,
+            },
             requests=tally.requests,
             retries=transport.retries,
             failed=failed,
@@ -152,7 +163,14 @@ def deliver(
         shown = stack.enter_context(_shown(progress, recipients))
         batches = stack.enter_context(
             _Producer(
-                readers, builder, ledger, settings.sendgrid, transport.in_flight, tally, shown
+                readers,
+                builder,
+                ledger,
+                settings.sendgrid,
+                transport.in_flight,
+                tally,
+                shown,
+                audience,
             )
         )
         flights = _Flights(transport, writer, tally, shown, hook)
@@ -160,7 +178,8 @@ def deliver(
             flights.fly(batches)
         except SendError as error:
             done = tally.delivered + tally.already + tally.uncertain + tally.lost
-            error.report = report(failed=recipients - done - tally.duplicates)
+            done += tally.duplicates + sum(tally.left_out.values())
+            error.report = report(failed=recipients - done)
             raise
         transport.finish(report(), skipped)
     return report()
@@ -345,8 +364,10 @@ class _Producer:
         ahead: int,
         tally: _Tally,
         shown: _Shown,
+        audience: Audience = EVERYONE,
     ) -> None:
         self.readers = readers
+        self.audience = audience
         self.builder = builder
         self.ledger = ledger
         self.size = sg.batch_size
@@ -402,10 +423,15 @@ class _Producer:
         mailboxes = _Mailboxes()
         seen = mailboxes.seen
         stream = self.readers.recipients()
+        left_out = self.audience.left_out  # mailbox key -> why; empty for most sends
         try:
             for email, name in stream:
                 if seen(email):  # never one mailbox twice (and never a 400)
                     tally.duplicates += 1
+                    self.shown.advance(1)
+                    continue
+                if left_out and (why := left_out.get(email.lower())) is not None:
+                    tally.left_out[why] = tally.left_out.get(why, 0) + 1  # a set lookup
                     self.shown.advance(1)
                     continue
                 if ledger is not None:
