@@ -20,6 +20,7 @@ import math
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -97,16 +98,12 @@ def main() -> None:
         store = open_store(settings, clock)
         reports = []
         started = time.perf_counter()
+        chosen = cache(store.roster.preferences)  # once a run, as run reads them
         plans = with_groups(
-            plan_run(archive, settings, clock),
-            archive,
-            store.roster.preferences,
-            settings,
-            clock,
-            record=False,
+            plan_run(archive, settings, clock), archive, chosen, settings, clock, record=False
         )
         for plan in plans:
-            who = plan_audience(plan, store.roster.preferences(), settings, clock.now())
+            who = plan_audience(plan, chosen(), settings, clock.now())
             transport = SendGridTransport(settings, clock, client_factory(settings))
             sent = deliver(
                 plan.issue, store.roster, store.ledgers, transport, settings, clock, audience=who

@@ -55,6 +55,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import chain
 from pathlib import Path
 
@@ -72,6 +73,7 @@ from crusader_mail.compose.planning import (
     plan_run,
     preview_plan,
 )
+from crusader_mail.delivery.audience import Audience
 from crusader_mail.delivery.client import ClientFactory
 from crusader_mail.delivery.dry_run import sample_values
 from crusader_mail.delivery.engine import SendProgress, deliver, send_test
@@ -551,13 +553,15 @@ def _deliver_plan(
     settings: Settings,
     clock: Clock,
     transport: BatchTransport,
+    audience: Audience,
     *,
     resend_uncertain: bool,
     progress: SendProgress | None,
     checkpoint: Checkpoint | None = None,
 ) -> SendReport:
-    """Send a planned issue for real: record it as sending (so a crash resumes it), run the
-    checkpoint, deliver through the ledger, then mark its posts sent. A failed send raises and
+    """Send a planned issue for real to its ``audience``: record it as sending (so a crash
+    resumes it), run the checkpoint, deliver through the ledger, then mark its posts sent
+    (the editor's issues only). A failed send raises and
     leaves the issue ``sending`` with its ledger, so the next run picks it up; a send that
     failed before its first request (no ledger) puts the record back as it was."""
     sandbox = settings.sendgrid.sandbox_mode
@@ -589,7 +593,7 @@ def _deliver_plan(
             clock,
             resend_uncertain=resend_uncertain,
             progress=progress,
-            audience=plan_audience(plan, store.roster.preferences(), settings, clock.now()),
+            audience=audience,
         )
     except BaseException:
         if not store.ledgers.exists(plan.issue.issue_id, sandbox=sandbox):
@@ -775,9 +779,8 @@ def _send_issues(
     (:func:`crusader_mail.compose.groups.with_groups`)."""
     done = _Done()
     holding = hold and not dry_run
-    plans = with_groups(
-        plans, archive, store.roster.preferences, settings, clock, record=not dry_run, hold=holding
-    )
+    chosen = cache(store.roster.preferences)  # read once a run, when first needed
+    plans = with_groups(plans, archive, chosen, settings, clock, record=not dry_run, hold=holding)
     while True:
         try:
             plan = next(plans, None)
@@ -805,7 +808,7 @@ def _send_issues(
                     shown,
                     clock,
                     progress=progress,
-                    audience=plan_audience(plan, store.roster.preferences(), settings, clock.now()),
+                    audience=plan_audience(plan, chosen(), settings, clock.now()),
                 )
                 continue
             issue.send = _deliver_plan(
@@ -815,6 +818,7 @@ def _send_issues(
                 settings,
                 clock,
                 _transport(settings, clock, factory, dry_run=False),
+                plan_audience(plan, chosen(), settings, clock.now()),
                 resend_uncertain=resend_uncertain,
                 progress=progress,
                 checkpoint=checkpoint,
