@@ -30,8 +30,8 @@ from crusader_mail.clock import FixedClock
 from crusader_mail.models import Status
 from crusader_mail.settings import SendGridSettings
 from crusader_mail.storage.files.subscribers import SubscriberList
-from tests.support.commands import demo_copy
-from tests.support.feeds import FEED_SERVER_TOML
+from tests.support.commands import demo_copy, kill_run_when
+from tests.support.sending import site_config
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "biz-crusader" / "feed.xml"
@@ -71,18 +71,7 @@ class Site:
             (REPO / "subscribers" / "subscribers.csv").read_bytes()
         )
         self.config = root / "crusader-mail.toml"
-        self.config.write_text(
-            f'feeds = ["{feeds.url("/feed/")}"]\n'
-            f'templates_dir = "{REPO / "templates"}"\n'
-            "[newsletter]\n"
-            'name = "Biz Crusader"\nsite_url = "https://bizcrusader.example"\n'
-            'from_email = "news@bizcrusader.example"\npostal_address = "12 Market Street"\n'
-            "[sendgrid]\n"
-            f'api_url = "{api.url}"\nbatch_size = 2\nbackoff_base = 0.01\ntimeout = 10\n'
-            "subscription_tracking = true\n"  # the repository-only shape's one-click
-            + FEED_SERVER_TOML,
-            encoding="utf-8",
-        )
+        self.config.write_text(site_config(feeds.url("/feed/"), api.url), encoding="utf-8")
 
     def publish(self, hidden: int) -> None:
         """Serve the example feed with its ``hidden`` newest posts not yet published."""
@@ -323,28 +312,14 @@ def test_per_post_killed_mid_way_resumes_and_sends_no_post_twice(site: Site) -> 
     per_issue = -(-len(ACTIVE) // 2)
     after = CHOOSER.randrange(1, 3 * per_issue)  # requests accepted before the kill
     label = f"killed with request {after + 1} of {3 * per_issue} in flight"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(site.root),
-        "SENDGRID_API_KEY": API_KEY,
-        "CRUSADER_MAIL_SECRET_KEY": SECRET,
-    }
+    secrets = {"SENDGRID_API_KEY": API_KEY, "CRUSADER_MAIL_SECRET_KEY": SECRET}
     site.api.delay = 0.3
-    running = subprocess.Popen(
-        [str(CLI), "--config", str(site.config), "run"],
-        cwd=site.root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    kill_run_when(
+        site.config,
+        secrets,
+        lambda: site.api.accepted_requests >= after and site.api.in_flight > 0,
+        label,
     )
-    deadline = time.monotonic() + 60
-    while not (site.api.accepted_requests >= after and site.api.in_flight):
-        assert running.poll() is None, f"{label}: the run ended before it could be killed"
-        assert time.monotonic() < deadline, f"{label}: the run never got there"
-        time.sleep(0.005)
-    os.killpg(running.pid, signal.SIGKILL)
-    running.wait(10)
     while site.api.in_flight:  # the request the run was waiting for still lands
         time.sleep(0.01)
     site.api.delay = 0.0

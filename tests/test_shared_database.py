@@ -254,7 +254,7 @@ def test_what_the_server_records_reaches_the_next_run_in_the_other_checkout(
         for reader, subject in [
             ("Bob.Smith@example.com", "You have left Blog"),
             ("Nina@example.net", "Welcome to Blog"),
-        ]:  # each reply went out from the server after its answer
+        ]:  # each reply went out from the server after its answer (ann's page was hers)
             site.wait_for(reader, subject)
         # ann left with one click: the page was her goodbye, no mail follows it
         assert not [

@@ -157,6 +157,14 @@ class IssueRecord(Frozen):
     sent_at: datetime | None = None
     recipients: int = 0
     note: str = ""  # the editor's note at the top of the issue (Markdown source, as written)
+    series: Frequency | None = None  # whose cadence: None the editor's (``cadence.mode``)
+    made_from: str | None = None  # the issue whose posts it was made from (a group's issue)
+
+    @property
+    def editors(self) -> bool:
+        """Is it an issue of the editor's series (published, marks its posts sent), not one
+        made for a group of readers (:mod:`crusader_mail.compose.groups`)?"""
+        return self.series is None and self.made_from is None
 
 
 # --- subscribers ------------------------------------------------------------------------------

@@ -27,7 +27,9 @@ Rules of a real send (``run``, ``send``; not a dry run or a test send):
 - SendGrid's suppressions are pulled before the inbox is read and before anything is sent, so
   a reader who left through SendGrid's own link is out first.
 - A run sends its issues one after the other (one digest, or with ``per_post`` each new post
-  as its own issue), each with its own record and ledger, and stops at the first that fails.
+  as its own issue), each followed by those made from it for groups of readers
+  (:mod:`crusader_mail.compose.groups`: topic variants, every-post issues, the weekly digest),
+  each with its own record and ledger, and stops at the first that fails.
 - Each issue's record is saved ``sending``, then the ``checkpoint`` runs (the workflow pushes
   that record, and what the issues before it left, to the repository), then its first request
   goes out. A failed checkpoint sends nothing more and puts the record back as it was.
@@ -53,11 +55,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import chain
 from pathlib import Path
 
 from crusader_mail.clock import Clock
 from crusader_mail.compose.composer import fill_placeholders
+from crusader_mail.compose.groups import group_label, plan_audience, with_groups
 from crusader_mail.compose.note import check_note, clear_note, read_note
 from crusader_mail.compose.planning import (
     AWAITING,
@@ -65,10 +69,11 @@ from crusader_mail.compose.planning import (
     awaiting_issues,
     compose_posts,
     compose_record,
+    plan_record,
     plan_run,
     preview_plan,
 )
-from crusader_mail.delivery.audience import audience
+from crusader_mail.delivery.audience import Audience
 from crusader_mail.delivery.client import ClientFactory
 from crusader_mail.delivery.dry_run import sample_values
 from crusader_mail.delivery.engine import SendProgress, deliver, send_test
@@ -91,7 +96,6 @@ from crusader_mail.models import (
     ArchivedPost,
     FeedReport,
     IssueRecord,
-    IssueStatus,
     Placeholder,
     RenderedIssue,
     SendReport,
@@ -340,6 +344,7 @@ class IssueSummary:
     waiting: int
     notes: list[str]
     note: str = ""  # the editor's note at its top (Markdown)
+    group: str = "the list"  # who it is for (compose.groups.group_label)
 
 
 @dataclass
@@ -446,6 +451,7 @@ def _summary(plan: Plan) -> IssueSummary:
         waiting=len(plan.waiting),
         notes=list(plan.issue.notes),
         note=plan.note,
+        group=group_label(plan),
     )
 
 
@@ -547,13 +553,15 @@ def _deliver_plan(
     settings: Settings,
     clock: Clock,
     transport: BatchTransport,
+    audience: Audience,
     *,
     resend_uncertain: bool,
     progress: SendProgress | None,
     checkpoint: Checkpoint | None = None,
 ) -> SendReport:
-    """Send a planned issue for real: record it as sending (so a crash resumes it), run the
-    checkpoint, deliver through the ledger, then mark its posts sent. A failed send raises and
+    """Send a planned issue for real to its ``audience``: record it as sending (so a crash
+    resumes it), run the checkpoint, deliver through the ledger, then mark its posts sent
+    (the editor's issues only). A failed send raises and
     leaves the issue ``sending`` with its ledger, so the next run picks it up; a send that
     failed before its first request (no ledger) puts the record back as it was."""
     sandbox = settings.sendgrid.sandbox_mode
@@ -568,15 +576,7 @@ def _deliver_plan(
         ):
             raise _all_in_doubt(plan.issue.issue_id, store.roster.counts())
     else:
-        record = IssueRecord(
-            issue_id=plan.issue.issue_id,
-            created_at=clock.now(),
-            subject=plan.issue.subject,
-            post_ids=plan.issue.post_ids,
-            related_ids=plan.issue.related_ids,
-            status="sending",
-            note=plan.note,
-        )
+        record = plan_record(plan, clock.now(), "sending")
     if not plan.resumed or record.status != "sending":
         record = record.model_copy(update={"status": "sending"})
         archive.record_issue(record)
@@ -593,7 +593,7 @@ def _deliver_plan(
             clock,
             resend_uncertain=resend_uncertain,
             progress=progress,
-            audience=audience(store.roster.preferences(), plan.posts, clock.now()),
+            audience=audience,
         )
     except BaseException:
         if not store.ledgers.exists(plan.issue.issue_id, sandbox=sandbox):
@@ -601,7 +601,8 @@ def _deliver_plan(
             archive.record_issue(before or record.model_copy(update={"status": "composed"}))
             store.archive.save(archive)
         raise
-    archive.mark_sent(plan.issue.post_ids, plan.issue.issue_id)
+    if plan.editors:  # an issue made for a group repeats posts the editor's issue sent
+        archive.mark_sent(plan.issue.post_ids, plan.issue.issue_id)
     archive.record_issue(
         record.model_copy(
             update={"status": "sent", "sent_at": clock.now(), "recipients": sent.delivered}
@@ -774,8 +775,12 @@ def _send_issues(
     note file it emptied; stop at the first that fails or cannot be composed. With ``hold``
     a new issue is held for approval instead (:func:`_hold`). A dry run writes the first
     issue's newsletter and outbox to ``outbox_dir`` and each further one's to
-    ``outbox_dir/issue-N``."""
+    ``outbox_dir/issue-N``. The issues made for groups of readers follow the editor's
+    (:func:`crusader_mail.compose.groups.with_groups`)."""
     done = _Done()
+    holding = hold and not dry_run
+    chosen = cache(store.roster.preferences)  # read once a run, when first needed
+    plans = with_groups(plans, archive, chosen, settings, clock, record=not dry_run, hold=holding)
     while True:
         try:
             plan = next(plans, None)
@@ -787,7 +792,7 @@ def _send_issues(
         issue = IssueRun(_summary(plan))
         done.issues.append(issue)
         try:
-            if hold and not plan.resumed and not dry_run:
+            if holding and not plan.resumed:
                 _hold(store, archive, plan, settings, clock, issue, _held_count(done) - 1)
                 continue
             if dry_run:  # the newsletter and the outbox, and no state changed
@@ -803,7 +808,7 @@ def _send_issues(
                     shown,
                     clock,
                     progress=progress,
-                    audience=audience(store.roster.preferences(), plan.posts, clock.now()),
+                    audience=plan_audience(plan, chosen(), settings, clock.now()),
                 )
                 continue
             issue.send = _deliver_plan(
@@ -813,6 +818,7 @@ def _send_issues(
                 settings,
                 clock,
                 _transport(settings, clock, factory, dry_run=False),
+                plan_audience(plan, chosen(), settings, clock.now()),
                 resend_uncertain=resend_uncertain,
                 progress=progress,
                 checkpoint=checkpoint,
@@ -839,18 +845,7 @@ def _hold(
     index: int,
 ) -> None:
     """Record a new issue as awaiting approval (its posts stay unsent) and write its preview."""
-    status: IssueStatus = AWAITING
-    archive.record_issue(
-        IssueRecord(
-            issue_id=plan.issue.issue_id,
-            created_at=clock.now(),
-            subject=plan.issue.subject,
-            post_ids=plan.issue.post_ids,
-            related_ids=plan.issue.related_ids,
-            status=status,
-            note=plan.note,
-        )
-    )
+    archive.record_issue(plan_record(plan, clock.now(), AWAITING))
     store.archive.save(archive)
     write_held_preview(plan.issue, settings, issue, index)
 
@@ -875,8 +870,11 @@ def _after_send(
     done: _Done,
 ) -> None:
     """What follows a real send: the note file emptied if it holds the note the issue carried,
-    and the issue published (a failure there is a problem, the send stands)."""
+    and the issue published (a failure there is a problem, the send stands); neither for an
+    issue made for a group of readers."""
     issue_id = plan.issue.issue_id
+    if not plan.editors:
+        return
     if plan.note and clear_note(settings.note_file, plan.note):
         done.notes.append(
             f"the editor's note went out with issue {issue_id}: {settings.note_file} emptied"

@@ -4,11 +4,15 @@ on 127.0.0.1 for the length of a block (no tests here)."""
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,31 @@ from cryptography.hazmat.primitives.asymmetric import ec
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "serve-test-secret-key-0123456789"
 NOWHERE = "http://127.0.0.1:9"  # SendGrid for these servers: nothing listens, nothing leaves
+CLI = Path(sys.executable).with_name("crusader-mail")
+
+
+def kill_run_when(
+    config: Path, secrets: Mapping[str, str], ready: Callable[[], bool], label: str = "run"
+) -> None:
+    """``crusader-mail run`` with ``config`` in a child process of its own session (in the
+    config's folder, ``secrets`` in its environment), killed with SIGKILL as soon as
+    ``ready()``; the test fails when the run ends before, or never gets there in 60 s."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(config.parent), **secrets}
+    running = subprocess.Popen(
+        [str(CLI), "--config", str(config), "run"],
+        cwd=config.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not ready():
+        assert running.poll() is None, f"{label}: the run ended before it could be killed"
+        assert time.monotonic() < deadline, f"{label}: the run never got there"
+        time.sleep(0.005)
+    os.killpg(running.pid, signal.SIGKILL)
+    running.wait(10)
 
 
 def write_site_config(folder: Path, extra: str = "", templates: Path = REPO / "templates") -> Path:

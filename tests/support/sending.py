@@ -21,6 +21,7 @@ from crusader_mail.models import Placeholder, RenderedIssue, SendReport, Source,
 from crusader_mail.settings import NewsletterSettings, SendGridSettings, ServerSettings, Settings
 from crusader_mail.storage.files.ledger import FileLedgerStore
 from crusader_mail.storage.files.subscribers import SubscriberList
+from tests.support.feeds import FEED_SERVER_TOML
 
 SECRET = "test-secret-key-0123456789abcdef"
 ISSUE_ID = "2026-11-23-1a2b3c4d"
@@ -162,4 +163,23 @@ def send_issue(
         clock,
         resend_uncertain=resend_uncertain,
         progress=progress,
+    )
+
+
+def site_config(feed_url: str, api_url: str, *, newsletter: str = "") -> str:
+    """A site's ``crusader-mail.toml`` for the tests that run the CLI: one feed, the
+    repository's templates, the loopback SendGrid in batches of 2 with SendGrid's own
+    one-click (the repository-only shape), the loopback feed server allowed; ``newsletter``:
+    more lines of that section."""
+    templates = Path(__file__).resolve().parents[2] / "templates"
+    return (
+        f'feeds = ["{feed_url}"]\n'
+        f'templates_dir = "{templates}"\n'
+        "[newsletter]\n"
+        'name = "Biz Crusader"\nsite_url = "https://bizcrusader.example"\n'
+        'from_email = "news@bizcrusader.example"\npostal_address = "12 Market Street"\n'
+        f"{newsletter}"
+        "[sendgrid]\n"
+        f'api_url = "{api_url}"\nbatch_size = 2\nbackoff_base = 0.01\ntimeout = 10\n'
+        "subscription_tracking = true\n" + FEED_SERVER_TOML
     )

@@ -197,6 +197,8 @@ def _issue_lines(done: IssueRun, *, last: bool) -> list[str]:
         f"  {len(issue.posts)} posts, {len(issue.related)} related, {issue.html_bytes:,} bytes"
         + (f", {issue.waiting} posts wait for the next issue" if waiting else "")
     )
+    if issue.group != "the list":
+        lines.append(f"  for {issue.group} (an issue made for them)")
     if issue.note:
         lines.append("  with the editor's note on top")
     if done.held:
@@ -284,6 +286,7 @@ def _issue_markdown(done: IssueRun) -> list[str]:
     out = [f"**{_cell(issue.subject)}** (`{issue.issue_id}`){state}"]
     out.append("")
     out.append(f"- posts: {len(issue.posts)}, related posts: {len(issue.related)}")
+    out.append(f"- for: {issue.group}")
     if done.send is not None:
         send = done.send
         out.append(f"- readers: {send.recipients}, delivered: {send.delivered}")

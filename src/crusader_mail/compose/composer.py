@@ -395,11 +395,13 @@ class Composer:
         *,
         note: str = "",
         web: bool = False,
+        page: str | None = None,
     ) -> RenderedIssue:
         """Render the issue (posts in the order given), inline its CSS once, run the guards.
 
         ``note``: the editor's note (Markdown) at the top. ``web``: the issue's public archive
-        page instead (:func:`web_page`)."""
+        page instead (:func:`web_page`). ``page``: the issue whose public page "View in your
+        browser" opens (default: this one; "": none, an issue made for a group of readers)."""
         if not posts:
             raise ComposeError(f"issue {issue_id}: no posts to compose")
         full = self.settings.compose.full_content
@@ -407,7 +409,7 @@ class Composer:
         shortened: set[str] = set()
         marks = _stand_ins()
         related_views = [post_view(post, full=False) for post in related]
-        extra = self._extra(issue_id, note, web)
+        extra = self._extra(issue_id if page is None else page, note, web)
         base = self._context(posts, related_views, issue_id, now, full, shortened, marks)
         base.update(extra)
         subject_marked = self._render_setting(
@@ -463,7 +465,7 @@ class Composer:
         guards.check_issue(issue, limit, placed)
         return web_page(issue, self.settings) if web else issue
 
-    def _extra(self, issue_id: str, note: str, web: bool) -> dict[str, Any]:
+    def _extra(self, page: str, note: str, web: bool) -> dict[str, Any]:
         """What the templates see besides the posts: the editor's note (``None``, or its
         ``html`` and ``text``), ``web`` (the archive page), the issue's page, the subscribe
         link, and the archive's address (``newsletter.archive_url``, "" when none)."""
@@ -479,7 +481,7 @@ class Composer:
         return {
             "note": view,
             "web": web,
-            "page_url": self.settings.issue_page_url(issue_id) or "",
+            "page_url": (self.settings.issue_page_url(page) if page else None) or "",
             "archive_url": news.archive_url or "",
             "subscribe_url": subscribe,
             "subscribe_by_mail": subscribe.startswith("mailto:"),

@@ -3,16 +3,18 @@
 ::
 
     plan_run(archive, settings, clock, note=, approved=) -> Iterator[Plan]   this run's issues
+    plan_record(plan, now, status) -> IssueRecord            its record in the issue history
     plan_issue(archive, settings, clock, note=) -> Plan | None   the first of them
     preview_plan(archive, settings, clock, posts=, post_url=, note=) -> Plan   what preview shows
     compose_posts(archive, posts, settings, clock, note=) -> Plan   an issue of chosen posts
     compose_record(archive, record, settings, clock, web=) -> Plan  an issue as its record says
     awaiting_issues(archive) -> list[IssueRecord]            issues held for approval
 
-An issue whose sending was interrupted goes out again first, composed as it was (its record in
-the archive names its posts, related posts and note). Then come the new posts, oldest first, when at
+Issues whose sending was interrupted go out again first, composed as they were (each record in
+the archive names its posts, related posts and note; the editor's before those made for groups
+of readers, :mod:`crusader_mail.compose.groups`). Then come the new posts, oldest first, when at
 least ``cadence.min_posts`` of them are new, at most ``cadence.max_posts`` in a run (the rest
-wait): all in one issue (``digest``; a run that resumed an issue sends no other), or each in an
+wait): all in one issue (``digest``; a run that resumed issues sends no other), or each in an
 issue of its own (``per_post``: every one in the same run). Related posts are never posts this
 run sends. Planning reads the archive and changes nothing: each plan is composed when it is
 asked for, from the archive as it was when planning began, so what the caller records of the
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from crusader_mail.clock import Clock
 from crusader_mail.compose.composer import Composer
@@ -36,6 +39,7 @@ from crusader_mail.compose.related import choose_related
 from crusader_mail.errors import ComposeError
 from crusader_mail.models import (
     ArchivedPost,
+    Frequency,
     IssueRecord,
     IssueStatus,
     Post,
@@ -54,6 +58,30 @@ class Plan:
     resumed: bool = False  # composed again as its record says (interrupted, or approved)
     waiting: list[str] = field(default_factory=list)  # new post ids left for the next run
     note: str = ""  # the editor's note at its top (Markdown source)
+    series: Frequency | None = None  # made for a series of its own (None: the editor's)
+    made_from: str | None = None  # made for a group from this issue (None: the editor's)
+    source: list[Post] = field(default_factory=list)  # a variant: the posts its readers'
+    # topics pick from (those of the issue it was made from); empty: its own posts
+
+    @property
+    def editors(self) -> bool:
+        """Is it the editor's issue (not one made for a group of readers)?"""
+        return self.series is None and self.made_from is None
+
+
+def plan_record(plan: Plan, now: datetime, status: IssueStatus) -> IssueRecord:
+    """The issue history's record of ``plan``'s issue, created at ``now``."""
+    return IssueRecord(
+        issue_id=plan.issue.issue_id,
+        created_at=now,
+        subject=plan.issue.subject,
+        post_ids=plan.issue.post_ids,
+        related_ids=plan.issue.related_ids,
+        status=status,
+        note=plan.note,
+        series=plan.series,
+        made_from=plan.made_from,
+    )
 
 
 def select_posts(new_posts: Sequence[ArchivedPost], cadence: CadenceSettings) -> list[ArchivedPost]:
@@ -75,15 +103,22 @@ def recently_related(related: Sequence[Sequence[str]], memory: int) -> set[str]:
 AWAITING: IssueStatus = "awaiting_approval"
 
 
-def unfinished_issue(archive: Archive) -> IssueRecord | None:
-    """An issue whose sending started and did not finish: it goes out before anything new."""
+def unfinished_issues(archive: Archive) -> list[IssueRecord]:
+    """The issues whose sending started and did not finish (or, made for groups of readers,
+    did not start): they go out before anything new, the editor's first."""
     pending = [record for record in archive.issues if record.status in ("composed", "sending")]
-    return pending[-1] if pending else None
+    return sorted(pending, key=lambda record: not record.editors)  # stable: history order
 
 
 def awaiting_issues(archive: Archive) -> list[IssueRecord]:
     """The issues held for approval (``cadence.approval``), oldest first."""
     return [record for record in archive.issues if record.status == AWAITING]
+
+
+def related_history(archive: Archive) -> list[tuple[str, ...]]:
+    """The related ids of each of the editor's issues, oldest first (those made for groups of
+    readers repeat them)."""
+    return [record.related_ids for record in archive.issues if record.editors]
 
 
 def compose_posts(
@@ -95,10 +130,12 @@ def compose_posts(
     issue_id: str | None = None,
     related: Sequence[Post] | None = None,
     note: str = "",
+    page: str | None = None,
 ) -> Plan:
-    """Compose an issue of ``posts`` (newest shown first) with related posts from the archive."""
-    history = [record.related_ids for record in archive.issues]
-    return _compose(posts, archive.posts, history, settings, clock, issue_id, related, note)
+    """Compose an issue of ``posts`` (newest shown first) with related posts from the archive
+    (``page``: see :meth:`Composer.compose`)."""
+    history = related_history(archive)
+    return _compose(posts, archive.posts, history, settings, clock, issue_id, related, note, page)
 
 
 def compose_record(
@@ -114,8 +151,20 @@ def compose_record(
             shown, related, record.issue_id, record.created_at, note=record.note, web=True
         )
         return Plan(issue=page, posts=shown, related=related, resumed=True, note=record.note)
-    plan = _compose(posts, (), (), settings, clock, record.issue_id, related, record.note)
-    return replace(plan, resumed=True)
+    made_from = archive.issue(record.made_from) if record.made_from else None
+    opens = made_from.issue_id if made_from is not None and made_from.editors else ""
+    opens_own = None if record.editors else opens  # the page "View in your browser" opens
+    plan = _compose(
+        posts, (), (), settings, clock, record.issue_id, related, record.note, opens_own
+    )
+    variant = made_from is not None and made_from.series == record.series
+    return replace(
+        plan,
+        resumed=True,
+        series=record.series,
+        made_from=record.made_from,
+        source=_lookup(archive, made_from.post_ids) if made_from and variant else [],
+    )
 
 
 def _newest_first(posts: Sequence[Post]) -> list[Post]:
@@ -131,6 +180,7 @@ def _compose(
     issue_id: str | None = None,
     related: Sequence[Post] | None = None,
     note: str = "",
+    page: str | None = None,
 ) -> Plan:
     """An issue of ``posts`` with ``related`` or, when not given, the best of ``pool`` (minus
     the issue's own posts), avoiding those shown in the last issues of ``history``."""
@@ -147,7 +197,9 @@ def _compose(
             settings.compose.related_count,
         )
     issue_id = issue_id or issue_id_for(ids, clock.now().date())
-    issue = Composer(settings).compose(shown, list(related), issue_id, clock.now(), note=note)
+    issue = Composer(settings).compose(
+        shown, list(related), issue_id, clock.now(), note=note, page=page
+    )
     return Plan(issue=issue, posts=list(shown), related=list(related), note=note)
 
 
@@ -163,27 +215,26 @@ def plan_run(
     if approved:
         chosen_records = [record for record in archive.issues if record.issue_id in approved]
         return (compose_record(archive, record, settings, clock) for record in chosen_records)
-    unfinished = unfinished_issue(archive)
+    unfinished = unfinished_issues(archive)
     held = awaiting_issues(archive)
-    carried = {post_id for record in [*held, *([unfinished] if unfinished else [])]
-               for post_id in record.post_ids}  # fmt: skip
+    carried = {post_id for record in [*held, *unfinished] for post_id in record.post_ids}
     new_posts = [post for post in archive.new_posts() if post.id not in carried]
     per_post = settings.cadence.mode == "per_post"
-    blocked = (unfinished is not None and not per_post) or (held and settings.cadence.approval)
+    blocked = (unfinished and not per_post) or (held and settings.cadence.approval)
     chosen = [] if blocked else select_posts(new_posts, settings.cadence)
     groups = [[post] for post in chosen] if per_post else [chosen] if chosen else []
     in_run = carried | {post.id for post in chosen}
     waiting = [post.id for post in new_posts if post.id not in in_run]
     pool = [post for post in archive.posts if post.id not in in_run]
-    history = [record.related_ids for record in archive.issues]
-    if any(record.note == note for record in [*held, *([unfinished] if unfinished else [])]):
+    history = related_history(archive)
+    if any(record.note == note for record in [*held, *unfinished]):
         note = ""  # an issue composed with it carries it already
     return _plans(archive, unfinished, groups, pool, history, waiting, note, settings, clock)
 
 
 def _plans(
     archive: Archive,
-    unfinished: IssueRecord | None,
+    unfinished: Sequence[IssueRecord],
     groups: Sequence[Sequence[Post]],
     pool: Sequence[Post],
     history: Sequence[Sequence[str]],
@@ -192,8 +243,8 @@ def _plans(
     settings: Settings,
     clock: Clock,
 ) -> Iterator[Plan]:
-    if unfinished is not None:
-        yield replace(compose_record(archive, unfinished, settings, clock), waiting=waiting)
+    for record in unfinished:
+        yield replace(compose_record(archive, record, settings, clock), waiting=waiting)
     history = list(history)
     for group in groups:
         plan = _compose(group, pool, history, settings, clock, note=note)

@@ -98,6 +98,7 @@ class _Tally:
     uncertain: int = 0  # in a batch in doubt from an earlier run
     duplicates: int = 0  # a second reader of a mailbox met before
     left_out: dict[str, int] = field(default_factory=dict)  # not in the audience, by reason
+    outside: int = 0  # not among the only readers of an issue made for a group
     # written by the sending thread only
     delivered: int = 0
     requests: int = 0
@@ -119,10 +120,12 @@ def deliver(
 ) -> SendReport:
     """Send ``issue`` to every active reader not yet accepted for it (see the module docstring)
     and in its ``audience`` (:mod:`crusader_mail.delivery.audience`: those it leaves out are
-    counted in ``skipped`` by reason, and not in ``recipients``)."""
+    counted in ``skipped`` by reason, and not in ``recipients``; an issue for a group counts
+    only its readers, so its ``skipped`` has no list-wide statuses)."""
     signer, throwaway = link_signer(settings, allow_throwaway=transport.dry_run)
     counts = readers.counts()
-    skipped = {status.value: counts.get(status, 0) for status in _SKIPPED}
+    grouped = audience.only is not None
+    skipped = {} if grouped else {status.value: counts.get(status, 0) for status in _SKIPPED}
     recipients = counts.get(Status.ACTIVE, 0)
     builder = BodyBuilder(issue, settings, signer, clock.now())
     tally = _Tally()
@@ -132,7 +135,7 @@ def deliver(
         return SendReport(
             issue=issue.issue_id,
             dry_run=transport.dry_run,
-            recipients=recipients - sum(left_out.values()),
+            recipients=recipients - sum(left_out.values()) - tally.outside,
             delivered=tally.delivered,
             skipped={
                 **skipped,
@@ -178,7 +181,7 @@ def deliver(
             flights.fly(batches)
         except SendError as error:
             done = tally.delivered + tally.already + tally.uncertain + tally.lost
-            done += tally.duplicates + sum(tally.left_out.values())
+            done += tally.duplicates + sum(tally.left_out.values()) + tally.outside
             error.report = report(failed=recipients - done)
             raise
         transport.finish(report(), skipped)
@@ -424,10 +427,15 @@ class _Producer:
         seen = mailboxes.seen
         stream = self.readers.recipients()
         left_out = self.audience.left_out  # mailbox key -> why; empty for most sends
+        only = self.audience.only  # None but for an issue made for a group
         try:
             for email, name in stream:
                 if seen(email):  # never one mailbox twice (and never a 400)
                     tally.duplicates += 1
+                    self.shown.advance(1)
+                    continue
+                if only is not None and email.lower() not in only:  # a set lookup
+                    tally.outside += 1
                     self.shown.advance(1)
                     continue
                 if left_out and (why := left_out.get(email.lower())) is not None:

@@ -13,7 +13,8 @@ A page is the issue composed again from its record (posts, related posts, the ed
 :func:`crusader_mail.compose.planning.compose_record` with ``web=True``): nobody's address,
 name or link in it, an invitation to subscribe instead, and it passes the mail's guards with no
 placeholder allowed. The index passes the same guards (no script, every URL absolute). Only
-issues whose record says ``sent`` are published. Every file is written atomically; nothing is
+the editor's issues whose record says ``sent`` are published (not those made for groups of
+readers: they are subsets of them). Every file is written atomically; nothing is
 written when one page cannot be composed. ``build_site`` also removes the pages of issues the
 history no longer holds (files named like an issue id only: anything else in the folder, a
 ``CNAME`` or a picture, is left alone).
@@ -74,8 +75,9 @@ def archive_base(settings: Settings) -> str:
 
 
 def sent_issues(archive: Archive) -> list[IssueRecord]:
-    """The issues every reader got, newest first (by sending time)."""
-    sent = [record for record in archive.issues if record.status == "sent"]
+    """The editor's issues that were sent, newest first (by sending time); those made for
+    groups of readers are subsets of them and never published."""
+    sent = [record for record in archive.issues if record.status == "sent" and record.editors]
     return sorted(sent, key=lambda r: (r.sent_at or r.created_at, r.issue_id), reverse=True)
 
 

@@ -4,7 +4,8 @@
 
     archive = store.archive.load()             # the archive as stored (empty when nothing is)
     archive.merge(posts, now) -> MergeResult
-    archive.posts / get / new_posts / release_backlog / mark_sent / issues / record_issue
+    archive.posts / get / new_posts / release_backlog / mark_sent / issues / issue /
+    record_issue
     archive.feed_cache: dict[str, FeedCache]
     archive.record_read(source, cache, failed=...) -> int   # runs in a row the feed failed
     store.archive.save(archive)                # stores what changed since the load
@@ -188,6 +189,9 @@ class Archive:
     def issues(self) -> list[IssueRecord]:
         """Oldest first (created_at, then id)."""
         return sorted(self._issues.values(), key=lambda r: (r.created_at, r.issue_id))
+
+    def issue(self, issue_id: str) -> IssueRecord | None:
+        return self._issues.get(issue_id)
 
     def record_issue(self, record: IssueRecord) -> None:
         self._issues[record.issue_id] = record
