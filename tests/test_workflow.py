@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -541,8 +542,17 @@ def test_a_kill_around_the_checkpoint_never_sends_an_issue_twice(
     else:
         assert result.returncode == 0, result.stderr
     counts = site.api.per_address()
-    assert sorted(counts) == sorted(READERS), "somebody who should have it was skipped"
     assert set(counts.values()) == {1}, "somebody got the issue twice"
+    missed = set(READERS) - set(counts)
+    if hold == "mid-send" and not in_doubt:
+        # resumed from the pushed ledger: the batches in flight at the kill (up to
+        # sendgrid.concurrency) are in doubt; the one the peer was answering landed, a batch
+        # recorded pending whose request never left is skipped, never guessed at
+        summary = (nxt.root / "summary.md").read_text(encoding="utf-8")
+        found = re.search(r"in doubt: (\d+)", summary)
+        assert len(missed) <= (int(found[1]) if found else 0), summary
+        return
+    assert not missed, "somebody who should have it was skipped"
 
 
 # --- the inbox workflow -------------------------------------------------------------------------
