@@ -79,17 +79,18 @@ def test_migrations_are_idempotent(empty_database_url: str) -> None:
         again = schema.upgrade(db)
     finally:
         db.close()
-    applied = ("0001_initial", "0002_feed_failures", "0003_consent_history")
+    applied = ("0001_initial", "0002_feed_failures", "0003_consent_history", "0004_preferences")
     assert schema.latest() == len(applied)
-    assert (first.before, first.after, first.applied) == (None, 3, applied)
-    assert (again.before, again.after, again.applied) == (3, 3, ())
+    assert (first.before, first.after, first.applied) == (None, 4, applied)
+    assert (again.before, again.after, again.applied) == (4, 4, ())
     assert sql(empty_database_url, "SELECT tablename FROM pg_tables ORDER BY 1") == tables
     assert sql(empty_database_url, "SELECT version FROM schema_version ORDER BY 1") == [
         (1,),
         (2,),
         (3,),
+        (4,),
     ]
-    assert {("readers",), ("consent_events",)} <= set(tables)
+    assert {("readers",), ("consent_events",), ("preferences",)} <= set(tables)
 
 
 def test_a_missing_old_or_newer_schema_stops_with_one_line(
