@@ -1,7 +1,7 @@
 """Feed text cannot plant a live per-reader placeholder, in either part, whatever markup it hides
-the brackets in: the only ``[[email]]``, ``[[name]]`` and ``[[unsubscribe_url]]`` in an issue are
-the templates' own, and so a reader's address and personal link appear only where the templates
-put them.
+the brackets in: the only ``[[email]]``, ``[[name]]``, ``[[unsubscribe_url]]`` and
+``[[preferences_url]]`` in an issue are the templates' own, and so a reader's address and
+personal links appear only where the templates put them.
 
 The hostile posts come through the real reader (a feed served on 127.0.0.1, parsed, sanitized)
 and also straight into the composer (an archive may hold HTML that never met today's sanitizer).
@@ -22,12 +22,13 @@ from crusader_mail.feeds.fetch import make_client
 from crusader_mail.feeds.read import read_feed
 from crusader_mail.models import Placeholder, Post, RenderedIssue
 from tests.support.feeds import loopback_fetch
-from tests.support.golden import NOW, golden_settings, make_post
+from tests.support.golden import NOW, make_post, served_settings
 
 READER = {
     Placeholder.EMAIL: "victim@reader.example",
     Placeholder.NAME: "Vic",
     Placeholder.UNSUBSCRIBE_URL: "https://news.example/unsubscribe?token=PERSONAL",
+    Placeholder.PREFERENCES_URL: "https://news.example/preferences?token=CHOOSING",
 }
 # Markup inside the brackets: each collapses to a placeholder somewhere on the way
 # (html-to-text, premailer's entity decoding, the sanitizer dropping comments or CDATA).
@@ -36,6 +37,9 @@ SHAPES = {
     "tags around": "<i>[</i><b>[email]]</b>",
     "span in unsubscribe": "[<span></span>[unsubscribe_url]]",
     "link text": '[<a href="https://x.example/">[unsubscribe_url]]</a>',
+    "span in preferences": "[<span></span>[preferences_url]]",
+    "preferences link": '<a href="https://x.example/">[<b></b>[preferences_url]]</a>',
+    "preferences entity": "&#91;[preferences_url&#93;]",
     "name": "[<em></em>[name]]",
     "comment": "[<!-- hidden -->[email]]",
     "entity": "[&#91;email]]",
@@ -71,23 +75,25 @@ def hostile_feed() -> bytes:
 
 
 def compose(posts: list[Post], related: list[Post]) -> RenderedIssue:
-    settings = golden_settings(full_content=True, subject="{{ posts[0].title }} for {{ name }}")
+    settings = served_settings(full_content=True, subject="{{ posts[0].title }} for {{ name }}")
     return Composer(settings).compose(posts, related, "2026-11-23-hostile0", NOW)
 
 
 def assert_only_the_templates_placeholders(issue: RenderedIssue) -> None:
-    # The templates: one address and one unsubscribe link in each part; the name in the subject,
-    # which the HTML repeats in its <title>.
+    # The templates: one address, one unsubscribe link and one preferences link in each part;
+    # the name in the subject, which the HTML repeats in its <title>.
     for part, names in ((issue.html, 1), (issue.text, 0), (issue.subject, 1)):
         assert part.count(Placeholder.NAME.value) == names
     for part in (issue.html, issue.text):
         assert part.count(Placeholder.EMAIL.value) == 1
         assert part.count(Placeholder.UNSUBSCRIBE_URL.value) == 1
+        assert part.count(Placeholder.PREFERENCES_URL.value) == 1
     html = fill_placeholders(issue.html, READER, html=True)
     text = fill_placeholders(issue.text, READER)
     for part, names in ((html, 1), (text, 0)):
         assert part.count("victim@reader.example") == 1
         assert part.count("PERSONAL") == 1
+        assert part.count("CHOOSING") == 1
         assert part.count("Vic") == names
     assert "{{" not in issue.text
     assert "{%" not in issue.text
@@ -117,7 +123,7 @@ def test_each_shape_straight_into_the_composer(name: str) -> None:
 
 def test_the_guard_refuses_a_placeholder_the_templates_did_not_put_there() -> None:
     issue = compose([make_post(1)], [])
-    once = {Placeholder.EMAIL: 1, Placeholder.UNSUBSCRIBE_URL: 1}
+    once = {Placeholder.EMAIL: 1, Placeholder.UNSUBSCRIBE_URL: 1, Placeholder.PREFERENCES_URL: 1}
     placed = {"HTML": once | {Placeholder.NAME: 1}, "text": once, "subject": {Placeholder.NAME: 1}}
     check_issue(issue, 200_000, placed)
     forged = issue.model_copy(update={"text": issue.text + "\nYour address: [[email]]\n"})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from pydantic import SecretStr
 from crusader_mail.cli import cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
-from crusader_mail.models import Status
+from crusader_mail.models import Frequency, Preferences, Source, Status
 from crusader_mail.settings import ServerSettings, Settings
+from crusader_mail.storage import open_store
 from crusader_mail.storage.postgres import schema
 from tests.support.serving import free_port, serve_process
 
@@ -38,6 +40,14 @@ def crusader_mail(
     return subprocess.run(
         [str(EXE), *args], cwd=folder, env=env, capture_output=True, text=True, timeout=60
     )
+
+
+def ok(clock: FixedClock, *args: str) -> str:
+    """``subscribers ARGS``, which must succeed: its output. One process context per command:
+    its store closes when it ends."""
+    result = CliRunner().invoke(cli, ["subscribers", *args], obj=AppContext(clock=clock))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.stdout
 
 
 def test_db_upgrade_creates_then_finds_the_schema_up_to_date(
@@ -142,27 +152,22 @@ def test_subscriber_commands_work_on_the_database(
 ) -> None:
     monkeypatch.setenv("CRUSADER_MAIL_DATABASE_URL", database_url)
 
-    def ok(*args: str) -> str:  # one process per command: its store closes when it ends
-        result = CliRunner().invoke(cli, ["subscribers", *args], obj=AppContext(clock=clock))
-        assert result.exit_code == 0, (result.output, result.exception)
-        return result.stdout
-
     (clean_env / "list.csv").write_text(
         "email,name\nAnn@Example.com,Ann\nbo@example.com,Bo\nann@example.com,\n", encoding="utf-8"
     )
-    assert ok("import", "list.csv").splitlines() == [
+    assert ok(clock, "import", "list.csv").splitlines() == [
         "using column 'email' for the address and 'name' for the name",
         "added 2 readers (active)",
         "merged 1 row that differs only in case",
     ]
     assert (
-        ok("add", "ANN@example.com")
+        ok(clock, "add", "ANN@example.com")
         == "A•••@example.com is already on the list (active): unchanged\n"
     )
-    assert ok("remove", "bo@EXAMPLE.com") == "unsubscribed b•••@example.com (was active)\n"
-    counts = json.loads(ok("stats", "--json"))["counts"]
+    assert ok(clock, "remove", "bo@EXAMPLE.com") == "unsubscribed b•••@example.com (was active)\n"
+    counts = json.loads(ok(clock, "stats", "--json"))["counts"]
     assert (counts[Status.ACTIVE.value], counts[Status.UNSUBSCRIBED.value]) == (1, 1)
-    exported = ok("export").splitlines()
+    exported = ok(clock, "export").splitlines()
     assert exported[0].startswith("email,name,status,")
     assert [line.split(",")[:3] for line in exported[1:]] == [
         ["Ann@example.com", "Ann", "active"],
@@ -174,31 +179,81 @@ def test_subscriber_commands_work_on_the_database(
 def test_readers_and_their_history_move_from_the_files_to_the_database(
     database_url: str, clean_env: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def ok(*args: str) -> str:
-        result = CliRunner().invoke(cli, ["subscribers", *args], obj=AppContext(clock=clock))
-        assert result.exit_code == 0, (result.output, result.exception)
-        return result.stdout
-
-    ok("add", "Ann@example.com", "--name", "Ann")  # the files store: no database set
-    ok("add", "bo@example.com")
+    ok(clock, "add", "Ann@example.com", "--name", "Ann")  # the files store: no database set
+    ok(clock, "add", "bo@example.com")
     clock.advance(timedelta(hours=1))
-    ok("remove", "BO@example.com")
-    ok("export", "--out", "readers.csv")
-    ok("export", "--history", "--out", "history.csv")
+    ok(clock, "remove", "BO@example.com")
+    ok(clock, "export", "--out", "readers.csv")
+    ok(clock, "export", "--history", "--out", "history.csv")
     history = (clean_env / "history.csv").read_text(encoding="utf-8").splitlines()
     assert len(history) == 1 + 3  # the header, two adds and the unsubscribe
     monkeypatch.setenv("CRUSADER_MAIL_DATABASE_URL", database_url)
     clock.advance(timedelta(days=1))
-    ok("import", "--restore", "readers.csv")
-    ok("import", "--restore", "history.csv")
-    assert ok("export").splitlines() == (clean_env / "readers.csv").read_text().splitlines()
-    moved = ok("export", "--history").splitlines()
+    ok(clock, "import", "--restore", "readers.csv")
+    ok(clock, "import", "--restore", "history.csv")
+    assert ok(clock, "export").splitlines() == (clean_env / "readers.csv").read_text().splitlines()
+    moved = ok(clock, "export", "--history").splitlines()
     restored = [line.split(",")[1:5] for line in moved[1:3]]  # the restore, then the history
     assert restored == [
         ["Ann@example.com", "restore", "active", "import"],
         ["bo@example.com", "restore", "unsubscribed", "import"],
     ]
     assert [moved[0], *moved[3:]] == history
+
+
+def test_a_readers_pause_and_topics_move_to_the_database_and_back(
+    database_url: str, clean_env: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ok(clock, "add", "Ann@example.com")  # the files store: no database set
+    ok(clock, "add", "bo@example.com")
+    ok(clock, "add", "cy@example.com")
+    until = clock.now() + timedelta(weeks=8)
+    chosen = {
+        "ann@example.com": Preferences(paused_until=until),
+        "bo@example.com": Preferences(frequency=Frequency.WEEKLY, topics=("Pricing", "Sales")),
+    }
+    with closing(open_store(Settings(), clock)) as files:
+        with files.roster.edit() as changes:
+            for email, prefs in chosen.items():
+                changes.set_preferences(email, prefs, via=Source.WEB, ref="web:1")
+        assert files.roster.preferences() == chosen
+    ok(clock, "export", "--out", "readers.csv")
+    ok(clock, "export", "--history", "--out", "history.csv")
+    assert ok(clock, "export", "--preferences", "--out", "preferences.csv") == (
+        "exported 2 preferences to preferences.csv\n"
+    )
+    exported = (clean_env / "preferences.csv").read_text(encoding="utf-8")
+    assert exported == (
+        "mailbox,frequency,topics,paused_until\n"
+        f"ann@example.com,,,{until:%Y-%m-%dT%H:%M:%SZ}\n"
+        "bo@example.com,weekly,Pricing|Sales,\n"
+    )
+    monkeypatch.setenv("CRUSADER_MAIL_DATABASE_URL", database_url)
+    ok(clock, "import", "--restore", "readers.csv")
+    assert ok(clock, "import", "--restore", "preferences.csv") == (
+        "restored the preferences of 2 readers from preferences.csv\n"
+    )
+    ok(clock, "import", "--restore", "history.csv")
+    assert ok(clock, "export", "--preferences") == exported
+    moved = json.loads(ok(clock, "export", "--preferences", "--json"))
+    assert moved["count"] == 2
+    assert moved["preferences"][0]["mailbox"] == "ann@example.com"
+    history = ok(clock, "export", "--history").splitlines()
+    assert sum(",pause," in line or ",preferences," in line for line in history) == 2  # once
+    # and back to files: a new folder, the database unset
+    monkeypatch.delenv("CRUSADER_MAIL_DATABASE_URL")
+    back = clean_env / "back"
+    back.mkdir()
+    monkeypatch.chdir(back)
+    monkeypatch.setenv("CRUSADER_MAIL_DATABASE_URL", database_url)
+    ok(clock, "export", "--preferences", "--out", "preferences.csv")
+    ok(clock, "export", "--out", "readers.csv")
+    monkeypatch.delenv("CRUSADER_MAIL_DATABASE_URL")
+    ok(clock, "import", "--restore", "readers.csv")
+    ok(clock, "import", "--restore", "preferences.csv")
+    with closing(open_store(Settings(), clock)) as files:
+        assert files.roster.preferences() == chosen
+        assert files.roster.preferences()["ann@example.com"].paused(clock.now())
 
 
 NO_PSYCOPG = """

@@ -29,7 +29,14 @@ from crusader_mail.errors import TemplateError
 from crusader_mail.models import Post, RenderedIssue
 from crusader_mail.settings import LoadedSettings, Settings
 from crusader_mail.web import preview as web_preview
-from tests.support.golden import NOW, REPO, TEMPLATES, golden_posts, golden_settings
+from tests.support.golden import (
+    NOW,
+    REPO,
+    TEMPLATES,
+    golden_posts,
+    golden_settings,
+    served_settings,
+)
 
 DEMO_LIST = Path(__file__).resolve().parent.parent / "subscribers" / "subscribers.csv"
 
@@ -135,6 +142,24 @@ def test_as_fills_reader_values_and_masks_the_address(
     assert "jane.doe@example.com" in html
     assert f'href="{preview_cli.FAKE_UNSUBSCRIBE_URL}"' in html
     assert preview_cli.FAKE_UNSUBSCRIBE_URL in (out / "newsletter.txt").read_text()
+
+
+def test_as_shows_sample_links_where_the_pages_are_served(
+    setup: tuple[AppContext, FakePlanner],
+) -> None:
+    app, _ = setup
+    settings = app.settings
+    served = served_settings(settings.templates_dir).model_copy(
+        update={
+            key: getattr(settings, key) for key in ("preview_dir", "state_dir", "subscribers_dir")
+        }
+    )
+    app._loaded = LoadedSettings(settings=served, config_file=None, sources={})
+    assert invoke(app, "--as", "jane.doe@example.com").exit_code == 0
+    html = (served.preview_dir / "newsletter.html").read_text()
+    assert "[[" not in html
+    assert f'href="{preview_cli.FAKE_PREFERENCES_URL}"' in html
+    assert preview_cli.FAKE_PREFERENCES_URL in (served.preview_dir / "newsletter.txt").read_text()
 
 
 def test_preview_changes_no_state(setup: tuple[AppContext, FakePlanner]) -> None:

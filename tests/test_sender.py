@@ -16,7 +16,7 @@ from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.body import BodyBuilder
 from crusader_mail.delivery.client import Retrier, Sessions, client_factory, post_mail
 from crusader_mail.delivery.engine import TEST_PREFIX, deliver, send_test
-from crusader_mail.delivery.links import list_headers, personal_values, unsubscribe_links
+from crusader_mail.delivery.links import list_headers, personal_values, reader_links
 from crusader_mail.delivery.mailer import RecordingMailer, make_mailer
 from crusader_mail.errors import InvalidAddress, LockTimeout, RetriesExhausted, SendRejected
 from crusader_mail.models import OutgoingMessage, Placeholder, SendReport, Status
@@ -97,8 +97,15 @@ def test_request_bodies_follow_the_v3_schema_and_carry_per_reader_values(
     )
     assert first.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert first.headers["List-Id"] == "Biz Crusader <newsletter.bizcrusader.example>"
+    page = first.substitutions["[[preferences_url]]"]
+    assert page.startswith("https://mail.bizcrusader.example/preferences?token=")
+    choose = page.split("token=")[1]
+    assert signer.matches(Purpose.PREFERENCES, choose, reader_address(0), clock.now())
+    assert not signer.matches(Purpose.PREFERENCES, choose, reader_address(1), clock.now())
+    assert not signer.matches(Purpose.PREFERENCES, token, reader_address(0), clock.now())
     assert first.substitutions == {
         "[[unsubscribe_url]]": f"https://mail.bizcrusader.example/unsubscribe?token={token}",
+        "[[preferences_url]]": page,
         "[[email]]": reader_address(0),
         "[[name]]": "Reader 0",
     }
@@ -142,7 +149,7 @@ def test_templated_bodies_are_the_bytes_json_dumps_makes_of_the_personalizations
     now, ref = clock.now(), make_issue().issue_id
     expected = [
         builder.personalization_value(
-            email, name, unsubscribe_links(settings, signer, email, now), signer.mail_id(email, ref)
+            email, name, reader_links(settings, signer, email, now), signer.mail_id(email, ref)
         )
         for email, name in people
     ]
@@ -169,6 +176,7 @@ def test_without_https_url_the_mailto_is_the_visible_link_and_no_one_click(
     assert values[Placeholder.UNSUBSCRIBE_URL] == own["List-Unsubscribe"][1:-1]
     assert own != headers  # bound to the address
     assert values[Placeholder.EMAIL] == reader_address(0)
+    assert Placeholder.PREFERENCES_URL not in values  # no web pages: no preferences page
 
 
 def test_batches_never_exceed_batch_size_and_requests_go_one_at_a_time(

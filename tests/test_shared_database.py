@@ -261,6 +261,10 @@ def test_what_the_server_records_reaches_the_next_run_in_the_other_checkout(
             d for d in site.api.deliveries if d.to == ("ann@example.com",) and "left" in d.subject
         ]
     assert "Traceback" not in served.stderr
+    # ann left on the web: the page was her goodbye, no mail follows it
+    assert [d.subject for d in site.api.deliveries if d.to == ("ann@example.com",)] == [
+        issue_1[0].subject
+    ]
 
     feed_server.add("/feed.xml", rss(2), etag="v2")
     second = site.cli(site.action, "run")

@@ -790,3 +790,36 @@ def test_preferences_go_with_a_forgotten_reader_and_a_raising_block(store: Store
     with store.roster.edit() as changes:
         changes.add("ann@example.com", via=Source.CLI)  # back: with no preferences
     assert set(store.roster.preferences()) == {"bo@example.com"}
+
+
+def test_restored_preferences_replace_a_readers_own_and_append_no_event(
+    store: Store, clock: FixedClock
+) -> None:
+    seed(store, active=["Ann@example.com", "bo@example.com", "cy@example.com"])
+    with store.roster.edit() as changes:
+        changes.set_preferences(
+            "cy@example.com", Preferences(frequency=Frequency.WEEKLY), via=Source.WEB
+        )
+    before = list(store.roster.history())
+    until = rules.stamp(clock.now() + timedelta(weeks=8))
+    paused = Preferences(topics=("Sales",), paused_until=until)
+    restored = [
+        ("ann@example.com", paused),
+        ("BO@example.com", Preferences(frequency=Frequency.EVERY_POST)),
+        ("cy@example.com", Preferences()),  # the default: cy's own choice goes
+    ]
+    assert store.roster.restore_preferences(restored) == 3
+    assert store.roster.preferences() == {
+        "ann@example.com": paused,
+        "bo@example.com": Preferences(frequency=Frequency.EVERY_POST),
+    }
+    assert list(store.roster.history()) == before  # the history is restored on its own
+    # a reader not on the list, or one mailbox twice: refused whole, nothing stored
+    for wrong, why in (
+        ([("bo@example.com", paused), ("zed@example.com", paused)], r"z•••@example\.com"),
+        ([("bo@example.com", paused), ("Bo@example.com", paused)], "two rows"),
+    ):
+        with pytest.raises(SubscriberError, match=why):
+            store.roster.restore_preferences(wrong)
+        assert store.roster.preferences()["bo@example.com"].paused_until is None
+    assert store.roster.restore_preferences([]) == 0

@@ -124,3 +124,31 @@ def test_a_mail_id_proves_the_one_mailbox_it_was_made_for() -> None:
     assert Signer("another-secret-0123456789").mail_id_reader(value, candidates) is None
     with pytest.raises(ValueError, match="not a mail id ref"):
         signer.mail_id("carol@example.org", "no spaces allowed")
+
+
+def test_a_preferences_token_comes_from_the_unsubscribe_tokens_keyed_hash() -> None:
+    signer = Signer(SECRET)
+    codes = signer.send_codes(NOW, "2026-11-23-1a2b3c4d")
+    leave, choose, mail_id = codes("Carol@Example.org")
+    assert leave == signer.make(Purpose.UNSUBSCRIBE, "carol@example.org", NOW)
+    assert choose == signer.make(Purpose.PREFERENCES, "CAROL@example.org", NOW)
+    assert mail_id == signer.mail_id("carol@example.org", "2026-11-23-1a2b3c4d")
+    # the oracle: one HMAC gives the hint, the unsubscribe MAC and then the preferences MAC
+    hashed = hmac.new(SECRET.encode(), b"hint\0carol@example.org", hashlib.sha256).digest()
+    day = (NOW - datetime(1970, 1, 1, tzinfo=UTC)).days.to_bytes(2, "big")
+    raw = base64.b32decode(choose.upper() + "===")
+    assert raw == day + hashed[:6] + hashed[16:26]
+    assert signer.verify(Purpose.PREFERENCES, choose, ["carol@example.org"], NOW) == (
+        "carol@example.org"
+    )
+    # each token opens its own door only, and only for its own mailbox
+    assert not signer.matches(Purpose.UNSUBSCRIBE, choose, "carol@example.org", NOW)
+    assert not signer.matches(Purpose.PREFERENCES, leave, "carol@example.org", NOW)
+    assert not signer.matches(Purpose.PREFERENCES, choose, "dan@example.org", NOW)
+    assert not Signer("another-secret-0123456789").matches(
+        Purpose.PREFERENCES, choose, "carol@example.org", NOW
+    )
+    # a preferences token of the two-HMAC form (the pages made them before) still verifies
+    older = old_token(SECRET, Purpose.PREFERENCES, "carol@example.org", NOW)
+    assert older != choose
+    assert signer.matches(Purpose.PREFERENCES, older, "carol@example.org", NOW)

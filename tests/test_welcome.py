@@ -3,6 +3,7 @@ templates, both parts, each reader's own footer; the plain reply when it cannot 
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Sequence
 from datetime import timedelta
@@ -20,7 +21,7 @@ from crusader_mail.storage import open_store
 from crusader_mail.storage.archive import Archive
 from crusader_mail.subscriptions.service import SubscriptionService
 from crusader_mail.subscriptions.welcome import best_posts
-from crusader_mail.util.tokens import Signer
+from crusader_mail.util.tokens import Purpose, Signer
 from tests.support.inbox import SECRET, make_settings
 from tests.support.joining import POST, seed_archive
 
@@ -138,6 +139,12 @@ def test_a_confirmed_reader_gets_both_parts_with_their_own_footer(
     assert f'href="{https}"' in welcome.html  # their own one-click link
     assert https in welcome.text
     assert mailto.startswith("mailto:news+unsubscribe-")
+    # their own preferences page: in the welcome's words and in the footer, in both parts
+    [page] = set(re.findall(r"https://[^\s\"]+/preferences\?token=[a-z2-7]+", welcome.text))
+    assert welcome.html.count(f'href="{page}"') == 2
+    assert welcome.text.count(page) == 2
+    token = page.split("token=")[1]
+    assert Signer(SECRET).matches(Purpose.PREFERENCES, token, JANE, clock.now())
     assert welcome.headers["X-Crusader-Mail"] == "welcome"
     assert welcome.headers["X-Crusader-Mail-Id"].startswith("welcome.")
     long = [line for line in welcome.text.splitlines() if len(line) > 72]
@@ -155,6 +162,7 @@ def test_the_footer_promises_one_click_only_for_our_own_link(
     assert welcome.html is not None
     assert "this opens an email to us" in welcome.html
     assert 'href="mailto:news+unsubscribe-' in welcome.html
+    assert "preferences" not in welcome.html + welcome.text  # no serve shares the store
 
 
 def test_a_welcome_that_cannot_be_rendered_is_the_plain_reply(

@@ -117,6 +117,7 @@ class Placeholder(StrEnum):
     in at send time by plain string substitution (SendGrid ``substitutions``)."""
 
     UNSUBSCRIBE_URL = "[[unsubscribe_url]]"
+    PREFERENCES_URL = "[[preferences_url]]"  # only where serve's pages are (served_page)
     EMAIL = "[[email]]"
     NAME = "[[name]]"
 

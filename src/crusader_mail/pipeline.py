@@ -325,6 +325,7 @@ SAMPLE_READER: dict[Placeholder, str] = {
     Placeholder.EMAIL: "reader@preview.invalid",
     Placeholder.NAME: "Sample Reader",
     Placeholder.UNSUBSCRIBE_URL: "https://preview.invalid/unsubscribe?this-is-a-preview",
+    Placeholder.PREFERENCES_URL: "https://preview.invalid/preferences?this-is-a-preview",
 }
 """The made-up reader whose values fill an issue held for approval in its preview: never a
 real address (``.invalid`` is a reserved domain)."""

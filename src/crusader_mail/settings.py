@@ -552,18 +552,24 @@ class Settings(BaseSettings):
         base = self.newsletter.archive_url
         return f"{base}{issue_id}.html" if base else None
 
-    @property
-    def subscribe_link(self) -> str:
-        """Where a visitor subscribes: ``/subscribe`` on the host that serves
-        ``newsletter.unsubscribe_url`` (``crusader-mail serve``, over a store the job shares),
-        else a ``mailto:`` to the ``+subscribe`` command address."""
+    def served_page(self, page: str) -> str | None:
+        """The URL of ``serve``'s page ``page`` (``subscribe``, ``preferences``) beside
+        ``newsletter.unsubscribe_url``, when serve runs over a store the job shares (what it
+        records reaches the job); ``None`` otherwise."""
         serve = self.newsletter.unsubscribe_url
         if serve and self.shares_store:
             parts = urlsplit(serve)
             if parts.scheme in ("http", "https") and parts.netloc:
-                path = parts.path.rpartition("/")[0] + "/subscribe"
+                path = parts.path.rpartition("/")[0] + "/" + page
                 return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-        return "mailto:" + plus_address(self.command_address, "subscribe")
+        return None
+
+    @property
+    def subscribe_link(self) -> str:
+        """Where a visitor subscribes: serve's ``/subscribe`` (:meth:`served_page`), else a
+        ``mailto:`` to the ``+subscribe`` command address."""
+        served = self.served_page("subscribe")
+        return served or "mailto:" + plus_address(self.command_address, "subscribe")
 
     @property
     def uses_database(self) -> bool:

@@ -57,7 +57,7 @@ from crusader_mail.feeds.read import read_feed
 from crusader_mail.models import Placeholder, RenderedIssue
 from crusader_mail.settings import FetchSettings
 from crusader_mail.storage.archive import Archive
-from tests.support.golden import REPO, golden_settings
+from tests.support.golden import REPO, golden_settings, served_settings
 
 EXAMPLE_FEED = REPO / "examples" / "biz-crusader" / "feed.xml"
 EXAMPLE_NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -68,6 +68,7 @@ READER = {
     Placeholder.EMAIL: "jane@example.com",
     Placeholder.NAME: "Jane",
     Placeholder.UNSUBSCRIBE_URL: "https://bizcrusader.example/unsubscribe?t=SAMPLE",
+    Placeholder.PREFERENCES_URL: "https://bizcrusader.example/preferences?t=SAMPLE",
 }
 _IMG = re.compile(r"<img\s[^>]*>", re.IGNORECASE)
 _ATTRIBUTE = re.compile(r'\s(src|width|height)="([^"]*)"', re.IGNORECASE)
@@ -79,9 +80,10 @@ def feed_issue(
     feed: Path, *, posts: int = 3, full_content: bool = False, now: datetime = EXAMPLE_NOW
 ) -> RenderedIssue:
     """The issue ``crusader-mail preview --posts N`` makes of ``feed`` (read in place) with the
-    repository's templates and the example's newsletter settings."""
+    repository's templates and the example's newsletter settings, serve's pages there (the
+    footer links the reader's preferences)."""
     clock = FixedClock(now)
-    settings = golden_settings(full_content=full_content)
+    settings = served_settings(full_content=full_content)
     with make_client(FetchSettings()) as client:
         outcome = read_feed(str(feed), client, settings.fetch, None, clock)
     if outcome.report.error:

@@ -8,6 +8,7 @@ Colours come as CSS writes them (``#abc``, ``#aabbcc``) or as a browser computes
 from __future__ import annotations
 
 import re
+from typing import Any
 
 AA_TEXT = 4.5
 RGB = tuple[float, float, float]
@@ -101,3 +102,13 @@ def css_rules(css: str) -> list[tuple[str, str, Declarations]]:
         for selector in prelude.split(","):
             rules.append(("", " ".join(selector.split()), declarations))
         position = end + 1
+
+
+def unreadable(texts: list[dict[str, Any]]) -> list[tuple[float, str, str]]:
+    """(contrast, tag, text) of each visible text below :data:`AA_TEXT` (the ``texts`` of
+    ``tests.support.browser.Page.inspect``: each with its colour and background)."""
+    return [
+        (round(contrast(t["color"], t["background"]), 2), t["tag"], t["text"])
+        for t in texts
+        if contrast(t["color"], t["background"]) < AA_TEXT
+    ]

@@ -85,6 +85,18 @@ def golden_settings(templates: Path = TEMPLATES, **compose: object) -> Settings:
     return settings
 
 
+def served_settings(templates: Path = TEMPLATES, **compose: object) -> Settings:
+    """:func:`golden_settings` where serve's web pages are (``newsletter.unsubscribe_url``,
+    serve beside the job): every issue links the reader's preferences and a one-click
+    unsubscribe."""
+    settings = golden_settings(templates, **compose)
+    news = settings.newsletter.model_copy(
+        update={"unsubscribe_url": "https://mail.bizcrusader.example/unsubscribe"}
+    )
+    server = settings.server.model_copy(update={"same_host": True})
+    return settings.model_copy(update={"newsletter": news, "server": server})
+
+
 def golden_posts() -> tuple[list[Post], list[Post]]:
     """(issue posts newest first, related posts): fixed text, every template feature used."""
     lead = make_post(
@@ -135,7 +147,7 @@ def golden_posts() -> tuple[list[Post], list[Post]]:
 
 def render_golden(templates: Path = TEMPLATES) -> RenderedIssue:
     posts, related = golden_posts()
-    return Composer(golden_settings(templates)).compose(posts, related, GOLDEN_ISSUE_ID, NOW)
+    return Composer(served_settings(templates)).compose(posts, related, GOLDEN_ISSUE_ID, NOW)
 
 
 def main() -> int:

@@ -35,6 +35,7 @@ from crusader_mail.util.tokens import Signer
 from crusader_mail.web.preview import Planner, Previewer, PreviewServer, Written
 
 FAKE_UNSUBSCRIBE_URL = "https://preview.invalid/unsubscribe?this-is-a-preview"
+FAKE_PREFERENCES_URL = "https://preview.invalid/preferences?this-is-a-preview"
 
 
 def load_planner() -> Planner:
@@ -44,7 +45,7 @@ def load_planner() -> Planner:
 
 def reader_values(settings: Settings, clock: Clock, email: str) -> dict[Placeholder, str]:
     """Per-reader values for ``--as``: the sender's real ones for a reader on the list when a
-    secret key is set; otherwise the address and a clearly fake unsubscribe URL."""
+    secret key is set; otherwise the address and clearly fake unsubscribe and preferences URLs."""
     with closing(open_store(settings, clock)) as store:
         found = store.roster.get(email)
     if found is not None and settings.secret_key is not None:
@@ -54,6 +55,7 @@ def reader_values(settings: Settings, clock: Clock, email: str) -> dict[Placehol
         Placeholder.EMAIL: found.email if found else email,
         Placeholder.NAME: found.name if found else "",
         Placeholder.UNSUBSCRIBE_URL: FAKE_UNSUBSCRIBE_URL,
+        Placeholder.PREFERENCES_URL: FAKE_PREFERENCES_URL,
     }
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import click
@@ -33,15 +33,25 @@ from crusader_mail.delivery.mailer import make_mailer
 from crusader_mail.errors import ConfigError, CrusaderMailError, ImportRejected, SubscriberError
 from crusader_mail.models import Source, Status, Subscriber
 from crusader_mail.storage.contract import Roster
-from crusader_mail.storage.rows import EVENT_HEADER, HEADER, format_event, format_time
+from crusader_mail.storage.rows import (
+    EVENT_HEADER,
+    HEADER,
+    PREFERENCES_HEADER,
+    format_event,
+    format_preferences,
+    format_time,
+)
 from crusader_mail.subscriptions.forgetting import other_traces
 from crusader_mail.subscriptions.imports import (
     LeftReport,
     check_history,
+    check_preferences,
     check_restore,
     history_events,
     import_readers,
     is_history,
+    is_preferences,
+    preference_rows,
     read_import,
     record_left,
     restore_rows,
@@ -242,7 +252,8 @@ def list_(app: AppContext, status: str | None, as_json: bool) -> None:
     "--restore",
     is_flag=True,
     help="FILE is an export (`subscribers export`): store every reader as it is there, with "
-    "its status and consent record (or, for `export --history`, append its events).",
+    "its status and consent record (or, for `export --history`, append its events; for "
+    "`export --preferences`, store each reader's preferences).",
 )
 @JSON_OPTION
 @click.pass_obj
@@ -274,7 +285,9 @@ def import_(
     restored, each bad row named), then each reader is stored exactly as exported, replacing
     the reader of that address; readers not in FILE are kept. A history export
     (`export --history`) is checked the same way, then its events are appended to the consent
-    history: restore the readers first, then their history."""
+    history; a preferences export (`export --preferences`), then each reader's preferences
+    (pause, topics, frequency) replace theirs, without an event: restore the readers first,
+    then their history and their preferences."""
     if restore:
         if status is not None or skip_invalid:
             raise click.UsageError(
@@ -364,26 +377,26 @@ def _say_left(left: LeftReport) -> None:
 
 
 def _restore(app: AppContext, file: Path, as_json: bool) -> None:
-    if is_history(file):
+    """Restore the export ``file`` (readers, their history or their preferences, by its header
+    line), then say how many in one line (or one JSON object)."""
+    roster = _readers(app)
+    if is_preferences(file):
+        check_preferences(file)
+        count = roster.restore_preferences(preference_rows(file))
+        key, said = "preferences_restored", "the preferences of {n} reader{s} from {file}"
+    elif is_history(file):
         check_history(file)
-        added = _readers(app).restore_history(history_events(file))
-        if as_json:
-            _emit({"file": file.name, "events_restored": added})
-            return
-        click.echo(
-            f"restored {added} event{'s' if added != 1 else ''} of the consent history from "
-            f"{file.name}"
-        )
-        return
-    check_restore(file)
-    stored = _readers(app).restore(restore_rows(file))
+        count = roster.restore_history(history_events(file))
+        key, said = "events_restored", "{n} event{s} of the consent history from {file}"
+    else:
+        check_restore(file)
+        count = roster.restore(restore_rows(file))
+        key = "restored"
+        said = "{n} reader{s} from {file}, each with the status and consent record exported"
     if as_json:
-        _emit({"file": file.name, "restored": stored})
+        _emit({"file": file.name, key: count})
         return
-    click.echo(
-        f"restored {stored} reader{'s' if stored != 1 else ''} from {file.name}, each with "
-        "the status and consent record exported"
-    )
+    click.echo("restored " + said.format(n=count, s="s" if count != 1 else "", file=file.name))
 
 
 @subscribers.command()
@@ -398,6 +411,12 @@ def _restore(app: AppContext, file: Path, as_json: bool) -> None:
     help="Export the consent history instead: every change of every reader, as stored.",
 )
 @click.option(
+    "--preferences",
+    is_flag=True,
+    help="Export the readers' preferences instead: pause, topics, frequency of each reader "
+    "who chose something.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -405,22 +424,36 @@ def _restore(app: AppContext, file: Path, as_json: bool) -> None:
     "--json` prints them (with --history, the events).",
 )
 @click.pass_obj
-def export(app: AppContext, out: Path | None, history: bool, as_json: bool) -> None:
+def export(
+    app: AppContext, out: Path | None, history: bool, preferences: bool, as_json: bool
+) -> None:
     """Write every reader with the full consent record as CSV: the header line, then one row
     per reader in address order. With --history, every event of the consent history (when,
-    who, what changed, the status after it, how, and what made it), in the order stored.
-    `subscribers import --restore` loads either into any store."""
+    who, what changed, the status after it, how, and what made it), in the order stored. With
+    --preferences, what each reader who chose something chose (frequency, topics, the end of
+    a pause), by mailbox. `subscribers import --restore` loads each into any store."""
+    if history and preferences:
+        raise click.UsageError("--history and --preferences are two exports: one at a time")
     roster = _readers(app)
+    chosen = sorted(roster.preferences().items()) if preferences else []
     if as_json and out is None:
         if history:
             events = [event.model_dump(mode="json") for event in roster.history()]
             _emit({"count": len(events), "events": events})
+        elif preferences:
+            rows = [{"mailbox": key, **prefs.model_dump(mode="json")} for key, prefs in chosen]
+            _emit({"count": len(rows), "preferences": rows})
         else:
             _emit(_readers_json(roster.iter()))
         return
-    header = EVENT_HEADER if history else HEADER
-    lines = (format_event(e) for e in roster.history()) if history else roster.lines()
-    what = "event" if history else "reader"
+    lines: Iterator[str]
+    if history:
+        header, lines, what = EVENT_HEADER, map(format_event, roster.history()), "event"
+    elif preferences:
+        header, what = PREFERENCES_HEADER, "preference"  # one row: a reader's preferences
+        lines = (format_preferences(key, prefs) for key, prefs in chosen)
+    else:
+        header, lines, what = HEADER, roster.lines(), "reader"
     if out is not None:
         count = 0
         with atomic_writer(out) as replacement:

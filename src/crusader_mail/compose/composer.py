@@ -27,9 +27,11 @@
   ``!important``; a ``<style data-premailer="ignore">`` block (dark mode) is kept as written,
   and so are comments (Outlook's ``<!--[if mso]>``). Network and external files are off;
   cssutils' log noise is silenced.
-- Per-reader values stay placeholders (``[[unsubscribe_url]]``, ``[[email]]``, ``[[name]]``),
-  and the ones used are listed in ``RenderedIssue.placeholders``. Only the templates make one:
-  with the variables ``unsubscribe_url``, ``email`` and ``name``, or the placeholder itself
+- Per-reader values stay placeholders (``[[unsubscribe_url]]``, ``[[preferences_url]]``,
+  ``[[email]]``, ``[[name]]``), and the ones used are listed in ``RenderedIssue.placeholders``.
+  The templates link the preferences page only when ``preferences_page`` says serve's pages
+  are there (:meth:`Settings.served_page`). Only the templates make a placeholder: with the
+  variables ``unsubscribe_url``, ``preferences_url``, ``email`` and ``name``, or the placeholder itself
   typed into a template (read as its variable). Text from feeds can never forge one:
   ``[[`` and Jinja's ``{{ {% {#`` get an invisible WORD JOINER (U+2060) between the two
   characters in every post field and in the ``html_to_text`` filter's result, and the issue is
@@ -47,12 +49,12 @@
   long posts become excerpts and the issue is rendered again with a note; still too big or
   unsafe -> :class:`GuardError`.
 
-Placeholder values and escaping: the templates put ``[[unsubscribe_url]]`` only in an ``href``
+Placeholder values and escaping: the templates put the two URLs only in an ``href``
 and ``[[email]]``/``[[name]]`` only in element text. ``fill_placeholders(html, values, html=True)``
 HTML-escapes each value, which is safe in both places. SendGrid ``substitutions`` put ONE value
 unescaped in text and HTML alike: the sender cleans names with
 :func:`crusader_mail.delivery.links.clean_name` (no ``< > " \\``, no line breaks), addresses are
-validated, and the unsubscribe link is built from a base32 token.
+validated, and the two links are built from base32 tokens.
 """
 
 from __future__ import annotations
@@ -550,6 +552,8 @@ class Composer:
             "shortened": len(shortened),
             "unsubscribe_url": marks[Placeholder.UNSUBSCRIBE_URL],
             "one_click": self.settings.leaving().one_click is not None,  # else a mailto
+            "preferences_url": marks[Placeholder.PREFERENCES_URL],
+            "preferences_page": self.settings.served_page("preferences") is not None,
             "email": marks[Placeholder.EMAIL],
             "name": marks[Placeholder.NAME],
         }
@@ -557,10 +561,10 @@ class Composer:
     def _text(
         self, name: str, context: Mapping[str, Any], marks: _StandIns
     ) -> tuple[str, dict[Placeholder, int]]:
-        """The text part: the template rendered, wrapped (the unsubscribe link on its own line)
-        and finished (:func:`_finish`)."""
-        unsubscribe = marks[Placeholder.UNSUBSCRIBE_URL]
-        return _finish(wrap_text(self._render(name, context), links=(unsubscribe,)), marks)
+        """The text part: the template rendered, wrapped (each link placeholder on its own
+        line) and finished (:func:`_finish`)."""
+        links = (marks[Placeholder.UNSUBSCRIBE_URL], marks[Placeholder.PREFERENCES_URL])
+        return _finish(wrap_text(self._render(name, context), links=links), marks)
 
     def _render(self, name: str, context: Mapping[str, Any]) -> str:
         try:
@@ -586,11 +590,13 @@ class Composer:
 
 def neutral_values(settings: Settings) -> dict[Placeholder, str]:
     """What an archive page shows where an issue has a reader's own values: nobody's address, a
-    greeting to no one in particular, and the way to subscribe instead of the way to leave."""
+    greeting to no one in particular, and the way to subscribe instead of the ways to leave or
+    to choose."""
     return {
         Placeholder.EMAIL: "you",
         Placeholder.NAME: "reader",
         Placeholder.UNSUBSCRIBE_URL: settings.subscribe_link,
+        Placeholder.PREFERENCES_URL: settings.subscribe_link,
     }
 
 

@@ -1,6 +1,6 @@
 """The newsletter's text part: wrapping at 72 columns.
 
-``wrap_text(text, width=72, links=("[[unsubscribe_url]]",))`` wraps long lines: a list item's
+``wrap_text(text, width=72, links=LINKS)`` (``LINKS``: the link placeholders) wraps long lines: a list item's
 next lines are indented under its text, a quote's start with ``> `` again; every URL (and each
 of ``links``, words that stand for one) gets a line of its own; lines starting with four spaces (code) are left alone; CJK text breaks between
 characters and counts double width. At most one blank line in a row.
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from crusader_mail.models import Placeholder
 
 WIDTH = 72
-LINKS = (Placeholder.UNSUBSCRIBE_URL.value,)
+LINKS = (Placeholder.UNSUBSCRIBE_URL.value, Placeholder.PREFERENCES_URL.value)
 _PREFIX_RE = re.compile(r"^(\s*(?:(?:[-*•]|\d+\.|\[\d+\])\s+)?)")
 
 

@@ -139,12 +139,12 @@ class BodyBuilder:
     def _template(self, *, named: bool) -> str:
         """The ``%``-template of a personalization: slots ``e`` (the address, as a JSON
         string), ``n`` (the name, as one; the template ``named=False`` has none), ``t`` (the
-        token) and ``m`` (the mail id), the rest the JSON text ``json.dumps`` makes."""
+        unsubscribe token), ``p`` (the preferences token; no slot where serve's pages are not)
+        and ``m`` (the mail id), the rest the JSON text ``json.dumps`` makes."""
         mark = "\u00a7" + secrets.token_hex(8)  # printable: clean_name keeps it as it is
-        slot = {key: mark + key for key in "entm"}
-        value = self.personalization_value(
-            slot["e"], slot["n"] if named else "", links_for(self.settings, slot["t"]), slot["m"]
-        )
+        slot = {key: mark + key for key in "entpm"}
+        links = links_for(self.settings, slot["t"], slot["p"])
+        value = self.personalization_value(slot["e"], slot["n"] if named else "", links, slot["m"])
         text = json.dumps(value).replace("%", "%%")
         for key, stand_in in slot.items():
             escaped = encode_basestring_ascii(stand_in)
@@ -156,9 +156,9 @@ class BodyBuilder:
 
     def personalization(self, email: str, name: str) -> str:
         """One reader's personalization (:meth:`personalization_value`), as JSON text."""
-        token, mail_id = self._codes(email)
+        token, preferences, mail_id = self._codes(email)
         shown = clean_name(name)
-        values = {"e": encode_basestring_ascii(email), "t": token, "m": mail_id}
+        values = {"e": encode_basestring_ascii(email), "t": token, "p": preferences, "m": mail_id}
         if shown:
             values["n"] = encode_basestring_ascii(shown)
             return self._named % values

@@ -69,9 +69,10 @@ THROWAWAY_NOTE = (
 
 
 def sample_values(settings: Settings, now: datetime) -> dict[Placeholder, str]:
-    """The placeholder values of :data:`SAMPLE_READER`: the address, name and unsubscribe link
-    a reader's copy would carry (SendGrid's stand-in with subscription tracking), the link
-    signed with a throwaway key, so it has the real shape and unsubscribes nobody."""
+    """The placeholder values of :data:`SAMPLE_READER`: the address, name, unsubscribe link
+    and preferences link a reader's copy would carry (SendGrid's stand-in for the first with
+    subscription tracking), the links signed with a throwaway key, so they have the real shape
+    and open nobody's page."""
     values = personal_values(settings, Signer(secrets.token_urlsafe(32)), SAMPLE_READER, now)
     if settings.sendgrid.subscription_tracking:
         values[Placeholder.UNSUBSCRIBE_URL] = SENDGRID_LINK_STAND_IN

@@ -1,4 +1,5 @@
-"""What each reader's copy carries of their own: unsubscribe links, list headers, placeholder values.
+"""What each reader's copy carries of their own: unsubscribe and preferences links, list headers,
+placeholder values.
 
 Every unsubscribe link holds a token signed for that reader (:mod:`crusader_mail.util.tokens`):
 a ``mailto:`` to ``<command address>+unsubscribe-<token>``, and an https one-click URL when our
@@ -7,6 +8,12 @@ from a store the job shares). With ``sendgrid.subscription_tracking`` SendGrid a
 one-click header and puts its link where ``[[unsubscribe_url]]`` stands
 (:data:`SENDGRID_LINK_TAG`), so we add no second https one. Otherwise the visible link
 (``[[unsubscribe_url]]``) is our https URL when there is one, else the mailto.
+
+Where serve's pages are (:meth:`Settings.served_page`: ``newsletter.unsubscribe_url`` over a
+store the job shares, whoever handles the one click) a reader's copy also links their
+preferences page (``[[preferences_url]]``: ``…/preferences?token=<token>``, a PREFERENCES token
+made from the same keyed hash as the unsubscribe token); elsewhere the templates show no such
+link and the reader has no such value.
 
 Every message we send also carries its recipient's proof header (:func:`proof_header`,
 ``X-Crusader-Mail-Id``): a bounce or complaint that returns it proves it answers our mail to
@@ -33,6 +40,7 @@ SENDGRID_LINK_TAG = Placeholder.UNSUBSCRIBE_URL.value
 class Links:
     mailto: str  # mailto:news+unsubscribe-<token>@example.com
     https: str | None  # https://…/unsubscribe?token=<token>, when newsletter.unsubscribe_url is set
+    preferences: str | None = None  # https://…/preferences?token=<token>, where serve's pages are
 
     @property
     def visible(self) -> str:
@@ -49,16 +57,27 @@ def link_signer(settings: Settings, *, allow_throwaway: bool) -> tuple[Signer, b
     return Signer(settings.require_secret_key()), False
 
 
-def unsubscribe_links(settings: Settings, signer: Signer, email: str, now: datetime) -> Links:
-    return links_for(settings, signer.make(Purpose.UNSUBSCRIBE, email, now))
+def reader_links(settings: Settings, signer: Signer, email: str, now: datetime) -> Links:
+    """The links of ``email``'s copy: unsubscribe, and preferences where serve's pages are."""
+    served = settings.served_page("preferences") is not None
+    preferences = signer.make(Purpose.PREFERENCES, email, now) if served else None
+    return links_for(settings, signer.make(Purpose.UNSUBSCRIBE, email, now), preferences)
 
 
-def links_for(settings: Settings, token: str) -> Links:
-    """The links of an unsubscribe ``token``."""
+def links_for(settings: Settings, token: str, preferences_token: str | None = None) -> Links:
+    """The links of an unsubscribe ``token`` (and of a ``preferences_token``, where serve's
+    pages are)."""
     mailto = "mailto:" + plus_address(settings.command_address, f"unsubscribe-{token}")
-    base = our_one_click(settings)
-    https = f"{base}{'&' if '?' in base else '?'}token={token}" if base else None
-    return Links(mailto=mailto, https=https)
+    https = _with_token(our_one_click(settings), token)
+    page = settings.served_page("preferences") if preferences_token else None
+    return Links(mailto=mailto, https=https, preferences=_with_token(page, preferences_token))
+
+
+def _with_token(base: str | None, token: str | None) -> str | None:
+    """``base`` with ``token=<token>`` added to its query (``None`` without both)."""
+    if not base or not token:
+        return None
+    return f"{base}{'&' if '?' in base else '?'}token={token}"
 
 
 def our_one_click(settings: Settings) -> str | None:
@@ -88,7 +107,7 @@ def proof_header(signer: Signer, email: str, ref: str) -> dict[str, str]:
 
 def list_headers(settings: Settings, signer: Signer, email: str, now: datetime) -> dict[str, str]:
     """The list headers of one reader's mail (see :func:`headers_for`)."""
-    return headers_for(settings, unsubscribe_links(settings, signer, email, now))
+    return headers_for(settings, links_for(settings, signer.make(Purpose.UNSUBSCRIBE, email, now)))
 
 
 def clean_name(name: str) -> str:
@@ -105,17 +124,21 @@ no ``< > " \\``, words separated by one space, none before or after."""
 
 
 def placeholder_values(email: str, name: str, links: Links) -> dict[Placeholder, str]:
-    """The values of the placeholders for one reader, given their links."""
-    return {
+    """The values of the placeholders for one reader, given their links (the preferences URL
+    only when they have one)."""
+    values = {
         Placeholder.UNSUBSCRIBE_URL: links.visible,
         Placeholder.EMAIL: email,
         Placeholder.NAME: clean_name(name),
     }
+    if links.preferences:
+        values[Placeholder.PREFERENCES_URL] = links.preferences
+    return values
 
 
 def personal_values(
     settings: Settings, signer: Signer, subscriber: Subscriber, now: datetime
 ) -> dict[Placeholder, str]:
     """The values of the placeholders for one reader on the list."""
-    links = unsubscribe_links(settings, signer, subscriber.email, now)
+    links = reader_links(settings, signer, subscriber.email, now)
     return placeholder_values(subscriber.email, subscriber.name, links)

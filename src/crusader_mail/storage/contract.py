@@ -14,6 +14,7 @@ Every subsystem reaches state only through these types; a store implements all o
     │                 add_many / restore / lines / tidy         import, restore an export, export, tidy
     │                 history / restore_history                 the consent history (append-only)
     │                 preferences()                             what readers chose (sparse, by mailbox)
+    │                 restore_preferences                       an exported preferences file
     │                 expire_pending(before)                    erase requests never confirmed
     ├── mail        MailQueue       replies kept with a change (RosterChanges.queue_mail), sent after it
     ├── memory()    -> Memory       handled messages, reply limits, webhook event ids (a unit of change)
@@ -213,6 +214,14 @@ class Roster(Protocol):
     def restore_history(self, events: Iterable[ConsentEvent]) -> int:
         """Append ``events`` as given (an exported history being restored, after the readers);
         how many. No rule runs and no reader changes."""
+        ...
+
+    def restore_preferences(self, chosen: Iterable[tuple[str, Preferences]]) -> int:
+        """Store each (mailbox key, preferences) as given (an exported preferences file being
+        restored, after the readers), replacing what that reader had (the default: none);
+        how many. No rule runs and no event is appended (the history is restored on its own).
+        A mailbox that is no reader on the list, or one given twice, raises
+        :class:`SubscriberError` naming it (masked) and stores nothing."""
         ...
 
     def expire_pending(self, before: datetime) -> int:

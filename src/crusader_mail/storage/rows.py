@@ -1,5 +1,6 @@
 """A reader's consent record as one CSV row: the export format, and the rows of the files store;
-and one event of a consent history as one CSV row (``export --history``, the files store's log).
+one event of a consent history as one CSV row (``export --history``, the files store's log);
+and a reader's preferences as one (``export --preferences``, the files store's preferences).
 
 ::
 
@@ -17,6 +18,14 @@ the line :data:`EVENT_HEADER` then one :func:`format_event` row per event::
 
     at,email,action,status,via,ref
     2026-11-23T09:00:00Z,jane@example.com,request,pending,email,<m1@reader.example>
+
+A preferences export (``export --preferences``, and the files store's ``preferences.csv``
+after its version line) is the line :data:`PREFERENCES_HEADER` then one
+:func:`format_preferences` row per reader who chose something, in mailbox-key order::
+
+    mailbox,frequency,topics,paused_until
+    jane@example.com,weekly,Marketing|Sales,2026-12-21T09:00:00Z
+
 :func:`split_line` and :func:`check_fields` check a row (:class:`RowProblem` says what is
 wrong, the caller says where); :func:`build` and :func:`parse_line` read rows checked already.
 """
@@ -27,7 +36,15 @@ import csv
 import re
 from datetime import UTC, datetime
 
-from crusader_mail.models import ConsentAction, ConsentEvent, Source, Status, Subscriber
+from crusader_mail.models import (
+    ConsentAction,
+    ConsentEvent,
+    Frequency,
+    Preferences,
+    Source,
+    Status,
+    Subscriber,
+)
 from crusader_mail.storage.rules import normal_or_none, normalize_email
 from crusader_mail.util.masking import mask_email
 
@@ -269,4 +286,46 @@ def parse_event(line: str, check: AddressCheck) -> ConsentEvent:
         status=STATUSES[status],
         via=SOURCES[via],
         ref=ref,
+    )
+
+
+# --- preferences ------------------------------------------------------------------------------
+
+PREFERENCES_COLUMNS = ("mailbox", "frequency", "topics", "paused_until")
+PREFERENCES_HEADER = ",".join(PREFERENCES_COLUMNS)
+TOPIC_SEPARATOR = "|"
+FREQUENCIES = {frequency.value: frequency for frequency in Frequency}
+
+
+def format_preferences(mailbox: str, prefs: Preferences) -> str:
+    """One preferences row (without its line end): the mailbox key, the frequency ("" for the
+    editor's cadence), the topics joined by ``|``, the end of the pause."""
+    return ",".join(
+        (
+            mailbox,
+            prefs.frequency.value if prefs.frequency is not None else "",
+            _quote(TOPIC_SEPARATOR.join(prefs.topics)),
+            format_time(prefs.paused_until),
+        )
+    )
+
+
+def parse_preferences(fields: list[str]) -> tuple[str, Preferences]:
+    """The mailbox key and preferences of a preferences row's fields; :class:`RowProblem`
+    naming the first field that is wrong (addresses masked)."""
+    if len(fields) != len(PREFERENCES_COLUMNS):
+        raise RowProblem(
+            f"{len(fields)} columns, expected {len(PREFERENCES_COLUMNS)} ({PREFERENCES_HEADER})"
+        )
+    mailbox, frequency, topics, paused = fields
+    if not mailbox or mailbox != mailbox.lower() or "@" not in mailbox:
+        raise RowProblem(f"mailbox {mask_email(mailbox)!r} is not a lowercased address")
+    if frequency and frequency not in FREQUENCIES:
+        raise RowProblem(f"frequency {frequency[:40]!r} is not one of " + ", ".join(FREQUENCIES))
+    if paused:
+        _check_time(paused, "paused_until")
+    return mailbox, Preferences(
+        frequency=FREQUENCIES[frequency] if frequency else None,
+        topics=tuple(topics.split(TOPIC_SEPARATOR)) if topics else (),
+        paused_until=_time(paused),
     )

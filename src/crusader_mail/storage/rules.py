@@ -42,7 +42,7 @@ a complaint, a confirmation link): they act only on a reader still on the list.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -302,6 +302,31 @@ def settled(prefs: Preferences, now: datetime) -> Preferences:
     if until is not None and until <= now:
         until = None
     return Preferences(frequency=prefs.frequency, topics=topics, paused_until=until)
+
+
+def to_restore(chosen: Iterable[tuple[str, Preferences]]) -> dict[str, Preferences]:
+    """Preferences being restored as given (``Roster.restore_preferences``), by mailbox key
+    (any spelling given is lowercased); a mailbox given twice raises :class:`SubscriberError`."""
+    found: dict[str, Preferences] = {}
+    for mailbox, prefs in chosen:
+        key = mailbox_key(mailbox)
+        if key in found:
+            raise SubscriberError(f"{mask_email(key)} has two rows of preferences: nothing stored")
+        found[key] = prefs
+    return found
+
+
+def check_on_list(wanted: Collection[str], found: Collection[str]) -> None:
+    """:class:`SubscriberError` naming (masked) each mailbox of ``wanted`` not in ``found``:
+    preferences are restored for readers on the list only (restore the readers first)."""
+    missing = sorted(set(wanted) - set(found))
+    if missing:
+        shown = ", ".join(mask_email(key) for key in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise SubscriberError(
+            f"preferences of {len(missing)} mailbox(es) not on the list ({shown}{more}): "
+            "restore the readers first; nothing stored"
+        )
 
 
 # --- the consent history ----------------------------------------------------------------------

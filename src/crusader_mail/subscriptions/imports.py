@@ -37,16 +37,18 @@ from itertools import chain
 from pathlib import Path
 
 from crusader_mail.errors import ImportRejected, InvalidAddress, SubscriberError
-from crusader_mail.models import ConsentEvent, Source, Status, Subscriber
+from crusader_mail.models import ConsentEvent, Preferences, Source, Status, Subscriber
 from crusader_mail.storage.contract import AddReport, Roster
 from crusader_mail.storage.rows import (
     EVENT_HEADER,
     HEADER,
+    PREFERENCES_HEADER,
     AddressCheck,
     RowProblem,
     build,
     check_fields,
     parse_event,
+    parse_preferences,
     split_line,
 )
 from crusader_mail.storage.rules import (
@@ -497,14 +499,25 @@ def restore_rows(path: Path) -> Iterator[Subscriber]:
 
 def is_history(path: Path) -> bool:
     """Is ``path`` an export of the consent history (or the files store's consent log)?"""
+    return _header(path) == EVENT_HEADER
+
+
+def is_preferences(path: Path) -> bool:
+    """Is ``path`` an export of the preferences (or the files store's preferences file)?"""
+    return _header(path) == PREFERENCES_HEADER
+
+
+def _header(path: Path) -> str | None:
+    """The header line of an export (after the version line of a store's own file); ``None``
+    when it cannot be read."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             first = handle.readline().rstrip("\r\n")
-            if first.startswith("# crusader-mail consent log v"):
+            if first.startswith("# crusader-mail "):
                 first = handle.readline().rstrip("\r\n")
     except (OSError, UnicodeDecodeError):
-        return False
-    return first == EVENT_HEADER
+        return None
+    return first
 
 
 def check_history(path: Path) -> int:
@@ -531,6 +544,37 @@ def history_events(path: Path) -> Iterator[ConsentEvent]:
     for line_no, line in _export_lines(path, EVENT_HEADER):
         try:
             yield parse_event(line, check)
+        except RowProblem as problem:
+            raise ImportRejected(f"{path}, line {line_no}: {problem}") from None
+
+
+def check_preferences(path: Path) -> int:
+    """Check every row of the preferences export at ``path``; how many readers it holds. Bad
+    rows (a damaged field, a second row of one mailbox) raise :class:`ImportRejected` naming
+    every one of them: nothing is restored then."""
+    seen: dict[str, int] = {}
+    bad: list[str] = []
+    for line_no, line in _export_lines(path, PREFERENCES_HEADER):
+        try:
+            key, _prefs = parse_preferences(split_line(line))
+        except RowProblem as problem:
+            bad.append(f"line {line_no}: {problem}")
+            continue
+        first = seen.setdefault(key, line_no)
+        if first != line_no:
+            bad.append(f"line {line_no}: {mask_email(key)} has its preferences on line {first}")
+    if bad:
+        rows = "row" if len(bad) == 1 else "rows"
+        raise ImportRejected(f"{path}: {len(bad)} bad {rows}, nothing restored: " + "; ".join(bad))
+    return len(seen)
+
+
+def preference_rows(path: Path) -> Iterator[tuple[str, Preferences]]:
+    """The (mailbox key, preferences) of a preferences export that :func:`check_preferences`
+    passed, streamed."""
+    for line_no, line in _export_lines(path, PREFERENCES_HEADER):
+        try:
+            yield parse_preferences(split_line(line))
         except RowProblem as problem:
             raise ImportRejected(f"{path}, line {line_no}: {problem}") from None
 

@@ -56,12 +56,7 @@ from datetime import datetime, timedelta
 
 from crusader_mail.clock import Clock
 from crusader_mail.compose.composer import fill_placeholders
-from crusader_mail.delivery.links import (
-    list_headers,
-    placeholder_values,
-    proof_header,
-    unsubscribe_links,
-)
+from crusader_mail.delivery.links import list_headers, personal_values, proof_header
 from crusader_mail.errors import CrusaderMailError, TokenError, TokenExpired
 from crusader_mail.models import OutgoingMessage, Preferences, Source, Status, Subscriber
 from crusader_mail.settings import Settings
@@ -363,8 +358,7 @@ class Session:
         if isinstance(rendered, str):
             self.roster.queue_mail(message)
             return f"welcome queued (plain text: {rendered})"
-        links = unsubscribe_links(self.settings, self.service.signer, email, self.clock.now())
-        values = placeholder_values(email, reader.name, links)
+        values = personal_values(self.settings, self.service.signer, reader, self.clock.now())
         html = fill_placeholders(rendered.html, values, html=True)
         text = fill_placeholders(rendered.text, values)
         self.roster.queue_mail(message.model_copy(update={"html": html, "text": text}))

@@ -7,9 +7,10 @@ local parts. It is ``base32(day ‖ address-hint ‖ mac)``, 29 characters:
 - ``day`` (2 bytes): days since 1970-01-01 when it was issued, for expiry;
 - ``hint`` (6 bytes): the first bytes of ``HMAC-SHA256(secret_key, "hint" ‖ mailbox key)``, so
   the holder can find the address among the subscribers without the token revealing it;
-- ``mac`` (10 bytes): an unsubscribe token's is the NEXT 10 bytes of that same keyed hash (one
-  keyed hash per token; it never expires, so its day is not covered); a confirmation token's
-  is ``HMAC-SHA256(secret_key, purpose ‖ mailbox key ‖ day ‖ state)``, so its day and state are.
+- ``mac`` (10 bytes): an unsubscribe token's is the NEXT 10 bytes of that same keyed hash, a
+  preferences token's the 10 after those (one keyed hash for both; they never expire, so their
+  day is not covered; neither token tells the other's MAC); a confirmation token's is
+  ``HMAC-SHA256(secret_key, purpose ‖ mailbox key ‖ day ‖ state)``, so its day and state are.
 
 Unsubscribe tokens mailed before used the confirmation's kind of MAC (the *two-HMAC form*):
 :meth:`Signer.verify` accepts it for ever, as unsubscribe links never expire.
@@ -32,8 +33,9 @@ kind, ``code`` = ``base32(hint ‖ mac)`` (26 characters), the MAC over the mail
 ``ref``. A bounce or complaint that returns it proves it answers mail we sent to that reader
 (:meth:`Signer.mail_id_reader`); it proves nothing about any other address.
 
-A send makes both for every reader (:meth:`Signer.send_codes`): two keyed hashes per reader,
-from keyed states made once, the hint shared.
+A send makes the unsubscribe and preferences tokens and the mail id of every reader
+(:meth:`Signer.send_codes`): two keyed hashes per reader, from keyed states made once, the hint
+shared.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ from crusader_mail.util.addresses import lower_domain
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HINT = 6
 _MAC = 10
+_ONE_HASH = {"unsubscribe": _HINT, "preferences": _HINT + _MAC}
+"""Where the MAC of a token of the one-hash form starts in the hinted hash, by purpose."""
 MAIL_ID_HEADER = "X-Crusader-Mail-Id"
 _REF = r"[a-z0-9][a-z0-9-]{0,63}"
 MAIL_ID = re.compile(rf"({_REF})\.([a-z2-7]{{26}})", re.IGNORECASE)
@@ -87,7 +91,8 @@ class Signer:
         return b"" if old == _key(email) else self._hinted_hash(old)[:_HINT]
 
     def _hinted_hash(self, form: bytes) -> bytes:
-        """``HMAC-SHA256(key, "hint" ‖ form)``: the hint, then an unsubscribe token's MAC."""
+        """``HMAC-SHA256(key, "hint" ‖ form)``: the hint, then an unsubscribe token's MAC, then
+        a preferences token's."""
         return self._hinted.digest(form)
 
     def make(self, purpose: Purpose, email: str, now: datetime, state: str = "") -> str:
@@ -96,8 +101,9 @@ class Signer:
         day = _day(now)
         form = _key(email)
         hashed = self._hinted_hash(form)
-        if purpose is Purpose.UNSUBSCRIBE and not state:
-            return _token(day.to_bytes(2, "big") + hashed[: _HINT + _MAC])
+        start = _ONE_HASH.get(purpose.value)
+        if start is not None and not state:
+            return _token(day.to_bytes(2, "big") + hashed[:_HINT] + hashed[start : start + _MAC])
         return _token(
             day.to_bytes(2, "big") + hashed[:_HINT] + self._mac(purpose, form, day, state)
         )
@@ -113,7 +119,8 @@ class Signer:
     ) -> str:
         """Return the one address among ``candidates`` that ``token`` was made for, in any
         form (any spelling of its mailbox for a new one, the very address for an old address
-        form; an unsubscribe token of the two-HMAC form too); with ``state_of``, made for that
+        form; an unsubscribe or preferences token of the two-HMAC form too); with ``state_of``,
+        made for that
         address in the state ``state_of(address)`` gives.
 
         ``candidates`` may be every known address; only those whose hint matches are checked.
@@ -127,10 +134,10 @@ class Signer:
                 if not hmac.compare_digest(hashed[:_HINT], hint):
                     continue
                 state = state_of(email) if state_of is not None else ""
-                one_hash = purpose is Purpose.UNSUBSCRIBE and not state and form == _key(email)
-                if (one_hash and hmac.compare_digest(hashed[_HINT : _HINT + _MAC], mac)) or (
-                    hmac.compare_digest(self._mac(purpose, form, day, state), mac)
-                ):
+                start = _ONE_HASH.get(purpose.value) if form == _key(email) and not state else None
+                if (
+                    start is not None and hmac.compare_digest(hashed[start : start + _MAC], mac)
+                ) or (hmac.compare_digest(self._mac(purpose, form, day, state), mac)):
                     if max_age_days is not None and _day(now) - day > max_age_days:
                         raise TokenExpired("this link has expired; please ask again")
                     return email
@@ -154,7 +161,7 @@ class Signer:
         return True
 
     def _mac(self, purpose: Purpose, form: bytes, day: int, state: str = "") -> bytes:
-        """The MAC of a confirmation token, and of an unsubscribe token of the two-HMAC form."""
+        """The MAC of a confirmation token, and of a token of the two-HMAC form."""
         parts = [purpose.value.encode(), form, str(day).encode()]
         if state:
             parts.append(state.encode())
@@ -169,20 +176,24 @@ class Signer:
         form = _key(email)
         return _mail_id(ref, self._hinted_hash(form)[:_HINT], self._mail_mac(form, ref))
 
-    def send_codes(self, now: datetime, ref: str) -> Callable[[str], tuple[str, str]]:
-        """For a send: ``codes(email)`` is ``(make(UNSUBSCRIBE, email, now), mail_id(email,
-        ref))``, the hint computed once for both."""
+    def send_codes(self, now: datetime, ref: str) -> Callable[[str], tuple[str, str, str]]:
+        """For a send: ``codes(email)`` is ``(make(UNSUBSCRIBE, email, now),
+        make(PREFERENCES, email, now), mail_id(email, ref))``: the two tokens from one keyed
+        hash, the mail id from a second."""
         ref = _checked_ref(ref)
         day = _day(now).to_bytes(2, "big")
         tail = b"\0" + ref.encode()
         hinted, mailed = self._hinted, self._mailed
+        mac_end, kept_end = _HINT + _MAC, _HINT + 2 * _MAC
 
-        def codes(email: str) -> tuple[str, str]:
+        def codes(email: str) -> tuple[str, str, str]:
             form = mailbox_key(email.strip()).encode()
             hashed = hinted.digest(form)
+            hint = hashed[:_HINT]
             return (
-                _token(day + hashed[: _HINT + _MAC]),
-                _mail_id(ref, hashed[:_HINT], mailed.digest(form + tail)[:_MAC]),
+                _token(day + hashed[:mac_end]),
+                _token(day + hint + hashed[mac_end:kept_end]),
+                _mail_id(ref, hint, mailed.digest(form + tail)[:_MAC]),
             )
 
         return codes

@@ -98,7 +98,14 @@ from crusader_mail.storage.rows import (
     split_line,
     status_of,
 )
-from crusader_mail.storage.rules import expired, mailbox_key, merge_variants, normal_or_none
+from crusader_mail.storage.rules import (
+    check_on_list,
+    expired,
+    mailbox_key,
+    merge_variants,
+    normal_or_none,
+    to_restore,
+)
 from crusader_mail.util.masking import mask_email
 from crusader_mail.util.spool import Presorted, Record, SortedSpool
 from crusader_mail.util.statefile import Replacement, atomic_writer, locked
@@ -446,6 +453,17 @@ class SubscriberList:
             while chunk := list(islice(stream, 1000)):
                 count += self.log.append(chunk)
         return count
+
+    def restore_preferences(self, chosen: Iterable[tuple[str, Preferences]]) -> int:
+        """Put ``chosen`` into the preferences file as given, under the list's lock, after
+        checking that each is a reader on the list; no event."""
+        wanted = to_restore(chosen)
+        with locked(self.path, removed=self.erased):
+            check_on_list(wanted, [key for key in wanted if self.get(key) is not None])
+            stored = self.prefs.load()
+            stored.update(wanted)
+            self.prefs.save(stored)
+        return len(wanted)
 
     def expire_pending(self, before: datetime) -> int:
         """Erase the readers :func:`~crusader_mail.storage.rules.expired` at ``before``,

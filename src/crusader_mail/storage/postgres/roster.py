@@ -103,6 +103,17 @@ _INSERT_EVENT = (
 )
 
 
+_LOCK_MAILBOXES = "SELECT mailbox FROM readers WHERE mailbox = ANY(%s) ORDER BY mailbox FOR UPDATE"
+
+
+def _preference_row(
+    mailbox: str, prefs: Preferences
+) -> tuple[str, str | None, list[str], datetime | None]:
+    """The parameters of :data:`_SET_PREFERENCES` for ``prefs``."""
+    frequency = prefs.frequency.value if prefs.frequency is not None else None
+    return (mailbox, frequency, list(prefs.topics), prefs.paused_until)
+
+
 def _preferences(frequency: str | None, topics: list[str], paused: datetime | None) -> Preferences:
     return Preferences(
         frequency=Frequency(frequency) if frequency else None,
@@ -237,9 +248,7 @@ class PgChanges:
         if new.is_default:
             self._conn.execute("DELETE FROM preferences WHERE mailbox = %s", [mailbox])
         else:
-            frequency = new.frequency.value if new.frequency is not None else None
-            row = (mailbox, frequency, list(new.topics), new.paused_until)
-            self._conn.execute(_SET_PREFERENCES, row)
+            self._conn.execute(_SET_PREFERENCES, _preference_row(mailbox, new))
         event = rules.event(action, found, via=via, ref=ref, now=now)
         self._conn.execute(_INSERT_EVENT, history.row(event))
         self.changed = self.dirty = True
@@ -482,6 +491,23 @@ class PgRoster:
         """``COPY`` ``events`` as given, in one transaction; how many."""
         with self._db.transaction() as conn:
             return history.copy(conn, events)
+
+    def restore_preferences(self, chosen: Iterable[tuple[str, Preferences]]) -> int:
+        """Write ``chosen`` as given in one transaction (a default deletes the reader's row),
+        the readers locked and checked to be on the list first; no event."""
+        wanted = rules.to_restore(chosen)
+        keys = sorted(wanted)
+        with self._db.transaction() as conn:
+            found = conn.execute(_LOCK_MAILBOXES, [keys]).fetchall()
+            rules.check_on_list(keys, [row[0] for row in found])
+            gone = [key for key in keys if wanted[key].is_default]
+            if gone:
+                conn.execute("DELETE FROM preferences WHERE mailbox = ANY(%s)", [gone])
+            kept = [_preference_row(key, wanted[key]) for key in keys if not wanted[key].is_default]
+            if kept:
+                with conn.cursor() as cursor:
+                    cursor.executemany(_SET_PREFERENCES, kept)
+        return len(wanted)
 
     def expire_pending(self, before: datetime) -> int:
         """Erase the readers :func:`rules.expired` at ``before``, with their history and queued
