@@ -430,15 +430,16 @@ class _Producer:
         only = self.audience.only  # None but for an issue made for a group
         try:
             for email, name in stream:
-                if seen(email):  # never one mailbox twice (and never a 400)
+                key = mailbox_key(email)
+                if seen(key, email):  # never one mailbox twice (and never a 400)
                     tally.duplicates += 1
                     self.shown.advance(1)
                     continue
-                if only is not None and email.lower() not in only:  # a set lookup
+                if only is not None and key not in only:  # a set lookup
                     tally.outside += 1
                     self.shown.advance(1)
                     continue
-                if left_out and (why := left_out.get(email.lower())) is not None:
+                if left_out and (why := left_out.get(key)) is not None:
                     tally.left_out[why] = tally.left_out.get(why, 0) + 1  # a set lookup
                     self.shown.advance(1)
                     continue
@@ -479,9 +480,9 @@ class _Mailboxes:
         self._capitals: set[str] = set()
         self._batch: set[str] = set()
 
-    def seen(self, email: str) -> bool:
-        """Was a reader of this mailbox met before? (Remembers this one.)"""
-        key = mailbox_key(email)
+    def seen(self, key: str, email: str) -> bool:
+        """Was a reader of this mailbox (``key``: ``email``'s mailbox key) met before?
+        (Remembers this one.)"""
         if key == self._previous or key in self._capitals or key in self._batch:
             return True
         self._previous = key

@@ -35,7 +35,7 @@ kind, ``code`` = ``base32(hint ‖ mac)`` (26 characters), the MAC over the mail
 
 A send makes the unsubscribe and preferences tokens and the mail id of every reader
 (:meth:`Signer.send_codes`): two keyed hashes per reader, from keyed states made once, the hint
-shared.
+shared, the three codes base32-encoded by a few operations on one integer.
 """
 
 from __future__ import annotations
@@ -179,22 +179,34 @@ class Signer:
     def send_codes(self, now: datetime, ref: str) -> Callable[[str], tuple[str, str, str]]:
         """For a send: ``codes(email)`` is ``(make(UNSUBSCRIBE, email, now),
         make(PREFERENCES, email, now), mail_id(email, ref))``: the two tokens from one keyed
-        hash, the mail id from a second."""
+        hash, the mail id from a second, the three encoded at once (:data:`_SPREAD`)."""
         ref = _checked_ref(ref)
-        day = _day(now).to_bytes(2, "big")
+        day = _day(now) << 128
         tail = b"\0" + ref.encode()
-        hinted, mailed = self._hinted, self._mailed
-        mac_end, kept_end = _HINT + _MAC, _HINT + 2 * _MAC
+        head = ref + "."
+        hinted, mailed = self._hinted.digest, self._mailed.digest
+        (l1, h1, s1), (l2, h2, s2), (l3, h3, s3), (l4, h4, s4), (l5, h5, s5) = _SPREAD
+        letters = _LETTERS
 
         def codes(email: str) -> tuple[str, str, str]:
             form = mailbox_key(email.strip()).encode()
-            hashed = hinted.digest(form)
-            hint = hashed[:_HINT]
-            return (
-                _token(day + hashed[:mac_end]),
-                _token(day + hint + hashed[mac_end:kept_end]),
-                _mail_id(ref, hint, mailed.digest(form + tail)[:_MAC]),
+            n = int.from_bytes(hinted(form)[:26], "big")  # hint, unsubscribe MAC, preferences MAC
+            hint = n >> 160
+            mac = int.from_bytes(mailed(form + tail)[:_MAC], "big")
+            # three 160-bit blocks 256 bits apart: day+hint+MAC (+1 zero bit) of each token,
+            # hint+MAC (+2) of the mail id, each padded with zero bits to 32 groups of 5 bits
+            x = (
+                ((day | (n >> 80)) << 528)
+                | ((day | (hint << 80) | (n & _LOW80)) << 272)
+                | (((hint << 80) | mac) << 32)
             )
+            x = (x & l1) | ((x & h1) << s1)
+            x = (x & l2) | ((x & h2) << s2)
+            x = (x & l3) | ((x & h3) << s3)
+            x = (x & l4) | ((x & h4) << s4)
+            x = (x & l5) | ((x & h5) << s5)
+            text = x.to_bytes(96, "big").translate(letters).decode("ascii")
+            return text[:29], text[32:61], head + text[64:90]
 
         return codes
 
@@ -258,6 +270,29 @@ def _parse_mail_id(value: str) -> tuple[str, bytes, bytes] | None:
 
 _BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
 _PAIRS = [first + second for first in _BASE32 for second in _BASE32]  # 10 bits -> 2 characters
+
+
+_LETTERS = bytes.maketrans(bytes(range(32)), _BASE32.encode())
+"""Each byte 0-31 as its base32 letter."""
+_LOW80 = (1 << 80) - 1
+
+
+def _spreading(groups: int, blocks: int) -> tuple[tuple[int, int, int], ...]:
+    """The steps that give each 5-bit group of ``blocks`` blocks of ``groups`` (a power of
+    two) groups, the blocks ``8 * groups`` bits apart, a byte of its own: each step moves the
+    upper half of every block up (``x & low | (x & high) << shift``) into a lane of its own."""
+    steps = []
+    while groups > 1:
+        half = groups // 2
+        low = sum(((1 << 5 * half) - 1) << 8 * groups * lane for lane in range(blocks))
+        steps.append((low, low << 5 * half, 3 * half))
+        groups, blocks = half, blocks * 2
+    return tuple(steps)
+
+
+_SPREAD = _spreading(32, 3)
+"""How :meth:`Signer.send_codes` turns three 160-bit blocks into 96 bytes of 0-31 (one
+``bytes.translate`` then makes them base32 letters)."""
 
 
 def _token(raw: bytes) -> str:

@@ -37,6 +37,7 @@ import hmac
 import json
 import os
 import secrets
+import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
@@ -98,6 +99,10 @@ class Ledger:
     next_batch: int = 0
     exists: bool = False
     version: int = VERSION
+    _keyed: hashlib.blake2b = field(init=False, repr=False, compare=False)  # keyed with _key
+
+    def __post_init__(self) -> None:
+        self._keyed = hashlib.blake2b(key=self._key, digest_size=8)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -142,14 +147,15 @@ class Ledger:
         self.next_batch = max(batches, default=-1) + 1
 
     def reader_hash(self, email: str) -> int:
-        digest = hashlib.blake2b(_norm(email, self.version), key=self._key, digest_size=8).digest()
-        return int.from_bytes(digest, "big")
+        hashed = self._keyed.copy()  # the key's block hashed once, not per reader
+        hashed.update(_norm(email, self.version))
+        return int.from_bytes(hashed.digest(), "big")
 
     def was_accepted(self, reader: int) -> bool:
-        return _contains(self._accepted, reader)
+        return bool(self._accepted) and _contains(self._accepted, reader)
 
     def is_in_doubt(self, reader: int) -> bool:
-        return _contains(self._doubt, reader)
+        return bool(self._doubt) and _contains(self._doubt, reader)
 
     @property
     def accepted_readers(self) -> int:
@@ -205,15 +211,28 @@ class Writer:
         self._clock = clock
 
     def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":"), ensure_ascii=True) + "\n"
-        os.write(self._fd, line.encode("ascii"))
+        self._append(json.dumps(record, separators=(",", ":"), ensure_ascii=True))
+
+    def _append(self, text: str) -> None:
+        os.write(self._fd, (text + "\n").encode("ascii"))
         os.fsync(self._fd)
 
     def _state(self, batch: int, state: LedgerState, **extra: Any) -> None:
         self.write({"batch": batch, "state": state, "at": self._clock.now().isoformat(), **extra})
 
     def pending(self, batch: int, readers: Iterable[int]) -> None:
-        self._state(batch, "pending", readers=[f"{reader:016x}" for reader in readers])
+        """The record :meth:`write` makes of the readers' 16-digit hex hashes, the list's text
+        made at once: the hashes' big-endian bytes in hex, a ``","`` every 8 bytes."""
+        packed = array("Q", readers)
+        if not packed:
+            self._state(batch, "pending", readers=[])
+            return
+        if sys.byteorder == "little":
+            packed.byteswap()
+        listed = '"' + packed.tobytes().hex(",", 8).replace(",", '","') + '"'
+        record = {"batch": batch, "state": "pending", "at": self._clock.now().isoformat()}
+        opened = json.dumps(record, separators=(",", ":"), ensure_ascii=True)[:-1]
+        self._append(f'{opened},"readers":[{listed}]}}')
 
     def accepted(self, batch: int, message_id: str | None) -> None:
         self._state(batch, "accepted", message_id=message_id)

@@ -174,8 +174,9 @@ class SubscriberList:
     def recipients(self) -> Iterator[tuple[str, str]]:
         """(address, name) of every active reader in the order of :meth:`iter`, streamed
         without building readers. A list already checked (known here or from the index, as
-        :meth:`counts` leaves it before a send) has its rows split, not checked again; one not
-        yet checked is read through :meth:`iter`, which checks every row."""
+        :meth:`counts` leaves it before a send) is read in large blocks and its rows split, not
+        checked again; one not yet checked is read through :meth:`iter`, which checks every
+        row."""
         snapshot = Snapshot.open(self.path)
         if snapshot is None:
             return
@@ -183,12 +184,23 @@ class SubscriberList:
             if self._known(snapshot) is not None:
                 active = Status.ACTIVE.value
                 marked = f",{active},"
-                for line in _lines(snapshot):
-                    if marked in line:
-                        fields = line.split(",", 3) if '"' not in line else split_line(line)
-                        if fields[2] == active:
-                            yield fields[0], fields[1]
-                return
+                position, rest = snapshot.start, b""
+                while True:
+                    chunk = os.pread(snapshot.fd, 1 << 18, position)
+                    position += len(chunk)
+                    block = rest + chunk
+                    cut = block.rfind(b"\n") + 1 if chunk else len(block)  # whole lines
+                    rest = block[cut:]
+                    for line in block[:cut].decode("utf-8").split("\n"):
+                        if marked in line:
+                            if '"' in line:
+                                fields = split_line(line.rstrip("\r"))
+                            else:
+                                fields = line.split(",", 3)
+                            if fields[2] == active:
+                                yield fields[0], fields[1]
+                    if not chunk:
+                        return
         for reader in self.iter(Status.ACTIVE):
             yield reader.email, reader.name
 
