@@ -174,7 +174,7 @@ class SubscriberList:
     def recipients(self) -> Iterator[tuple[str, str]]:
         """(address, name) of every active reader in the order of :meth:`iter`, streamed
         without building readers. A list already checked (known here or from the index, as
-        :meth:`counts` leaves it before a send) is read in large blocks and its rows split, not
+        :meth:`counts` leaves it before a send) is read in 64 KiB blocks and its rows split, not
         checked again; one not yet checked is read through :meth:`iter`, which checks every
         row."""
         snapshot = Snapshot.open(self.path)
@@ -186,7 +186,7 @@ class SubscriberList:
                 marked = f",{active},"
                 position, rest = snapshot.start, b""
                 while True:
-                    chunk = os.pread(snapshot.fd, 1 << 18, position)
+                    chunk = os.pread(snapshot.fd, 1 << 16, position)
                     position += len(chunk)
                     block = rest + chunk
                     cut = block.rfind(b"\n") + 1 if chunk else len(block)  # whole lines
