@@ -133,3 +133,25 @@ def test_a_ledger_of_another_issue_or_format_is_refused(tmp_path: Path, clock: F
 def test_the_send_lock_is_exclusive(tmp_path: Path) -> None:
     with send_lock(tmp_path), pytest.raises(LockTimeout), send_lock(tmp_path, timeout=0.1):
         pass
+
+
+@pytest.mark.parametrize(
+    "readers", [[], [0], [2**64 - 1], [1, 2**63, 0xDEADBEEF], list(range(2**40, 2**40 + 1000, 7))]
+)
+def test_a_pending_record_is_the_json_of_its_hex_hashes(
+    tmp_path: Path, clock: FixedClock, readers: list[int]
+) -> None:
+    """The pending record is made as text at once: it must be what ``json.dumps`` makes."""
+    path = ledger_path(tmp_path, ISSUE)
+    ledger = Ledger.load(path, ISSUE, SECRET)
+    with ledger.writer(clock) as writer:
+        writer.pending(4, readers)
+    record = path.read_text().splitlines()[-1]
+    expected = {
+        "batch": 4,
+        "state": "pending",
+        "at": clock.now().isoformat(),
+        "readers": [f"{reader:016x}" for reader in readers],
+    }
+    assert record == json.dumps(expected, separators=(",", ":"), ensure_ascii=True)
+    assert Ledger.load(path, ISSUE, SECRET).in_doubt_readers == len(set(readers))

@@ -6,8 +6,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import random
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,23 @@ def test_a_preferences_token_comes_from_the_unsubscribe_tokens_keyed_hash() -> N
     older = old_token(SECRET, Purpose.PREFERENCES, "carol@example.org", NOW)
     assert older != choose
     assert signer.matches(Purpose.PREFERENCES, older, "carol@example.org", NOW)
+
+
+def test_a_sends_codes_are_the_tokens_and_mail_id_made_one_by_one() -> None:
+    """The send makes a reader's three codes at once (one base32 pass): the same characters as
+    :meth:`Signer.make` and :meth:`Signer.mail_id` make each alone, over many secrets, days,
+    refs and spellings."""
+    chooser = random.Random(15)
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+_-é"
+    for _ in range(300):
+        signer = Signer("".join(chooser.choices(letters, k=chooser.randint(24, 80))))
+        when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=chooser.randrange(65536))
+        ref = f"2026-11-{chooser.randint(10, 30)}-{chooser.getrandbits(32):08x}"
+        codes = signer.send_codes(when, ref)
+        for _ in range(5):
+            local = "".join(chooser.choices(letters, k=chooser.randint(1, 40)))
+            email = f"{local}@Example{chooser.randint(0, 9)}.org"
+            leave, choose, mail_id = codes(f" {email} " if chooser.random() < 0.2 else email)
+            assert leave == signer.make(Purpose.UNSUBSCRIBE, email, when)
+            assert choose == signer.make(Purpose.PREFERENCES, email, when)
+            assert mail_id == signer.mail_id(email, ref)
