@@ -23,8 +23,13 @@ the PostgreSQL store a throwaway cluster (``peers/postgres.py``, Debian's server
 services``) filled through the store's restore (``bench_postgres.fill_database``: ``COPY``).
 With ``--steady`` each run is repeated as a second send (another issue, the same list): the
 first send of a fresh list file checks every row before it starts (the files store has no index
-of it yet), a second finds the index and only streams the rows. Targets for 1,000,000 readers: client CPU ≤ 10 s, wall ≤ 20 s at zero latency and ≤ 45 s at
-a 150 ms round trip, peak RSS ≤ 120 MiB, exactly ceil(N/1000) requests.
+of it yet), a second finds the index and only streams the rows.
+
+Ends with the figures of every run, each beside its target (``bench/report.py``): exactly
+ceil(N/1000) requests (client and peer) and N delivered; client CPU ≤ 10 s and wall ≤ 20 s at
+zero latency, ≤ 45 s at a 150 ms round trip for 1,000,000 readers, scaled with N (10 us, 20 us,
+45 us a reader; no wall target at other latencies); peak RSS ≤ 120 MiB; connections and
+requests in flight ≤ ``sendgrid.concurrency``; no compose or premailer call during the send.
 """
 
 from __future__ import annotations
@@ -39,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,7 @@ from peers import postgres  # noqa: E402
 
 from bench.bench_postgres import EXE, fill_database  # noqa: E402
 from bench.inputs import NOW, SECRET  # noqa: E402
+from bench.report import Figure, against, against_or_measured, print_figures  # noqa: E402
 
 CHECK_EVERY = 50
 CPU_TARGET = 10.0  # seconds of client CPU for 1,000,000 readers
@@ -144,9 +149,9 @@ def one(config: dict[str, Any]) -> dict[str, Any]:
     return {
         "requests": report.requests,
         "delivered": report.delivered,
-        "wall_s": round(wall, 2),
-        "cpu_s": round(cpu, 2),
-        "peak_rss_mib": round(peak_kb / 1024, 1),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "peak_rss_mib": peak_kb / 1024,
         "compose_calls": calls["compose"],
         "premailer_calls": calls["premailer"],
     }
@@ -275,60 +280,72 @@ def prepare(prepared: Stores, size: int, stores: list[str]) -> Stores:
 # --- the report -------------------------------------------------------------------------------
 
 
-def verdict(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
-
-
-def lines_of(run: Run, result: dict[str, Any]) -> Iterator[str]:
-    """The figures of one run, each beside its target (targets are for 1,000,000 readers and
-    scale with the size; the wall-time target is known for latencies 0 and 0.15)."""
+def figures_of(run: Run, result: dict[str, Any], name: str) -> list[Figure]:
+    """The figures of one run, each beside its target: the targets are for 1,000,000 readers
+    and scale with the size (client CPU 10 us a reader; wall 20 us a reader at zero latency,
+    45 us at a 150 ms round trip, no target at other latencies)."""
     expected = math.ceil(run.size / 1000)
     scale = run.size / 1_000_000
-    requests = (result["requests"], result.get("server_requests", result["requests"]))
-    yield (
-        f"  requests          {requests[0]:>10,} client, {requests[1]:,} peer"
-        f"   target {expected:,} = ceil(N/1000)   {verdict(requests == (expected, expected))}"
-    )
-    yield (
-        f"  delivered         {result['delivered']:>10,}"
-        f"   target {run.size:,}   {verdict(result['delivered'] == run.size)}"
-    )
-    cpu_target = CPU_TARGET * scale
-    yield (
-        f"  client CPU        {result['cpu_s']:>10.2f} s"
-        f"   target ≤ {cpu_target:.1f} s   {verdict(result['cpu_s'] <= cpu_target)}"
-    )
+    target = f"{expected:,} = ceil(N/1000)"
+    counts = [("client", result["requests"])]
+    if "server_requests" in result:  # a loopback run: the peer counts too
+        counts.append(("peer", result["server_requests"]))
+    found = [
+        against(f"{name}: requests, {side}", count, "=", expected, bound_text=target, digits=0)
+        for side, count in counts
+    ]
+    found += [
+        against(f"{name}: delivered", result["delivered"], "=", run.size, digits=0),
+        against(f"{name}: client CPU", result["cpu_s"], "≤", CPU_TARGET * scale, "s", digits=3),
+    ]
     wall_target = WALL_TARGETS.get(run.latency)
-    shown = f"target ≤ {wall_target * scale:.1f} s" if wall_target else "no target"
-    ok = "" if wall_target is None else verdict(result["wall_s"] <= wall_target * scale)
-    yield f"  wall              {result['wall_s']:>10.2f} s   {shown}   {ok}"
-    yield (
-        f"  peak RSS          {result['peak_rss_mib']:>10.1f} MiB"
-        f"   target ≤ {RSS_TARGET:.0f} MiB   {verdict(result['peak_rss_mib'] <= RSS_TARGET)}"
+    wall = None if wall_target is None else wall_target * scale
+    found.append(against_or_measured(f"{name}: wall", result["wall_s"], "≤", wall, "s", digits=3))
+    found.append(
+        against(f"{name}: peak RSS", result["peak_rss_mib"], "≤", RSS_TARGET, "MiB", digits=1)
     )
     if "connections" in result:
-        yield (
-            f"  connections       {result['connections']:>10,}"
-            f"   target ≤ {run.concurrency} (kept alive)"
-            f"   {verdict(result['connections'] <= run.concurrency)}"
+        kept = f"{run.concurrency} = sendgrid.concurrency"
+        found += [
+            against(
+                f"{name}: connections (kept alive)",
+                result["connections"],
+                "≤",
+                run.concurrency,
+                bound_text=kept,
+                digits=0,
+            ),
+            against(
+                f"{name}: max requests in flight",
+                result["max_in_flight"],
+                "≤",
+                run.concurrency,
+                bound_text=kept,
+                digits=0,
+            ),
+        ]
+    for calls in ("compose", "premailer"):
+        found.append(
+            against(
+                f"{name}: {calls} calls during the send",
+                result[f"{calls}_calls"],
+                "=",
+                0,
+                digits=0,
+            )
         )
-        yield (
-            f"  max in flight     {result['max_in_flight']:>10,}"
-            f"   target ≤ {run.concurrency} = sendgrid.concurrency"
-            f"   {verdict(result['max_in_flight'] <= run.concurrency)}"
-        )
-    yield (
-        f"  compose/premailer {result['compose_calls']:>5}/{result['premailer_calls']:<4}"
-        f"   target 0/0 during the send"
-        f"   {verdict(result['compose_calls'] == result['premailer_calls'] == 0)}"
-    )
+    return found
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
         print(json.dumps(one(json.loads(sys.argv[2]))))
         return
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+        epilog="quick check: --sizes 20000 --stores files --latencies 0",
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--stores", nargs="+", default=["files", "postgres"])
     parser.add_argument("--latencies", type=float, nargs="+", default=[0.0, 0.15])
@@ -342,6 +359,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     number = 0
+    figures: list[Figure] = []
     for size in args.sizes:
         root = Path(tempfile.mkdtemp(prefix="bench-send-"))
         stores = Stores(root, root / "files")
@@ -356,13 +374,25 @@ def main() -> None:
                                 keep_index(stores.files / "subscribers")
                             number += 1
                             result = measure(run, number, stores.files, stores.database_url)
-                            print(title(run, steady=second), flush=True)
-                            for line in lines_of(run, result):
-                                print(line, flush=True)
+                            print(
+                                f"{title(run, steady=second)}: {result['delivered']:,} "
+                                f"delivered, wall {result['wall_s']:.2f} s, client CPU "
+                                f"{result['cpu_s']:.2f} s, peak RSS "
+                                f"{result['peak_rss_mib']:.1f} MiB",
+                                flush=True,
+                            )
+                            name = short(run, steady=second, sized=len(args.sizes) > 1)
+                            figures += figures_of(run, result, name)
         finally:
             if stores.cluster is not None:
                 stores.cluster.stop()
             shutil.rmtree(root, ignore_errors=True)
+    sizes = " and ".join(f"{size:,}" for size in args.sizes)
+    print_figures(
+        f"bench_send.py ({sizes} readers, sendgrid.concurrency {args.concurrency}; "
+        "time targets for 1,000,000 readers scaled to N)",
+        figures,
+    )
 
 
 def title(run: Run, *, steady: bool = False) -> str:
@@ -373,6 +403,14 @@ def title(run: Run, *, steady: bool = False) -> str:
         f"{run.size:,} readers, {run.store} store, loopback SendGrid, round trip "
         f"{run.latency * 1000:.0f} ms, sendgrid.concurrency {run.concurrency}{again}"
     )
+
+
+def short(run: Run, *, steady: bool, sized: bool) -> str:
+    """The run's name in the figures: store, round trip (or dry run), steady; the size first
+    when there are several."""
+    trip = f"{run.latency * 1000:.0f} ms" if run.mode == "loopback" else "dry run"
+    name = f"{run.store}, {trip}{', steady' if steady else ''}"
+    return f"{run.size:,}: {name}" if sized else name
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ its target and a verdict ("ok", "MISSED", or none where the issues set no target
       304 path over loopback HTTP        0.77 ms  target < 50 ms  ok
 
 ``against`` makes a figure with a target (the verdict computed from the comparison, never
-written by hand), ``measured`` one without; ``print_figures`` prints the aligned table. A
+written by hand), ``measured`` one without (``against_or_measured`` either, as a target is
+known or not); ``print_figures`` prints the aligned table. A
 missed target does not change a benchmark's exit status (``make bench`` goes on to the next
 script); a benchmark that cannot measure exits with one line saying why.
 """
@@ -78,6 +79,22 @@ def measured(
 ) -> Figure:
     """A figure without a target; ``note`` may state the product's expectation instead."""
     return Figure(name, value, unit, note, None, digits)
+
+
+def against_or_measured(
+    name: str,
+    value: float,
+    op: str,
+    bound: float | None,
+    unit: str = "",
+    *,
+    digits: int = 2,
+    note: str = "no target",
+) -> Figure:
+    """``against`` when there is a ``bound``, else ``measured`` with ``note``."""
+    if bound is None:
+        return measured(name, value, unit, digits=digits, note=note)
+    return against(name, value, op, bound, unit, digits=digits)
 
 
 def print_figures(title: str, figures: Sequence[Figure]) -> None:
