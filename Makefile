@@ -69,6 +69,7 @@ bench: $(DEV_STAMP) services
 	$(BIN)/python bench/bench_oneclick.py
 	$(BIN)/python bench/bench_join.py
 	$(BIN)/python bench/bench_startup.py
+	$(BIN)/python bench/bench_groups.py
 
 clean:
 	rm -rf $(VENV) preview outbox .pytest_cache .mypy_cache .ruff_cache

@@ -10,13 +10,14 @@ audience (``compose.groups.plan_audience``). Printed beside what they must be: c
 (= distinct issues: 1 + 1 variant + 3 per post), requests (= the sum over the issues of
 ceil(readers who get it / 1000)), readers delivered, and the wall time of the whole send.
 
-    .venv/bin/python -m bench.bench_groups [--readers 100000]
+    .venv/bin/python bench/bench_groups.py [--readers 100000]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -24,26 +25,29 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from peers.sendgrid_server import SendGridServer
-from pydantic import SecretStr
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-from bench.bench_send import NOW, reader, write_list
-from bench.inputs import EXAMPLE_FEED, bench_settings
-from bench.report import against, measured, print_figures
-from crusader_mail.clock import FixedClock
-from crusader_mail.compose import composer
-from crusader_mail.compose.groups import group_label, plan_audience, with_groups
-from crusader_mail.compose.planning import plan_run
-from crusader_mail.delivery.audience import issue_topics
-from crusader_mail.delivery.client import client_factory
-from crusader_mail.delivery.engine import deliver
-from crusader_mail.delivery.transport import SendGridTransport
-from crusader_mail.feeds.fetch import make_client
-from crusader_mail.feeds.read import read_feed
-from crusader_mail.models import Frequency, Post, Preferences
-from crusader_mail.storage import open_store
-from crusader_mail.storage.archive import Archive
-from crusader_mail.storage.files.preferences import PreferenceFile
+from peers.sendgrid_server import SendGridServer  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
+
+from bench.bench_send import NOW, reader, write_list  # noqa: E402
+from bench.inputs import EXAMPLE_FEED, bench_settings  # noqa: E402
+from bench.report import against, measured, print_figures  # noqa: E402
+from crusader_mail.clock import FixedClock  # noqa: E402
+from crusader_mail.compose import composer  # noqa: E402
+from crusader_mail.compose.groups import group_label, plan_audience, with_groups  # noqa: E402
+from crusader_mail.compose.planning import plan_run  # noqa: E402
+from crusader_mail.delivery.audience import issue_topics  # noqa: E402
+from crusader_mail.delivery.client import client_factory  # noqa: E402
+from crusader_mail.delivery.engine import deliver  # noqa: E402
+from crusader_mail.delivery.transport import SendGridTransport  # noqa: E402
+from crusader_mail.feeds.fetch import make_client  # noqa: E402
+from crusader_mail.feeds.read import read_feed  # noqa: E402
+from crusader_mail.models import Frequency, Post, Preferences  # noqa: E402
+from crusader_mail.storage import open_store  # noqa: E402
+from crusader_mail.storage.archive import Archive  # noqa: E402
+from crusader_mail.storage.files.preferences import PreferenceFile  # noqa: E402
 
 BATCH = 1000
 POSTS = 3
