@@ -6,6 +6,7 @@ with its tags stripped."""
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.compose import related
+from crusader_mail.compose import ranking, related
 from crusader_mail.compose.ranking import TextIndex, post_words
 from crusader_mail.compose.related import RelatedIndex, choose_related, tokenize
 from crusader_mail.feeds.fetch import make_client
@@ -333,6 +334,46 @@ def test_cosine_is_one_with_itself_symmetric_and_zero_without_a_common_token() -
     backwards = TextIndex(posts[::-1], title_weight=2)
     last = len(posts) - 1
     assert backwards.cosine(last - 4) == pytest.approx(matrix[4][::-1])
+
+
+def test_the_index_weighs_what_the_module_doc_says_across_chunks() -> None:
+    """Each post's weights are (1 + ln tf) * idf over its tokens, l2-normed, with tf summed over
+    every written form of a token (case, plurals, a word of several tokens, CJK bigrams); the
+    posts span more than one chunk of the index's reading."""
+    rng = random.Random(12)
+    forms = [
+        "Clay",
+        "clay",
+        "clays",
+        "kiln-glaze",
+        "glaze",
+        "the",
+        "2026",
+        "数据库数据",
+        "数据",
+        "x_y",
+    ]
+    posts = [
+        make_post(
+            n,
+            f"{rng.choice(forms)} post",
+            content=f"<p>{' '.join(rng.choices(forms, k=n % 7))}</p>",
+        )
+        for n in range(ranking._CHUNK * 2 + 5)
+    ]
+    index = TextIndex(posts, title_weight=2)
+    counts = [Counter(tokenize(" ".join(post_words(p) + p.title.split() * 2))) for p in posts]
+    df = Counter(token for c in counts for token in c)
+    n = len(posts)
+    weights = []
+    for c in counts:
+        w = {t: (1 + math.log(tf)) * (math.log((1 + n) / (1 + df[t])) + 1) for t, tf in c.items()}
+        length = math.sqrt(sum(x * x for x in w.values())) or 1.0
+        weights.append({t: x / length for t, x in w.items()})
+    for i, mine in enumerate(weights):
+        want = [sum(x * other.get(t, 0.0) for t, x in mine.items()) for other in weights]
+        assert index.cosine(i).tolist() == pytest.approx(want, abs=1e-12), i
+        assert index.starts[i + 1] - index.starts[i] == len(mine)  # one pair per distinct token
 
 
 def topics_archive() -> list[Post]:

@@ -15,19 +15,18 @@ A post is its title (counted ``title_weight`` times) plus its whole text, code l
 that post's length: a post with many words of its own is less about what it shares.
 
 Speed (5,000 long posts: ``bench/bench_compose.py --realistic``): a post's words are read with
-two regular expressions over its sanitized HTML (not an HTML parser) and counted as written in
-C (``Counter``); each distinct word is turned into tokens once, in Python; the (post, token,
-count) table is merged, weighed and normalized in numpy, and a cosine with every post is one
-pass of ``numpy.bincount``.
+two regular expressions over its sanitized HTML (not an HTML parser); each word read is looked up
+as written, in C, for its code (each distinct word turned into tokens once, in Python);
+a chunk of posts at a time, the (post, token) pairs are counted in numpy (one sort), then
+weighed and normalized, and a cosine with every post is one pass of ``numpy.bincount``.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from collections import Counter, defaultdict
+from array import array
 from collections.abc import Sequence
-from itertools import chain, count
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +92,9 @@ def _telling(token: str) -> bool:
 def tokenize(text: str) -> list[str]:
     """Lower-cased words, plurals folded, without stopwords, numbers or one-letter words; CJK
     runs become character bigrams (CJK text has no spaces between words)."""
+    if text.isascii() and text.isalnum():  # one word of letters and digits, the most common
+        token = _stem(text.lower())
+        return [token] if _telling(token) else []
     return [token for token in map(_stem, _words(text)) if _telling(token)]
 
 
@@ -124,8 +126,7 @@ def post_words(post: Post) -> list[str]:
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 _INT = np.int64
-_COUNT_BITS = 16  # a word more than 65,535 times in one post counts 65,535 times
-_COUNT_MASK = (1 << _COUNT_BITS) - 1
+_CHUNK = 256  # posts whose (post, word code) pairs are in memory at once
 
 
 class TextIndex:
@@ -134,21 +135,22 @@ class TextIndex:
     def __init__(self, posts: Sequence[Post], *, title_weight: int) -> None:
         n = len(posts)
         self.size = n
-        every = [Counter(post_words(post) + post.title.split() * title_weight) for post in posts]
-        # Each post's distinct words as written, by id (a new word gets the next id), in C.
-        word_id: defaultdict[str, int] = defaultdict(count().__next__)
-        words = np.fromiter(chain.from_iterable(map(word_id.__getitem__, c) for c in every), _INT)
-        times = np.fromiter(chain.from_iterable(c.values() for c in every), _INT)
-        doc = np.repeat(np.arange(n, dtype=_INT), [len(counts) for counts in every])
-        # Each distinct word's tokens, once: per_word[first[w]:first[w + 1]].
-        vocabulary: dict[str, int] = {}
-        starts, tokens_of = [0], []
-        for word in word_id:  # in id order
-            tokens_of += [vocabulary.setdefault(t, len(vocabulary)) for t in tokenize(word)]
-            starts.append(len(tokens_of))
-        first, per_word = np.array(starts, dtype=_INT), np.array(tokens_of, dtype=_INT)
-        # Words as tokens; the counts of words that are the same token in a post summed.
-        self.doc, self.token, tf = _merge(*_tokens(doc, words, times, first, per_word))
+        # Every word of every post as its code (_Words), a chunk of posts at a time: (post, code)
+        # pairs, then (post, token) pairs with their counts.
+        words = _Words()
+        docs, tokens, counts = [], [], []
+        for start in range(0, n, _CHUNK):
+            chunk = posts[start : start + _CHUNK]
+            codes = [_codes(post, title_weight, words) for post in chunk]
+            doc = np.repeat(np.arange(start, start + len(chunk), dtype=_INT), list(map(len, codes)))
+            merged = _merge(*words.tokens_of(doc, np.concatenate(codes)))
+            docs.append(merged[0])
+            tokens.append(merged[1])
+            counts.append(merged[2])
+        self.doc: Ints = np.concatenate(docs) if docs else np.zeros(0, _INT)
+        self.token: Ints = np.concatenate(tokens) if tokens else np.zeros(0, _INT)
+        tf = np.concatenate(counts) if counts else np.zeros(0, _INT)
+        vocabulary = words.vocabulary
         width = max(len(vocabulary), 1)
         df = np.bincount(self.token, minlength=width)
         idf = np.log((1 + n) / (1 + df)) + 1
@@ -192,34 +194,61 @@ class TextIndex:
         return result
 
 
-def _merge(outer: Ints, inner: Ints, counts: Ints) -> tuple[Ints, Ints, Ints]:
-    """Equal (outer, inner) pairs as one, their counts summed; sorted by (outer, inner).
+class _Words(dict[str, int]):
+    """Words as written and their codes, each word turned into tokens once (on first lookup; a
+    new token gets the next id): a one-token word's code is its token's id, any other's
+    ``-1 - k`` for its tokens ``flat[first[k]:first[k + 1]]`` (k = 0: none, a stopword...)."""
 
-    Each pair and its count are one integer (outer, inner, count bits), sorted in C."""
+    def __init__(self) -> None:
+        super().__init__()
+        self.vocabulary: dict[str, int] = {}
+        self.first = array("q", [0, 0])
+        self.flat = array("q")
+
+    def __missing__(self, word: str) -> int:
+        vocabulary = self.vocabulary
+        ids = [vocabulary.setdefault(t, len(vocabulary)) for t in tokenize(word)]
+        if len(ids) == 1:
+            code = ids[0]
+        elif ids:
+            code = -len(self.first)
+            self.flat.extend(ids)
+            self.first.append(len(self.flat))
+        else:
+            code = -1
+        self[word] = code
+        return code
+
+    def tokens_of(self, doc: Ints, codes: Ints) -> tuple[Ints, Ints]:
+        """Each (post, code) as a (post, token) for each token of the word."""
+        one, many = codes >= 0, np.flatnonzero(codes < -1)
+        group = -1 - codes[many]
+        first, flat = np.array(self.first, dtype=_INT), np.array(self.flat, dtype=_INT)
+        k = first[group + 1] - first[group]
+        at = np.repeat(first[group], k) + _ranks(k)
+        return (
+            np.concatenate([doc[one], np.repeat(doc[many], k)]),
+            np.concatenate([codes[one], flat[at]]),
+        )
+
+
+def _codes(post: Post, title_weight: int, words: _Words) -> Ints:
+    """The codes of a post's words, its title's ``title_weight`` times, in order (in C)."""
+    written = post_words(post) + post.title.split() * title_weight
+    return np.fromiter(map(words.__getitem__, written), _INT, len(written))
+
+
+def _merge(outer: Ints, inner: Ints) -> tuple[Ints, Ints, Ints]:
+    """The distinct (outer, inner) pairs, sorted, and how many times each occurs.
+
+    Each pair is one integer, sorted in C."""
     inner_bits = int(inner.max(initial=0)).bit_length()
-    packed = (outer << inner_bits | inner) << _COUNT_BITS | np.minimum(counts, _COUNT_MASK)
-    packed.sort()
-    keys = packed >> _COUNT_BITS
+    keys = outer << inner_bits | inner
+    keys.sort()
     begins = np.flatnonzero(np.diff(keys, prepend=-1))  # where each pair starts
-    sums = np.add.reduceat(packed & _COUNT_MASK, begins) if len(begins) else keys
+    times = np.diff(begins, append=len(keys))
     keys = keys[begins]
-    return keys >> inner_bits, keys & ((1 << inner_bits) - 1), sums
-
-
-def _tokens(
-    doc: Ints, words: Ints, times: Ints, first: Ints, per_word: Ints
-) -> tuple[Ints, Ints, Ints]:
-    """Each (post, word, count) as a (post, token, count) for each token of the word (most
-    words are one token; stopwords, numbers and punctuation none)."""
-    spread = np.diff(first)[words]
-    one, many = spread == 1, np.flatnonzero(spread > 1)
-    k = spread[many]
-    at = np.repeat(first[words[many]], k) + _ranks(k)
-    return (
-        np.concatenate([doc[one], np.repeat(doc[many], k)]),
-        np.concatenate([per_word[first[words[one]]], per_word[at]]),
-        np.concatenate([times[one], np.repeat(times[many], k)]),
-    )
+    return keys >> inner_bits, keys & ((1 << inner_bits) - 1), times
 
 
 def _ranks(spread: Ints) -> Ints:
