@@ -302,6 +302,93 @@ def test_an_index_of_another_version_or_damaged_is_never_used(
     assert "amy@example.org" not in found
 
 
+def _indexed_list(folder: Path, clock: FixedClock) -> tuple[SubscriberList, list[str]]:
+    """A list of awkward rows written by this store, its index and one hint table kept."""
+    rows = awkward_rows(2000, random.Random(11))
+    readers = SubscriberList(folder, clock)
+    write_list(readers.path, *rows)
+    with readers.edit() as roster:
+        roster.add("new.reader@example.net", via=Source.CLI)
+        roster.candidates(Signer(SECRET).hint("new.reader@example.net"), Signer(SECRET).hint)
+    return readers, list(readers.path.read_text().splitlines()[2:])
+
+
+def _no_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_scan(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the list was scanned again")
+
+    monkeypatch.setattr(subscribers_module, "survey", no_scan)
+    monkeypatch.setattr(ListScan, "__iter__", no_scan)
+
+
+def test_a_copy_of_the_list_with_its_index_is_used_without_a_scan(
+    tmp_path: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh checkout with the index restored from a cache: other inode, times, same bytes."""
+    readers, rows = _indexed_list(tmp_path / "before", clock)
+    copy = tmp_path / "after"
+    shutil.copytree(readers.path.parent / INDEX_DIR, copy / INDEX_DIR)
+    shutil.copyfile(readers.path, copy / LIST_FILE)
+    _no_scan(monkeypatch)
+    fresh = SubscriberList(copy, clock)
+    counts = readers.counts()
+    assert fresh.counts() == counts
+    target = parse_line(rows[777])
+    assert fresh.get(target.email.upper()) == target
+    signer = Signer(SECRET)
+    assert fresh.candidates(signer.hint(target.email), signer.hint) == [target.email]
+    pending = [line for line in rows if ",pending," in line]
+    assert [format_row(s) for s in fresh.iter(Status.PENDING)] == pending
+    # the index is kept again for the copy: the next command need not hash it
+    assert IndexFolder(copy).load(Snapshot.open(copy / LIST_FILE).identity) is not None  # type: ignore[union-attr]
+    with fresh.edit() as roster:  # spliced in, as in the original folder
+        roster.unsubscribe(target.email, via=Source.CLI, ref="test")
+    assert SubscriberList(copy, clock).counts()[Status.UNSUBSCRIBED] == (
+        counts[Status.UNSUBSCRIBED] + (target.status is not Status.UNSUBSCRIBED)
+    )
+
+
+def _copy_changed(readers: SubscriberList, rows: list[str], before: str, after: str) -> Path:
+    """A copy of the list and its index, with ``before`` made ``after`` (same length) in one
+    row past the first hundred; the copy's folder."""
+    line = next(x for n, x in enumerate(rows) if before in x and n > 100)
+    copy = readers.path.parent.parent / "after"
+    shutil.copytree(readers.path.parent / INDEX_DIR, copy / INDEX_DIR)
+    data = readers.path.read_bytes()
+    changed = data.replace(line.encode(), line.replace(before, after, 1).encode())
+    assert len(changed) == len(data)
+    assert changed != data
+    (copy / LIST_FILE).write_bytes(changed)
+    return copy
+
+
+def test_a_copy_with_one_byte_damaged_names_the_damage(tmp_path: Path, clock: FixedClock) -> None:
+    readers, rows = _indexed_list(tmp_path / "before", clock)
+    copy = _copy_changed(readers, rows, ",,active,", ",,activa,")
+    line_no = 3 + next(n for n, x in enumerate(rows) if ",,active," in x and n > 100)
+    fresh = SubscriberList(copy, clock)
+    with pytest.raises(StateError, match=rf"line {line_no}: status 'activa'"):
+        fresh.counts()
+    damage = rf"line {line_no}: status 'activa'"
+    with pytest.raises(StateError, match=damage), fresh.edit() as roster:
+        roster.add("eve@example.org", via=Source.CLI)
+
+
+def test_a_copy_with_one_status_changed_in_place_is_read_as_it_is(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    readers, rows = _indexed_list(tmp_path / "before", clock)
+    copy = _copy_changed(readers, rows, ",pending,", ",bounced,")  # the same size
+    counts = readers.counts()
+    fresh = SubscriberList(copy, clock)
+    assert fresh.counts() == {
+        **counts,
+        Status.PENDING: counts[Status.PENDING] - 1,
+        Status.BOUNCED: counts[Status.BOUNCED] + 1,
+    }
+    assert len(list(fresh.iter(Status.PENDING))) == counts[Status.PENDING] - 1
+
+
 def test_a_version_1_list_is_merged_by_the_first_import(tmp_path: Path, clock: FixedClock) -> None:
     readers = SubscriberList(tmp_path, clock)
     v1 = "# crusader-mail subscribers v1"

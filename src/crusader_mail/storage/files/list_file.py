@@ -16,6 +16,7 @@ meanwhile (a save renames over it), the open file stays the one that was checked
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,21 @@ def identity_of(stat: os.stat_result) -> Identity:
 def stored_identity(path: Path) -> Identity:
     """The identity of the file at ``path`` now (a writer's, just after it renamed it there)."""
     return identity_of(os.stat(path))
+
+
+def content_digest(path: Path, identity: Identity) -> str | None:
+    """The SHA-256 of the file at ``path`` when it is the file of ``identity`` from before the
+    hash to after it (``None`` otherwise, or when there is none)."""
+    try:
+        with path.open("rb") as handle:
+            if identity_of(os.fstat(handle.fileno())) != identity:
+                return None
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            if identity_of(os.fstat(handle.fileno())) != identity:
+                return None
+    except OSError:
+        return None
+    return digest
 
 
 @dataclass(frozen=True)

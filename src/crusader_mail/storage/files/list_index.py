@@ -12,15 +12,18 @@ again: ``subscribers_dir/.subscribers-index/`` (never committed: ``.gitignore``)
                                             address: another secret, another table)
 
 The index describes one version of the list: the :data:`~.list_file.Identity` it was made for
-(device, inode, size, modification and change times). A save renames a new file over the
-list, git writes a new file on checkout, an editor rewrites or appends: each gives the list
-another identity, and an index of another identity is never used (the next command scans the
-list again, checking every row, as before this index). Only a writer of the list writes the
-index, under the list's lock and after the list itself is stored: from what the old index
-said and what the writer changed (:class:`Edit`: the byte ranges replaced), it computes the
-new one without reading the list again (:func:`updated`). A command that changes nothing
-writes nothing, so reading (``stats``, a dry run, a page behind a link) leaves no trace. A
-crash between the list and its index leaves an index of the old identity: unused.
+(device, inode, size, modification and change times) and the SHA-256 of its bytes. A save
+renames a new file over the list, git writes a new file on checkout, an editor rewrites or
+appends: each gives the list another identity. An index of another identity is used only when
+the list has its size and its digest (the same bytes: a fresh checkout of the committed list
+with the index restored beside it, as the workflows do); it is then kept again for the new
+identity. Otherwise it is never used (the next command scans the list again, checking every
+row, as before this index). Only a writer of the list makes the index, under the list's lock
+and after the list itself is stored: from what the old index said and what the writer changed
+(:class:`Edit`: the byte ranges replaced), it computes the new one without reading the list
+again (:func:`updated`), then hashes the new file once. A command that changes nothing writes
+no list and no new index (it may only move an index of the same bytes to the new identity).
+A crash between the list and its index leaves an index of the old bytes: unused.
 
 The offsets are byte offsets of row starts in the file of that identity; nothing in the index
 is an address (a forgotten reader's row offset and hint go with their row). A hint table holds
@@ -38,13 +41,14 @@ import os
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crusader_mail.models import Status
 from crusader_mail.storage.contract import HintOf
-from crusader_mail.storage.files.list_file import Identity, Snapshot
+from crusader_mail.storage.files.list_file import Identity, Snapshot, content_digest
 from crusader_mail.storage.files.list_format import ListScan, Row
 from crusader_mail.storage.rules import mailbox_key
 from crusader_mail.util.statefile import atomic_write, atomic_writer
@@ -326,16 +330,19 @@ class HintTable:
 
 
 class IndexFolder:
-    """``folder/.subscribers-index/``: the index of the list in ``folder``."""
+    """``folder/.subscribers-index/``: the index of the list in ``folder``; with ``list_path``
+    (the list file) it keeps the list's digest and follows the same bytes to a new identity."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, list_path: Path | None = None) -> None:
         self.path = folder / INDEX_DIR
+        self.list_path = list_path
+        self._hashed: tuple[Identity, str | None] | None = None  # the last digest computed
 
     def load(self, identity: Identity) -> ListState | None:
         """The state kept for the list of ``identity``; ``None`` when there is none (or it is
-        of another identity, or unreadable: the caller scans the list)."""
-        data = self._read()
-        if data is None or tuple(data.get("identity", ())) != identity:
+        of other bytes, or unreadable: the caller scans the list)."""
+        data = self._record(identity)
+        if data is None:
             return None
         try:
             return ListState(
@@ -352,8 +359,8 @@ class IndexFolder:
         """The hint table of ``check`` kept for the list of ``identity``, ``None`` if none."""
         import numpy as np
 
-        data = self._read()
-        if data is None or tuple(data.get("identity", ())) != identity:
+        data = self._record(identity)
+        if data is None:
             return None
         entry = data.get("hints", {}).get(check)
         if not isinstance(entry, list) or len(entry) != 3:
@@ -374,8 +381,8 @@ class IndexFolder:
 
     def checks(self, identity: Identity) -> list[str]:
         """The checks of the hint tables kept for the list of ``identity``."""
-        data = self._read()
-        if data is None or tuple(data.get("identity", ())) != identity:
+        data = self._record(identity)
+        if data is None:
             return []
         return [str(check) for check in data.get("hints", {})]
 
@@ -406,6 +413,9 @@ class IndexFolder:
             "rows": {status.value: kept for status, kept in state.rows.items()},
             "hints": entries,
         }
+        digest = self._digest(state.identity)
+        if digest is not None:
+            record["digest"] = digest
         atomic_write(self.path / STATE_FILE, json.dumps(record, separators=(",", ":")))
         keep = {STATE_FILE, *(entry[0] for entry in entries.values())}
         for path in self.path.iterdir():
@@ -415,6 +425,33 @@ class IndexFolder:
     def drop(self) -> None:
         """Forget the index (the list was written by a writer that keeps none)."""
         (self.path / STATE_FILE).unlink(missing_ok=True)
+
+    def _record(self, identity: Identity) -> dict[str, Any] | None:
+        """The record kept for the list of ``identity``: made for it, or made for a file of
+        the same size and digest (then kept again for ``identity``, when the folder allows)."""
+        data = self._read()
+        if data is None:
+            return None
+        kept = tuple(data.get("identity", ()))
+        if kept == identity:
+            return data
+        digest = data.get("digest")
+        if not isinstance(digest, str) or len(kept) != len(identity) or kept[2] != identity[2]:
+            return None
+        if self._digest(identity) != digest:
+            return None
+        data["identity"] = list(identity)
+        with suppress(OSError):  # only a cache: the next command hashes the list again
+            atomic_write(self.path / STATE_FILE, json.dumps(data, separators=(",", ":")))
+        return data
+
+    def _digest(self, identity: Identity) -> str | None:
+        """The digest of the list file while it is the file of ``identity`` (hashed once)."""
+        if self.list_path is None:
+            return None
+        if self._hashed is None or self._hashed[0] != identity:
+            self._hashed = (identity, content_digest(self.list_path, identity))
+        return self._hashed[1]
 
     def _read(self) -> dict[str, Any] | None:
         try:

@@ -129,7 +129,7 @@ class SubscriberList:
         self.mail = mail or FileMailQueue(folder, clock.now)
         self.log = ConsentLog(folder)
         self.prefs = PreferenceFile(folder)
-        self.index = IndexFolder(folder)
+        self.index = IndexFolder(folder, self.path)
         self._state: ListState | None = None  # the last checked version met (any identity)
         self._tables: dict[str, HintTable] = {}  # hint tables of ``_tables_for``
         self._tables_for: Identity | None = None
