@@ -25,7 +25,9 @@ def test_least_privilege_and_pinned_actions(name: str) -> None:
     uses = re.findall(r"uses: (\S+)", text)
     assert uses
     for action in uses:
-        assert re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w.-]+)?@[0-9a-f]{40}", action), f"{action} is not SHA-pinned"
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w.-]+)?@[0-9a-f]{40}", action), (
+            f"{action} is not SHA-pinned"
+        )
     assert text.count("persist-credentials: false") == text.count("actions/checkout@")
 
 
