@@ -242,8 +242,10 @@ def test_two_crashes_leave_their_batches_in_doubt(
     after_first = _in_doubt(settings)
     assert first in after_first
     assert len(after_first) <= concurrency
-    # the second run numbers its batches on from the first's; its first 3 are full
-    second = _ledger(settings).next_batch + CHOOSER.randrange(0, 3)
+    # the second run numbers its batches on from the first's (whose batches were all full:
+    # with requests in flight, later ones may have landed before the one killed at)
+    start = _ledger(settings).next_batch
+    second = start + CHOOSER.randrange(0, min(3, BATCHES - start))
     _wait_killed(_run_child(tmp_path, sendgrid_server, clock, ("pending", second), concurrency))
     doubt = _in_doubt(settings)
     assert set(after_first) <= set(doubt)
@@ -256,7 +258,7 @@ def test_two_crashes_leave_their_batches_in_doubt(
     counts = sendgrid_server.per_address()
     everyone = {reader_address(i) for i in range(READERS)}
     label = (concurrency, first, second)
-    assert len(in_second) == BATCH, label
+    assert len(in_second) == min(BATCH, READERS - second * BATCH), label  # only the last is short
     assert all(counts[a] == 1 for a in everyone - doubtful), label
     assert all(counts[a] == 0 for a in in_second), label
     assert all(counts[a] <= 1 for a in doubtful), label
