@@ -491,9 +491,9 @@ def test_demo_command_on_a_copy_of_the_repository(tmp_path: Path) -> None:
 
 
 def test_job_summary_escapes_what_feeds_control() -> None:
-    from crusader_mail.cli.run import markdown_summary, text_summary
     from crusader_mail.models import FeedReport, SendReport
     from crusader_mail.pipeline import IssueSummary, RunReport
+    from crusader_mail.pipeline.summary import markdown_summary, text_summary
 
     report = RunReport(
         dry_run=False,

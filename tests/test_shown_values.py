@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 
-from crusader_mail.cli.run import markdown_summary, shown_json
+from crusader_mail.cli.run import shown_json
 from crusader_mail.models import FeedReport, SendReport
 from crusader_mail.pipeline import IssueSummary, RunReport
+from crusader_mail.pipeline.summary import markdown_summary
 from crusader_mail.settings import Settings, secret_keys
 from crusader_mail.util.masking import mask_message_id
 from tests.support.commands import run_cli

@@ -17,7 +17,7 @@ The steps live in one module each, this package only re-exports them and runs th
 (``run``, ``archive_stage``): ``fetching`` (fetch_stage, plan_preview), ``inbox``
 (inbox_stage), ``sending`` (send_stage and each issue of a run: transport, ledger, approval
 hold, what follows a sent issue), ``reports`` (what the steps report and the newsletter as
-files), ``hooks`` (the progress display and the checkpoint a caller hands in).
+files), ``summary`` (a run's report as the lines ``run`` prints and the job summary), ``hooks`` (the progress display and the checkpoint a caller hands in).
 
 Everything a step needs is passed in: settings, the clock, the SendGrid client factory, the
 progress display, the checkpoint, and the store (``inbox_stage``) or the settings to open it with
