@@ -20,7 +20,9 @@ edit) is scanned again.
   atomically (temporary file, fsync, rename, under the lock): the old bytes are copied around
   the changed rows (:func:`.list_file.write_spliced`), so a change costs one copy of the file
   (about 0.1 s for a million readers) and memory for the changed rows only.
-- :meth:`SubscriberList.update_many` (the suppression sync) looks its few readers up the same
+- Changes of many readers at once are in :mod:`.bulk` (each reader through
+  :mod:`.row_changes`; whole rows read and written by :mod:`.list_rows`).
+  :meth:`SubscriberList.update_many` (the suppression sync) looks its few readers up the same
   way, or streams the whole file row by row into the new one when it is offered many; each
   matching reader is changed through a ``ListChanges`` holding just that row, so the rules and
   consent stamps are the ones ``edit`` applies (:mod:`crusader_mail.storage.rules`).
@@ -43,21 +45,18 @@ only in case (:func:`~crusader_mail.storage.rules.merge_variants`).
 from __future__ import annotations
 
 import os
-import tempfile
-from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import chain, islice
+from itertools import islice
 from pathlib import Path
-from typing import IO, Any
 
 from crusader_mail.clock import Clock
-from crusader_mail.errors import StateError, SubscriberError
+from crusader_mail.errors import StateError
 from crusader_mail.models import ConsentEvent, Preferences, Source, Status, Subscriber
 from crusader_mail.storage.contract import AddReport, BulkReport, HintOf, RosterChanges, RowChange
-from crusader_mail.storage.files.changes import ListChanges, LoadedRows, OneRow, Rows
+from crusader_mail.storage.files.bulk import BulkWriter
+from crusader_mail.storage.files.changes import ListChanges, LoadedRows, Rows
 from crusader_mail.storage.files.consent_log import ConsentLog
 from crusader_mail.storage.files.list_file import (
     Identity,
@@ -67,17 +66,12 @@ from crusader_mail.storage.files.list_file import (
     write_spliced,
 )
 from crusader_mail.storage.files.list_format import (
-    BOM,
-    ListScan,
-    check_marker,
-    file_head,
     order_problem,
     row_email,
     row_key,
     scan,
 )
 from crusader_mail.storage.files.list_index import (
-    RARE,
     Edit,
     HintTable,
     IndexFolder,
@@ -87,12 +81,21 @@ from crusader_mail.storage.files.list_index import (
     survey,
     updated,
 )
+from crusader_mail.storage.files.list_rows import (
+    SPLICE_LIMIT,
+    Rewriter,
+    hash_rows,
+    merge_case_variants,
+    raw_fd,
+    rows_of,
+)
 from crusader_mail.storage.files.mail import FileMailQueue
 from crusader_mail.storage.files.preferences import PreferenceFile
+from crusader_mail.storage.files.row_changes import (
+    Done,
+)
 from crusader_mail.storage.rows import (
-    AddressCheck,
     build,
-    format_event,
     format_row,
     parse_line,
     split_line,
@@ -106,14 +109,9 @@ from crusader_mail.storage.rules import (
     normal_or_none,
     to_restore,
 )
-from crusader_mail.util.masking import mask_email
-from crusader_mail.util.spool import Presorted, Record, SortedSpool
-from crusader_mail.util.statefile import Replacement, atomic_writer, locked
+from crusader_mail.util.statefile import atomic_writer, locked
 
 LIST_FILE = "subscribers.csv"
-SPLICE_LIMIT = 20_000
-"""At most this many changed rows are looked up one by one and spliced in; more, and the
-writer streams the whole file instead (one pass, in order)."""
 
 
 class SubscriberList:
@@ -137,7 +135,7 @@ class SubscriberList:
 
     # -- what is known of a version of the list ------------------------------------------------
 
-    def _known(self, snapshot: Snapshot) -> ListState | None:
+    def known(self, snapshot: Snapshot) -> ListState | None:
         """The checked state of ``snapshot``'s file when known here or in the index (no scan)."""
         state = self._state
         if state is None or state.identity != snapshot.identity:
@@ -151,7 +149,7 @@ class SubscriberList:
     def _checked(self, snapshot: Snapshot) -> ListState | None:
         """The checked state of ``snapshot``'s file, scanning it when it is not known (damage
         raises :class:`StateError`); ``None`` for a list of version 1 or out of order."""
-        state = self._known(snapshot)
+        state = self.known(snapshot)
         if state is not None:
             return state
         found = survey(snapshot)
@@ -181,7 +179,7 @@ class SubscriberList:
         if snapshot is None:
             return
         with snapshot:
-            if self._known(snapshot) is not None:
+            if self.known(snapshot) is not None:
                 active = Status.ACTIVE.value
                 marked = f",{active},"
                 position, rest = snapshot.start, b""
@@ -217,7 +215,7 @@ class SubscriberList:
         if snapshot is None:
             return
         with snapshot:
-            state = self._known(snapshot)
+            state = self.known(snapshot)
             if state is None:
                 found = Survey(snapshot, ordered=True)
                 for _line_no, line, fields, row_status in found.rows():
@@ -231,7 +229,7 @@ class SubscriberList:
                     yield snapshot.line_at(start)
                 return
             wanted = None if status is None else f",{status.value},"
-            for line in _lines(snapshot):
+            for line in rows_of(snapshot):
                 if wanted is None or (wanted in line and status_of(line) is status):
                     yield line
 
@@ -294,13 +292,13 @@ class SubscriberList:
         if table is None:
             table = self.index.table(snapshot.identity, check)
         if table is None:
-            if self._known(snapshot) is not None:
-                table = _hash_rows(snapshot, check, hint_of)
+            if self.known(snapshot) is not None:
+                table = hash_rows(snapshot, check, hint_of)
             else:
                 found = survey(snapshot, hint_of)
                 if found.usable:
                     self._state = found.state
-                table = found.table or _hash_rows(snapshot, check, hint_of)
+                table = found.table or hash_rows(snapshot, check, hint_of)
         if len(self._tables) >= 2 and check not in self._tables:
             self._tables.clear()
         self._tables[check] = table
@@ -325,16 +323,16 @@ class SubscriberList:
         :class:`StateError` before the block runs and is left as it is."""
         with locked(self.path, removed=self.erased):
             self.log.check()
-            with self._changing() as roster:
+            with self.changing() as roster:
                 yield roster
             if roster.preferences_changed:  # after the list, under its lock (forgotten: gone)
                 self.prefs.save(roster.all_preferences())
             # after the list is saved: its history, the replies, a forgotten reader's traces
-            self._stored(_Done(roster.events, roster.forgotten))
+            self.stored(Done(roster.events, roster.forgotten))
             self.mail.put(roster.queued)
 
     @contextmanager
-    def _changing(self) -> Iterator[ListChanges]:
+    def changing(self) -> Iterator[ListChanges]:
         """The body of :meth:`edit`, for a caller that holds the lock: the list over the file
         itself when it is known in order, else loaded (and put in order) in memory."""
         snapshot = Snapshot.open(self.path)
@@ -365,11 +363,11 @@ class SubscriberList:
         is as this store writes it, else every row written again."""
         changes = roster.changes()
         if snapshot and state and state.clean and len(changes) <= SPLICE_LIMIT:
-            self._splice(snapshot, state, changes)
+            self.splice(snapshot, state, changes)
             return
-        self._rewrite(roster.lines())
+        self.rewrite(roster.lines())
 
-    def _splice(
+    def splice(
         self, snapshot: Snapshot, state: ListState, changes: list[tuple[str, str | None]]
     ) -> None:
         """Write the list with ``changes`` (by mailbox key, in order) put in place of the rows
@@ -394,16 +392,16 @@ class SubscriberList:
                 )
             )
         with atomic_writer(self.path) as replacement:
-            write_spliced(snapshot, splices, _raw_fd(replacement))
+            write_spliced(snapshot, splices, raw_fd(replacement))
         new_state = updated(state, edits, stored_identity(self.path))
         tables = [table.moved(edits) for table in self._tables_of(snapshot.identity)]
         self._keep(new_state, tables)
 
-    def _rewrite(self, lines: Iterable[str], stop: Callable[[], bool] | None = None) -> None:
+    def rewrite(self, lines: Iterable[str], stop: Callable[[], bool] | None = None) -> None:
         """Write every row of ``lines`` (in order) as the new list, then its index (its hint
         tables built again when next needed); nothing at all when ``stop()`` says so at the
         end (no row changed)."""
-        writer = _Rewriter(self.path)
+        writer = Rewriter(self.path)
         try:
             for line in lines:
                 writer.write(line)
@@ -426,7 +424,7 @@ class SubscriberList:
             with suppress(OSError):
                 self.index.drop()
 
-    def _stored(self, done: _Done) -> None:
+    def stored(self, done: Done) -> None:
         """What follows a saved change (the list's lock held): a forgotten reader's history and
         queued mail erased, then the change's events appended to the consent log (under its
         own lock too, which removes what a killed erase left)."""
@@ -492,173 +490,18 @@ class SubscriberList:
 
         return self.update_many(found, erase).changed
 
+    # -- many readers at once (:mod:`.bulk`) ---------------------------------------------------
+
     def add_many(
         self, readers: Iterable[tuple[str, str]], *, status: Status, via: Source, ref: str
     ) -> AddReport:
         """Add each (normalized address, name) by the rules, merged into the list in one
-        locked change (:meth:`_merge`)."""
-        report = AddReport()
-
-        def add(changes: RosterChanges, items: list[Any]) -> None:
-            for email, name in items:
-                old = changes.get(email)
-                new = changes.add(email, name=name, status=status, via=via, ref=ref)
-                if old is None:
-                    report.added += 1
-                    continue
-                if new.name != old.name:
-                    report.names_filled += 1
-                report.unchanged[old.status.value] = report.unchanged.get(old.status.value, 0) + 1
-
-        def given() -> Iterator[tuple[str, str, tuple[str, str]]]:
-            return ((mailbox_key(email), email, (email, name)) for email, name in readers)
-
-        presorted = isinstance(readers, Presorted)
-        self._merge(given, add, presorted=presorted, check=_Normalized())
-        return report
+        locked change (:meth:`.bulk.BulkWriter.add_many`)."""
+        return BulkWriter(self).add_many(readers, status=status, via=via, ref=ref)
 
     def restore(self, readers: Iterable[Subscriber]) -> int:
-        """Store each reader's record as given, replacing the reader of that mailbox; a reader
-        given twice (in any case) raises :class:`SubscriberError` and stores nothing."""
-        count = 0
-
-        def put(changes: RosterChanges, items: list[Any]) -> None:
-            for line in items:
-                _put(changes, parse_line(line))
-
-        def given() -> Iterator[tuple[str, str, str]]:
-            nonlocal count
-            for reader in readers:
-                count += 1
-                yield mailbox_key(reader.email), reader.email, format_row(reader)
-
-        self._merge(given, put)
-        return count
-
-    def _merge(
-        self,
-        given: Callable[[], Iterable[tuple[str, str, Any]]],
-        apply: Callable[[RosterChanges, list[Any]], None],
-        *,
-        presorted: bool = False,
-        check: AddressCheck | None = None,
-    ) -> None:
-        """Merge a stream of (mailbox key, address, item) into the list in one locked change:
-        ``apply(changes, items)`` for each mailbox, with ``changes`` holding just that reader
-        (or none) and ``items`` what was given for it, in the order given.
-
-        What ``given()`` yields is sorted by mailbox key first (in runs of :data:`RUN`
-        spilled beside the list, removed when done; a killed run's files are removed with the
-        lock, as any temporary copy of the list), unless it comes ``presorted`` (its order is
-        then checked as it is read, and ``given()`` may be called again). Then few mailboxes
-        are looked up and spliced in, many are merged with the list as it streams into the
-        new file; the consent log gets their events in one append (spilled too on the way),
-        after the list is stored. ``check`` normalizes the addresses."""
-        with (
-            locked(self.path, removed=self.erased),
-            SortedSpool(self.folder, f".{LIST_FILE}.") as spool,
-        ):
-            self.log.check()
-            records: Iterator[Record]
-            if presorted:
-                incoming = _in_order(_numbered(given()))
-                head = list(islice(incoming, SPLICE_LIMIT + 1))
-                count, records = len(head), chain(head, incoming)
-            else:
-                for record in _numbered(given()):
-                    spool.add(record)
-                count, records = spool.count, iter(spool)
-            if not count:
-                return
-            snapshot = Snapshot.open(self.path)
-            try:
-                state = self._known(snapshot) if snapshot is not None else None
-                if snapshot and state and state.clean and count <= SPLICE_LIMIT:
-                    self._merge_spliced(snapshot, state, records, apply, check)
-                    return
-                try:
-                    if snapshot is not None and state is None and _version(snapshot) != 2:
-                        raise _Unordered
-                    self._merge_streamed(snapshot, state, records, apply, check)
-                    return
-                except _Unordered:
-                    if presorted:  # given again, to be sorted with the list in memory
-                        for record in _numbered(given()):
-                            spool.add(record)
-                with self._changing() as roster:  # version 1, or out of order: in memory
-                    for _key, _email, items in _groups(spool):
-                        apply(roster, items)
-                self._stored(_Done(roster.events, roster.forgotten))
-            finally:
-                if snapshot is not None:
-                    snapshot.close()
-
-    def _merge_spliced(
-        self,
-        snapshot: Snapshot,
-        state: ListState,
-        incoming: Iterable[Record],
-        apply: Callable[[RosterChanges, list[Any]], None],
-        check: AddressCheck | None,
-    ) -> None:
-        applied: list[_RowDone] = []
-        changes: list[tuple[str, str | None]] = []
-        for key, email, items in _groups(incoming):
-            line = snapshot.locate(key).line
-            offered = row_email(line) if line is not None else email
-            row = _change_row(line, offered, _items(apply, items), self.clock, check)
-            if row is not None:
-                applied.append(row)
-                changes.append((key, row.lines[0] if row.lines else None))
-        if changes:
-            self._splice(snapshot, state, changes)
-            self._stored(_Done.of(applied))
-
-    def _merge_streamed(
-        self,
-        snapshot: Snapshot | None,
-        state: ListState | None,
-        incoming: Iterable[Record],
-        apply: Callable[[RosterChanges, list[Any]], None],
-        check: AddressCheck | None,
-    ) -> None:
-        check = check or AddressCheck()
-        changed = 0
-        with _spill(self.folder) as (events, spilled):
-
-            def rows() -> Iterator[str]:
-                nonlocal changed
-                stored = _stored_lines(snapshot, state) if snapshot is not None else iter(())
-                line = next(stored, None)
-                line_key = row_key(line) if line is not None else ""
-                for key, email, items in _groups(incoming):
-                    while line is not None and line_key < key:
-                        yield line
-                        line = next(stored, None)
-                        line_key = row_key(line) if line is not None else ""
-                    old = None
-                    if line is not None and line_key == key:
-                        old, line = line, next(stored, None)
-                        line_key = row_key(line) if line is not None else ""
-                    offered = row_email(old) if old is not None else email
-                    row = _change_row(old, offered, _items(apply, items), self.clock, check)
-                    if row is None:
-                        if old is not None:
-                            yield old
-                        continue
-                    changed += 1
-                    for event in row.events:
-                        events.write(format_event(event) + "\n")
-                    yield from row.lines
-                while line is not None:
-                    yield line
-                    line = next(stored, None)
-
-            self._rewrite(rows(), stop=lambda: not changed)
-            if changed:
-                events.flush()
-                with locked(self.log.path, removed=self.erased):
-                    self.log.append_rows(_read_lines(spilled))
+        """Store each reader's record as given (:meth:`.bulk.BulkWriter.restore`)."""
+        return BulkWriter(self).restore(readers)
 
     def update_many(
         self,
@@ -667,109 +510,8 @@ class SubscriberList:
         *,
         match: Callable[[str], str] | None = None,
     ) -> BulkReport:
-        """Apply ``change`` to every reader in ``wanted``: memory grows with the number of
-        matches, not with the list.
-
-        Without ``match``, ``wanted`` holds addresses in any spelling (their mailbox keys are
-        matched; one that is not an address matches nobody). With ``match``, a reader is
-        offered when ``match(stored address)`` is in ``wanted`` as given
-        (:func:`~crusader_mail.storage.rules.mailbox_key` on addresses SendGrid lowercased).
-        ``change(changes, email)`` gets :class:`ListChanges` holding just that reader, so the
-        roster's rules and stamps apply; touching another address raises
-        :class:`SubscriberError` and writes nothing.
-
-        Under the list's lock, a known list is searched for each wanted reader when they are
-        few (matched by mailbox key), else the file is read row by row and written to a
-        temporary file beside it; either replaces the list atomically only if a reader
-        changed. A damaged file raises :class:`StateError` naming the line and is left as it
-        is. A hand-edited file whose rows are out of order, or a version 1 list, is put in
-        order in memory, as :meth:`edit` does."""
-        if match is None:
-            keys = {mailbox_key(normal) for normal in map(normal_or_none, wanted) if normal}
-        else:
-            keys = set(wanted)
-        key_of = match or mailbox_key
-        with locked(self.path, removed=self.erased):
-            self.log.check()
-            done: dict[str, _RowDone | None] = {}
-            report = None
-            snapshot = Snapshot.open(self.path)
-            if snapshot is not None:
-                with snapshot:
-                    state = self._known(snapshot)
-                    by_key = match is None or match is mailbox_key
-                    if state is not None and state.clean and by_key and len(keys) <= SPLICE_LIMIT:
-                        report, applied = self._looked_up(snapshot, state, keys, change)
-                        if report.written:
-                            self._stored(_Done.of(applied))
-                        return report
-                    with suppress(_Unordered):
-                        report = self._stream_update(snapshot, state, keys, change, key_of, done)
-            if report is None:  # no list, or rows out of order: in memory, as edit() does
-                with self._changing() as roster:
-                    report, applied = _update_in_memory(
-                        roster, keys, change, key_of, self.clock, done
-                    )
-                    report.written = roster.changed
-            else:
-                applied = [row for row in done.values() if row is not None]
-            if report.written:
-                self._stored(_Done.of(applied))
-        return report
-
-    def _looked_up(
-        self, snapshot: Snapshot, state: ListState, keys: Collection[str], change: RowChange
-    ) -> tuple[BulkReport, list[_RowDone]]:
-        """:meth:`update_many` by binary search (lock held, the file known and clean)."""
-        report = BulkReport()
-        applied: list[_RowDone] = []
-        changes: list[tuple[str, str | None]] = []
-        for key in sorted(keys):
-            line = snapshot.locate(key).line
-            if line is None:
-                continue
-            report.matched += 1
-            row = _change_row(line, row_email(line), change, self.clock)
-            if row is not None:
-                report.changed += 1
-                applied.append(row)
-                changes.append((key, row.lines[0] if row.lines else None))
-        if changes:
-            self._splice(snapshot, state, changes)
-            report.written = True
-        return report, applied
-
-    def _stream_update(
-        self,
-        snapshot: Snapshot,
-        state: ListState | None,
-        keys: Collection[str],
-        change: RowChange,
-        key_of: Callable[[str], str],
-        done: dict[str, _RowDone | None],
-    ) -> BulkReport:
-        """The streaming pass of :meth:`update_many` (lock held): every row copied to the new
-        file, the wanted ones changed on the way (:class:`_Unordered` when the list must be
-        put in order first: nothing is written then)."""
-        report = BulkReport()
-        changed: list[str | None] = []
-
-        def rows() -> Iterator[str]:
-            for line in _stored_lines(snapshot, state):
-                email = row_email(line)
-                if key_of(email) in keys:
-                    report.matched += 1
-                    row = done[line] = _change_row(line, email, change, self.clock)
-                    if row is not None:
-                        report.changed += 1
-                        changed.append(row.lines[0] if row.lines else None)
-                        yield from row.lines
-                        continue
-                yield line
-
-        self._rewrite(rows(), stop=lambda: not report.changed)
-        report.written = bool(report.changed)
-        return report
+        """Apply ``change`` to every reader in ``wanted`` (:meth:`.bulk.BulkWriter.update_many`)."""
+        return BulkWriter(self).update_many(wanted, change, match=match)
 
     def tidy(self) -> bool:
         """Sort a hand-edited file; ``True`` if it was out of order."""
@@ -794,7 +536,7 @@ class SubscriberList:
             self._check_unique()
             lines.sort(key=row_key)
             return lines, True
-        return _merge_case_variants(lines, self.path), True
+        return merge_case_variants(lines, self.path), True
 
     def _check_unique(self) -> None:
         """A hand-edited version 2 list holds each mailbox once: else the error names the row."""
@@ -819,7 +561,7 @@ class FileRows:
         return self._snapshot.locate(key).line
 
     def lines(self) -> Iterator[str]:
-        return _lines(self._snapshot)
+        return rows_of(self._snapshot)
 
     def __len__(self) -> int:
         return self._state.total
@@ -828,278 +570,3 @@ class FileRows:
         if not hint:
             return []
         return self._owner._table(self._snapshot, hint_of).find(hint, self._snapshot, hint_of)
-
-
-def _lines(snapshot: Snapshot) -> Iterator[str]:
-    """Every row of a checked file as stored, in order (blank lines skipped)."""
-    for _start, raw in snapshot.rows():
-        line = raw.decode("utf-8").rstrip("\r\n")
-        if line:
-            yield line
-
-
-class _Unordered(Exception):
-    """The list is of version 1, or its rows are out of order: it must be sorted in memory."""
-
-
-def _stored_lines(snapshot: Snapshot, state: ListState | None) -> Iterator[str]:
-    """Every row of ``snapshot``'s file, in order: as stored when its ``state`` is known, else
-    checked as they are read (damage raises :class:`StateError` naming the line; a list to
-    put in order first raises :class:`_Unordered`)."""
-    if state is not None:
-        yield from _lines(snapshot)
-        return
-    handle = os.fdopen(os.dup(snapshot.fd), "rb")
-    rows = ListScan(snapshot.path, ordered=False, handle=handle)
-    previous = ""
-    for _line_no, line, fields, _status in rows:
-        key = mailbox_key(fields[0])
-        if rows.version != 2 or key <= previous:
-            raise _Unordered
-        previous = key
-        yield line
-
-
-def _version(snapshot: Snapshot) -> int:
-    """The format version of ``snapshot``'s file (its first line)."""
-    first = snapshot.raw_line(0).removeprefix(BOM)
-    return check_marker(snapshot.path, first.decode("utf-8", "replace"))
-
-
-def _hash_rows(snapshot: Snapshot, check: str, hint_of: HintOf) -> HintTable:
-    """The hint table of a checked file: each row's address hashed, nothing else read."""
-    hints, places = array("I"), array("q")
-    for start, raw in snapshot.rows():
-        comma = raw.find(b",")
-        if comma < 0:
-            continue
-        hint = hint_of(raw[:comma].decode("utf-8"))
-        if hint:
-            hints.append(int.from_bytes(hint[:4], "big"))
-            places.append(start)
-    return HintTable.build(check, hints, places)
-
-
-def _groups(incoming: Iterable[Record]) -> Iterator[tuple[str, str, list[Any]]]:
-    """(mailbox key, first address given, items in the order given) of each mailbox."""
-    key: str | None = None
-    email = ""
-    items: list[Any] = []
-    for record_key, _seq, record_email, item in incoming:
-        if record_key != key:
-            if key is not None:
-                yield key, email, items
-            key, email, items = record_key, record_email, []
-        items.append(item)
-    if key is not None:
-        yield key, email, items
-
-
-def _numbered(given: Iterable[tuple[str, str, Any]]) -> Iterator[Record]:
-    """(mailbox key, sequence number, address, item): sorted, the order given is kept."""
-    return ((key, seq, email, item) for seq, (key, email, item) in enumerate(given))
-
-
-class _Normalized(AddressCheck):
-    """Addresses in normal form already (what :meth:`SubscriberList.add_many` is given)."""
-
-    def normal(self, raw: str) -> str:
-        return raw
-
-
-def _in_order(records: Iterable[Record]) -> Iterator[Record]:
-    """``records`` as they come, checked to come by mailbox key (as they were promised)."""
-    previous = ""
-    for record in records:
-        if record[0] < previous:
-            raise SubscriberError("readers promised in mailbox order came out of order")
-        previous = record[0]
-        yield record
-
-
-def _items(apply: Callable[[RosterChanges, list[Any]], None], items: list[Any]) -> RowChange:
-    """The change of one mailbox: ``apply`` with what was given for it."""
-    return lambda changes, _email: apply(changes, items)
-
-
-def _put(changes: RosterChanges, reader: Subscriber) -> None:
-    """Restore ``reader`` as given (``changes`` are this store's :class:`ListChanges`)."""
-    if not isinstance(changes, ListChanges):
-        raise TypeError("a restore needs the files store's changes")
-    changes.put(reader)
-
-
-@contextmanager
-def _spill(folder: Path) -> Iterator[tuple[IO[str], Path]]:
-    """A temporary text file beside the list (named as its temporary copies are, so a killed
-    writer's is removed with the lock), removed when the block ends."""
-    fd, name = tempfile.mkstemp(prefix=f".{LIST_FILE}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            yield handle, Path(name)
-    finally:
-        Path(name).unlink(missing_ok=True)
-
-
-def _read_lines(path: Path) -> Iterator[str]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        for line in handle:
-            yield line.rstrip("\n")
-
-
-def _raw_fd(replacement: Replacement) -> int:
-    """The file descriptor under a :class:`Replacement`'s text handle (flushed first)."""
-    replacement.text.flush()
-    return replacement.text.buffer.fileno()
-
-
-class _Rewriter:
-    """A new list written row by row (a temporary file renamed over the list by
-    :meth:`finish`), counting what it writes for the index."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._context = atomic_writer(path)
-        self._replacement = self._context.__enter__()
-        head = file_head()
-        self._replacement.text.write(head)
-        self.start = self.offset = len(head.encode("utf-8"))
-        self.counts = dict.fromkeys(Status, 0)
-        self.rows: dict[Status, list[int] | None] = {status: [] for status in Status}
-
-    def write(self, line: str) -> None:
-        status = status_of(line)
-        self.counts[status] += 1
-        kept = self.rows[status]
-        if kept is not None:
-            kept.append(self.offset)
-            if len(kept) > RARE:
-                self.rows[status] = None
-        text = line + "\n"
-        self._replacement.text.write(text)
-        self.offset += len(text.encode("utf-8")) if not text.isascii() else len(text)
-
-    def discard(self) -> None:
-        self._replacement.discard()
-        self._context.__exit__(None, None, None)
-
-    def finish(self) -> ListState:
-        """Rename the new list over the old one; its state."""
-        self._context.__exit__(None, None, None)
-        return ListState(
-            stored_identity(self.path),
-            start=self.start,
-            clean=True,
-            counts=self.counts,
-            rows={status: kept for status, kept in self.rows.items() if kept is not None},
-        )
-
-
-def _merge_case_variants(lines: list[str], path: Path) -> list[str]:
-    """The rows of a version 1 list in mailbox-key order, those of one mailbox merged into one
-    reader (:func:`~crusader_mail.storage.rules.merge_variants`). An address twice in the very
-    same spelling is damage, as it always was."""
-    lines.sort(key=row_key)
-    merged: list[str] = []
-    start = 0
-    while start < len(lines):
-        key = row_key(lines[start])
-        end = start + 1
-        while end < len(lines) and row_key(lines[end]) == key:
-            end += 1
-        if end - start == 1:
-            merged.append(lines[start])
-        else:
-            readers = [parse_line(line) for line in lines[start:end]]
-            spellings = [reader.email for reader in readers]
-            if len(set(spellings)) != len(spellings):
-                twice = next(email for email in spellings if spellings.count(email) > 1)
-                raise StateError(_repeated(path, twice))
-            merged.append(format_row(merge_variants(readers)))
-        start = end
-    return merged
-
-
-def _repeated(path: Path, email: str) -> str:
-    """Where the very same address is on the list twice."""
-    where = [no for no, _line, fields, _status in scan(path, ordered=False) if fields[0] == email]
-    return f"{path}, line {where[-1]}: {mask_email(email)} is already on line {where[0]}"
-
-
-@dataclass
-class _Done:
-    """What a stored change leaves for the consent log and the mail queue."""
-
-    events: list[ConsentEvent] = field(default_factory=list)
-    forgotten: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, rows: Iterable[_RowDone]) -> _Done:
-        done = cls()
-        for row in rows:
-            done.events += row.events
-            done.forgotten += row.forgotten
-        return done
-
-
-@dataclass
-class _RowDone:
-    """What a bulk change made of one reader: their new row lines (``[]``: forgotten), and the
-    events and forgetting to record once the list is stored."""
-
-    lines: list[str]
-    events: list[ConsentEvent]
-    forgotten: list[str]
-
-
-def _change_row(
-    line: str | None,
-    email: str,
-    change: RowChange,
-    clock: Clock,
-    check: AddressCheck | None = None,
-) -> _RowDone | None:
-    """Run ``change`` on a roster of one row (``None``: of no row, for a new reader); what it
-    made of the row, or ``None`` when it changed nothing."""
-    roster = ListChanges(OneRow(line), clock, check=check)
-    try:
-        change(roster, email)
-        if not roster.changed:
-            return None
-        changes = roster.changes()
-        row = _RowDone([new for _key, new in changes if new], roster.events, roster.forgotten)
-    finally:
-        roster.close()
-    if any(key != mailbox_key(email) for key, _new in changes):
-        raise SubscriberError(
-            f"a bulk update offered {mask_email(email)} and changed another address: "
-            "it may change only the reader it is given"
-        )
-    return row
-
-
-def _update_in_memory(
-    roster: ListChanges,
-    keys: Collection[str],
-    change: RowChange,
-    key_of: Callable[[str], str],
-    clock: Clock,
-    done: dict[str, _RowDone | None],
-) -> tuple[BulkReport, list[_RowDone]]:
-    """:meth:`SubscriberList.update_many` on a loaded roster (a file that needed sorting),
-    each reader changed exactly as the streaming pass changes them (a row it changed already,
-    in ``done``, is not changed again); the report and what was made of the changed rows."""
-    report = BulkReport()
-    applied: list[_RowDone] = []
-    found = [line for line in roster.lines() if key_of(row_email(line)) in keys]
-    for line in found:
-        email = row_email(line)
-        report.matched += 1
-        if line not in done:
-            done[line] = _change_row(line, email, change, clock)
-        row = done[line]
-        if row is not None:
-            report.changed += 1
-            roster.take_row(mailbox_key(email), row.lines)
-            applied.append(row)
-    return report, applied
