@@ -105,7 +105,7 @@ def add_many(
     one_by_one: Callable[[], RosterChanges],
 ) -> AddReport:
     """Add each (normalized address, name) by :func:`rules.add`, as
-    :meth:`SubscriberList.add_many <crusader_mail.storage.files.subscribers.SubscriberList.add_many>`
+    :meth:`SubscriberList.add_many <crusader_mail.storage.files.bulk.BulkWriter.add_many>`
     counts them. A reader another unit inserted meanwhile is added again one by one."""
     report = AddReport()
     _incoming(conn)
