@@ -6,11 +6,14 @@
   restyle the output. Colour goes through ``style=`` instead.
 - :func:`warn` prints one ``crusader-mail: warning: …`` line on stderr, so a warning is seen
   with ``--json`` too (stdout then holds exactly one JSON document).
+- :func:`emit` prints a command's one JSON document on stdout (``JSON_OPTION``: its ``--json``).
 - :func:`short_url` fits a URL in a table column by keeping what tells it apart.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import click
@@ -21,6 +24,16 @@ from crusader_mail.util.masking import mask_url
 
 def console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
     return Console(stderr=stderr, soft_wrap=soft_wrap, markup=False, highlight=False)
+
+
+JSON_OPTION = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object on stdout."
+)
+
+
+def emit(data: Mapping[str, object]) -> None:
+    """``data`` as one JSON document on stdout (addresses as the command's text shows them)."""
+    click.echo(json.dumps(data, ensure_ascii=False))
 
 
 def warn(message: str, kind: str = "warning") -> None:
