@@ -30,18 +30,15 @@ from crusader_mail.storage.rows import (
     format_preferences,
     format_time,
 )
-from crusader_mail.subscriptions.imports import (
-    LeftReport,
+from crusader_mail.subscriptions.imports import LeftReport, import_readers, read_import, record_left
+from crusader_mail.subscriptions.restore import (
     check_history,
     check_preferences,
     check_restore,
     history_events,
-    import_readers,
     is_history,
     is_preferences,
     preference_rows,
-    read_import,
-    record_left,
     restore_rows,
 )
 from crusader_mail.util.statefile import atomic_writer
