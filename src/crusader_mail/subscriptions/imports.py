@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
+from typing import TextIO
 
 from crusader_mail.errors import ImportRejected, InvalidAddress, SubscriberError
 from crusader_mail.models import Source, Status
@@ -264,6 +265,17 @@ class ImportFile:
         return dict(self.leaving())
 
 
+def open_csv(path: Path) -> TextIO:
+    """``path`` opened to read as CSV text (a BOM skipped); :class:`ImportRejected` saying why
+    it cannot be read."""
+    try:
+        return path.open(encoding="utf-8-sig", newline="")
+    except FileNotFoundError:
+        raise ImportRejected(f"{path}: no such file") from None
+    except OSError as error:
+        raise ImportRejected(f"{path}: cannot read: {error.strerror}") from None
+
+
 def read_import(path: Path, spool: Path | None = None) -> ImportFile:
     """Read ``path``: an address column and optional name and status columns (headers compared
     loosely, other columns ignored, a BOM tolerated, ``,`` ``;`` or tab separated). Raises
@@ -272,12 +284,7 @@ def read_import(path: Path, spool: Path | None = None) -> ImportFile:
     The file is streamed. Its rows are sorted by mailbox key to be merged: in memory without
     ``spool``, else in runs spilled into the folder ``spool`` (removed by the caller), where the
     merged readers are kept too: memory does not grow with the file then."""
-    try:
-        handle = path.open(encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise ImportRejected(f"{path}: no such file") from None
-    except OSError as error:
-        raise ImportRejected(f"{path}: cannot read: {error.strerror}") from None
+    handle = open_csv(path)
     result = ImportFile()
     run = RUN if spool is not None else sys.maxsize
     line_no = 0

@@ -31,6 +31,7 @@ from crusader_mail.storage.rows import (
 from crusader_mail.storage.rules import (
     mailbox_key,
 )
+from crusader_mail.subscriptions.imports import open_csv
 from crusader_mail.util.masking import mask_addresses, mask_email
 
 # --- the columns ------------------------------------------------------------------------------
@@ -161,12 +162,7 @@ def preference_rows(path: Path) -> Iterator[tuple[str, Preferences]]:
 def _export_lines(path: Path, header: str = HEADER) -> Iterator[tuple[int, str]]:
     """(line number, row line) of an export: the ``header`` line (after the version line,
     when the file is a list file or consent log itself), then rows; blank lines skipped."""
-    try:
-        handle = path.open(encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise ImportRejected(f"{path}: no such file") from None
-    except OSError as error:
-        raise ImportRejected(f"{path}: cannot read: {error.strerror}") from None
+    handle = open_csv(path)
     line_no = 0
     with handle:
         try:
