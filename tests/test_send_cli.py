@@ -23,8 +23,8 @@ from crusader_mail.cli import cli, main
 from crusader_mail.cli import run as run_cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import Clock, FixedClock
+from crusader_mail.delivery.batches import SendProgress
 from crusader_mail.delivery.client import ClientFactory
-from crusader_mail.delivery.engine import SendProgress
 from crusader_mail.errors import ConfigError, SendError, SendRejected
 from crusader_mail.models import SendReport, Status
 from crusader_mail.pipeline import RunReport, SendRun

@@ -12,8 +12,9 @@ from peers.sendgrid_server import SendGridServer
 from pydantic import SecretStr
 
 from crusader_mail.clock import Clock
+from crusader_mail.delivery.batches import SendProgress
 from crusader_mail.delivery.client import ClientFactory, client_factory
-from crusader_mail.delivery.engine import SendProgress, deliver, send_test
+from crusader_mail.delivery.engine import deliver, send_test
 from crusader_mail.delivery.suppressions import sync_suppressions
 from crusader_mail.delivery.transport import BatchTransport, DryRunTransport, SendGridTransport
 from crusader_mail.errors import SendError

@@ -30,7 +30,7 @@ from rich.progress import (
 )
 
 from crusader_mail.clock import Clock
-from crusader_mail.delivery.engine import SendProgress
+from crusader_mail.delivery.batches import SendProgress
 
 EVERY = 5.0  # seconds between two progress lines in a log
 

@@ -4,7 +4,7 @@ How :func:`deliver` works:
 
 - The list is counted first (``Readers.counts``: the files store checks every row there, so a
   damaged list stops the send before any request), then its active readers are streamed as
-  (address, name) pairs (``Readers.recipients``, no reader objects). A producer thread builds
+  (address, name) pairs (``Readers.recipients``, no reader objects). A producer thread (:mod:`.batches`) builds
   the bodies (:mod:`crusader_mail.delivery.body`) of the next batches of at most
   ``sendgrid.batch_size`` readers, a few batches ahead of the requests.
 - Up to ``transport.in_flight`` requests (``sendgrid.concurrency`` for SendGrid) are in flight
@@ -32,24 +32,28 @@ How :func:`deliver` works:
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass, field
-from typing import Protocol
+from contextlib import ExitStack, contextmanager
 
 from crusader_mail.clock import Clock
 from crusader_mail.delivery.audience import EVERYONE, Audience
-from crusader_mail.delivery.body import BodyBuilder, RequestBody
+from crusader_mail.delivery.batches import (
+    Batch,
+    Producer,
+    Readers,
+    SendProgress,
+    Shown,
+    Tally,
+    shown_progress,
+)
+from crusader_mail.delivery.body import BodyBuilder
 from crusader_mail.delivery.links import link_signer
 from crusader_mail.delivery.transport import BatchTransport
 from crusader_mail.errors import InvalidAddress, RetriesExhausted, SendError, SendRejected
 from crusader_mail.models import RenderedIssue, SendReport, Status
-from crusader_mail.settings import SendGridSettings, Settings
+from crusader_mail.settings import Settings
 from crusader_mail.storage.contract import Ledger, LedgerStore, LedgerWriter
-from crusader_mail.storage.rules import mailbox_key
 from crusader_mail.util.masking import mask_addresses, mask_email
 
 #: Called as ``hook(event, batch)`` with "pending" (ledger written), "accepted" (the transport
@@ -58,51 +62,6 @@ SendHook = Callable[[str, int], None]
 
 TEST_PREFIX = "[TEST] "
 _SKIPPED = (Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED, Status.PENDING)
-
-
-class Readers(Protocol):
-    """What a send needs of the list (:class:`~crusader_mail.storage.contract.Roster`)."""
-
-    def counts(self) -> dict[Status, int]: ...
-
-    def recipients(self) -> Iterator[tuple[str, str]]: ...
-
-
-class SendProgress(Protocol):
-    """Follows a send: ``start`` once with the number of active readers, ``advance`` as readers
-    are done (sent, or skipped as accepted or in doubt before), ``stop`` at the end. Calls come
-    one at a time, from the sending thread and the batch producer."""
-
-    def start(self, total: int) -> None: ...
-
-    def advance(self, count: int) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-@dataclass
-class _Batch:
-    number: int
-    readers: list[int]  # ledger hashes (none in a dry run without a ledger)
-    body: RequestBody
-
-    @property
-    def size(self) -> int:
-        return self.body.readers
-
-
-@dataclass
-class _Tally:
-    # written by the producer thread only
-    already: int = 0  # accepted in an earlier run
-    uncertain: int = 0  # in a batch in doubt from an earlier run
-    duplicates: int = 0  # a second reader of a mailbox met before
-    left_out: dict[str, int] = field(default_factory=dict)  # not in the audience, by reason
-    outside: int = 0  # not among the only readers of an issue made for a group
-    # written by the sending thread only
-    delivered: int = 0
-    requests: int = 0
-    lost: int = 0  # in batches in flight when the send stopped: in doubt now
 
 
 def deliver(
@@ -128,7 +87,7 @@ def deliver(
     skipped = {} if grouped else {status.value: counts.get(status, 0) for status in _SKIPPED}
     recipients = counts.get(Status.ACTIVE, 0)
     builder = BodyBuilder(issue, settings, signer, clock.now())
-    tally = _Tally()
+    tally = Tally()
 
     def report(failed: int = 0) -> SendReport:
         left_out = tally.left_out
@@ -163,9 +122,9 @@ def deliver(
         )
         transport.start(issue, throwaway_key=throwaway)
         stack.callback(transport.close)
-        shown = stack.enter_context(_shown(progress, recipients))
+        shown = stack.enter_context(shown_progress(progress, recipients))
         batches = stack.enter_context(
-            _Producer(
+            Producer(
                 readers,
                 builder,
                 ledger,
@@ -199,8 +158,8 @@ class _Flights:
         self,
         transport: BatchTransport,
         writer: LedgerWriter,
-        tally: _Tally,
-        shown: _Shown,
+        tally: Tally,
+        shown: Shown,
         hook: SendHook | None,
     ) -> None:
         self.transport = transport
@@ -208,10 +167,10 @@ class _Flights:
         self.tally = tally
         self.shown = shown
         self.hook = hook
-        self.flying: dict[Future[str | None], _Batch] = {}
+        self.flying: dict[Future[str | None], Batch] = {}
         self.error: SendError | None = None
 
-    def fly(self, batches: Iterator[_Batch]) -> None:
+    def fly(self, batches: Iterator[Batch]) -> None:
         """Send every batch, at most ``in_flight`` at once; raise the first failure once no
         request is in flight any more (a ``KeyboardInterrupt`` at once: those in flight stay
         in doubt)."""
@@ -315,184 +274,6 @@ _NO_RECORDS = _NoRecords()
 def _notify(hook: SendHook | None, event: str, batch: int) -> None:
     if hook is not None:
         hook(event, batch)
-
-
-# --- progress ---------------------------------------------------------------------------------
-
-
-class _Shown:
-    """Passes progress on, one call at a time (two threads advance it)."""
-
-    def __init__(self, progress: SendProgress | None) -> None:
-        self._progress = progress
-        self._lock = threading.Lock()
-
-    def advance(self, count: int) -> None:
-        if self._progress is not None:
-            with self._lock:
-                self._progress.advance(count)
-
-
-@contextmanager
-def _shown(progress: SendProgress | None, total: int) -> Iterator[_Shown]:
-    if progress is None:
-        yield _Shown(None)
-        return
-    progress.start(total)
-    try:
-        yield _Shown(progress)
-    finally:
-        progress.stop()
-
-
-# --- the batch producer -----------------------------------------------------------------------
-
-
-class _Done:
-    pass
-
-
-_DONE = _Done()
-
-
-class _Producer:
-    """Streams readers into ready-to-send batches on a thread, ``ahead`` batches ahead."""
-
-    def __init__(
-        self,
-        readers: Readers,
-        builder: BodyBuilder,
-        ledger: Ledger | None,
-        sg: SendGridSettings,
-        ahead: int,
-        tally: _Tally,
-        shown: _Shown,
-        audience: Audience = EVERYONE,
-    ) -> None:
-        self.readers = readers
-        self.audience = audience
-        self.builder = builder
-        self.ledger = ledger
-        self.size = sg.batch_size
-        self.tally = tally
-        self.shown = shown
-        self.queue: queue.Queue[_Batch | BaseException | _Done] = queue.Queue(ahead)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="crusader-mail-batches", daemon=True)
-
-    def __enter__(self) -> Iterator[_Batch]:
-        self.thread.start()
-        return self._batches()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        while self.thread.is_alive():
-            with suppress(queue.Empty):
-                self.queue.get(timeout=0.05)
-        self.thread.join()
-
-    def _batches(self) -> Iterator[_Batch]:
-        while True:
-            item = self.queue.get()
-            if isinstance(item, _Done):
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def _put(self, item: _Batch | BaseException | _Done) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            self._produce()
-        except BaseException as error:  # handed to the sending thread, which raises it
-            self._put(error)
-        else:
-            self._put(_DONE)
-
-    def _produce(self) -> None:
-        ledger, tally, size, stop = self.ledger, self.tally, self.size, self.stop
-        person, body = self.builder.personalization, self.builder.body
-        number = ledger.next_batch if ledger is not None else 0
-        hashes: list[int] = []
-        people: list[str] = []
-        mailboxes = _Mailboxes()
-        seen = mailboxes.seen
-        stream = self.readers.recipients()
-        left_out = self.audience.left_out  # mailbox key -> why; empty for most sends
-        only = self.audience.only  # None but for an issue made for a group
-        try:
-            for email, name in stream:
-                key = mailbox_key(email)
-                if seen(key, email):  # never one mailbox twice (and never a 400)
-                    tally.duplicates += 1
-                    self.shown.advance(1)
-                    continue
-                if only is not None and key not in only:  # a set lookup
-                    tally.outside += 1
-                    self.shown.advance(1)
-                    continue
-                if left_out and (why := left_out.get(key)) is not None:
-                    tally.left_out[why] = tally.left_out.get(why, 0) + 1  # a set lookup
-                    self.shown.advance(1)
-                    continue
-                if ledger is not None:
-                    reader = ledger.reader_hash(email)
-                    if ledger.was_accepted(reader):
-                        tally.already += 1
-                        self.shown.advance(1)
-                        continue
-                    if ledger.is_in_doubt(reader):
-                        tally.uncertain += 1
-                        self.shown.advance(1)
-                        continue
-                    hashes.append(reader)
-                people.append(person(email, name))
-                if len(people) >= size:
-                    if stop.is_set() or not self._put(_Batch(number, hashes, body(people))):
-                        return
-                    number += 1
-                    hashes, people = [], []
-                    mailboxes.next_batch()
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()  # the list file or cursor, when the stream stops early
-        if people:
-            self._put(_Batch(number, hashes, body(people)))
-
-
-class _Mailboxes:
-    """Which mailboxes a send has met, in memory that grows only with addresses that are not
-    all lowercase. Readers stream in address order: in mailbox-key order two readers of one
-    mailbox are neighbours; in the order of a version 1 list (the address itself) any spelling
-    with a capital comes before the all-lowercase one. The batch being built is checked whole."""
-
-    def __init__(self) -> None:
-        self._previous = ""
-        self._capitals: set[str] = set()
-        self._batch: set[str] = set()
-
-    def seen(self, key: str, email: str) -> bool:
-        """Was a reader of this mailbox (``key``: ``email``'s mailbox key) met before?
-        (Remembers this one.)"""
-        if key == self._previous or key in self._capitals or key in self._batch:
-            return True
-        self._previous = key
-        self._batch.add(key)
-        if key != email:
-            self._capitals.add(key)
-        return False
-
-    def next_batch(self) -> None:
-        self._batch = set()
 
 
 # --- test sends -------------------------------------------------------------------------------

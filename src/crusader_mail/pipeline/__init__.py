@@ -67,8 +67,8 @@ from crusader_mail.compose.planning import (
     compose_record,
     plan_run,
 )
+from crusader_mail.delivery.batches import SendProgress
 from crusader_mail.delivery.client import ClientFactory
-from crusader_mail.delivery.engine import SendProgress
 from crusader_mail.delivery.mailer import Mailer
 from crusader_mail.delivery.suppressions import sync_suppressions
 from crusader_mail.errors import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from crusader_mail.delivery.engine import SendProgress
+from crusader_mail.delivery.batches import SendProgress
 
 Progress = SendProgress
 """Follows a long step: ``start(total)``, ``advance(count)``, ``stop()`` (feeds read, readers

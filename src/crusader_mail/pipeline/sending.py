@@ -23,9 +23,10 @@ from crusader_mail.compose.planning import (
     plan_run,
 )
 from crusader_mail.delivery.audience import Audience
+from crusader_mail.delivery.batches import SendProgress
 from crusader_mail.delivery.client import ClientFactory
 from crusader_mail.delivery.dry_run import sample_values
-from crusader_mail.delivery.engine import SendProgress, deliver, send_test
+from crusader_mail.delivery.engine import deliver, send_test
 from crusader_mail.delivery.suppressions import sync_suppressions
 from crusader_mail.delivery.transport import BatchTransport, DryRunTransport, SendGridTransport
 from crusader_mail.errors import (
