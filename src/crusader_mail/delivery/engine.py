@@ -4,9 +4,9 @@ How :func:`deliver` works:
 
 - The list is counted first (``Readers.counts``: the files store checks every row there, so a
   damaged list stops the send before any request), then its active readers are streamed as
-  (address, name) pairs (``Readers.recipients``, no reader objects). A producer thread (:mod:`.batches`) builds
-  the bodies (:mod:`crusader_mail.delivery.body`) of the next batches of at most
-  ``sendgrid.batch_size`` readers, a few batches ahead of the requests.
+  (address, name) pairs (``Readers.recipients``, no reader objects). A producer thread
+  (:mod:`.batches`) builds the bodies (:mod:`crusader_mail.delivery.body`) of the next batches
+  of at most ``sendgrid.batch_size`` readers, a few batches ahead of the requests.
 - Up to ``transport.in_flight`` requests (``sendgrid.concurrency`` for SendGrid) are in flight
   at once, each on its own thread and kept-alive connection. The issue's delivery ledger
   (:class:`~crusader_mail.storage.contract.LedgerStore`) records each batch ``pending`` before
