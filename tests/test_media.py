@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.compose.composer import Composer
-from crusader_mail.feeds.parse import is_small, parse_feed
+from crusader_mail.feeds.media import is_small
+from crusader_mail.feeds.parse import parse_feed
 from crusader_mail.feeds.sanitize import is_tracker, sanitize, sanitize_html
 from crusader_mail.models import ArchivedPost, Image, Media, Post, RenderedIssue
 from tests.support.golden import NOW, golden_settings, make_post
