@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 import tracemalloc
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ from crusader_mail.storage.files.list_format import HEADER, MARKER
 from crusader_mail.storage.files.list_index import INDEX_DIR
 from crusader_mail.storage.files.subscribers import LIST_FILE, SubscriberList
 from tests.support.lists import DAMAGE, row
+from tests.support.locking import while_an_edit_holds
 from tests.support.sending import make_readers, make_settings, reader_address
 
 UNSUBSCRIBES = SuppressionList("unsubscribes", ("suppression", "unsubscribes"), Status.UNSUBSCRIBED)
@@ -308,40 +308,15 @@ def test_a_bulk_update_waits_for_an_edit_and_sees_its_change(
 ) -> None:
     readers = SubscriberList(tmp_path, clock)
     readers.path.write_bytes(listing(row("a@example.com")))
-    inside, waiting = threading.Event(), threading.Event()
-    log: list[str] = []
-    errors: list[BaseException] = []
 
-    def first() -> None:
-        try:
-            with readers.edit() as roster:
-                roster.add("late@example.com", via=Source.CLI)
-                inside.set()
-                waiting.wait(10)
-                threading.Event().wait(0.3)  # give a broken lock the chance to let it in
-                log.append("edit leaves")
-        except BaseException as error:  # pragma: no cover - reported below
-            errors.append(error)
+    def bulk(log: list[str]) -> None:
+        def change(roster: RosterChanges, email: str) -> None:
+            log.append(f"bulk changes {email}")
+            _unsubscribe(roster, email)
 
-    def second() -> None:
-        try:
-            inside.wait(10)
-            waiting.set()
+        readers.update_many(["late@example.com", "a@example.com"], change)
 
-            def change(roster: RosterChanges, email: str) -> None:
-                log.append(f"bulk changes {email}")
-                _unsubscribe(roster, email)
-
-            readers.update_many(["late@example.com", "a@example.com"], change)
-        except BaseException as error:  # pragma: no cover - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert errors == []
+    log = while_an_edit_holds(readers, "late@example.com", bulk)
     assert log == ["edit leaves", "bulk changes a@example.com", "bulk changes late@example.com"]
     assert readers.counts()[Status.UNSUBSCRIBED] == 2
 

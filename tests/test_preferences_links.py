@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from peers.feed_server import FeedServer
-from peers.sendgrid_server import API_KEY, Delivery, SendGridServer
+from peers.sendgrid_server import Delivery, SendGridServer
 
 from crusader_mail import pipeline
 from crusader_mail.compose.composer import Composer, neutral_values, web_page
@@ -27,7 +27,7 @@ from crusader_mail.models import Placeholder
 from crusader_mail.settings import Settings
 from crusader_mail.util.tokens import Purpose, Signer
 from tests.support.golden import NOW, golden_posts, golden_settings, served_settings
-from tests.support.site import REPO, FeedSite
+from tests.support.site import FeedSite, serve_settings
 from tests.support.web import web_app
 
 SECRET = "preferences-links-secret-0123456789"
@@ -41,18 +41,8 @@ class Site(FeedSite):
 
     def settings(self) -> Settings:
         """What ``serve`` runs with."""
-        return Settings(
-            state_dir=self.root / "state",
-            subscribers_dir=self.root / "subscribers",
-            templates_dir=REPO / "templates",
-            secret_key=SECRET,
-            newsletter={
-                "name": "Biz Crusader",
-                "from_email": "news@bizcrusader.example",
-                "unsubscribe_url": f"{SERVE}/unsubscribe",
-            },
-            sendgrid={"api_key": API_KEY, "api_url": self.api.url},
-            server={"same_host": True},
+        return serve_settings(
+            self.root, self.api.url, SECRET, unsubscribe_url=f"{SERVE}/unsubscribe"
         )
 
 

@@ -35,6 +35,7 @@ from crusader_mail.storage import open_store
 from crusader_mail.util.tokens import Purpose, Signer
 from tests.support.commands import kill_run_when
 from tests.support.sending import site_config
+from tests.support.site import serve_settings
 from tests.support.web import web_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,19 +80,12 @@ class Site:
         self.feeds.add("/feed/", feed_without_newest(hidden), etag=f"hidden-{hidden}")
 
     def settings(self) -> Settings:
-        return Settings(
-            state_dir=self.root / "state",
-            subscribers_dir=self.root / "subscribers",
-            templates_dir=REPO / "templates",
-            secret_key=SECRET,
-            newsletter={
-                "name": "Biz Crusader",
-                "from_email": "news@bizcrusader.example",
-                "confirm_url": f"{SERVE}/confirm",
-                "topics": ("Closing", "Trust", "Pricing"),
-            },
-            sendgrid={"api_key": API_KEY, "api_url": self.api.url},
-            server={"same_host": True},
+        return serve_settings(
+            self.root,
+            self.api.url,
+            SECRET,
+            confirm_url=f"{SERVE}/confirm",
+            topics=("Closing", "Trust", "Pricing"),
         )
 
     def add_readers(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ from crusader_mail.storage.rules import normalize_email
 from crusader_mail.subscriptions.forgetting import other_traces
 from crusader_mail.subscriptions.imports import import_readers, read_import
 from tests.support.lists import DAMAGE, row
+from tests.support.locking import while_an_edit_holds
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -282,38 +282,14 @@ def test_the_roster_cannot_be_changed_after_its_block(readers: SubscriberList) -
 
 
 def test_concurrent_edits_wait_for_each_other(readers: SubscriberList) -> None:
-    first_inside, second_waiting = threading.Event(), threading.Event()
-    log: list[str] = []
-    errors: list[BaseException] = []
 
-    def first() -> None:
-        try:
-            with readers.edit() as roster:
-                roster.add("first@example.com", via=Source.CLI)
-                first_inside.set()
-                second_waiting.wait(10)
-                threading.Event().wait(0.3)  # give a broken lock the chance to let it in
-                log.append("first leaves")
-        except BaseException as error:  # pragma: no cover - reported below
-            errors.append(error)
+    def second(log: list[str]) -> None:
+        with readers.edit() as roster:
+            log.append("second enters")
+            roster.add("second@example.com", via=Source.CLI)
 
-    def second() -> None:
-        try:
-            first_inside.wait(10)
-            second_waiting.set()
-            with readers.edit() as roster:
-                log.append("second enters")
-                roster.add("second@example.com", via=Source.CLI)
-        except BaseException as error:  # pragma: no cover - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert errors == []
-    assert log == ["first leaves", "second enters"]
+    log = while_an_edit_holds(readers, "first@example.com", second)
+    assert log == ["edit leaves", "second enters"]
     assert [s.email for s in readers.iter()] == ["first@example.com", "second@example.com"]
 
 

@@ -15,6 +15,7 @@ from peers.sendgrid_server import API_KEY, SendGridServer
 from crusader_mail.cli import cli
 from crusader_mail.cli.context import AppContext
 from crusader_mail.clock import FixedClock
+from crusader_mail.settings import Settings
 from tests.support.feeds import FEED_SERVER_TOML
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,6 +27,24 @@ def feed_without_newest(count: int) -> bytes:
     feed = EXAMPLE.read_bytes()
     head, _, rest = feed.partition(b"<item>")
     return head + b"".join(b"<item>" + part for part in rest.split(b"<item>")[count:])
+
+
+def serve_settings(root: Path, api_url: str, secret: str, **newsletter: object) -> Settings:
+    """What a ``serve`` beside the job runs with (``server.same_host``, the files store under
+    ``root``): the example newsletter's name and sender, plus ``newsletter``."""
+    return Settings(
+        state_dir=root / "state",
+        subscribers_dir=root / "subscribers",
+        templates_dir=REPO / "templates",
+        secret_key=secret,
+        newsletter={
+            "name": "Biz Crusader",
+            "from_email": "news@bizcrusader.example",
+            **newsletter,
+        },
+        sendgrid={"api_key": API_KEY, "api_url": api_url},
+        server={"same_host": True},
+    )
 
 
 class FeedSite:
