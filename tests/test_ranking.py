@@ -43,16 +43,34 @@ PIECES = [
 ]
 
 
-def words_read(texts: list[str]) -> list[list[str]]:
-    """Each text's words as the fast reader gives them, checking one id a word."""
-    ids, per_text, spelled = ranking._read(texts)
-    assert len(set(spelled)) == len(spelled)  # one id a word
-    assert len(per_text) == len(texts)
-    assert len(ids) == sum(per_text.tolist())
-    out, at = [], 0
-    for count in per_text.tolist():
-        out.append([spelled[i] for i in ids[at : at + count].tolist()])
-        at += count
+class Spelled(ranking._Words):
+    """Each word as written its own token, every lookup recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looked_up: list[str] = []
+
+    def __getitem__(self, word: str) -> int:
+        self.looked_up.append(word)
+        return super().__getitem__(word)
+
+    def __missing__(self, word: str) -> int:
+        code = self[word] = self.vocabulary.setdefault(word, len(self.vocabulary))
+        return code
+
+
+def words_read(texts: list[str]) -> list[Counter[str]]:
+    """Each text's words as the fast reader counts them, checking that each distinct word is
+    looked up once, in the order first read, and the pairs come once each, in order."""
+    words = Spelled()
+    doc, token, times = ranking._count_tokens(texts, words)
+    assert words.looked_up == list(dict.fromkeys(w for text in texts for w in text.split()))
+    pairs = list(zip(doc.tolist(), token.tolist(), strict=True))
+    assert pairs == sorted(set(pairs))
+    spelled = list(words.vocabulary)
+    out: list[Counter[str]] = [Counter() for _ in texts]
+    for d, t, n in zip(doc.tolist(), token.tolist(), times.tolist(), strict=True):
+        out[d][spelled[t]] += n
     return out
 
 
@@ -77,14 +95,14 @@ def test_whitespace_is_what_str_split_splits_on() -> None:
 
 def test_every_character_splits_a_word_as_str_split_does() -> None:
     text = "".join(f"a{chr(c)}b\n" for c in range(0x110000))
-    assert words_read([text]) == [text.split()]
+    assert words_read([text]) == [Counter(text.split())]
 
 
 @pytest.mark.parametrize("chunk", [1, 50, 1 << 22])
 def test_the_words_read_are_those_of_str_split(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
     monkeypatch.setattr(ranking, "_CHUNK_BYTES", chunk)
     texts = random_texts(chunk, 400)
-    assert words_read(texts) == [text.split() for text in texts]
+    assert words_read(texts) == [Counter(text.split()) for text in texts]
 
 
 def test_the_words_read_are_exact_when_every_hash_collides(
@@ -95,7 +113,7 @@ def test_the_words_read_are_exact_when_every_hash_collides(
     monkeypatch.setattr(ranking, "_MIX", (np.uint64(0), np.uint64(0)))
     monkeypatch.setattr(ranking, "_CHUNK_BYTES", 200)
     texts = random_texts(7, 60)[:100]
-    assert words_read(texts) == [text.split() for text in texts]
+    assert words_read(texts) == [Counter(text.split()) for text in texts]
 
 
 def test_no_text_no_word() -> None:

@@ -14,11 +14,15 @@ A post is its title (counted ``title_weight`` times) plus its whole text, code l
 (no token in common) to 1, whatever their length. A token only one post has still counts in
 that post's length: a post with many words of its own is less about what it shares.
 
-Speed (5,000 long posts: ``bench/bench_compose.py --realistic``): a post's words are read with
-two regular expressions over its sanitized HTML (not an HTML parser); each word read is looked up
-as written, in C, for its code (each distinct word turned into tokens once, in Python);
-a chunk of posts at a time, the (post, token) pairs are counted in numpy (one sort), then
-weighed and normalized, and a cosine with every post is one pass of ``numpy.bincount``.
+Speed (5,000 long posts, 5 million words: ``bench/bench_compose.py --realistic``): a post's
+text is read with two regular expressions over its sanitized HTML (not an HTML parser). No
+Python object a word after that: in numpy, over the UTF-8 bytes about a megabyte at a time,
+words are cut where ``str.split()`` cuts them and a word of up to 16 bytes is two integers (its
+bytes) given an id by a hash table (a longer word, or one with a NUL, is a ``str``). Each
+distinct word is turned into tokens once, in Python, in the order first read, so token ids,
+weights and cosines are a plain reading's, bit for bit (tests/test_ranking.py). The (post,
+token) pairs are counted by one sort a chunk, weighed and normalized; a cosine with every post
+is one pass of ``numpy.bincount``.
 """
 
 from __future__ import annotations
@@ -133,7 +137,7 @@ Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Keys = npt.NDArray[np.uint64]
 _INT = np.int64
-_CHUNK_BYTES = 1 << 22  # UTF-8 text read at once (_read)
+_CHUNK_BYTES = 1 << 20  # UTF-8 text read at once (_count_tokens)
 
 
 class TextIndex:
@@ -143,28 +147,11 @@ class TextIndex:
         n = len(posts)
         self.size = n
         # Every word of every post as written (its title's words title_weight times at its end)
-        # as an id, each word's occurrences then grouped in reading order by one sort: the
-        # (post, word) pairs and their counts, and where each word is first read.
-        ids, per_post, spelled = _read(
-            _post_text(post) + ("\n" + post.title) * title_weight for post in posts
-        )
-        position_bits = len(ids).bit_length()
-        grouped = np.sort(ids << position_bits | np.arange(len(ids), dtype=_INT))
-        word, position = grouped >> position_bits, grouped & ((1 << position_bits) - 1)
-        # The smallest type: a gather from everywhere in the text, it stays in the cache.
-        doc = np.repeat(np.arange(n, dtype=np.min_scalar_type(n)), per_post)[position]
-        new_word = _changes(word)
-        pair = np.flatnonzero(new_word | _changes(doc))
-        # Each word turned into tokens in the order of first reading: token ids as a word-by-word
-        # reading gives them.
+        # turned into tokens: the (post, token) pairs and their counts.
         words = _Words()
-        code = np.zeros(len(spelled), dtype=_INT)
-        firsts = np.flatnonzero(new_word)
-        for w in word[firsts[np.argsort(position[firsts])]].tolist():
-            code[w] = words[spelled[w]]
-        rows, token = words.tokens_of(code[word[pair]])
-        times = np.diff(pair, append=len(word))[rows]
-        self.doc, self.token, tf = _sum_pairs(doc[pair].astype(_INT)[rows], token, times)
+        self.doc, self.token, tf = _count_tokens(
+            (_post_text(post) + ("\n" + post.title) * title_weight for post in posts), words
+        )
         vocabulary = words.vocabulary
         width = max(len(vocabulary), 1)
         df = np.bincount(self.token, minlength=width)
@@ -258,38 +245,71 @@ _MASKS = np.array([(1 << 8 * k) - 1 for k in range(9)], dtype=np.uint64)  # k by
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F))
 
 
-def _read(texts: Iterable[str]) -> tuple[Ints, Ints, list[str]]:
-    """Every word of the texts (as ``str.split()`` gives them), in order, as an id (the same
-    word, the same id); how many words each text has; the words by id.
+def _count_tokens(texts: Iterable[str], words: _Words) -> tuple[Ints, Ints, Ints]:
+    """Every (text, token) pair of the texts' words (as ``str.split()`` gives them) turned into
+    tokens by ``words``, by text then token, and how many times the token is in the text.
 
-    In numpy, a few megabytes of UTF-8 at a time: a word of up to 16 bytes is its bytes as two
-    integers (``_Spellings``), a longer word (or one with a NUL) a ``str`` (rare)."""
+    Each distinct word is looked up in ``words`` once, in the order first read, so token ids
+    are those of a word-by-word reading. In numpy, about a megabyte of UTF-8 at a time: a word
+    of up to 16 bytes is its bytes as two integers (``_Spellings``), a longer word (or one with
+    a NUL) a ``str`` (rare)."""
     spellings = _Spellings()
-    longer: dict[str, int] = {}  # word: its id among the longer words
-    chunks, counts = [], []
+    longer: dict[str, int] = {}  # word: its number among the longer words
+    # The code (_Words) of each word of the table, and of each longer word.
+    codes, longer_codes = np.zeros(0, dtype=_INT), np.zeros(0, dtype=_INT)
+    pairs: list[tuple[Ints, Ints, Ints]] = []
+    first_text = 0
     for chunk in _chunks(texts):
         data, starts, ends, per_text = _spans(chunk)
         k1, k2, long = _keys(data, starts, ends)
+        known = len(spellings.k1)
         ids = spellings.find(k1, k2)
         unknown = np.flatnonzero((ids < 0) & ~long)
         while unknown.size:  # new words (more than one round only if _distinct's hash collides)
             spellings.add(*_distinct(k1[unknown], k2[unknown]))
             ids[unknown] = spellings.find(k1[unknown], k2[unknown])
             unknown = unknown[ids[unknown] < 0]
+        new_longer: list[str] = []
+        longer_firsts: list[int] = []
         for at in np.flatnonzero(long).tolist():
-            word = data[starts[at] : ends[at]].decode("utf-8", "surrogatepass")
-            ids[at] = -1 - longer.setdefault(word, len(longer))
-        chunks.append(ids)
-        counts.append(per_text)
-    every = np.concatenate(chunks) if chunks else np.zeros(0, dtype=_INT)
-    known = len(spellings.k1)
-    every[every < 0] = known - 1 - every[every < 0]  # the longer words after the others
-    per_text = np.concatenate(counts) if counts else np.zeros(0, dtype=_INT)
-    return every, per_text, spellings.words() + list(longer)
+            spelling = data[starts[at] : ends[at]].decode("utf-8", "surrogatepass")
+            fresh = len(longer)
+            number = longer.setdefault(spelling, fresh)
+            if number == fresh:  # first read here
+                new_longer.append(spelling)
+                longer_firsts.append(at)
+            ids[at] = -1 - number
+        # The new words looked up in the order first read in this chunk.
+        new = spellings.words(known) + new_longer
+        firsts = np.concatenate([_firsts(ids, known), np.array(longer_firsts, dtype=_INT)])
+        new_codes = np.empty(len(new), dtype=_INT)
+        for k in np.argsort(firsts).tolist():
+            new_codes[k] = words[new[k]]
+        in_table = len(spellings.k1) - known
+        codes = np.concatenate([codes, new_codes[:in_table]])
+        longer_codes = np.concatenate([longer_codes, new_codes[in_table:]])
+        every = np.concatenate([codes, longer_codes])
+        rows, token = words.tokens_of(every[np.where(ids >= 0, ids, len(codes) - 1 - ids)])
+        doc = np.repeat(np.arange(first_text, first_text + len(chunk), dtype=_INT), per_text)
+        pairs.append(_sum_pairs(doc[rows], token, np.ones(len(rows), dtype=_INT)))
+        first_text += len(chunk)
+    if not pairs:
+        empty = np.zeros(0, dtype=_INT)
+        return empty, empty, empty
+    docs, tokens, counts = (np.concatenate(column) for column in zip(*pairs, strict=True))
+    return docs, tokens, counts
+
+
+def _firsts(ids: Ints, known: int) -> Ints:
+    """Where each id from ``known`` on is first found in ``ids`` (each one is there)."""
+    at = np.flatnonzero(ids >= known)
+    bits = len(ids).bit_length()
+    grouped = np.sort((ids[at] - known) << bits | at)
+    return grouped[_changes(grouped >> bits)] & ((1 << bits) - 1)
 
 
 def _chunks(texts: Iterable[str]) -> Iterator[list[bytes]]:
-    """The texts in UTF-8, a few megabytes at a time."""
+    """The texts in UTF-8, about a megabyte at a time."""
     chunk: list[bytes] = []
     size = 0
     for text in texts:
@@ -310,9 +330,9 @@ def _spans(chunk: list[bytes]) -> tuple[bytes, Ints, Ints, Ints]:
     data += bytes(16)
     raw = np.frombuffer(data, dtype=np.uint8, count=size)
     separator = np.ones(size + 2, dtype=bool)
-    if np.count_nonzero(raw < 9) or np.count_nonzero(raw - 14 <= 13):  # 14 to 27: controls
+    if np.count_nonzero(raw < 9) or np.count_nonzero(raw - 14 <= 13):  # 0-8 or 14-27 (rare)
         separator[1:-1] = _SEPARATOR[raw]
-    else:  # no control character but whitespace (the rule): a comparison is enough
+    else:  # the only bytes up to 32 are whitespace: one comparison (faster than the table)
         np.less_equal(raw, 32, out=separator[1:-1])
     if not data.isascii():
         lead = np.flatnonzero((raw == 0xC2) | (raw - 0xE1 <= 2))  # a wide space's first byte
@@ -410,9 +430,10 @@ class _Spellings:
             waiting[free[first]] = False
             ids, slot = ids[waiting], (slot[waiting] + 1) & mask
 
-    def words(self) -> list[str]:
-        """The words by id."""
-        raw = np.stack([self.k1, self.k2], axis=1).astype("<u8").view("S16").ravel()
+    def words(self, start: int) -> list[str]:
+        """The words by id, from ``start`` on."""
+        keys = [self.k1[start:], self.k2[start:]]
+        raw = np.stack(keys, axis=1).astype("<u8").view("S16").ravel()
         return [word.decode("utf-8", "surrogatepass") for word in raw.tolist()]
 
 
