@@ -31,7 +31,6 @@ import html
 import re
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -291,7 +290,7 @@ def _count_tokens(texts: Iterable[str], words: _Words) -> tuple[Ints, Ints, Ints
         every = np.concatenate([codes, longer_codes])
         rows, token = words.tokens_of(every[np.where(ids >= 0, ids, len(codes) - 1 - ids)])
         doc = np.repeat(np.arange(first_text, first_text + len(chunk), dtype=_INT), per_text)
-        pairs.append(_sum_pairs(doc[rows], token, np.ones(len(rows), dtype=_INT)))
+        pairs.append(_merge(doc[rows], token))
         first_text += len(chunk)
     if not pairs:
         empty = np.zeros(0, dtype=_INT)
@@ -305,7 +304,8 @@ def _firsts(ids: Ints, known: int) -> Ints:
     at = np.flatnonzero(ids >= known)
     bits = len(ids).bit_length()
     grouped = np.sort((ids[at] - known) << bits | at)
-    return grouped[_changes(grouped >> bits)] & ((1 << bits) - 1)
+    firsts: Ints = grouped[np.diff(grouped >> bits, prepend=-1) != 0] & ((1 << bits) - 1)
+    return firsts
 
 
 def _chunks(texts: Iterable[str]) -> Iterator[list[bytes]]:
@@ -437,30 +437,17 @@ class _Spellings:
         return [word.decode("utf-8", "surrogatepass") for word in raw.tolist()]
 
 
-def _sum_pairs(outer: Ints, inner: Ints, times: Ints) -> tuple[Ints, Ints, Ints]:
-    """The distinct (outer, inner) pairs, sorted, each with the sum of its ``times``.
+def _merge(outer: Ints, inner: Ints) -> tuple[Ints, Ints, Ints]:
+    """The distinct (outer, inner) pairs, sorted, and how many times each occurs.
 
-    Each pair is one integer, with its times when they fit in 63 bits: one sort in C."""
+    Each pair is one integer, sorted in C."""
     inner_bits = int(inner.max(initial=0)).bit_length()
     keys = outer << inner_bits | inner
-    times_bits = int(times.max(initial=0)).bit_length()
-    if int(keys.max(initial=0)).bit_length() + times_bits <= 63:
-        packed = np.sort(keys << times_bits | times)
-        keys, times = packed >> times_bits, packed & ((1 << times_bits) - 1)
-    else:
-        order = np.argsort(keys, kind="stable")
-        keys, times = keys[order], times[order]
+    keys.sort()
     begins = np.flatnonzero(np.diff(keys, prepend=-1))  # where each pair starts
-    sums = np.add.reduceat(times, begins) if len(keys) else times
+    times = np.diff(begins, append=len(keys))
     keys = keys[begins]
-    return keys >> inner_bits, keys & ((1 << inner_bits) - 1), sums
-
-
-def _changes(values: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.bool_]:
-    """Whether each value differs from the one before (the first: True)."""
-    changes = np.ones(len(values), dtype=bool)
-    np.not_equal(values[1:], values[:-1], out=changes[1:])
-    return changes
+    return keys >> inner_bits, keys & ((1 << inner_bits) - 1), times
 
 
 def _ranks(spread: Ints) -> Ints:
