@@ -8,7 +8,8 @@ blog's posts read in place by ``bench/related_eval.py``'s loaders (default: null
 long-form posts, about 1,000 words each) repeated, each copy with its own id, link and date,
 until there are 5,000. Prints the time of choose_related + Composer.compose, the first run's
 (nothing cached anywhere: every run starts from the posts) and the median, wall clock and CPU
-(target: under 1 s), then composes one issue and fills in the per-reader values for 10, 1,000
+(target: under 1 s; on a machine busy with other work, wall includes waiting for a core, so
+compare CPU), then composes one issue and fills in the per-reader values for 10, 1,000
 and 100,000 readers (what the sender's substitutions do), counting calls to premailer's
 transform: it stays 1. Ends with the figures, each beside its target (``bench/report.py``).
 """

@@ -336,10 +336,13 @@ def test_cosine_is_one_with_itself_symmetric_and_zero_without_a_common_token() -
     assert backwards.cosine(last - 4) == pytest.approx(matrix[4][::-1])
 
 
-def test_the_index_weighs_what_the_module_doc_says_across_chunks() -> None:
+def test_the_index_weighs_what_the_module_doc_says_across_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Each post's weights are (1 + ln tf) * idf over its tokens, l2-normed, with tf summed over
     every written form of a token (case, plurals, a word of several tokens, CJK bigrams); the
-    posts span more than one chunk of the index's reading."""
+    posts span many chunks of the index's reading."""
+    monkeypatch.setattr(ranking, "_CHUNK_BYTES", 300)
     rng = random.Random(12)
     forms = [
         "Clay",
@@ -359,7 +362,7 @@ def test_the_index_weighs_what_the_module_doc_says_across_chunks() -> None:
             f"{rng.choice(forms)} post",
             content=f"<p>{' '.join(rng.choices(forms, k=n % 7))}</p>",
         )
-        for n in range(ranking._CHUNK * 2 + 5)
+        for n in range(200)
     ]
     index = TextIndex(posts, title_weight=2)
     counts = [Counter(tokenize(" ".join(post_words(p) + p.title.split() * 2))) for p in posts]
