@@ -1,4 +1,4 @@
-"""The text index's fast reading (compose/ranking.py) gives exactly what a plain reading word by
+"""The text index's fast reading (compose/wordcount.py) gives exactly what a plain reading word by
 word gives: every word as ``str.split()`` splits it (any whitespace, long words, NUL, lone
 surrogates, across chunks, with a hash that always collides), the same (post, token) pairs in
 the same token order on real feeds; pairs counted."""
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.compose import ranking
+from crusader_mail.compose import wordcount
 from crusader_mail.compose.ranking import TextIndex, post_words, tokenize
 from crusader_mail.feeds.fetch import make_client
 from crusader_mail.feeds.read import read_feed
@@ -43,11 +43,11 @@ PIECES = [
 ]
 
 
-class Spelled(ranking._Words):
+class Spelled(wordcount.TokenCodes):
     """Each word as written its own token, every lookup recorded."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(tokenize)
         self.looked_up: list[str] = []
 
     def __getitem__(self, word: str) -> int:
@@ -63,7 +63,7 @@ def words_read(texts: list[str]) -> list[Counter[str]]:
     """Each text's words as the fast reader counts them, checking that each distinct word is
     looked up once, in the order first read, and the pairs come once each, in order."""
     words = Spelled()
-    doc, token, times = ranking._count_tokens(texts, words)
+    doc, token, times = wordcount.count_tokens(texts, words)
     assert words.looked_up == list(dict.fromkeys(w for text in texts for w in text.split()))
     pairs = list(zip(doc.tolist(), token.tolist(), strict=True))
     assert pairs == sorted(set(pairs))
@@ -88,9 +88,9 @@ def random_texts(seed: int, count: int) -> list[str]:
 
 def test_whitespace_is_what_str_split_splits_on() -> None:
     ascii_ = [c for c in range(128) if chr(c).isspace()]
-    assert np.flatnonzero(ranking._SEPARATOR).tolist() == ascii_
+    assert np.flatnonzero(wordcount._SEPARATOR).tolist() == ascii_
     wide = "".join(chr(c) for c in range(128, 0x110000) if chr(c).isspace())
-    assert wide == ranking._WIDE_SPACE_CHARS
+    assert wide == wordcount._WIDE_SPACE_CHARS
 
 
 def test_every_character_splits_a_word_as_str_split_does() -> None:
@@ -100,7 +100,7 @@ def test_every_character_splits_a_word_as_str_split_does() -> None:
 
 @pytest.mark.parametrize("chunk", [1, 50, 1 << 22])
 def test_the_words_read_are_those_of_str_split(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
-    monkeypatch.setattr(ranking, "_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(wordcount, "_CHUNK_BYTES", chunk)
     texts = random_texts(chunk, 400)
     assert words_read(texts) == [Counter(text.split()) for text in texts]
 
@@ -110,8 +110,8 @@ def test_the_words_read_are_exact_when_every_hash_collides(
 ) -> None:
     """A hash of 0 for every key: every word probes the one chain, and new words are found
     one at a time (_read's loop); the ids stay exact."""
-    monkeypatch.setattr(ranking, "_MIX", (np.uint64(0), np.uint64(0)))
-    monkeypatch.setattr(ranking, "_CHUNK_BYTES", 200)
+    monkeypatch.setattr(wordcount, "_MIX", (np.uint64(0), np.uint64(0)))
+    monkeypatch.setattr(wordcount, "_CHUNK_BYTES", 200)
     texts = random_texts(7, 60)[:100]
     assert words_read(texts) == [Counter(text.split()) for text in texts]
 
@@ -156,7 +156,7 @@ def check_index(posts: list[Post], title_weight: int) -> None:
 def test_the_index_is_a_plain_reading_of_awkward_posts(
     monkeypatch: pytest.MonkeyPatch, title_weight: int
 ) -> None:
-    monkeypatch.setattr(ranking, "_CHUNK_BYTES", 120)
+    monkeypatch.setattr(wordcount, "_CHUNK_BYTES", 120)
     texts = random_texts(3, 80)
     posts = [
         make_post(n, texts[-n - 1] or "Untitled", content=f"<p>{text}</p>")
@@ -182,7 +182,7 @@ def test_the_index_is_a_plain_reading_of_awkward_posts(
 def test_the_index_is_a_plain_reading_of_real_feeds(
     corpus: Path, clock: FixedClock, monkeypatch: pytest.MonkeyPatch, feed: str
 ) -> None:
-    monkeypatch.setattr(ranking, "_CHUNK_BYTES", 1 << 14)  # several chunks a feed
+    monkeypatch.setattr(wordcount, "_CHUNK_BYTES", 1 << 14)  # several chunks a feed
     settings = FetchSettings()
     with make_client(settings) as client:
         posts = read_feed(str(corpus / feed), client, settings, None, clock).posts
@@ -197,7 +197,7 @@ def test_pairs_are_counted(wide: bool) -> None:
     inner = rng.integers(0, 1 << 31 if wide else 30, 3000)
     outer[:1500], inner[:1500] = outer[1500:], inner[1500:]  # pairs seen twice
     want = Counter(zip(outer.tolist(), inner.tolist(), strict=True))
-    got = ranking._merge(outer, inner)
+    got = wordcount._merge(outer, inner)
     assert list(zip(*(a.tolist() for a in got), strict=True)) == [
         (o, i, t) for (o, i), t in sorted(want.items())
     ]

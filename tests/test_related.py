@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from crusader_mail.clock import FixedClock
-from crusader_mail.compose import ranking, related
+from crusader_mail.compose import related, wordcount
 from crusader_mail.compose.ranking import TextIndex, post_words
 from crusader_mail.compose.related import RelatedIndex, choose_related, tokenize
 from crusader_mail.feeds.fetch import make_client
@@ -342,7 +342,7 @@ def test_the_index_weighs_what_the_module_doc_says_across_chunks(
     """Each post's weights are (1 + ln tf) * idf over its tokens, l2-normed, with tf summed over
     every written form of a token (case, plurals, a word of several tokens, CJK bigrams); the
     posts span many chunks of the index's reading."""
-    monkeypatch.setattr(ranking, "_CHUNK_BYTES", 300)
+    monkeypatch.setattr(wordcount, "_CHUNK_BYTES", 300)
     rng = random.Random(12)
     forms = [
         "Clay",
