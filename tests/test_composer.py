@@ -8,12 +8,8 @@ from pathlib import Path
 import premailer
 import pytest
 
-from crusader_mail.compose.composer import (
-    WORD_JOINER,
-    Composer,
-    fill_placeholders,
-    inline_css,
-)
+from crusader_mail.compose.composer import Composer, fill_placeholders, inline_css
+from crusader_mail.compose.views import WORD_JOINER
 from crusader_mail.delivery.links import clean_name
 from crusader_mail.errors import ComposeError, GuardError, TemplateError
 from crusader_mail.models import Placeholder

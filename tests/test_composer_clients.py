@@ -12,7 +12,8 @@ import re
 
 import pytest
 
-from crusader_mail.compose.composer import COLUMN_WIDTH, Composer, fit_content
+from crusader_mail.compose.composer import Composer
+from crusader_mail.compose.views import COLUMN_WIDTH, fit_content
 from crusader_mail.models import Image, RenderedIssue
 from tests.support.contrast import AA_TEXT, contrast, css_rules
 from tests.support.golden import NOW, TEMPLATES, golden_posts, golden_settings, make_post

@@ -29,8 +29,9 @@ from pathlib import Path
 
 from crusader_mail.clock import Clock
 from crusader_mail.compose import guards
-from crusader_mail.compose.composer import Composer, date_text
+from crusader_mail.compose.composer import Composer
 from crusader_mail.compose.planning import compose_record
+from crusader_mail.compose.views import date_text
 from crusader_mail.errors import ConfigError, GuardError, StateError
 from crusader_mail.models import IssueRecord
 from crusader_mail.publish.atom import FEED_FILE, Entry, atom_feed
