@@ -1,0 +1,103 @@
+"""The lean path of ``POST /unsubscribe?token=…`` (a mail client's RFC 8058 one-click, or the
+page's button when its link kept the token): the one request that comes in bursts, a few
+hundred at once after an issue goes out.
+
+:class:`OneClick` sits in front of Starlette's routing (inside ``_Guard``, so the body cap and
+the security headers are as for every request). A ``POST /unsubscribe`` whose query has a
+token skips routing, the form parser and a worker thread of its own: the token joins the next
+batch of :class:`Batches`, one unit of change for every one-click that arrived while the
+previous batch was being stored (at most ``MOST`` at once, so one transaction stays short).
+The answers are the ordinary route's (:meth:`_Pages.unsubscribe_all
+<crusader_mail.web.app._Pages.unsubscribe_all>`: the same token check, the same service rule,
+the same page), each sent only once its batch is stored. When a batch fails (a lost
+connection, a deadlock with another process), each of its requests goes the ordinary way
+alone, and gets the answer the ordinary route gives it. After each batch the queued replies
+are sent, as after the ordinary route's answer (:class:`~crusader_mail.subscriptions.outbox.
+Drainer`: one drain at a time). Any other request goes the ordinary way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+MOST = 100  # one-clicks in one unit of change at most
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batches(Generic[T, R]):
+    """``work`` on a list of items in a worker thread, one call at a time: the items that
+    arrive while a call runs make the next call (at most ``most`` in one). ``await
+    batches(item)`` is ``item``'s result, or ``None`` when its call raised. ``then`` runs in
+    a worker thread after each call, not awaited."""
+
+    def __init__(
+        self, work: Callable[[list[T]], list[R]], then: Callable[[], None], most: int = MOST
+    ) -> None:
+        self.work = work
+        self.then = then
+        self.most = most
+        self._waiting: list[tuple[T, asyncio.Future[R | None]]] = []
+        self._pump: asyncio.Task[None] | None = None
+        self._after: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, item: T) -> R | None:
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[R | None] = loop.create_future()
+        self._waiting.append((item, result))
+        if self._pump is None:
+            self._pump = loop.create_task(self._run())
+        return await result
+
+    async def _run(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self.most]
+                del self._waiting[: self.most]
+                try:
+                    results: list[R | None] = list(
+                        await run_in_threadpool(self.work, [item for item, _ in batch])
+                    )
+                except Exception:
+                    results = [None] * len(batch)  # each goes the ordinary way alone
+                for (_item, waiter), found in zip(batch, results, strict=True):
+                    if not waiter.done():
+                        waiter.set_result(found)
+                after = asyncio.get_running_loop().create_task(run_in_threadpool(self.then))
+                self._after.add(after)
+                after.add_done_callback(self._after.discard)
+        finally:
+            self._pump = None
+
+
+class OneClick(Generic[R]):
+    """The ASGI app in front of ``app`` (see the module docstring): ``batches`` gives a
+    token's answer, ``answer`` makes it a response."""
+
+    def __init__(
+        self, app: ASGIApp, batches: Batches[str, R], answer: Callable[[R], Response]
+    ) -> None:
+        self.app = app
+        self.batches = batches
+        self.answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/unsubscribe"
+            and scope["method"] == "POST"
+            and (token := QueryParams(scope["query_string"]).get("token", ""))
+        ):
+            found = await self.batches(token)
+            if found is not None:
+                await self.answer(found)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
