@@ -139,8 +139,9 @@ def test_clients_trickling_heads_or_bodies_are_cut_off_while_others_are_served(
         ),
         (b"NOT HTTP AT ALL\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * (20 * 1024), 400),  # past 16 KiB
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * (20 * 1024) + b"\r\n\r\n", 400),
     ],
-    ids=["head-unfinished", "body-unfinished", "malformed", "oversized-head"],
+    ids=["head-unfinished", "body-unfinished", "malformed", "oversized-head", "oversized-whole"],
 )
 def test_requests_the_server_answers_itself_carry_the_security_headers(
     limited: str, sent: bytes, status: int
