@@ -234,18 +234,32 @@ def test_batches_group_what_arrives_while_a_call_runs() -> None:
         return [item * 10 for item in items]
 
     async def main() -> list[int | None]:
-        batches: Batches[int, int] = Batches(work, lambda: after.append(1), most=4)
+        batches: Batches[int, int] = Batches(work, lambda: after.append(1), most=4, lanes=1)
         first = asyncio.ensure_future(batches(0))
         await asyncio.to_thread(started.wait, 30)  # the first call runs: the rest wait
         rest = [asyncio.ensure_future(batches(item)) for item in (1, 2, 3, 4, 5, 13, 7)]
         await asyncio.sleep(0)
         go_on.set()
         found = [await first] + [await each for each in rest]
-        while len(after) < 3:  # ``then`` is not awaited: it runs after each call
+        while not after:  # ``then`` is not awaited: it runs once the lane is done
             await asyncio.sleep(0.01)
         return found
 
     results = asyncio.run(main())
     assert calls == [[0], [1, 2, 3, 4], [5, 13, 7]]
     assert results == [0, 10, 20, 30, 40, None, None, None]
-    assert len(after) == 3  # after each call, the failed one too
+    assert after == [1]  # once, after the last call (one lane, busy all along)
+
+
+def test_batches_run_calls_side_by_side_in_their_lanes() -> None:
+    both = threading.Barrier(2, timeout=30)  # each call waits until the other has begun
+
+    def work(items: list[int]) -> list[int]:
+        both.wait()
+        return items
+
+    async def main() -> list[int | None]:
+        batches: Batches[int, int] = Batches(work, lambda: None, most=1, lanes=2)
+        return list(await asyncio.gather(batches(1), batches(2)))
+
+    assert asyncio.run(main()) == [1, 2]
