@@ -5,7 +5,8 @@
   export is the same from either store), :meth:`PgRoster.counts` is one ``GROUP BY``, ``get``
   and ``candidates`` are index lookups (``mailbox``; ``hint`` or ``old_hint``, see
   :mod:`.hints`).
-- :meth:`PgRoster.edit` is one transaction. Every row it reads or changes is locked first
+- :meth:`PgRoster.edit` is one transaction, in pipeline mode (a write is not waited for: it
+  travels with the next query). Every row it reads or changes is locked first
   (``SELECT ... FOR UPDATE`` by mailbox, or by hint when a token is looked up) and changed by :mod:`crusader_mail.storage.rules`
   applied to the locked row, so units of change of any number of processes never lose each
   other's work, and a unit locks only the readers it touches. A reader inserted by another
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from psycopg import Pipeline
 from psycopg.abc import Query
 
 from crusader_mail.clock import Clock
@@ -126,7 +128,9 @@ class PgChanges:
     """The readers during one unit of change (one transaction on ``conn``).
 
     It caches the readers locked so far by mailbox (``None``: not on the list), so reads
-    see the changes made; :meth:`candidates` locks and caches the readers it finds. With ``only`` (a bulk update offering one reader), other readers
+    see the changes made; :meth:`candidates` locks and caches the readers it finds. In
+    ``pipeline`` mode (:meth:`PgRoster.edit`) a write whose result is not needed is not waited
+    for: it goes to the server with the next query that is. With ``only`` (a bulk update offering one reader), other readers
     look absent and changing one raises :class:`SubscriberError`."""
 
     def __init__(
@@ -137,8 +141,10 @@ class PgChanges:
         hint_of: HintOf | None,
         *,
         only: Subscriber | None = None,
+        pipeline: Pipeline | None = None,
     ) -> None:
         self._conn = conn
+        self._pipeline = pipeline
         self._clock = clock
         self._hints = hints
         self._hint_of = hint_of
@@ -330,7 +336,10 @@ class PgChanges:
         event_row = history.row(event)[1:]  # its mailbox: the row's, as written
         if old is None:
             hint = self._hint_of(new.email) if self._hint_of is not None else None
-            if self._conn.execute(_INSERT, (*values(new, hint), *event_row)).rowcount == 0:
+            inserted = self._conn.execute(_INSERT, (*values(new, hint), *event_row))
+            if self._pipeline is not None:
+                self._pipeline.sync()  # its rowcount is in
+            if inserted.rowcount == 0:
                 return False
         else:
             self._conn.execute(_UPDATE, (*values(new, None)[2:12], mailbox, *event_row))
@@ -414,8 +423,8 @@ class PgRoster:
         """One transaction: committed when the block ends without an exception, rolled back
         otherwise."""
         hint_of = self._hints.for_write()
-        with self._db.transaction() as conn:
-            changes = PgChanges(conn, self._clock, self._hints, hint_of)
+        with self._db.transaction() as conn, conn.pipeline() as pipeline:
+            changes = PgChanges(conn, self._clock, self._hints, hint_of, pipeline=pipeline)
             try:
                 yield changes
             finally:
