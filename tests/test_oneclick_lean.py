@@ -1,7 +1,8 @@
-"""The lean path of a one-click (``web/oneclick.py``) over real HTTP: for every kind of token it
-answers byte for byte as the ordinary route does (the token in the form body) and leaves the
-list as that route does; one-clicks that arrive together are stored together; a batch that
-fails sends each of its requests the ordinary way; and :class:`Batches` on its own."""
+"""The lean path of a one-click (``web/oneclick.py``) over real HTTP, with the files store and
+with PostgreSQL: for every kind of token it answers byte for byte as the ordinary route does
+(the token in the form body) and leaves the list as that route does; one-clicks that arrive
+together are each answered and recorded once; a batch that fails sends each of its requests
+the ordinary way; and :class:`Batches` on its own."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 from peers.sendgrid_server import SendGridServer, sendgrid_server
+from pydantic import SecretStr
 
 from crusader_mail.clock import FixedClock
 from crusader_mail.delivery.mailer import make_mailer
@@ -44,12 +46,33 @@ def settings(clean_env: Path, tmp_path: Path, sendgrid_server: SendGridServer) -
     )
 
 
+@pytest.fixture(params=["files", "postgres"])
+def either(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """``settings`` with the files store, or with a fresh PostgreSQL database."""
+    if request.param == "files":
+        return settings
+    url = request.getfixturevalue("database_url")
+    return settings.model_copy(update={"database_url": SecretStr(url)})
+
+
 @contextmanager
 def serving(settings: Settings, clock: FixedClock, store: Store | None = None) -> Iterator[str]:
     mailer = make_mailer(settings, clock, sleep=lambda _s: None)
-    store = store or open_store(settings, clock)
-    with running(build_app(settings, clock, mailer, store)) as url:
-        yield url
+    own = store or open_store(settings, clock)
+    try:
+        with running(build_app(settings, clock, mailer, own)) as url:
+            yield url
+    finally:
+        if store is None:
+            own.close()
+
+
+@pytest.fixture
+def store(either: Settings, clock: FixedClock) -> Iterator[Store]:
+    """The test's own view of the list (the server opens its own)."""
+    opened = open_store(either, clock)
+    yield opened
+    opened.close()
 
 
 def post(base: str, target: str, body: bytes) -> bytes:
@@ -135,13 +158,12 @@ def state(store: Store) -> list[tuple[Any, ...]]:
 
 @pytest.mark.parametrize("kind", list(TOKENS))
 def test_the_lean_path_answers_every_token_as_the_ordinary_route(
-    settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer, kind: str
+    either: Settings, store: Store, clock: FixedClock, sendgrid_server: SendGridServer, kind: str
 ) -> None:
     before, make, expected = TOKENS[kind]
     token = make(clock)
-    store = open_store(settings, clock)
     outcomes = []
-    with serving(settings, clock) as base:
+    with serving(either, clock) as base:
         for click in (lean, ordinary):
             reset(store, before)
             answer = click(base, token)
@@ -157,17 +179,16 @@ def test_the_lean_path_answers_every_token_as_the_ordinary_route(
 
 
 def test_one_clicks_that_arrive_together_are_each_answered_and_recorded_once(
-    settings: Settings, clock: FixedClock, sendgrid_server: SendGridServer
+    either: Settings, store: Store, clock: FixedClock, sendgrid_server: SendGridServer
 ) -> None:
     readers = [f"reader{n}@reader.example" for n in range(40)]
-    store = open_store(settings, clock)
     with store.roster.edit() as changes:
         for email in readers:
             changes.add(email, via=Source.CLI)
     tokens = [signed(Purpose.UNSUBSCRIBE, email, clock) for email in readers]
     tokens += tokens[:5] + ["forged-token"] * 3  # clicked twice, and nonsense
     answers: dict[int, bytes] = {}
-    with serving(settings, clock) as base:
+    with serving(either, clock) as base:
         threads = [
             threading.Thread(target=lambda i=i, t=t: answers.__setitem__(i, lean(base, t)))
             for i, t in enumerate(tokens)
