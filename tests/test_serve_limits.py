@@ -166,6 +166,16 @@ def test_a_kept_alive_connection_gets_the_same_deadline_for_its_next_request(
         assert _read_all(conn).startswith(b"HTTP/1.1 408 ")
 
 
+def test_pipelined_requests_are_each_answered(limited: str) -> None:
+    with socket.create_connection(_address(limited), timeout=10) as conn:
+        conn.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        answers = _read_all(conn)
+    assert answers.count(b"HTTP/1.1 200 ") == 2, answers
+
+
 # --- redirects stay on the configured site ------------------------------------------------------
 
 

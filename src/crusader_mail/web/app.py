@@ -10,7 +10,9 @@ Contract: ``build_app(settings, clock, mailer, store) -> Starlette`` with
   queued with the change and sent after the response has gone out
   (:class:`~crusader_mail.subscriptions.outbox.Drainer`, a Starlette background task), so a
   slow or unreachable SendGrid never delays an answer or undoes a change. The unsubscribe
-  page of an active reader offers a pause instead (a form to ``/preferences``).
+  page of an active reader offers a pause instead (a form to ``/preferences``). A ``POST
+  /unsubscribe`` with its token in the query takes the lean path of
+  :mod:`crusader_mail.web.oneclick` (batched, the same answers).
 - ``GET /preferences?token=`` (a PREFERENCES token): the reader's choices, changing nothing;
   ``POST /preferences`` (the token, an ``action`` of
   :data:`~crusader_mail.subscriptions.choices.ACTIONS` and its fields), refused from another

@@ -91,7 +91,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.head_size = 0
+        self.owed, self.head_size = "head", 0  # (a pipelined one may begin before an answer)
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -111,7 +111,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self.owed, self.head_bytes = "head", 0
+        if self.owed is None and (self.cycle is None or self.cycle.response_complete):
+            self.owed, self.head_bytes = "head", 0  # nothing more came yet: the next head
         self._watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
