@@ -11,7 +11,7 @@ most ``LANES`` units at once, so their waits on the database overlap).
 The answers are the ordinary route's (:meth:`_Pages.unsubscribe_all
 <crusader_mail.web.app._Pages.unsubscribe_all>`: the same token check, the same service rule,
 the same page), each sent only once its batch is stored. When a batch fails (a lost
-connection, a deadlock with another process), each of its requests goes the ordinary way
+connection, a deadlock with another unit of change), each of its requests goes the ordinary way
 alone, and gets the answer the ordinary route gives it. Once the batches in flight are done,
 the queued replies are sent, as after the ordinary route's answer (:class:`~crusader_mail.
 subscriptions.outbox.Drainer`: one drain at a time). Any other request goes the ordinary way.
