@@ -24,7 +24,9 @@ still there, and no mail was sent (after a one-click the page is the goodbye). T
 Also reported, since a burst's p99 is mostly its queue (the last POST waits for the ones
 before it): the CPU time per POST of the ``serve`` processes and of the PostgreSQL server
 (from ``/proc``, over the measured bursts), and the machine's load average, as other work on
-the machine slows every figure down. Ends with the figures beside their targets
+the machine slows every figure down. And the floor under that load: the same bursts sent to
+a server that only answers (uvicorn with httptools on uvloop, as ``serve``, a page of the
+goodbye's size, nothing else), which no ``serve`` can beat on this machine at this moment. Ends with the figures beside their targets
 (``bench/report.py``): the p99 of every burst setting against 100 ms; the rest has no target.
 """
 
@@ -119,6 +121,12 @@ def start_servers(
             stderr=subprocess.PIPE,
         )
         servers.append((process, port))
+    start_servers_wait(servers)
+    return servers
+
+
+def start_servers_wait(servers: list[tuple[subprocess.Popen[bytes], int]]) -> None:
+    """Until each server listens (``SystemExit`` when one exits or takes a minute)."""
     for process, port in servers:
         deadline = time.monotonic() + 60
         while True:
@@ -131,7 +139,6 @@ def start_servers(
                 if time.monotonic() > deadline:
                     raise SystemExit("serve did not start") from None
                 time.sleep(0.05)
-    return servers
 
 
 def stop_servers(servers: list[tuple[subprocess.Popen[bytes], int]]) -> None:
@@ -219,6 +226,42 @@ def cpu_seconds(root_pids: list[int]) -> float:
     return total
 
 
+ANSWER = b"x" * 2600  # about the size of the goodbye page, headers left aside
+
+
+def answer_only(port: int) -> None:
+    """Serve ``ANSWER`` to every request on ``port``, as ``serve`` runs (uvicorn, httptools,
+    uvloop), doing nothing else: the floor of the figures."""
+    import uvicorn
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/html; charset=utf-8"),
+                    (b"content-length", str(len(ANSWER)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": ANSWER})
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http="httptools",
+        loop="uvloop",
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        backlog=2048,
+    )
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -274,6 +317,9 @@ def lookups(url: str, rows: int, count: int = 200) -> list[Figure]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--answer-only"]:  # the floor's server (see the docstring)
+        answer_only(int(sys.argv[2]))
+        return
     parser = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
@@ -341,6 +387,21 @@ def run_bench(
     once = f"one POST at a time ({args.alone}, 1 serve)"
     figures.append(measured(f"{once}: latency median", statistics.median(alone), "ms", digits=1))
     figures.append(measured(f"{once}: latency p99", percentile(alone, 0.99), "ms", digits=1))
+    floor = bench.floor(args.clicks, args.bursts)
+    print(
+        f"\nthe floor: {args.clicks} POSTs at once, {args.bursts} bursts, to a server that only "
+        f"answers: latency ms median {statistics.median(floor.latencies):.1f}, p99 "
+        f"{percentile(floor.latencies, 0.99):.1f}; its CPU {floor.serve_cpu:.2f} ms/POST; load "
+        f"{floor.load:.1f}",
+        flush=True,
+    )
+    only = f"the floor: {args.clicks} at once to a server that only answers"
+    figures += [
+        measured(f"{only}: latency median", statistics.median(floor.latencies), "ms", digits=1),
+        measured(f"{only}: latency p99", percentile(floor.latencies, 0.99), "ms", digits=1),
+        measured(f"{only}: its CPU per POST", floor.serve_cpu, "ms"),
+        measured(f"{only}: load average (1 min)", floor.load, digits=1),
+    ]
     print(
         f"\n{args.clicks} one-click POSTs at once, {args.bursts} bursts; latency ms over every POST",
         flush=True,
@@ -456,6 +517,32 @@ class Bench:
             stop_servers(servers)
         self.check()
         return latencies
+
+    def floor(self, clicks: int, bursts: int) -> Measured:
+        """The bursts sent to a server that only answers (:func:`answer_only`)."""
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, __file__, "--answer-only", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            start_servers_wait([(process, port)])
+            ports = [port]
+            asyncio.run(burst(ports, ["-"] * clicks))  # warm
+            used = cpu_seconds([process.pid])
+            latencies: list[float] = []
+            walls: list[float] = []
+            for _ in range(bursts):
+                started = time.perf_counter()
+                answers = asyncio.run(burst(ports, ["-"] * clicks))
+                walls.append(time.perf_counter() - started)
+                latencies += [seconds * 1000 for _status, seconds in answers]
+            serve_cpu = (cpu_seconds([process.pid]) - used) * 1000 / len(latencies)
+            load = os.getloadavg()[0]
+        finally:
+            stop_servers([(process, port)])
+        return Measured(latencies, walls, serve_cpu, 0.0, load)
 
     def bursts(self, count: int, state: str, clicks: int, bursts: int) -> Measured:
         servers, before = self.serving(count, state)

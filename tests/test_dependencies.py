@@ -11,7 +11,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 # Declared without an import of ours: a library we use imports it (say which in pyproject.toml).
-USED_THROUGH_ANOTHER = {"python-multipart"}  # starlette's form parsing
+USED_THROUGH_ANOTHER = {
+    "python-multipart",  # starlette's form parsing
+    "httptools",  # uvicorn's C parser, which serve runs (web/server.py)
+    "uvloop",  # uvicorn's event loop for serve (web/server.py)
+}
 
 
 def _normal(name: str) -> str:

@@ -139,8 +139,9 @@ def test_clients_trickling_heads_or_bodies_are_cut_off_while_others_are_served(
         ),
         (b"NOT HTTP AT ALL\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * (20 * 1024), 400),  # past 16 KiB
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * (20 * 1024) + b"\r\n\r\n", 400),
     ],
-    ids=["head-unfinished", "body-unfinished", "malformed", "oversized-head"],
+    ids=["head-unfinished", "body-unfinished", "malformed", "oversized-head", "oversized-whole"],
 )
 def test_requests_the_server_answers_itself_carry_the_security_headers(
     limited: str, sent: bytes, status: int
@@ -163,6 +164,16 @@ def test_a_kept_alive_connection_gets_the_same_deadline_for_its_next_request(
         assert first.startswith(b"HTTP/1.1 200 ")
         conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and the rest never comes
         assert _read_all(conn).startswith(b"HTTP/1.1 408 ")
+
+
+def test_pipelined_requests_are_each_answered(limited: str) -> None:
+    with socket.create_connection(_address(limited), timeout=10) as conn:
+        conn.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        answers = _read_all(conn)
+    assert answers.count(b"HTTP/1.1 200 ") == 2, answers
 
 
 # --- redirects stay on the configured site ------------------------------------------------------

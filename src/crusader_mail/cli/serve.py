@@ -33,6 +33,9 @@ from crusader_mail.errors import ConfigError, CrusaderMailError
 from crusader_mail.web.app import build_app
 from crusader_mail.web.server import ServeConfig
 
+BACKLOG = 2048  # connections the kernel holds until serve accepts them (uvicorn's default):
+# a burst of one-clicks after an issue must not overflow it (a dropped connection is retried
+# by the client a second later)
 NOT_SHARED = (
     "serve: the files store keeps readers' choices in this checkout, and a scheduled job "
     "running elsewhere (a GitHub Action works on its own checkout) would never see them: set "
@@ -94,7 +97,7 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(BACKLOG)
     except OSError as error:
         sock.close()
         reason = error.strerror or str(error)

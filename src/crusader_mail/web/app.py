@@ -10,7 +10,9 @@ Contract: ``build_app(settings, clock, mailer, store) -> Starlette`` with
   queued with the change and sent after the response has gone out
   (:class:`~crusader_mail.subscriptions.outbox.Drainer`, a Starlette background task), so a
   slow or unreachable SendGrid never delays an answer or undoes a change. The unsubscribe
-  page of an active reader offers a pause instead (a form to ``/preferences``).
+  page of an active reader offers a pause instead (a form to ``/preferences``). A ``POST
+  /unsubscribe`` with its token in the query takes the lean path of
+  :mod:`crusader_mail.web.oneclick` (batched, the same answers).
 - ``GET /preferences?token=`` (a PREFERENCES token): the reader's choices, changing nothing;
   ``POST /preferences`` (the token, an ``action`` of
   :data:`~crusader_mail.subscriptions.choices.ACTIONS` and its fields), refused from another
@@ -45,7 +47,7 @@ its bare path: never to the host a request names. ``crusader-mail serve`` runs t
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +59,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crusader_mail.clock import Clock
@@ -70,7 +72,7 @@ from crusader_mail.storage.contract import Store
 from crusader_mail.storage.rules import normal_or_none, staying
 from crusader_mail.subscriptions.choices import PAUSE_WEEKS, ChoiceError, chosen, describe
 from crusader_mail.subscriptions.outbox import Drainer
-from crusader_mail.subscriptions.service import SubscriptionService
+from crusader_mail.subscriptions.service import Session, SubscriptionService
 from crusader_mail.subscriptions.signup import (
     FORM_FIELDS,
     HONEYPOT,
@@ -83,6 +85,7 @@ from crusader_mail.subscriptions.signup import (
 from crusader_mail.util.masking import mask_email
 from crusader_mail.util.tokens import Purpose
 from crusader_mail.web.archive_files import archive_routes
+from crusader_mail.web.oneclick import Batches, OneClick
 from crusader_mail.web.sendgrid_hooks import MAX_BODY, MAX_EVENTS_BODY, SendGridHooks
 
 MAX_FORM_BODY = 64 * 1024  # /unsubscribe, /confirm, /subscribe: a token and a word or two
@@ -123,7 +126,8 @@ def build_app(settings: Settings, clock: Clock, mailer: Mailer, store: Store) ->
         Route("/events", hooks.events, methods=["POST"]),
         *archive_routes(settings.archive_dir),  # the public archive, read-only
     ]
-    app = _App(routes=routes)
+    batches = Batches(web.unsubscribe_all, drain)
+    app = _App(routes=routes, front=lambda inner: OneClick(inner, batches, web.page))
     app.router.redirect_slashes = False  # Starlette's would send the client to its Host header
     app.router.default = _SlashRedirect(settings)
     return app
@@ -131,10 +135,15 @@ def build_app(settings: Settings, clock: Clock, mailer: Mailer, store: Store) ->
 
 class _App(Starlette):
     """Starlette with :class:`_Guard` outside everything, its error handler included: the
-    security headers go on every answer, an uncaught error's ``500`` too."""
+    security headers go on every answer, an uncaught error's ``500`` too; inside it, ``front``
+    (the one-click's lean path, :mod:`crusader_mail.web.oneclick`) around the rest."""
+
+    def __init__(self, routes: list[BaseRoute], front: Callable[[ASGIApp], ASGIApp]) -> None:
+        super().__init__(routes=routes)
+        self.front = front
 
     def build_middleware_stack(self) -> ASGIApp:
-        return _Guard(super().build_middleware_stack())
+        return _Guard(self.front(super().build_middleware_stack()))
 
 
 class _SlashRedirect:
@@ -295,12 +304,20 @@ class _Pages:
         return self.page(await run_in_threadpool(self._unsubscribe, token), then_send=True)
 
     def _unsubscribe(self, token: str) -> _Outcome:
+        return self.unsubscribe_all([token])[0]
+
+    def unsubscribe_all(self, tokens: list[str]) -> list[_Outcome]:
+        """The answer to each unsubscribe ``token``, all of them in one unit of change: stored
+        together when it ends, or none of them when it raises."""
         with self.service.session() as session:
-            try:
-                email = session.find(Purpose.UNSUBSCRIBE, token)
-            except TokenError:
-                return _invalid_link()
-            session.unsubscribe(email, _web_ref(), Source.WEB)
+            return [self._unsubscribe_in(session, token) for token in tokens]
+
+    def _unsubscribe_in(self, session: Session, token: str) -> _Outcome:
+        try:
+            email = session.find(Purpose.UNSUBSCRIBE, token)
+        except TokenError:
+            return _invalid_link()
+        session.unsubscribe(email, _web_ref(), Source.WEB)
         return _Outcome(200, "done.html", self._left(email))
 
     def _left(self, email: str) -> dict[str, str]:

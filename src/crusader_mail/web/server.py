@@ -1,15 +1,17 @@
-"""How ``crusader-mail serve`` runs the app: uvicorn's h11 protocol with every read bounded.
+"""How ``crusader-mail serve`` runs the app: uvicorn's httptools protocol (its C parser, on
+uvloop's event loop) with every read bounded.
 
 uvicorn bounds the wait for the next request on a kept-alive connection
-(``timeout_keep_alive``) and the size of a request's head (``h11_max_incomplete_event_size``),
-but not the time a client may take to send a head or a body: a client trickling a byte now
-and then holds its connection (and a file descriptor) forever. :class:`BoundedH11Protocol`
-gives each request a deadline for its head (``server.header_timeout``, from the connection's
-first byte, or from the previous answer on a kept-alive connection) and one for its body
-(``server.body_timeout``, from the end of the head). A client that misses one gets ``408``
-(when it had begun a request nobody answered yet) and the connection is closed; the app sees
-the client gone. Every answer the protocol gives itself (``400`` for a malformed or oversized
-head, ``408``) carries the security headers of :mod:`crusader_mail.web.app`.
+(``timeout_keep_alive``), but neither the size of a request's head under httptools nor the time
+a client may take to send a head or a body: a client trickling a byte now and then holds its
+connection (and a file descriptor) forever. :class:`BoundedHttpToolsProtocol` caps a head at
+``MAX_HEAD`` bytes (``400``) and gives each request a deadline for its head
+(``server.header_timeout``, from the connection's first byte, or from the previous answer on a
+kept-alive connection) and one for its body (``server.body_timeout``, from the end of the
+head). A client that misses one gets ``408`` (when it had begun a request nobody answered yet)
+and the connection is closed; the app sees the client gone. Every answer the protocol gives
+itself (``400`` for a malformed or oversized head, ``408``) carries the security headers of
+:mod:`crusader_mail.web.app`.
 """
 
 from __future__ import annotations
@@ -18,10 +20,9 @@ import asyncio
 import http
 from typing import Any, Literal
 
-import h11
 import uvicorn
 from starlette.types import ASGIApp
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from crusader_mail.settings import ServerSettings
@@ -32,17 +33,17 @@ KEEP_ALIVE = 5  # seconds an idle kept-alive connection stays open
 
 
 class ServeConfig(uvicorn.Config):
-    """uvicorn's settings for ``serve``: :class:`BoundedH11Protocol`, no WebSockets, the head
-    size capped, the read deadlines of ``server``, and no ``X-Forwarded-For`` believed (the
-    app reads only ``server.trusted_proxy_header``)."""
+    """uvicorn's settings for ``serve``: :class:`BoundedHttpToolsProtocol` on uvloop, no
+    WebSockets, the read deadlines of ``server``, and no ``X-Forwarded-For`` believed (the app
+    reads only ``server.trusted_proxy_header``)."""
 
     def __init__(self, app: ASGIApp, server: ServerSettings, **options: Any) -> None:
         super().__init__(
             app,
-            http=BoundedH11Protocol,
+            http=BoundedHttpToolsProtocol,
+            loop="uvloop",
             ws="none",
             timeout_keep_alive=KEEP_ALIVE,
-            h11_max_incomplete_event_size=MAX_HEAD,
             proxy_headers=False,  # the client is the peer, or server.trusted_proxy_header's word
             **options,
         )
@@ -53,8 +54,9 @@ class ServeConfig(uvicorn.Config):
 Phase = Literal["head", "body"]
 
 
-class BoundedH11Protocol(H11Protocol):
-    """One connection: a deadline runs while the client owes us a request's head or body."""
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """One connection: its heads capped, and a deadline running while the client owes us a
+    request's head or body."""
 
     def __init__(
         self,
@@ -69,7 +71,10 @@ class BoundedH11Protocol(H11Protocol):
             "head": getattr(config, "header_timeout", defaults.header_timeout),
             "body": getattr(config, "body_timeout", defaults.body_timeout),
         }
-        self.phase: Phase | None = None
+        self.owed: Phase | None = "head"  # what the client owes now
+        self.head_bytes = 0  # bytes received while it owed a head
+        self.head_size = 0  # of the request line and headers parsed so far
+        self.phase: Phase | None = None  # what the deadline running is for
         self.deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -77,11 +82,37 @@ class BoundedH11Protocol(H11Protocol):
         self._watch()
 
     def data_received(self, data: bytes) -> None:
+        if self.owed == "head":
+            self.head_bytes += len(data)
         super().data_received(data)
+        if self.owed == "head" and self.head_bytes > MAX_HEAD and not self.transport.is_closing():
+            self.send_400_response("Request head too large.")  # and it has not ended yet
         self._watch()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.owed, self.head_size = "head", 0  # (a pipelined one may begin before an answer)
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self.owed = "body"
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.owed = None
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self.owed is None and (self.cycle is None or self.cycle.response_complete):
+            self.owed, self.head_bytes = "head", 0  # nothing more came yet: the next head
         self._watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -92,12 +123,15 @@ class BoundedH11Protocol(H11Protocol):
         """uvicorn's answer to a malformed or oversized head, with the security headers."""
         self._refuse(400, msg)
 
+    def _count(self, size: int) -> None:
+        """A head whose parts add up to more than ``MAX_HEAD`` is refused (``400``)."""
+        self.head_size += size
+        if self.head_size > MAX_HEAD:
+            raise _HeadTooLarge  # the parser fails: uvicorn answers 400
+
     def _watch(self) -> None:
         """Start the deadline of what the client owes now (a head or a body), if it changed."""
-        phase: Phase | None = None
-        if not self.transport.is_closing():
-            state = self.conn.their_state
-            phase = "head" if state is h11.IDLE else "body" if state is h11.SEND_BODY else None
+        phase = None if self.transport.is_closing() else self.owed
         if phase == self.phase:
             return
         self._cancel()
@@ -116,7 +150,7 @@ class BoundedH11Protocol(H11Protocol):
             return
         cycle = self.cycle if self.phase == "body" else None
         if cycle is None:
-            begun = bool(self.conn.trailing_data[0])  # part of a head came: answer it
+            begun = self.head_bytes > 0  # part of a head came: answer it
         else:
             begun = not cycle.response_started
             if not cycle.response_complete:
@@ -143,3 +177,7 @@ class BoundedH11Protocol(H11Protocol):
         ]
         self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         self.transport.close()
+
+
+class _HeadTooLarge(Exception):
+    """A request's head grew past ``MAX_HEAD``."""

@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import LiteralString
+from functools import cached_property
+from typing import Any, LiteralString
+
+from psycopg import sql
 
 from crusader_mail.storage.contract import HintOf
 from crusader_mail.storage.postgres.connections import Connection, Database
+from crusader_mail.storage.postgres.records import COLUMNS, NAMES
 
 CHECK_ADDRESS = "hint-check@crusader-mail.invalid"
 OLD_CHECK_ADDRESS = "Hint-Check@crusader-mail.invalid"  # not all lowercase: has an old form
@@ -46,9 +50,28 @@ class Column:
     put: LiteralString  # set the hints of (mailboxes, hints)
     clear: LiteralString  # forget every hint
 
+    @cached_property
+    def locked(self) -> bytes:
+        """``lookup`` for a unit of change: (mailbox, false, :data:`~.records.COLUMNS`) of the
+        rows with the hint, locked, then (mailbox, true, email, NULL, ...) of the rows
+        without one, as in ``lookup``."""
+        return _LOCKED.format(
+            missing=sql.SQL(self.missing),
+            name=sql.Identifier(self.name),
+            columns=COLUMNS,
+            nulls=sql.SQL(", ").join([sql.NULL] * (len(NAMES) - 1)),
+        ).as_bytes()
+
     def check(self, hint_of: HintOf) -> bytes:
         return hint_of(self.check_address)
 
+
+_LOCKED = sql.SQL(
+    "WITH lacking AS ({missing} LIMIT %s FOR UPDATE SKIP LOCKED), "
+    "found AS (SELECT mailbox, {columns} FROM readers WHERE {name} = %s FOR UPDATE) "
+    "SELECT mailbox, false, {columns} FROM found "
+    "UNION ALL SELECT mailbox, true, email, {nulls} FROM lacking"
+)
 
 HINT = Column(
     "hint",
@@ -110,24 +133,47 @@ class Hints:
         mailbox. One query looks them up and takes the rows still without a hint (locked,
         those another unit holds skipped: it fills them), which are filled in then; a backlog
         bigger than one chunk (a new ``secret_key``) is filled in committed chunks first."""
+        return [email for email, _row in self._find(conn, hint, hint_of, locked=False)]
+
+    def find_locked(
+        self, conn: Connection, hint: bytes, hint_of: HintOf
+    ) -> list[tuple[str, tuple[Any, ...] | None]]:
+        """:meth:`find` for a unit of change, in the same one query: each address with its
+        row of :data:`~.records.COLUMNS`, locked (``FOR UPDATE``) and read whole when the
+        index found it, ``None`` when its hint was only filled in now."""
+        return self._find(conn, hint, hint_of, locked=True)
+
+    def _find(
+        self, conn: Connection, hint: bytes, hint_of: HintOf, *, locked: bool
+    ) -> list[tuple[str, tuple[Any, ...] | None]]:
         if not hint:
             return []
         column = column_of(hint_of)
         self._adopt_once(column, hint_of)
+        rows: list[tuple[str, str, bool, tuple[Any, ...] | None]]
         while True:
-            rows: list[tuple[str, str, bool]] = conn.execute(
-                column.lookup, [FILL_CHUNK, hint]
-            ).fetchall()
-            lacking = [(mailbox, email) for mailbox, email, without in rows if without]
+            if locked:  # (mailbox, lacking, email, the other columns)
+                rows = [
+                    (row[0], row[2], row[1], row[2:])
+                    for row in conn.execute(column.locked, [FILL_CHUNK, hint])
+                ]
+            else:
+                rows = [
+                    (mailbox, email, without, None)
+                    for mailbox, email, without in conn.execute(column.lookup, [FILL_CHUNK, hint])
+                ]
+            lacking = [(mailbox, email) for mailbox, email, without, _row in rows if without]
             _store(conn, column, lacking, hint_of)
             if len(lacking) < FILL_CHUNK:
                 break
             while self._fill(column, hint_of, FILL_CHUNK) == FILL_CHUNK:
                 pass
             self._db.vacuum("readers")  # the backlog's index entries go, the planner learns
-        found = [(mailbox, email) for mailbox, email, without in rows if not without]
-        found += [(mailbox, email) for mailbox, email in lacking if hint_of(email) == hint]
-        return [email for _mailbox, email in sorted(found)]
+        found: list[tuple[str, str, tuple[Any, ...] | None]] = [
+            (mailbox, email, row) for mailbox, email, without, row in rows if not without
+        ]
+        found += [(mailbox, email, None) for mailbox, email in lacking if hint_of(email) == hint]
+        return [(email, row) for _mailbox, email, row in sorted(found, key=lambda f: f[0])]
 
     def _adopt_once(self, column: Column, hint_of: HintOf) -> None:
         """Make ``hint_of`` the function of ``column`` (clearing another key's hints)."""

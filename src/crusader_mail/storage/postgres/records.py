@@ -9,22 +9,24 @@ from typing import Any, TypeVar
 from psycopg import sql
 
 from crusader_mail.models import Source, Subscriber
+from crusader_mail.storage import rows
 from crusader_mail.storage.rules import mailbox_key
 
-COLUMNS = sql.SQL(
-    "email, name, status, subscribed_at, subscribed_via, confirmed_at, confirmed_via, "
-    "left_at, left_via, ref, updated_at"
-)
+NAMES = rows.COLUMNS  # the reader's fields, the export's columns too
+COLUMNS = sql.SQL(", ").join(map(sql.Identifier, NAMES))
 """The columns :func:`reader` reads, in its order."""
 STREAM_ROWS = 5000  # rows a server-side cursor fetches at a time
 
 T = TypeVar("T")
 
 
-def select(clauses: str) -> sql.Composed:
-    """``SELECT`` :data:`COLUMNS` ``FROM readers`` and then ``clauses``."""
-    return sql.SQL("SELECT {columns} FROM readers {clauses}").format(
-        columns=COLUMNS, clauses=sql.SQL(clauses)
+def select(clauses: str) -> bytes:
+    """``SELECT`` :data:`COLUMNS` ``FROM readers`` and then ``clauses``, as the bytes sent
+    (composed once, not at every execution)."""
+    return (
+        sql.SQL("SELECT {columns} FROM readers {clauses}")
+        .format(columns=COLUMNS, clauses=sql.SQL(clauses))
+        .as_bytes()
     )
 
 

@@ -5,8 +5,9 @@
   export is the same from either store), :meth:`PgRoster.counts` is one ``GROUP BY``, ``get``
   and ``candidates`` are index lookups (``mailbox``; ``hint`` or ``old_hint``, see
   :mod:`.hints`).
-- :meth:`PgRoster.edit` is one transaction. Every row it reads or changes is locked first
-  (``SELECT ... FOR UPDATE`` by mailbox) and changed by :mod:`crusader_mail.storage.rules`
+- :meth:`PgRoster.edit` is one transaction, in pipeline mode (a write is not waited for: it
+  travels with the next query). Every row it reads or changes is locked first
+  (``SELECT ... FOR UPDATE`` by mailbox, or by hint when a token is looked up) and changed by :mod:`crusader_mail.storage.rules`
   applied to the locked row, so units of change of any number of processes never lose each
   other's work, and a unit locks only the readers it touches. A reader inserted by another
   unit between the lookup and the insert is read again and the rule applied again.
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from psycopg import Pipeline
 from psycopg.abc import Query
 
 from crusader_mail.clock import Clock
@@ -126,7 +128,9 @@ class PgChanges:
     """The readers during one unit of change (one transaction on ``conn``).
 
     It caches the readers locked so far by mailbox (``None``: not on the list), so reads
-    see the changes made. With ``only`` (a bulk update offering one reader), other readers
+    see the changes made; :meth:`candidates` locks and caches the readers it finds. In
+    ``pipeline`` mode (:meth:`PgRoster.edit`) a write whose result is not needed is not waited
+    for: it goes to the server with the next query that is. With ``only`` (a bulk update offering one reader), other readers
     look absent and changing one raises :class:`SubscriberError`."""
 
     def __init__(
@@ -137,12 +141,15 @@ class PgChanges:
         hint_of: HintOf | None,
         *,
         only: Subscriber | None = None,
+        pipeline: Pipeline | None = None,
     ) -> None:
         self._conn = conn
+        self._pipeline = pipeline
         self._clock = clock
         self._hints = hints
         self._hint_of = hint_of
         self._rows: dict[str, Subscriber | None] = {}
+        self._stored: set[str] = set()  # addresses read from the table: normal already
         self._only = rules.mailbox_key(only.email) if only is not None else None
         self._offered = only.email if only is not None else ""
         if only is not None:
@@ -155,14 +162,24 @@ class PgChanges:
 
     def get(self, email: str) -> Subscriber | None:
         self._check_open()
-        key = rules.normal_or_none(email)
+        key = self._normal(email)
         return self._row(rules.mailbox_key(key)) if key is not None else None
 
     def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:
-        """The addresses on the list now (this unit's changes included) whose hint is ``hint``."""
+        """The addresses on the list now (this unit's changes included) whose hint is ``hint``;
+        their readers are locked and read in the same query (a token's reader is the one a
+        unit changes next)."""
         self._check_open()
-        found = self._hints.find(self._conn, hint, hint_of)
-        return [email for email in found if self._only in (None, rules.mailbox_key(email))]
+        if self._only is not None:  # a bulk update's unit holds its one reader only
+            found = self._hints.find(self._conn, hint, hint_of)
+            return [email for email in found if rules.mailbox_key(email) == self._only]
+        emails = []
+        for email, row in self._hints.find_locked(self._conn, hint, hint_of):
+            if row is not None:
+                self._rows.setdefault(rules.mailbox_key(email), reader(row))
+            self._stored.add(email)
+            emails.append(email)
+        return emails
 
     # -- changes -------------------------------------------------------------------------------
 
@@ -209,7 +226,7 @@ class PgChanges:
         """Erase the reader's row, their history (this unit's events included) and their
         queued mail. ``True`` if they were on the list."""
         self._check_open()
-        key = rules.normal_or_none(email)
+        key = self._normal(email)
         if key is None:
             return False
         mailbox = rules.mailbox_key(key)
@@ -223,7 +240,7 @@ class PgChanges:
     def preferences(self, email: str) -> Preferences:
         """The reader's row of ``preferences`` (the default when there is none)."""
         self._check_open()
-        key = rules.normal_or_none(email)
+        key = self._normal(email)
         if key is None:
             return Preferences()
         found = self._conn.execute(_PREFERENCES_OF, [rules.mailbox_key(key)]).fetchone()
@@ -235,7 +252,7 @@ class PgChanges:
         """An active reader's choice (:func:`rules.choose`), their row locked: the row of
         ``preferences`` written (deleted for the default) with its event."""
         self._check_open()
-        key = rules.normal_or_none(email)
+        key = self._normal(email)
         found = self._row(rules.mailbox_key(key)) if key is not None else None
         if found is None or found.status is not Status.ACTIVE:
             return None
@@ -265,6 +282,11 @@ class PgChanges:
     def close(self) -> None:
         self._open = False
 
+    def _normal(self, email: str) -> str | None:
+        """:func:`rules.normal_or_none` of ``email``; an address this unit found in the table
+        (a token's reader) was stored normal, and is taken as it is."""
+        return email if email in self._stored else rules.normal_or_none(email)
+
     def _check_open(self) -> None:
         if not self._open:
             raise SubscriberError(
@@ -286,7 +308,7 @@ class PgChanges:
         ``change``'s event when it changed them."""
         self._check_open()
         now = self._clock.now()
-        key = rules.normalize_email(email) if strict else rules.normal_or_none(email)
+        key = rules.normalize_email(email) if strict else self._normal(email)
         if key is None:
             return rule(None, email, now)
         mailbox = rules.mailbox_key(key)
@@ -314,7 +336,10 @@ class PgChanges:
         event_row = history.row(event)[1:]  # its mailbox: the row's, as written
         if old is None:
             hint = self._hint_of(new.email) if self._hint_of is not None else None
-            if self._conn.execute(_INSERT, (*values(new, hint), *event_row)).rowcount == 0:
+            inserted = self._conn.execute(_INSERT, (*values(new, hint), *event_row))
+            if self._pipeline is not None:
+                self._pipeline.sync()  # its rowcount is in
+            if inserted.rowcount == 0:
                 return False
         else:
             self._conn.execute(_UPDATE, (*values(new, None)[2:12], mailbox, *event_row))
@@ -398,8 +423,8 @@ class PgRoster:
         """One transaction: committed when the block ends without an exception, rolled back
         otherwise."""
         hint_of = self._hints.for_write()
-        with self._db.transaction() as conn:
-            changes = PgChanges(conn, self._clock, self._hints, hint_of)
+        with self._db.transaction() as conn, conn.pipeline() as pipeline:
+            changes = PgChanges(conn, self._clock, self._hints, hint_of, pipeline=pipeline)
             try:
                 yield changes
             finally:
