@@ -33,7 +33,8 @@ from crusader_mail.storage.files.subscribers import SubscriberList
 from crusader_mail.subscriptions.outbox import OutboxReport, send_queued
 from crusader_mail.subscriptions.service import reader_state
 from crusader_mail.util.tokens import Purpose, Signer
-from crusader_mail.web.app import MAX_FORM_BODY, build_app
+from crusader_mail.web.app import build_app
+from crusader_mail.web.pages import MAX_FORM_BODY
 from crusader_mail.web.sendgrid_hooks import MAX_EVENT_AGE
 from tests.support.commands import signed_request
 from tests.support.inbox import SECRET, make_settings

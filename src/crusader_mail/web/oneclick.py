@@ -8,8 +8,8 @@ token skips routing, the form parser and a worker thread of its own: the token j
 batch of :class:`Batches`: one unit of change for the one-clicks that arrived while the
 previous ones were being stored (at most ``MOST`` in one, so a transaction stays short; at
 most ``LANES`` units at once, so their waits on the database overlap).
-The answers are the ordinary route's (:meth:`_Pages.unsubscribe_all
-<crusader_mail.web.app._Pages.unsubscribe_all>`: the same token check, the same service rule,
+The answers are the ordinary route's (:meth:`Pages.unsubscribe_all
+<crusader_mail.web.pages.Pages.unsubscribe_all>`: the same token check, the same service rule,
 the same page), each sent only once its batch is stored. When a batch fails (a lost
 connection, a deadlock with another unit of change), each of its requests goes the ordinary way
 alone, and gets the answer the ordinary route gives it. Once the batches in flight are done,

@@ -26,7 +26,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from crusader_mail.settings import ServerSettings
-from crusader_mail.web.app import SECURITY_HEADERS
+from crusader_mail.web.headers import SECURITY_HEADERS
 
 MAX_HEAD = 16 * 1024  # bytes of request line and headers: tokens are short
 KEEP_ALIVE = 5  # seconds an idle kept-alive connection stays open
