@@ -91,8 +91,8 @@ def _labels(values: Iterable[str]) -> frozenset[str]:
 
 class RelatedIndex:
     """The posts of an archive made comparable once (:class:`~.ranking.TextIndex`, label
-    weights), to choose related posts for any issue of them; :func:`choose_related` builds one
-    per call."""
+    weights; their links, :class:`~.signals.LinkIndex`, on first need), to choose related posts
+    for any issue of them; :func:`choose_related` builds one per call."""
 
     def __init__(self, posts: Sequence[Post], *, use_labels: bool = True) -> None:
         n = len(posts)
