@@ -29,7 +29,12 @@ ends with every archive's three figures beside their targets (``bench/report.py`
 ``--ideas`` then judges other text-only rankings, tags stripped, on every archive (``IDEAS``,
 dense numpy over the same tokens; Pythonic Perambulations, held out, last): the weighting
 before, title weights, BM25, Rocchio feedback, bigrams, a title-only signal, rank fusion with
-plain TF-IDF, LSA, French stopwords. The evidence for what ``choose_related`` does.
+plain TF-IDF, LSA, prefix stemming, names, nearness in time, hubness
+correction, keywords, French stopwords. The evidence for what ``choose_related`` does (its text
+part; its last row adds the links between posts).
+
+null program's posts are Markdown: the loader keeps their links (relative ones made absolute on
+nullprogram.com, whose permalinks are ``/blog/YYYY/MM/DD/``), as the blog's feed would.
 """
 
 from __future__ import annotations
@@ -184,23 +189,38 @@ _FENCE = re.compile(
     r"^(```|~~~).*?^\1[ \t]*$|\{%\s*highlight.*?\{%\s*endhighlight\s*%\}", re.S | re.M
 )
 _LIQUID = re.compile(r"\{[{%].*?[%}]\}", re.S)
-_LINK_DEFINITION = re.compile(r"^\s*\[[^\]]+\]:\s*\S+.*$", re.M)
+_LINK_DEFINITION = re.compile(r"^\s*\[([^\]]+)\]:\s*(\S+).*$", re.M)
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
-_LINK = re.compile(r"\[([^\]]+)\](\([^)]*\)|\[[^\]]*\])")
+_LINK = re.compile(r"\[([^\]]+)\](?:\(([^)\s]*)[^)]*\)|\[([^\]]*)\])")
+NULL_PROGRAM = "https://nullprogram.com"
 
 
 def _markdown_html(text: str) -> str:
-    """Enough of Markdown for judging topics: paragraphs of text; code, images, link targets and
-    Liquid tags left out."""
-    text = _LINK.sub(
-        r"\1", _IMAGE.sub("", _LINK_DEFINITION.sub("", _LIQUID.sub("", _FENCE.sub("", text))))
-    )
+    """Enough of Markdown for judging topics: paragraphs of text and their links (made absolute
+    on nullprogram.com); code, images and Liquid tags left out."""
+    text = _IMAGE.sub("", _LIQUID.sub("", _FENCE.sub("", text)))
+    targets = {m[1].casefold(): m[2] for m in _LINK_DEFINITION.finditer(text)}
+    text = _LINK_DEFINITION.sub("", text)
+    links: list[str] = []
+
+    def link(match: re.Match[str]) -> str:
+        words, inline, ref = match[1], match[2], match[3]
+        url = inline if inline is not None else targets.get((ref or words).casefold(), "")
+        if url.startswith("/"):
+            url = NULL_PROGRAM + url
+        if not url.startswith(("http://", "https://")):
+            return words
+        anchor = f'<a href="{html.escape(url)}">{html.escape(words, quote=False)}</a>'
+        links.append(anchor)
+        return f"\x00{len(links) - 1}\x00"
+
+    text = _LINK.sub(link, text)
     paragraphs = []
     for block in re.split(r"\n\s*\n", text):
         lines = [line.strip() for line in block.split("\n") if not line.startswith(("    ", "\t"))]
         if any(lines):
             paragraphs.append(f"<p>{html.escape(' '.join(lines), quote=False)}</p>")
-    return "".join(paragraphs)
+    return re.sub("\x00(\\d+)\x00", lambda m: links[int(m[1])], "".join(paragraphs))
 
 
 def load_jekyll(folder: Path) -> list[Post]:
@@ -214,8 +234,11 @@ def load_jekyll(folder: Path) -> list[Post]:
         title = meta.get("title", path.stem).strip().strip("'\"")
         tags = tuple(t.strip() for t in meta.get("tags", "").strip(" []").split(",") if t.strip())
         day = datetime.strptime(path.name[:10], "%Y-%m-%d").replace(tzinfo=UTC)
-        content = _LIQUID.sub("", body) if path.suffix == ".html" else _markdown_html(body)
-        link = f"https://nullprogram.com/blog/{day:%Y/%m/%d}/{path.stem[11:]}/"
+        if path.suffix == ".html":  # links made absolute, as a feed reader leaves them
+            content = _LIQUID.sub("", body).replace('href="/', f'href="{NULL_PROGRAM}/')
+        else:
+            content = _markdown_html(body)
+        link = f"{NULL_PROGRAM}/blog/{day:%Y/%m/%d}/"  # the blog's permalinks: one post a day
         posts.append(
             Post(
                 id=link,
@@ -324,11 +347,14 @@ FRENCH_STOPWORDS = frozenset(
 @dataclass(frozen=True)
 class Terms:
     """An archive's token counts (posts x tokens), tags stripped: titles, bodies, and bodies
-    with the pairs of neighbouring tokens added."""
+    with the pairs of neighbouring tokens added; the posts and their tokens (title twice, then
+    the body) for ideas that count something else."""
 
     title: Matrix
     body: Matrix
     with_bigrams: Matrix
+    posts: Sequence[Post]
+    tokens: list[list[str]]
 
 
 def terms(posts: Sequence[Post], drop: frozenset[str] = frozenset()) -> Terms:
@@ -348,7 +374,85 @@ def terms(posts: Sequence[Post], drop: frozenset[str] = frozenset()) -> Terms:
         return out
 
     body = matrix(bodies)
-    return Terms(matrix(titles), body, body + matrix(pairs))
+    every = [title * 2 + words for title, words in zip(titles, bodies, strict=True)]
+    return Terms(matrix(titles), body, body + matrix(pairs), posts, every)
+
+
+def counted(rows: Sequence[Sequence[str]]) -> Matrix:
+    """Token counts, posts x tokens."""
+    vocabulary: dict[str, int] = {}
+    for tokens in rows:
+        for token in tokens:
+            vocabulary.setdefault(token, len(vocabulary))
+    out = np.zeros((len(rows), max(len(vocabulary), 1)))
+    for i, tokens in enumerate(rows):
+        for token, k in Counter(tokens).items():
+            out[i, vocabulary[token]] = k
+    return out
+
+
+def with_latent(counts: Matrix) -> Matrix:
+    """The ranking's text score (log tf, LSA for 20 to 200 posts) over other tokens."""
+    weights = weigh(counts)
+    now = cosines(weights)
+    n = counts.shape[0]
+    low, high = LATENT_POSTS
+    if not low <= n <= high:
+        return now
+    latent = np.clip(lsa(weights, latent_rank(n)), 0.0, None)
+    out: Matrix = (now + LATENT_WEIGHT * (now > 0) * latent) / (1 + LATENT_WEIGHT)
+    return out
+
+
+def prefixes(t: Terms, size: int = 6) -> Matrix:
+    """Latin-script tokens cut to ``size`` letters: a crude stemmer (simulating, simulation)."""
+    return counted([[x[:size] if x.isascii() else x for x in row] for row in t.tokens])
+
+
+_NAME_EDGE = "\"'()[]{}<>,.;:!?*“”‘’«»"
+
+
+def names(t: Terms) -> Matrix:
+    """The body's capitalized words not at a sentence start (names: tools, places, people)."""
+    rows = []
+    for post in t.posts:
+        found, before = [], "."
+        for word in post_words(post):
+            core = word.strip(_NAME_EDGE)
+            if core[:1].isupper() and not before.endswith((".", "!", "?", ":")):
+                found += tokenize(core)
+            before = word
+        rows.append(found)
+    return cosines(weigh(counted(rows)))
+
+
+def near_in_time(t: Terms, scale: float = 5.0) -> Matrix:
+    """``exp(-d / scale)``, d: how many posts apart two posts were published."""
+    posts = t.posts
+    order = sorted(range(len(posts)), key=lambda j: (posts[j].published, posts[j].id))
+    place = np.empty(len(posts))
+    place[order] = np.arange(len(posts))
+    out: Matrix = np.exp(-np.abs(place[:, None] - place[None, :]) / scale)
+    return out
+
+
+def csls(similar: Matrix, k: int = 10) -> Matrix:
+    """Hubness corrected (CSLS): ``2 cos - r_i - r_j``, r the mean of a post's k best cosines."""
+    masked = similar.copy()
+    np.fill_diagonal(masked, -np.inf)
+    r = np.sort(masked, axis=1)[:, -k:].mean(axis=1)
+    out: Matrix = 2 * similar - r[:, None] - r[None, :]
+    return out
+
+
+def keywords(t: Terms, k: int = 25) -> Matrix:
+    """Each post as its ``k`` heaviest tokens (shared by two posts at least): "more like this"."""
+    counts = 2 * t.title + t.body
+    weights = weigh(counts) * ((counts > 0).sum(axis=0) >= 2)
+    top = np.argsort(-weights, axis=1)[:, :k]
+    kept = np.zeros_like(weights)
+    np.put_along_axis(kept, top, np.take_along_axis(weights, top, axis=1), axis=1)
+    return cosines(kept)
 
 
 def weigh(counts: Matrix, *, log_tf: bool = True, every_token: bool = True) -> Matrix:
@@ -461,7 +565,13 @@ IDEAS: tuple[tuple[str, Callable[[Terms], Matrix]], ...] = (
             + LATENT_WEIGHT * np.clip(lsa(w, latent_rank(len(t.body))), 0.0, None)
         ),
     ),
-    ("+ LSA x0.5, 20 to 200 posts (now)", _ranking_text),
+    ("+ LSA x0.5, 20-200 posts (now, text)", _ranking_text),
+    # Issue 12, third pass: what else a blog's text offers (none holds on every archive).
+    ("6-letter prefixes as tokens", lambda t: with_latent(prefixes(t))),
+    ("now + names cosine x0.25", lambda t: _ranking_text(t) + 0.25 * names(t)),
+    ("now x (1 + 0.25 near in time)", lambda t: _ranking_text(t) * (1 + 0.25 * near_in_time(t))),
+    ("now, hubness corrected (CSLS 10)", lambda t: csls(_ranking_text(t))),
+    ("keywords: top 25 tokens", keywords),
 )
 
 
