@@ -21,11 +21,12 @@ from crusader_mail.storage.files.list_format import (
     ListScan,
     check_marker,
     file_head,
+    order_problem,
     row_key,
     scan,
 )
 from crusader_mail.storage.files.list_index import RARE, HintTable, ListState
-from crusader_mail.storage.rows import format_row, parse_line, status_of
+from crusader_mail.storage.rows import format_row, parse_line, split_line, status_of
 from crusader_mail.storage.rules import mailbox_key, merge_variants
 from crusader_mail.util.masking import mask_email
 from crusader_mail.util.statefile import Replacement, atomic_writer
@@ -180,3 +181,56 @@ def _repeated(path: Path, email: str) -> str:
     """Where the very same address is on the list twice."""
     where = [no for no, _line, fields, _status in scan(path, ordered=False) if fields[0] == email]
     return f"{path}, line {where[-1]}: {mask_email(email)} is already on line {where[0]}"
+
+
+def load_in_order(path: Path) -> tuple[list[str], bool]:
+    """The row lines of the list at ``path`` in mailbox-key order, and whether they had to be put in order (a
+    hand-edited file, or a version 1 list: its case variants are merged then)."""
+    lines: list[str] = []
+    previous, in_order = "", True
+    rows = scan(path, ordered=False)
+    for _line_no, line, fields, _status in rows:
+        key = mailbox_key(fields[0])
+        if in_order and key <= previous:
+            in_order = False
+        previous = key
+        lines.append(line)
+    if rows.version is None or (rows.version == 2 and in_order):  # no file, or in order
+        return lines, False
+    if rows.version == 2:
+        _check_unique(path)
+        lines.sort(key=row_key)
+        return lines, True
+    return merge_case_variants(lines, path), True
+
+
+def _check_unique(path: Path) -> None:
+    """A hand-edited version 2 list holds each mailbox once: else the error names the row."""
+    seen: dict[str, tuple[int, str]] = {}
+    for line_no, _line, fields, _status in scan(path, ordered=False):
+        key = mailbox_key(fields[0])
+        if key in seen:
+            first_no, first = seen[key]
+            raise StateError(order_problem(path, line_no, fields[0], first, first_no))
+        seen[key] = (line_no, fields[0])
+
+
+def active_rows(snapshot: Snapshot) -> Iterator[tuple[str, str]]:
+    """(address, name) of every active reader of a checked file, in order: read in 64 KiB
+    blocks and its rows split, not checked again (no reader built)."""
+    active = Status.ACTIVE.value
+    marked = f",{active},"
+    position, rest = snapshot.start, b""
+    while True:
+        chunk = os.pread(snapshot.fd, 1 << 16, position)
+        position += len(chunk)
+        block = rest + chunk
+        cut = block.rfind(b"\n") + 1 if chunk else len(block)  # whole lines
+        rest = block[cut:]
+        for line in block[:cut].decode("utf-8").split("\n"):
+            if marked in line:
+                fields = split_line(line.rstrip("\r")) if '"' in line else line.split(",", 3)
+                if fields[2] == active:
+                    yield fields[0], fields[1]
+        if not chunk:
+            return

@@ -44,7 +44,6 @@ only in case (:func:`~crusader_mail.storage.rules.merge_variants`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
@@ -52,7 +51,6 @@ from itertools import islice
 from pathlib import Path
 
 from crusader_mail.clock import Clock
-from crusader_mail.errors import StateError
 from crusader_mail.models import ConsentEvent, Preferences, Source, Status, Subscriber
 from crusader_mail.storage.contract import AddReport, BulkReport, HintOf, RosterChanges, RowChange
 from crusader_mail.storage.files.bulk import BulkWriter
@@ -66,9 +64,7 @@ from crusader_mail.storage.files.list_file import (
     write_spliced,
 )
 from crusader_mail.storage.files.list_format import (
-    order_problem,
     row_email,
-    row_key,
     scan,
 )
 from crusader_mail.storage.files.list_index import (
@@ -84,8 +80,9 @@ from crusader_mail.storage.files.list_index import (
 from crusader_mail.storage.files.list_rows import (
     SPLICE_LIMIT,
     Rewriter,
+    active_rows,
     hash_rows,
-    merge_case_variants,
+    load_in_order,
     raw_fd,
     rows_of,
 )
@@ -98,7 +95,6 @@ from crusader_mail.storage.rows import (
     build,
     format_row,
     parse_line,
-    split_line,
     status_of,
 )
 from crusader_mail.storage.rules import (
@@ -180,25 +176,8 @@ class SubscriberList:
             return
         with snapshot:
             if self.known(snapshot) is not None:
-                active = Status.ACTIVE.value
-                marked = f",{active},"
-                position, rest = snapshot.start, b""
-                while True:
-                    chunk = os.pread(snapshot.fd, 1 << 16, position)
-                    position += len(chunk)
-                    block = rest + chunk
-                    cut = block.rfind(b"\n") + 1 if chunk else len(block)  # whole lines
-                    rest = block[cut:]
-                    for line in block[:cut].decode("utf-8").split("\n"):
-                        if marked in line:
-                            if '"' in line:
-                                fields = split_line(line.rstrip("\r"))
-                            else:
-                                fields = line.split(",", 3)
-                            if fields[2] == active:
-                                yield fields[0], fields[1]
-                    if not chunk:
-                        return
+                yield from active_rows(snapshot)
+                return
         for reader in self.iter(Status.ACTIVE):
             yield reader.email, reader.name
 
@@ -343,7 +322,7 @@ class SubscriberList:
             if snapshot is not None and state is not None:
                 rows = FileRows(self, snapshot, state)
             else:
-                lines, tidied = self._load()
+                lines, tidied = load_in_order(self.path)
                 rows = LoadedRows(lines)
             roster = ListChanges(rows, self.clock, tidied=tidied, preferences=self.prefs.load)
             try:
@@ -517,36 +496,6 @@ class SubscriberList:
         """Sort a hand-edited file; ``True`` if it was out of order."""
         with self.edit() as roster:
             return roster.changed
-
-    def _load(self) -> tuple[list[str], bool]:
-        """The row lines in mailbox-key order, and whether they had to be put in order (a
-        hand-edited file, or a version 1 list: its case variants are merged then)."""
-        lines: list[str] = []
-        previous, in_order = "", True
-        rows = scan(self.path, ordered=False)
-        for _line_no, line, fields, _status in rows:
-            key = mailbox_key(fields[0])
-            if in_order and key <= previous:
-                in_order = False
-            previous = key
-            lines.append(line)
-        if rows.version is None or (rows.version == 2 and in_order):  # no file, or in order
-            return lines, False
-        if rows.version == 2:
-            self._check_unique()
-            lines.sort(key=row_key)
-            return lines, True
-        return merge_case_variants(lines, self.path), True
-
-    def _check_unique(self) -> None:
-        """A hand-edited version 2 list holds each mailbox once: else the error names the row."""
-        seen: dict[str, tuple[int, str]] = {}
-        for line_no, _line, fields, _status in scan(self.path, ordered=False):
-            key = mailbox_key(fields[0])
-            if key in seen:
-                first_no, first = seen[key]
-                raise StateError(order_problem(self.path, line_no, fields[0], first, first_no))
-            seen[key] = (line_no, fields[0])
 
 
 class FileRows:
