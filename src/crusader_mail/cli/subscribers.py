@@ -22,13 +22,14 @@ from rich.text import Text
 from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.output import JSON_OPTION, console, emit
 from crusader_mail.cli.replies import send_waiting, with_replies
-from crusader_mail.cli.transfer import export, import_, readers_json
+from crusader_mail.cli.transfer import export, import_
 from crusader_mail.errors import SubscriberError
 from crusader_mail.models import Source, Status
 from crusader_mail.storage.contract import Roster
 from crusader_mail.storage.rows import (
     format_time,
 )
+from crusader_mail.subscriptions.export import readers_json
 from crusader_mail.subscriptions.forgetting import other_traces
 from crusader_mail.util.masking import mask_email
 

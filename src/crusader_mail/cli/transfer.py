@@ -12,7 +12,6 @@ every row of such a file, then loads it into the configured store unchanged. ``e
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import click
@@ -21,16 +20,10 @@ from crusader_mail.cli.context import AppContext
 from crusader_mail.cli.output import JSON_OPTION, emit
 from crusader_mail.cli.replies import send_waiting, with_replies
 from crusader_mail.errors import ImportRejected
-from crusader_mail.models import Status, Subscriber
-from crusader_mail.storage.rows import (
-    EVENT_HEADER,
-    HEADER,
-    PREFERENCES_HEADER,
-    format_event,
-    format_preferences,
-    format_time,
-)
-from crusader_mail.subscriptions.imports import LeftReport, import_readers, read_import, record_left
+from crusader_mail.models import Status
+from crusader_mail.subscriptions.export import Export, export_json, export_rows, write_export
+from crusader_mail.subscriptions.import_report import ImportDone
+from crusader_mail.subscriptions.imports import import_readers, read_import, record_left
 from crusader_mail.subscriptions.restore import (
     check_history,
     check_preferences,
@@ -41,28 +34,6 @@ from crusader_mail.subscriptions.restore import (
     preference_rows,
     restore_rows,
 )
-from crusader_mail.util.statefile import atomic_writer
-
-
-def _as_json(sub: Subscriber) -> dict[str, str | None]:
-    return {
-        "email": sub.email,
-        "name": sub.name,
-        "status": sub.status.value,
-        "subscribed_at": format_time(sub.subscribed_at) or None,
-        "subscribed_via": sub.subscribed_via.value if sub.subscribed_via else None,
-        "confirmed_at": format_time(sub.confirmed_at) or None,
-        "confirmed_via": sub.confirmed_via.value if sub.confirmed_via else None,
-        "left_at": format_time(sub.left_at) or None,
-        "left_via": sub.left_via.value if sub.left_via else None,
-        "ref": sub.ref,
-        "updated_at": format_time(sub.updated_at) or None,
-    }
-
-
-def readers_json(readers: Iterable[Subscriber]) -> dict[str, object]:
-    rows = [_as_json(sub) for sub in readers]
-    return {"count": len(rows), "subscribers": rows}
 
 
 @click.command("import")
@@ -135,71 +106,13 @@ def import_(
         roster = app.store().roster
         report = import_readers(roster, parsed.joining(), status=Status(status), ref=file.name)
         left = record_left(roster, parsed.leaving(), ref=file.name)
+    done = ImportDone(file.name, Status(status), parsed, report, left)
     if as_json:
-        done: dict[str, object] = {
-            "file": file.name,
-            "columns": parsed.columns.as_json() if parsed.columns else None,
-            "status": status,
-            "added": report.added,
-            "left": left.as_json(),
-            "skipped": parsed.skipped,
-            "bad": parsed.bad,
-            "duplicates": parsed.duplicates,
-            "case_merged": parsed.case_merged,
-            "unchanged": report.unchanged,
-            "kept_away": report.kept_away,
-            "names_filled": report.names_filled,
-        }
-        emit(with_replies(done, send_waiting(app, as_json=True)))
+        emit(with_replies(done.as_json(), send_waiting(app, as_json=True)))
         return
-    for problem in parsed.bad:
-        click.echo(f"skipped {problem}")
-    click.echo(f"added {report.added} reader{'s' if report.added != 1 else ''} ({status})")
-    _say_left(left)
-    if parsed.skipped:
-        count = sum(parsed.skipped.values())
-        why = ", ".join(f"{reason} ({n})" for reason, n in sorted(parsed.skipped.items()))
-        click.echo(
-            f"skipped {count} row{'s' if count != 1 else ''}, neither subscribed nor left: {why}"
-        )
-    if parsed.duplicates:
-        click.echo(f"merged {parsed.duplicates} repeated row(s) of the same address")
-    if parsed.case_merged:
-        rows = "row that differs" if parsed.case_merged == 1 else "rows that differ"
-        click.echo(f"merged {parsed.case_merged} {rows} only in case")
-    if report.unchanged:
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(report.unchanged.items()))
-        click.echo(f"already on the list, status unchanged: {counts}")
-    if report.kept_away:
-        click.echo(
-            f"{report.kept_away} of them had left (unsubscribed, bounced or complained) and "
-            "were not re-activated"
-        )
-    if report.names_filled:
-        click.echo(f"filled in {report.names_filled} missing name(s)")
-    if parsed.bad:
-        click.echo(f"skipped {len(parsed.bad)} bad row(s)")
+    for line in done.lines():
+        click.echo(line)
     send_waiting(app)
-
-
-def _counted(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-
-
-def _say_left(left: LeftReport) -> None:
-    if left.recorded:
-        total = sum(left.recorded.values())
-        click.echo(
-            f"recorded {total} reader{'s' if total != 1 else ''} who left "
-            f"({_counted(left.recorded)}), without their names: never sent an issue, never "
-            "brought back by an import"
-        )
-    if left.now_left:
-        total = sum(left.now_left.values())
-        verb = "reader on the list is" if total == 1 else "readers on the list are"
-        click.echo(f"{total} {verb} marked as left in the file: now {_counted(left.now_left)}")
-    if left.already_left:
-        click.echo(f"{left.already_left} marked as left had already left here: unchanged")
 
 
 def _restore(app: AppContext, file: Path, as_json: bool) -> None:
@@ -260,40 +173,21 @@ def export(
     a pause), by mailbox. `subscribers import --restore` loads each into any store."""
     if history and preferences:
         raise click.UsageError("--history and --preferences are two exports: one at a time")
+    what = Export.HISTORY if history else Export.PREFERENCES if preferences else Export.READERS
     roster = app.store().roster
-    chosen = sorted(roster.preferences().items()) if preferences else []
     if as_json and out is None:
-        if history:
-            events = [event.model_dump(mode="json") for event in roster.history()]
-            emit({"count": len(events), "events": events})
-        elif preferences:
-            rows = [{"mailbox": key, **prefs.model_dump(mode="json")} for key, prefs in chosen]
-            emit({"count": len(rows), "preferences": rows})
-        else:
-            emit(readers_json(roster.iter()))
+        emit(export_json(roster, what))
         return
-    lines: Iterator[str]
-    if history:
-        header, lines, what = EVENT_HEADER, map(format_event, roster.history()), "event"
-    elif preferences:
-        header, what = PREFERENCES_HEADER, "preference"  # one row: a reader's preferences
-        lines = (format_preferences(key, prefs) for key, prefs in chosen)
-    else:
-        header, lines, what = HEADER, roster.lines(), "reader"
+    header, rows = export_rows(roster, what)
     if out is not None:
-        count = 0
-        with atomic_writer(out) as replacement:
-            replacement.text.write(header + "\n")
-            for line in lines:
-                replacement.text.write(line + "\n")
-                count += 1
+        count = write_export(out, header, rows)
         if as_json:
-            emit({"exported": count, "what": f"{what}s", "out": str(out)})
+            emit({"exported": count, "what": f"{what.value}s", "out": str(out)})
             return
-        click.echo(f"exported {count} {what}{'s' if count != 1 else ''} to {out}")
+        click.echo(f"exported {count} {what.value}{'s' if count != 1 else ''} to {out}")
         return
     chunk = [header]
-    for line in lines:
+    for line in rows:
         chunk.append(line)
         if len(chunk) >= 1000:
             click.echo("\n".join(chunk))

@@ -5,7 +5,7 @@ Readers are told apart by mailbox key (:func:`~crusader_mail.storage.rules.mailb
 spelling of an address finds its reader, whose address stays as first given. The rows as
 stored are behind :class:`Rows`: a list of lines in memory (:class:`LoadedRows`, for a list
 that must be put in order first, and for the merge driver), or the checked file itself, read
-by binary search (``FileRows`` in :mod:`.subscribers`): a change touches only the rows it
+by binary search (``FileRows`` in :mod:`.list_rows`): a change touches only the rows it
 reads. A changed reader is kept as its new row line until the save (about 170 bytes, whatever
 the number of changes), a forgotten one as ``None``. Each change that changed a reader is kept
 as a :class:`ConsentEvent` in ``events`` for the consent log, written after the list

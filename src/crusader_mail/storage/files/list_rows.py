@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import tempfile
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -234,3 +234,32 @@ def active_rows(snapshot: Snapshot) -> Iterator[tuple[str, str]]:
                     yield fields[0], fields[1]
         if not chunk:
             return
+
+
+class FileRows:
+    """The rows of a checked, sorted list file, read where they are (:class:`~.changes.Rows`);
+    ``table(snapshot, hint_of)`` gives its hint table for token look-ups."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        state: ListState,
+        table: Callable[[Snapshot, HintOf], HintTable],
+    ) -> None:
+        self._snapshot = snapshot
+        self._state = state
+        self._table = table
+
+    def line(self, key: str) -> str | None:
+        return self._snapshot.locate(key).line
+
+    def lines(self) -> Iterator[str]:
+        return rows_of(self._snapshot)
+
+    def __len__(self) -> int:
+        return self._state.total
+
+    def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:
+        if not hint:
+            return []
+        return self._table(self._snapshot, hint_of).find(hint, self._snapshot, hint_of)

@@ -15,7 +15,7 @@ edit) is scanned again.
   (:meth:`.list_file.Snapshot.locate`); :meth:`~SubscriberList.iter` streams the rows (or, for
   a rare status, reads just its rows); :meth:`~SubscriberList.candidates` reads the hint table.
 - :meth:`SubscriberList.edit` locks the list and gives
-  :class:`~crusader_mail.storage.files.changes.ListChanges` over the file itself (``FileRows``:
+  :class:`~crusader_mail.storage.files.changes.ListChanges` over the file itself (:class:`~.list_rows.FileRows`:
   rows found by binary search, only the changed ones held). The save writes a whole new file
   atomically (temporary file, fsync, rename, under the lock): the old bytes are copied around
   the changed rows (:func:`.list_file.write_spliced`), so a change costs one copy of the file
@@ -79,6 +79,7 @@ from crusader_mail.storage.files.list_index import (
 )
 from crusader_mail.storage.files.list_rows import (
     SPLICE_LIMIT,
+    FileRows,
     Rewriter,
     active_rows,
     hash_rows,
@@ -320,7 +321,7 @@ class SubscriberList:
             rows: Rows
             tidied = False
             if snapshot is not None and state is not None:
-                rows = FileRows(self, snapshot, state)
+                rows = FileRows(snapshot, state, self._table)
             else:
                 lines, tidied = load_in_order(self.path)
                 rows = LoadedRows(lines)
@@ -496,26 +497,3 @@ class SubscriberList:
         """Sort a hand-edited file; ``True`` if it was out of order."""
         with self.edit() as roster:
             return roster.changed
-
-
-class FileRows:
-    """The rows of a checked, sorted list file, read where they are (:class:`Rows`)."""
-
-    def __init__(self, owner: SubscriberList, snapshot: Snapshot, state: ListState) -> None:
-        self._owner = owner
-        self._snapshot = snapshot
-        self._state = state
-
-    def line(self, key: str) -> str | None:
-        return self._snapshot.locate(key).line
-
-    def lines(self) -> Iterator[str]:
-        return rows_of(self._snapshot)
-
-    def __len__(self) -> int:
-        return self._state.total
-
-    def candidates(self, hint: bytes, hint_of: HintOf) -> list[str]:
-        if not hint:
-            return []
-        return self._owner._table(self._snapshot, hint_of).find(hint, self._snapshot, hint_of)
